@@ -1,0 +1,119 @@
+//! `gatehouse`: run, govern and observe Model Context Protocol servers.
+//!
+//! The binary only wires the library crates together: parse arguments, load the config, start
+//! the gateway, handle signals.
+
+mod demo;
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Gatehouse — one binary that runs, governs and observes the MCP servers your AI agents call.
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the gateway. Without --config, serves a built-in demo MCP server at /mcp (offline).
+    Up {
+        /// Configuration file (YAML). Watched: edits apply without a restart; invalid edits are
+        /// rejected and the running configuration keeps serving.
+        #[arg(long, short, env = "GATEHOUSE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Where Gatehouse keeps its state (keys, later the database and audit journal).
+        #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = ".gatehouse")]
+        data_dir: PathBuf,
+        /// Address to listen on (overrides `gateway.listen` in the config). Port 0 picks a free port.
+        #[arg(long, env = "GATEHOUSE_LISTEN")]
+        listen: Option<String>,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Human, env = "GATEHOUSE_LOG_FORMAT")]
+        log_format: LogFormat,
+        /// Log filter, e.g. `info` or `gatehouse_gateway=debug` (RUST_LOG also works).
+        #[arg(long, default_value = "info", env = "GATEHOUSE_LOG")]
+        log: String,
+    },
+    /// Check a configuration file and print every problem with file, line, column and field.
+    Validate {
+        /// Configuration file (YAML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print the JSON Schema of the configuration file (for editors and CI checks).
+    Schema,
+    /// Run the built-in demo MCP server on stdin/stdout (what `gatehouse up` runs by default).
+    DemoServer,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Up { config, data_dir, listen, log_format, log } => {
+            init_logging(log_format, &log);
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+            match runtime.block_on(up::run(up::UpArgs { config, data_dir, listen })) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Validate { config } => match gatehouse_config::load_file(&config) {
+            Ok(c) => {
+                println!(
+                    "{}: valid ({} server(s), {} virtual server(s))",
+                    config.display(),
+                    c.servers.len(),
+                    c.virtual_servers.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                eprintln!("{}: {} problem(s)", config.display(), errors.len());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&gatehouse_config::json_schema()).expect("schema serialises"));
+            ExitCode::SUCCESS
+        }
+        Command::DemoServer => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+            match runtime.block_on(demo::run()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("demo-server: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, filter: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

@@ -1,0 +1,115 @@
+//! `gatehouse up`: load the config (or the built-in demo), start the gateway, drain on signals.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use gatehouse_config::Config;
+use gatehouse_gateway::Gateway;
+use gatehouse_gateway::seal::Keyring;
+
+/// Arguments of `gatehouse up`.
+pub struct UpArgs {
+    pub config: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    pub listen: Option<String>,
+}
+
+fn demo_config() -> anyhow::Result<Config> {
+    let exe = std::env::current_exe().context("cannot locate the gatehouse binary for the demo server")?;
+    let exe = serde_json::to_string(&exe.display().to_string())?;
+    let yaml = format!(
+        "servers:\n  - name: demo\n    command: {exe}\n    args: [demo-server]\nvirtual_servers:\n  - name: demo\n    path: /mcp\n    include:\n      - server: demo\n"
+    );
+    gatehouse_config::load_str(&yaml, Path::new("<built-in demo>"), &|_| None).map_err(|e| anyhow::anyhow!("built-in demo config: {e}"))
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    let data_dir = args.data_dir.canonicalize().unwrap_or(args.data_dir.clone());
+    let config = match &args.config {
+        Some(path) => gatehouse_config::load_file(path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?,
+        None => demo_config()?,
+    };
+    let listen = args.listen.clone().unwrap_or_else(|| config.gateway.listen.clone());
+    let listen: SocketAddr = listen.parse().with_context(|| format!("--listen {listen:?} is not an IP:port address"))?;
+    let grace = config.gateway.shutdown_grace.get();
+    let keys = Keyring::load_or_create(&data_dir)?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let bound = listener.local_addr()?;
+    let gw = Gateway::new(config, keys, bound)?;
+    if let Some(path) = &args.config {
+        let loader: Arc<gatehouse_gateway::reload::Loader> =
+            Arc::new(|p: &Path| gatehouse_config::load_file(p).map_err(|e| e.to_string()));
+        gatehouse_gateway::reload::watch(&gw, path.clone(), Duration::from_secs(1), loader);
+    }
+    print_banner(&gw, bound, &data_dir, args.config.as_deref());
+    if !bound.ip().is_loopback() {
+        tracing::warn!(%bound, "listening on a non-loopback address without authentication: anyone who can reach it can call every tool");
+    }
+
+    let app = gw.router();
+    let drain_gw = gw.clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    wait_for_signal().await;
+    tracing::info!(?grace, "shutting down: draining in-flight calls");
+    drain_gw.start_draining();
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(grace, server).await {
+        Ok(Ok(Ok(()))) => tracing::info!("all connections closed"),
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error during shutdown"),
+        Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
+        Err(_) => tracing::warn!(?grace, "drain deadline passed; closing remaining connections"),
+    }
+    gw.shutdown_backends().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn print_banner(gw: &Gateway, bound: SocketAddr, data_dir: &Path, config: Option<&Path>) {
+    let snap = gw.snapshot();
+    println!("Gatehouse {} listening on http://{bound}", env!("CARGO_PKG_VERSION"));
+    match config {
+        Some(c) => println!("  config:    {} (watched for changes)", c.display()),
+        None => println!("  config:    built-in demo (servers: demo — tools echo, add)"),
+    }
+    println!("  data dir:  {}", data_dir.display());
+    let mut paths: Vec<_> = snap.virtual_servers.values().collect();
+    paths.sort_by(|a, b| a.path.cmp(&b.path));
+    for vs in paths {
+        let members: Vec<_> = vs.members.iter().map(|m| m.server.config.name.as_str()).collect();
+        println!("  endpoint:  http://{bound}{}  (virtual server {:?}: {})", vs.path, vs.name, members.join(", "));
+    }
+    println!("  health:    http://{bound}/healthz  http://{bound}/readyz");
+    println!("Press Ctrl-C to stop.");
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+

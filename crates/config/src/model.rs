@@ -1,0 +1,358 @@
+//! The typed configuration model.
+//!
+//! Every struct denies unknown fields so that typos are errors rather than
+//! silently ignored settings. Servers are one flat struct (not an enum with
+//! `#[serde(flatten)]`, which would disable `deny_unknown_fields`); the
+//! remote/stdio split is enforced by validation and exposed via
+//! [`ServerConfig::kind`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::duration::DurationSpec;
+
+/// Pattern for server and virtual server names.
+pub const NAME_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
+
+/// The complete Gatehouse configuration file.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Configuration format version; only `1` exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// Settings of the gateway's own HTTP listener.
+    #[serde(default)]
+    pub gateway: GatewayConfig,
+    /// Upstream MCP servers the gateway can connect to.
+    #[serde(default)]
+    pub servers: Vec<ServerConfig>,
+    /// MCP endpoints exposed by the gateway, each combining tools from one
+    /// or more upstream servers.
+    #[serde(default)]
+    pub virtual_servers: Vec<VirtualServerConfig>,
+}
+
+impl Config {
+    /// The upstream server called `name`.
+    pub fn server(&self, name: &str) -> Option<&ServerConfig> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+
+    /// The virtual server called `name`.
+    pub fn virtual_server(&self, name: &str) -> Option<&VirtualServerConfig> {
+        self.virtual_servers.iter().find(|v| v.name == name)
+    }
+
+    /// The timeout for one call to `server`: its own `timeout`, else
+    /// `gateway.request_timeout`.
+    pub fn call_timeout(&self, server: &ServerConfig) -> Duration {
+        server.timeout.unwrap_or(self.gateway.request_timeout).get()
+    }
+}
+
+/// Settings of the gateway's own HTTP listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Socket address to listen on, e.g. `127.0.0.1:8080` (the CLI's
+    /// `--listen` overrides it).
+    pub listen: String,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: u64,
+    /// Default per-call timeout for upstream requests.
+    pub request_timeout: DurationSpec,
+    /// How long to let in-flight requests drain on shutdown.
+    pub shutdown_grace: DurationSpec,
+    /// Extra browser origins allowed to call the gateway (exact match, e.g.
+    /// `https://app.example.com`). Loopback origins are always allowed for
+    /// loopback listeners.
+    pub allowed_origins: Vec<String>,
+    /// How long a sealed session id stays valid.
+    pub session_ttl: DurationSpec,
+}
+
+impl GatewayConfig {
+    /// Default listen address.
+    pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8080";
+    /// Default request body limit (4 MiB).
+    pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
+
+    /// `listen` parsed as a socket address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, std::net::AddrParseError> {
+        self.listen.parse()
+    }
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: Self::DEFAULT_LISTEN.to_string(),
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            request_timeout: DurationSpec::from_secs(60),
+            shutdown_grace: DurationSpec::from_secs(10),
+            allowed_origins: Vec::new(),
+            session_ttl: DurationSpec::from_secs(24 * 60 * 60),
+        }
+    }
+}
+
+/// One upstream MCP server: remote (`url`) or a local process (`command`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Unique name, 1-64 characters of `A-Z a-z 0-9 _ -`.
+    #[schemars(pattern(NAME_PATTERN))]
+    pub name: String,
+    /// Remote server endpoint (http or https). Exactly one of `url` and
+    /// `command` must be set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Remote only: HTTP transport (default `streamable_http`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<Transport>,
+    /// MCP protocol version to speak upstream (default `auto`: negotiate).
+    #[serde(default, skip_serializing_if = "ProtocolSetting::is_auto")]
+    pub protocol: ProtocolSetting,
+    /// Remote only: static headers sent with every upstream request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Remote only: TLS settings (paths relative to the config file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// Per-call timeout for this server (overrides
+    /// `gateway.request_timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<DurationSpec>,
+    /// Local process to start and talk to over stdio. Exactly one of `url`
+    /// and `command` must be set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Stdio only: arguments of `command`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    /// Stdio only: extra environment variables for the process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<BTreeMap<String, String>>,
+    /// Stdio only: working directory (relative to the config file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<PathBuf>,
+    /// Stdio only: stop the process after it has been idle this long
+    /// (default 10m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<DurationSpec>,
+}
+
+static EMPTY_MAP: BTreeMap<String, String> = BTreeMap::new();
+
+impl ServerConfig {
+    /// Default for [`ServerConfig::idle_timeout`].
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+    /// The server's connection details. A validated config has exactly one
+    /// of `url` and `command`; `url` wins if both are somehow set.
+    pub fn kind(&self) -> ServerKind<'_> {
+        match &self.url {
+            Some(url) => ServerKind::Remote {
+                url,
+                transport: self.transport.unwrap_or_default(),
+                headers: self.headers.as_ref().unwrap_or(&EMPTY_MAP),
+                tls: self.tls.as_ref(),
+            },
+            None => ServerKind::Stdio {
+                command: self.command.as_deref().unwrap_or_default(),
+                args: self.args.as_deref().unwrap_or_default(),
+                env: self.env.as_ref().unwrap_or(&EMPTY_MAP),
+                cwd: self.cwd.as_deref(),
+            },
+        }
+    }
+
+    /// How long a stdio process may stay idle before it is stopped.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+            .map_or(Self::DEFAULT_IDLE_TIMEOUT, DurationSpec::get)
+    }
+}
+
+/// Borrowed view of how to reach a server.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ServerKind<'a> {
+    /// An MCP server reached over HTTP.
+    Remote {
+        /// Endpoint URL.
+        url: &'a str,
+        /// HTTP transport flavour.
+        transport: Transport,
+        /// Static headers sent upstream.
+        headers: &'a BTreeMap<String, String>,
+        /// TLS settings, if any.
+        tls: Option<&'a TlsConfig>,
+    },
+    /// A local child process spoken to over stdio.
+    Stdio {
+        /// Program to run.
+        command: &'a str,
+        /// Its arguments.
+        args: &'a [String],
+        /// Extra environment variables.
+        env: &'a BTreeMap<String, String>,
+        /// Working directory (absolute after loading), if set.
+        cwd: Option<&'a Path>,
+    },
+}
+
+/// HTTP transport used to reach a remote server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// Streamable HTTP (protocol 2025-03-26 and later).
+    #[default]
+    StreamableHttp,
+    /// Legacy HTTP+SSE transport (protocol 2024-11-05).
+    Sse,
+}
+
+/// TLS settings for a remote server. Paths are relative to the config
+/// file's folder and made absolute on load.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with extra CA certificates to trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate (requires `key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of the client certificate (requires `cert`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+}
+
+/// Which MCP protocol version to use with an upstream server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+pub enum ProtocolSetting {
+    /// Negotiate the newest version both sides support.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    /// Protocol revision 2026-07-28.
+    #[serde(rename = "2026-07-28")]
+    V2026_07_28,
+    /// Protocol revision 2025-11-25.
+    #[serde(rename = "2025-11-25")]
+    V2025_11_25,
+    /// Protocol revision 2025-06-18.
+    #[serde(rename = "2025-06-18")]
+    V2025_06_18,
+    /// Protocol revision 2025-03-26.
+    #[serde(rename = "2025-03-26")]
+    V2025_03_26,
+    /// Protocol revision 2024-11-05 (HTTP+SSE era).
+    #[serde(rename = "2024-11-05")]
+    V2024_11_05,
+}
+
+impl ProtocolSetting {
+    /// Every setting, newest pinned version first after `Auto`.
+    pub const ALL: [ProtocolSetting; 6] = [
+        ProtocolSetting::Auto,
+        ProtocolSetting::V2026_07_28,
+        ProtocolSetting::V2025_11_25,
+        ProtocolSetting::V2025_06_18,
+        ProtocolSetting::V2025_03_26,
+        ProtocolSetting::V2024_11_05,
+    ];
+
+    /// The string used in configuration files (`"auto"` or a date).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ProtocolSetting::Auto => "auto",
+            ProtocolSetting::V2026_07_28 => "2026-07-28",
+            ProtocolSetting::V2025_11_25 => "2025-11-25",
+            ProtocolSetting::V2025_06_18 => "2025-06-18",
+            ProtocolSetting::V2025_03_26 => "2025-03-26",
+            ProtocolSetting::V2024_11_05 => "2024-11-05",
+        }
+    }
+
+    /// True for [`ProtocolSetting::Auto`].
+    pub fn is_auto(&self) -> bool {
+        *self == ProtocolSetting::Auto
+    }
+}
+
+impl std::fmt::Display for ProtocolSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An MCP endpoint exposed by the gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualServerConfig {
+    /// Unique name, 1-64 characters of `A-Z a-z 0-9 _ -`.
+    #[schemars(pattern(NAME_PATTERN))]
+    pub name: String,
+    /// Unique HTTP path, e.g. `/mcp`: starts with `/`, no trailing slash,
+    /// not `/healthz`, `/readyz` or under `/.well-known`.
+    pub path: String,
+    /// When true, a member that is down fails list requests instead of
+    /// just having its items missing.
+    #[serde(default)]
+    pub fail_closed: bool,
+    /// The upstream servers whose tools this endpoint exposes.
+    pub include: Vec<MemberConfig>,
+}
+
+/// One upstream server included in a virtual server, with tool filtering
+/// and renaming.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    /// Name of a server from `servers`.
+    pub server: String,
+    /// Allow-list of tools, by the server's own names; absent = all tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+    /// Prefix added to every exposed tool name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// New names for tools, keyed by the server's own names (the prefix is
+    /// added to the new name too).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rename: BTreeMap<String, String>,
+    /// Replacement descriptions for tools, keyed by the server's own names.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub describe: BTreeMap<String, String>,
+}
+
+impl MemberConfig {
+    /// Whether the allow-list (if any) lets `original` through.
+    pub fn allows(&self, original: &str) -> bool {
+        self.tools
+            .as_ref()
+            .is_none_or(|tools| tools.iter().any(|t| t == original))
+    }
+
+    /// The name under which the server's tool `original` is exposed, or
+    /// `None` when the allow-list hides it.
+    pub fn exposed_name(&self, original: &str) -> Option<String> {
+        if !self.allows(original) {
+            return None;
+        }
+        let base = self.rename.get(original).map_or(original, String::as_str);
+        Some(format!("{}{base}", self.prefix.as_deref().unwrap_or("")))
+    }
+
+    /// The configured description for the server's tool `original`.
+    pub fn description_override(&self, original: &str) -> Option<&str> {
+        self.describe.get(original).map(String::as_str)
+    }
+}

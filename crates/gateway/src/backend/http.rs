@@ -1,0 +1,445 @@
+//! Remote MCP servers over Streamable HTTP, in whichever era they speak.
+//!
+//! Stateless (2026-07-28) servers get one POST per request with the per-request `_meta` and the
+//! `Mcp-Method`/`Mcp-Name` headers. Handshake-era servers get an upstream session: the client's
+//! own (opened when the client initialized, carried in the sealed gateway session id) or, for
+//! stateless clients, one shared session the gateway owns and re-opens when it expires.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use gatehouse_config::{ProtocolSetting, ServerConfig, ServerKind};
+use gatehouse_wire::{Era, Id, Message, MessageKind, ProtocolVersion, headers as h, sse};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::adapt;
+use super::{BackendError, BackendInfo, CallEvent, ClientContext, handshake_version};
+use crate::notify::ChangeHub;
+
+/// A remote Streamable HTTP server.
+#[derive(Debug)]
+pub struct HttpBackend {
+    name: String,
+    url: reqwest::Url,
+    client: reqwest::Client,
+    timeout: Duration,
+    setting: ProtocolSetting,
+    hub: Arc<ChangeHub>,
+    info: Mutex<Option<BackendInfo>>,
+    shared_session: Mutex<Option<String>>,
+    next_id: AtomicI64,
+}
+
+/// What one POST produced.
+enum Posted {
+    Accepted,
+    Reply(Message, Option<String>),
+}
+
+impl HttpBackend {
+    /// A backend for a `url:` server entry: builds the pooled client (TLS, mTLS, static headers).
+    pub fn new(config: &ServerConfig, timeout: Duration, hub: Arc<ChangeHub>) -> Result<Self, BackendError> {
+        let unavailable = |reason: String| BackendError::Unavailable { server: config.name.clone(), reason };
+        let ServerKind::Remote { url, headers, tls, .. } = config.kind() else {
+            return Err(unavailable("not a remote server".into()));
+        };
+        let url = reqwest::Url::parse(url).map_err(|e| unavailable(format!("invalid url: {e}")))?;
+        let mut default_headers = HeaderMap::new();
+        for (k, v) in headers {
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| unavailable(format!("header {k:?}: {e}")))?;
+            let value = HeaderValue::from_str(v).map_err(|e| unavailable(format!("header {k:?}: {e}")))?;
+            default_headers.insert(name, value);
+        }
+        let mut builder = reqwest::Client::builder()
+            .default_headers(default_headers)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(10));
+        if let Some(tls) = tls {
+            if let Some(ca) = &tls.ca {
+                let pem = std::fs::read(ca).map_err(|e| unavailable(format!("tls.ca {}: {e}", ca.display())))?;
+                for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| unavailable(format!("tls.ca: {e}")))? {
+                    builder = builder.add_root_certificate(cert);
+                }
+            }
+            if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+                let mut pem = std::fs::read(cert).map_err(|e| unavailable(format!("tls.cert {}: {e}", cert.display())))?;
+                pem.extend(std::fs::read(key).map_err(|e| unavailable(format!("tls.key {}: {e}", key.display())))?);
+                let id = reqwest::Identity::from_pem(&pem).map_err(|e| unavailable(format!("tls client identity: {e}")))?;
+                builder = builder.identity(id);
+            }
+        }
+        let client = builder.build().map_err(|e| unavailable(format!("http client: {e}")))?;
+        Ok(HttpBackend {
+            name: config.name.clone(),
+            url,
+            client,
+            timeout,
+            setting: config.protocol,
+            hub,
+            info: Mutex::new(None),
+            shared_session: Mutex::new(None),
+            next_id: AtomicI64::new(1),
+        })
+    }
+
+    /// Server name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Per-call timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn unavailable(&self, reason: impl Into<String>) -> BackendError {
+        BackendError::Unavailable { server: self.name.clone(), reason: reason.into() }
+    }
+
+    /// Probes the era (once) and reports what the server said about itself.
+    pub async fn info(&self) -> Result<BackendInfo, BackendError> {
+        let mut guard = self.info.lock().await;
+        if let Some(i) = &*guard {
+            return Ok(i.clone());
+        }
+        let info = self.probe().await?;
+        *guard = Some(info.clone());
+        Ok(info)
+    }
+
+    async fn probe(&self) -> Result<BackendInfo, BackendError> {
+        if matches!(self.setting, ProtocolSetting::Auto | ProtocolSetting::V2026_07_28) {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let msg = Message::request(Id::Number(id), "server/discover", Some(adapt::discover_params()));
+            match self.post(&msg, None, ProtocolVersion::V2026_07_28, None).await {
+                Ok(Posted::Reply(m, _)) if m.result.is_some() => {
+                    let v = m.result_value().unwrap_or(Value::Null);
+                    return Ok(info_from(ProtocolVersion::V2026_07_28, &v));
+                }
+                Err(e @ BackendError::Unavailable { .. }) => return Err(e),
+                _ if self.setting == ProtocolSetting::V2026_07_28 => {
+                    return Err(self.unavailable("server rejected server/discover but protocol is 2026-07-28"));
+                }
+                _ => {}
+            }
+        }
+        let (info, session) = self.initialize(&ClientContext::default()).await?;
+        *self.shared_session.lock().await = session;
+        Ok(info)
+    }
+
+    async fn initialize(&self, client: &ClientContext) -> Result<(BackendInfo, Option<String>), BackendError> {
+        let version = handshake_version(self.setting);
+        let mut params = adapt::initialize_params(version);
+        if client.capabilities.is_object() {
+            params["capabilities"] = client.capabilities.clone();
+        }
+        if client.client_info.is_object() {
+            params["clientInfo"] = client.client_info.clone();
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let msg = Message::request(Id::Number(id), "initialize", Some(params));
+        let Posted::Reply(reply, session) = self.post(&msg, None, version, None).await? else {
+            return Err(self.unavailable("initialize was not answered"));
+        };
+        if let Some(e) = reply.error {
+            return Err(self.unavailable(format!("initialize failed: {}", e.message)));
+        }
+        let v = reply.result_value().unwrap_or(Value::Null);
+        let negotiated =
+            v.get("protocolVersion").and_then(Value::as_str).and_then(|s| s.parse().ok()).unwrap_or(version);
+        let initialized = Message::notification("notifications/initialized", None);
+        let _ = self.post(&initialized, session.as_deref(), negotiated, None).await;
+        Ok((info_from(negotiated, &v), session))
+    }
+
+    /// Opens an upstream session for one handshake-era client (None for stateless servers).
+    pub async fn open_session(&self, client: &ClientContext) -> Option<String> {
+        let info = self.info().await.ok()?;
+        if info.era() == Era::Stateless {
+            return None;
+        }
+        match self.initialize(client).await {
+            Ok((_, session)) => session,
+            Err(e) => {
+                tracing::warn!(server = %self.name, error = %e, "could not open an upstream session");
+                None
+            }
+        }
+    }
+
+    /// Calls a method, retrying once on a fresh shared session if the old one expired.
+    pub async fn call(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        client: &ClientContext,
+        events: Option<mpsc::Sender<CallEvent>>,
+    ) -> Result<Message, BackendError> {
+        let info = self.info().await?;
+        let params = adapt::for_era(info.era(), params, client);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let msg = Message::request(Id::Number(id), method, params);
+        if info.era() == Era::Stateless {
+            return self.expect_reply(self.post(&msg, None, info.version, events).await?);
+        }
+        if let Some(own) = &client.upstream_session {
+            return self.expect_reply(self.post(&msg, Some(own), info.version, events).await?);
+        }
+        for attempt in 0..2 {
+            let session = self.shared(attempt > 0).await?;
+            let guard = CancelGuard { backend: self, session: session.clone(), version: info.version, id, armed: true };
+            match self.post(&msg, session.as_deref(), info.version, events.clone()).await {
+                Err(BackendError::SessionExpired { .. }) if attempt == 0 => {
+                    std::mem::forget(guard);
+                    continue;
+                }
+                r => {
+                    let mut guard = guard;
+                    guard.armed = false;
+                    return self.expect_reply(r?);
+                }
+            }
+        }
+        Err(BackendError::SessionExpired { server: self.name.clone() })
+    }
+
+    async fn shared(&self, renew: bool) -> Result<Option<String>, BackendError> {
+        let mut s = self.shared_session.lock().await;
+        if renew || s.is_none() {
+            let (_, session) = self.initialize(&ClientContext::default()).await?;
+            *s = session;
+        }
+        Ok(s.clone())
+    }
+
+    fn expect_reply(&self, posted: Posted) -> Result<Message, BackendError> {
+        match posted {
+            Posted::Reply(m, _) => Ok(m),
+            Posted::Accepted => {
+                Err(BackendError::Protocol { server: self.name.clone(), reason: "request answered with 202".into() })
+            }
+        }
+    }
+
+    /// Sends a notification (on the client's or the shared session).
+    pub async fn notify(&self, method: &str, params: Option<Value>, client: &ClientContext) -> Result<(), BackendError> {
+        let info = self.info().await?;
+        let params = adapt::for_era(info.era(), params, client);
+        let msg = Message::notification(method, params);
+        let session = match (&client.upstream_session, info.era()) {
+            (_, Era::Stateless) => None,
+            (Some(s), _) => Some(s.clone()),
+            (None, _) => self.shared_session.lock().await.clone(),
+        };
+        self.post(&msg, session.as_deref(), info.version, None).await.map(|_| ())
+    }
+
+    /// Ends one client's upstream session (best effort).
+    pub async fn close_session(&self, session: &str) {
+        let _ = self.client.delete(self.url.clone()).header(h::SESSION_ID, session).send().await;
+    }
+
+    /// Ends the shared upstream session.
+    pub async fn shutdown(&self) {
+        if let Some(s) = self.shared_session.lock().await.take() {
+            let _ = self.client.delete(self.url.clone()).header(h::SESSION_ID, s).send().await;
+        }
+    }
+
+    async fn post(
+        &self,
+        msg: &Message,
+        session: Option<&str>,
+        version: ProtocolVersion,
+        events: Option<mpsc::Sender<CallEvent>>,
+    ) -> Result<Posted, BackendError> {
+        let mut req = self
+            .client
+            .post(self.url.clone())
+            .header(ACCEPT, "application/json, text/event-stream")
+            .header(CONTENT_TYPE, "application/json");
+        if msg.method() != "initialize" {
+            req = req.header(h::PROTOCOL_VERSION, version.as_str());
+        }
+        if let Some(s) = session {
+            req = req.header(h::SESSION_ID, s);
+        }
+        if version.era() == Era::Stateless && msg.method.is_some() {
+            req = req.header(h::METHOD, msg.method());
+            if h::name_field(msg.method()).is_some()
+                && let Some(name) = msg.target_name()
+            {
+                req = req.header(h::NAME, h::encode_value(name));
+            }
+        }
+        let resp = req.body(msg.to_bytes()).send().await.map_err(|e| self.unavailable(describe_reqwest(&e)))?;
+        let status = resp.status();
+        let new_session = resp.headers().get(h::SESSION_ID).and_then(|v| v.to_str().ok()).map(str::to_string);
+        if status == reqwest::StatusCode::ACCEPTED {
+            return Ok(Posted::Accepted);
+        }
+        if status == reqwest::StatusCode::NOT_FOUND && session.is_some() {
+            return Err(BackendError::SessionExpired { server: self.name.clone() });
+        }
+        let is_sse = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        if is_sse && status.is_success() {
+            return self.read_stream(resp, msg.id.as_ref(), session, version, events).await.map(|m| Posted::Reply(m, new_session));
+        }
+        let body = resp.bytes().await.map_err(|e| self.unavailable(describe_reqwest(&e)))?;
+        match Message::parse(&body) {
+            Ok(m) if matches!(m.kind(), MessageKind::Result | MessageKind::Error) => Ok(Posted::Reply(m, new_session)),
+            _ if !status.is_success() => Err(self.unavailable(format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            ))),
+            _ => Err(BackendError::Protocol { server: self.name.clone(), reason: "response is not a JSON-RPC response".into() }),
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        resp: reqwest::Response,
+        want: Option<&Id>,
+        session: Option<&str>,
+        version: ProtocolVersion,
+        events: Option<mpsc::Sender<CallEvent>>,
+    ) -> Result<Message, BackendError> {
+        let mut decoder = sse::Decoder::new();
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| BackendError::Failed { server: self.name.clone(), reason: describe_reqwest(&e) })?;
+            for ev in decoder.feed(&chunk) {
+                if ev.data.is_empty() {
+                    continue;
+                }
+                let Ok(m) = Message::parse(ev.data.as_bytes()) else {
+                    tracing::warn!(server = %self.name, "server sent an SSE event that is not JSON-RPC");
+                    continue;
+                };
+                match m.kind() {
+                    MessageKind::Result | MessageKind::Error if m.id.as_ref() == want => return Ok(m),
+                    MessageKind::Result | MessageKind::Error => {}
+                    MessageKind::Notification => self.on_notification(m, events.as_ref()),
+                    MessageKind::Request => self.on_server_request(m, session, version, events.as_ref()),
+                }
+            }
+        }
+        Err(BackendError::Failed { server: self.name.clone(), reason: "the response stream ended without a response".into() })
+    }
+
+    fn on_notification(&self, m: Message, events: Option<&mpsc::Sender<CallEvent>>) {
+        match m.method() {
+            "notifications/tools/list_changed"
+            | "notifications/prompts/list_changed"
+            | "notifications/resources/list_changed"
+            | "notifications/resources/updated" => self.hub.publish(&self.name, m),
+            _ => {
+                if let Some(ev) = events {
+                    let _ = ev.try_send(CallEvent::Notification(m));
+                }
+            }
+        }
+    }
+
+    fn on_server_request(
+        &self,
+        m: Message,
+        session: Option<&str>,
+        version: ProtocolVersion,
+        events: Option<&mpsc::Sender<CallEvent>>,
+    ) {
+        let server_id = m.id.clone().unwrap_or(Id::Null);
+        let (tx, rx) = oneshot::channel();
+        let delivered = if m.method() == "ping" {
+            let _ = tx.send(Message::result(Id::Null, &json!({})));
+            true
+        } else {
+            events.is_some_and(|ev| ev.try_send(CallEvent::ServerRequest { request: m, reply: tx }).is_ok())
+        };
+        let client = self.client.clone();
+        let url = self.url.clone();
+        let session = session.map(str::to_string);
+        tokio::spawn(async move {
+            let mut answer = match (delivered, rx.await) {
+                (true, Ok(a)) => a,
+                _ => Message::error(
+                    Id::Null,
+                    gatehouse_wire::ErrorObject::new(gatehouse_wire::codes::INTERNAL_ERROR, "the client did not answer"),
+                ),
+            };
+            answer.id = Some(server_id);
+            let mut req = client
+                .post(url)
+                .header(ACCEPT, "application/json, text/event-stream")
+                .header(CONTENT_TYPE, "application/json")
+                .header(h::PROTOCOL_VERSION, version.as_str());
+            if let Some(s) = session {
+                req = req.header(h::SESSION_ID, s);
+            }
+            let _ = req.body(answer.to_bytes()).send().await;
+        });
+    }
+}
+
+struct CancelGuard<'a> {
+    backend: &'a HttpBackend,
+    session: Option<String>,
+    version: ProtocolVersion,
+    id: i64,
+    armed: bool,
+}
+
+impl Drop for CancelGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let msg = Message::notification("notifications/cancelled", Some(json!({"requestId": self.id, "reason": "cancelled by the client"})));
+        let mut req = self
+            .backend
+            .client
+            .post(self.backend.url.clone())
+            .header(ACCEPT, "application/json, text/event-stream")
+            .header(CONTENT_TYPE, "application/json")
+            .header(h::PROTOCOL_VERSION, self.version.as_str());
+        if let Some(s) = &self.session {
+            req = req.header(h::SESSION_ID, s);
+        }
+        let req = req.body(msg.to_bytes());
+        tokio::spawn(async move {
+            let _ = req.send().await;
+        });
+    }
+}
+
+fn info_from(version: ProtocolVersion, v: &Value) -> BackendInfo {
+    BackendInfo {
+        version,
+        capabilities: v.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+        server_info: v.get("serverInfo").cloned().unwrap_or(Value::Null),
+        instructions: v.get("instructions").and_then(Value::as_str).map(str::to_string),
+    }
+}
+
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}

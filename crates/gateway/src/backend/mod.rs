@@ -1,0 +1,228 @@
+//! Backends: how the gateway talks to one MCP server, in the era that server speaks.
+//!
+//! A backend turns "call `method` with `params` on behalf of this client" into wire traffic:
+//! stdio child processes ([`stdio`]), remote Streamable HTTP servers ([`http`]). Everything a
+//! server sends while a call is in flight (progress, logs, server→client requests) comes back
+//! as [`CallEvent`]s on the channel the caller passed in.
+
+pub mod adapt;
+pub mod http;
+pub mod peer;
+pub mod stdio;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_config::{ProtocolSetting, ServerConfig, ServerKind};
+use gatehouse_wire::{Era, ErrorObject, Message, ProtocolVersion, codes};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::notify::ChangeHub;
+
+/// Something a server sent while one of our calls to it was in flight.
+#[derive(Debug)]
+pub enum CallEvent {
+    /// A notification related to the call (progress, log message).
+    Notification(Message),
+    /// A server→client request (elicitation, sampling, roots) that needs the client's answer.
+    /// The answer (a result or error message; its id is ignored) goes into `reply`.
+    ServerRequest {
+        /// The request as the server sent it (id is the server's own).
+        request: Message,
+        /// Where the client's answer goes.
+        reply: oneshot::Sender<Message>,
+    },
+}
+
+/// Who is calling and with what abilities: what a backend needs to speak for the client.
+#[derive(Debug, Clone, Default)]
+pub struct ClientContext {
+    /// The client's declared capabilities (as in `initialize` or `_meta`).
+    pub capabilities: Value,
+    /// The client's self-reported name/version.
+    pub client_info: Value,
+    /// The upstream session id this client holds with a handshake-era HTTP backend, if any.
+    pub upstream_session: Option<String>,
+}
+
+/// Why a call to a backend failed before the server answered.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    /// The server could not be reached or started.
+    #[error("server {server:?} is unavailable: {reason}")]
+    Unavailable {
+        /// Server name.
+        server: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The server went away while the call was in flight.
+    #[error("server {server:?} failed during the call: {reason}")]
+    Failed {
+        /// Server name.
+        server: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The server did not answer in time.
+    #[error("server {server:?} did not answer within {timeout:?}")]
+    Timeout {
+        /// Server name.
+        server: String,
+        /// The limit that passed.
+        timeout: Duration,
+    },
+    /// The server answered with something that is not MCP.
+    #[error("server {server:?} sent an invalid response: {reason}")]
+    Protocol {
+        /// Server name.
+        server: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The upstream session this client held is gone (the backend answered 404).
+    #[error("server {server:?} no longer knows this session")]
+    SessionExpired {
+        /// Server name.
+        server: String,
+    },
+}
+
+impl BackendError {
+    /// The JSON-RPC error the client receives.
+    pub fn to_error_object(&self) -> ErrorObject {
+        let code = match self {
+            BackendError::Timeout { .. } => codes::REQUEST_TIMEOUT,
+            BackendError::Protocol { .. } => codes::INTERNAL_ERROR,
+            _ => codes::BACKEND_UNAVAILABLE,
+        };
+        ErrorObject::new(code, self.to_string())
+    }
+}
+
+/// What a backend reports about itself after the first contact.
+#[derive(Debug, Clone)]
+pub struct BackendInfo {
+    /// The protocol version spoken with the server.
+    pub version: ProtocolVersion,
+    /// The server's capabilities.
+    pub capabilities: Value,
+    /// The server's name/version.
+    pub server_info: Value,
+    /// The server's instructions, if any.
+    pub instructions: Option<String>,
+}
+
+impl BackendInfo {
+    /// The era of the negotiated version.
+    pub fn era(&self) -> Era {
+        self.version.era()
+    }
+}
+
+/// A live connection to one configured server.
+#[derive(Debug)]
+pub enum Backend {
+    /// A local stdio child process (one per user).
+    Stdio(stdio::StdioBackend),
+    /// A remote Streamable HTTP server.
+    Http(http::HttpBackend),
+}
+
+impl Backend {
+    /// Builds the backend for a server entry. Nothing is contacted until the first call.
+    pub fn build(config: &ServerConfig, timeout: Duration, hub: Arc<ChangeHub>) -> Result<Backend, BackendError> {
+        match config.kind() {
+            ServerKind::Stdio { .. } => Ok(Backend::Stdio(stdio::StdioBackend::new(config.clone(), timeout, hub))),
+            ServerKind::Remote { .. } => Ok(Backend::Http(http::HttpBackend::new(config, timeout, hub)?)),
+        }
+    }
+
+    /// The server's configured name.
+    pub fn name(&self) -> &str {
+        match self {
+            Backend::Stdio(b) => b.name(),
+            Backend::Http(b) => b.name(),
+        }
+    }
+
+    /// The per-call timeout.
+    pub fn timeout(&self) -> Duration {
+        match self {
+            Backend::Stdio(b) => b.timeout(),
+            Backend::Http(b) => b.timeout(),
+        }
+    }
+
+    /// Calls `method` with `params` (already in client-neutral form: the backend adds or strips
+    /// era-specific `_meta` itself). Dropping the future cancels the call at the server.
+    pub async fn call(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        client: &ClientContext,
+        events: Option<mpsc::Sender<CallEvent>>,
+    ) -> Result<Message, BackendError> {
+        let fut = async {
+            match self {
+                Backend::Stdio(b) => b.call(method, params, client, events).await,
+                Backend::Http(b) => b.call(method, params, client, events).await,
+            }
+        };
+        match tokio::time::timeout(self.timeout(), fut).await {
+            Ok(r) => r,
+            Err(_) => Err(BackendError::Timeout { server: self.name().to_string(), timeout: self.timeout() }),
+        }
+    }
+
+    /// Sends a notification to the server (e.g. `notifications/cancelled`, roots changes).
+    pub async fn notify(&self, method: &str, params: Option<Value>, client: &ClientContext) -> Result<(), BackendError> {
+        match self {
+            Backend::Stdio(b) => b.notify(method, params).await,
+            Backend::Http(b) => b.notify(method, params, client).await,
+        }
+    }
+
+    /// What the server said about itself, contacting it first if needed.
+    pub async fn info(&self) -> Result<BackendInfo, BackendError> {
+        match self {
+            Backend::Stdio(b) => b.info().await,
+            Backend::Http(b) => b.info().await,
+        }
+    }
+
+    /// Opens a handshake-era session for one client at an HTTP backend, returning its id.
+    /// Stdio and stateless backends return `None`: they need no per-client upstream session.
+    pub async fn open_session(&self, client: &ClientContext) -> Option<String> {
+        match self {
+            Backend::Stdio(_) => None,
+            Backend::Http(b) => b.open_session(client).await,
+        }
+    }
+
+    /// Ends an upstream session opened by [`Backend::open_session`].
+    pub async fn close_session(&self, session: &str) {
+        if let Backend::Http(b) = self {
+            b.close_session(session).await;
+        }
+    }
+
+    /// Stops child processes and closes sessions.
+    pub async fn shutdown(&self) {
+        match self {
+            Backend::Stdio(b) => b.shutdown().await,
+            Backend::Http(b) => b.shutdown().await,
+        }
+    }
+}
+
+/// The versions worth trying for a `protocol:` setting, best first.
+pub(crate) fn handshake_version(setting: ProtocolSetting) -> ProtocolVersion {
+    match setting {
+        ProtocolSetting::V2025_06_18 => ProtocolVersion::V2025_06_18,
+        ProtocolSetting::V2025_03_26 => ProtocolVersion::V2025_03_26,
+        ProtocolSetting::V2024_11_05 => ProtocolVersion::V2024_11_05,
+        _ => ProtocolVersion::LATEST_HANDSHAKE,
+    }
+}

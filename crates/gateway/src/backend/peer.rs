@@ -1,0 +1,227 @@
+//! A JSON-RPC peer over a message transport the gateway owns (a stdio pipe): id remapping,
+//! pending calls, progress-token remapping and routing of server→client traffic.
+//!
+//! One connection serves many client calls at once, so ids and progress tokens are rewritten
+//! to gateway-unique values on the way in and restored on the way out.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use gatehouse_wire::{ErrorObject, Id, Message, MessageKind, codes, meta};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{BackendError, CallEvent};
+use crate::notify::ChangeHub;
+
+struct PendingCall {
+    reply: oneshot::Sender<Result<Message, BackendError>>,
+    events: Option<mpsc::Sender<CallEvent>>,
+    client_progress_token: Option<Value>,
+}
+
+#[derive(Default)]
+struct PeerState {
+    pending: HashMap<i64, PendingCall>,
+    closed: Option<String>,
+}
+
+/// The client side of one JSON-RPC connection to a server.
+pub struct Peer {
+    server: String,
+    out: mpsc::UnboundedSender<Vec<u8>>,
+    state: Mutex<PeerState>,
+    next_id: AtomicI64,
+    hub: Arc<ChangeHub>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer").field("server", &self.server).finish()
+    }
+}
+
+const PROGRESS_PREFIX: &str = "gatehouse-progress-";
+
+impl Peer {
+    /// A peer writing serialised messages (without trailing newline) into `out`.
+    pub fn new(server: String, out: mpsc::UnboundedSender<Vec<u8>>, hub: Arc<ChangeHub>) -> Arc<Peer> {
+        Arc::new(Peer { server, out, state: Mutex::default(), next_id: AtomicI64::new(1), hub })
+    }
+
+    /// Sends a request and waits for its response. Dropping the future sends
+    /// `notifications/cancelled` for it.
+    pub async fn request(
+        self: &Arc<Self>,
+        method: &str,
+        mut params: Option<Value>,
+        events: Option<mpsc::Sender<CallEvent>>,
+    ) -> Result<Message, BackendError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut client_progress_token = None;
+        if let Some(p) = params.as_mut()
+            && let Some(m) = p.get_mut("_meta").and_then(Value::as_object_mut)
+            && let Some(tok) = m.get_mut(meta::PROGRESS_TOKEN)
+        {
+            client_progress_token = Some(std::mem::replace(tok, Value::from(format!("{PROGRESS_PREFIX}{id}"))));
+        }
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut st = self.state.lock().expect("peer lock");
+            if let Some(reason) = &st.closed {
+                return Err(BackendError::Unavailable { server: self.server.clone(), reason: reason.clone() });
+            }
+            st.pending.insert(id, PendingCall { reply: tx, events, client_progress_token });
+        }
+        let guard = CancelGuard { peer: self.clone(), id, armed: true };
+        self.send(&Message::request(Id::Number(id), method, params));
+        let result = rx.await;
+        let mut guard = guard;
+        guard.armed = false;
+        match result {
+            Ok(r) => r,
+            Err(_) => Err(BackendError::Failed { server: self.server.clone(), reason: "connection closed".into() }),
+        }
+    }
+
+    /// Sends a notification.
+    pub fn notify(&self, method: &str, params: Option<Value>) {
+        self.send(&Message::notification(method, params));
+    }
+
+    fn send(&self, msg: &Message) {
+        let _ = self.out.send(msg.to_bytes());
+    }
+
+    /// True once the connection closed.
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().expect("peer lock").closed.is_some()
+    }
+
+    /// Fails every pending call: the connection is gone.
+    pub fn close(&self, reason: &str) {
+        let pending = {
+            let mut st = self.state.lock().expect("peer lock");
+            st.closed = Some(reason.to_string());
+            std::mem::take(&mut st.pending)
+        };
+        for (_, call) in pending {
+            let _ = call.reply.send(Err(BackendError::Failed { server: self.server.clone(), reason: reason.to_string() }));
+        }
+    }
+
+    /// Handles one message from the server.
+    pub fn handle_incoming(self: &Arc<Self>, msg: Message) {
+        match msg.kind() {
+            MessageKind::Result | MessageKind::Error => {
+                let Some(Id::Number(n)) = msg.id else { return };
+                let call = self.state.lock().expect("peer lock").pending.remove(&n);
+                if let Some(call) = call {
+                    let _ = call.reply.send(Ok(msg));
+                }
+            }
+            MessageKind::Notification => self.handle_notification(msg),
+            MessageKind::Request => self.handle_server_request(msg),
+        }
+    }
+
+    fn handle_notification(&self, mut msg: Message) {
+        let method = msg.method().to_string();
+        match method.as_str() {
+            "notifications/progress" => {
+                let id = msg
+                    .params
+                    .as_ref()
+                    .and_then(|p| p.get(meta::PROGRESS_TOKEN))
+                    .and_then(Value::as_str)
+                    .and_then(|t| t.strip_prefix(PROGRESS_PREFIX))
+                    .and_then(|n| n.parse::<i64>().ok());
+                let st = self.state.lock().expect("peer lock");
+                if let Some(call) = id.and_then(|id| st.pending.get(&id))
+                    && let (Some(events), Some(tok)) = (&call.events, &call.client_progress_token)
+                {
+                    if let Some(p) = msg.params.as_mut().and_then(Value::as_object_mut) {
+                        p.insert(meta::PROGRESS_TOKEN.into(), tok.clone());
+                    }
+                    let _ = events.try_send(CallEvent::Notification(msg));
+                }
+            }
+            "notifications/message" => {
+                let st = self.state.lock().expect("peer lock");
+                if let Some(events) = newest_with_events(&st) {
+                    let _ = events.try_send(CallEvent::Notification(msg));
+                } else {
+                    tracing::debug!(server = %self.server, params = ?msg.params, "server log message");
+                }
+            }
+            "notifications/tools/list_changed"
+            | "notifications/prompts/list_changed"
+            | "notifications/resources/list_changed"
+            | "notifications/resources/updated" => self.hub.publish(&self.server, msg),
+            _ => tracing::debug!(server = %self.server, method, "notification from server not relayed"),
+        }
+    }
+
+    fn handle_server_request(self: &Arc<Self>, msg: Message) {
+        let server_id = msg.id.clone().unwrap_or(Id::Null);
+        if msg.method() == "ping" {
+            self.send(&Message::result(server_id, &json!({})));
+            return;
+        }
+        let events = newest_with_events(&self.state.lock().expect("peer lock"));
+        let Some(events) = events else {
+            let reply = if msg.method() == "roots/list" {
+                Message::result(server_id, &json!({"roots": []}))
+            } else {
+                Message::error(
+                    server_id,
+                    ErrorObject::new(codes::METHOD_NOT_FOUND, "no client call is in progress to answer this request"),
+                )
+            };
+            self.send(&reply);
+            return;
+        };
+        let (tx, rx) = oneshot::channel();
+        if events.try_send(CallEvent::ServerRequest { request: msg, reply: tx }).is_err() {
+            self.send(&Message::error(server_id, ErrorObject::new(codes::INTERNAL_ERROR, "client is not reachable")));
+            return;
+        }
+        let peer = self.clone();
+        tokio::spawn(async move {
+            let answer = match rx.await {
+                Ok(mut m) => {
+                    m.id = Some(server_id);
+                    m
+                }
+                Err(_) => Message::error(server_id, ErrorObject::new(codes::INTERNAL_ERROR, "the client did not answer")),
+            };
+            peer.send(&answer);
+        });
+    }
+}
+
+fn newest_with_events(st: &PeerState) -> Option<mpsc::Sender<CallEvent>> {
+    st.pending.iter().filter(|(_, c)| c.events.is_some()).max_by_key(|(id, _)| **id).and_then(|(_, c)| c.events.clone())
+}
+
+struct CancelGuard {
+    peer: Arc<Peer>,
+    id: i64,
+    armed: bool,
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let removed = self.peer.state.lock().expect("peer lock").pending.remove(&self.id).is_some();
+        if removed {
+            self.peer.notify(
+                "notifications/cancelled",
+                Some(json!({"requestId": self.id, "reason": "cancelled by the client"})),
+            );
+        }
+    }
+}

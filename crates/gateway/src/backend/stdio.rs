@@ -1,0 +1,350 @@
+//! Local MCP servers as stdio child processes: spawned on demand, one per user, restarted with
+//! backoff, stderr captured into the gateway log, killed with their whole process group.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gatehouse_config::{ProtocolSetting, ServerConfig, ServerKind};
+use gatehouse_wire::{Era, Message, ProtocolVersion};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+
+use super::adapt;
+use super::peer::Peer;
+use super::{BackendError, BackendInfo, CallEvent, ClientContext, handshake_version};
+use crate::notify::ChangeHub;
+
+/// Key of the process that serves unauthenticated callers.
+const ANONYMOUS: &str = "anonymous";
+/// Backoff ceiling between restarts of a crashing server.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a process must live to count as healthy again (resets the backoff).
+const HEALTHY_AFTER: Duration = Duration::from_secs(30);
+
+/// A configured stdio server and its running processes.
+#[derive(Debug)]
+pub struct StdioBackend {
+    config: ServerConfig,
+    timeout: Duration,
+    hub: Arc<ChangeHub>,
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    state: tokio::sync::Mutex<SlotState>,
+}
+
+#[derive(Debug, Default)]
+struct SlotState {
+    proc: Option<Arc<Proc>>,
+    consecutive_failures: u32,
+    last_start: Option<Instant>,
+    /// Learned when a server exits on the `server/discover` probe: go straight to `initialize`.
+    legacy_only: bool,
+}
+
+/// One running child process.
+#[derive(Debug)]
+struct Proc {
+    peer: Arc<Peer>,
+    info: BackendInfo,
+    pid: i32,
+    last_used: AtomicU64,
+    epoch: Instant,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        kill_group(self.pid, libc::SIGKILL);
+    }
+}
+
+fn kill_group(pid: i32, signal: i32) {
+    if pid > 0 {
+        // SAFETY: kill(2) with a negative pid signals the process group we created; no memory is touched.
+        unsafe {
+            libc::kill(-pid, signal);
+        }
+    }
+}
+
+impl StdioBackend {
+    /// A backend for a `command:` server entry.
+    pub fn new(config: ServerConfig, timeout: Duration, hub: Arc<ChangeHub>) -> Self {
+        StdioBackend { config, timeout, hub, slots: Mutex::default() }
+    }
+
+    /// Server name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Per-call timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn slot(&self, user: &str) -> Arc<Slot> {
+        self.slots.lock().expect("slots lock").entry(user.to_string()).or_default().clone()
+    }
+
+    async fn proc_for(&self, user: &str) -> Result<Arc<Proc>, BackendError> {
+        let slot = self.slot(user);
+        let mut st = slot.state.lock().await;
+        if let Some(p) = &st.proc {
+            if !p.peer.is_closed() {
+                return Ok(p.clone());
+            }
+            if p.epoch.elapsed() >= HEALTHY_AFTER {
+                st.consecutive_failures = 0;
+            } else {
+                st.consecutive_failures += 1;
+            }
+            st.proc = None;
+        }
+        if st.consecutive_failures > 1
+            && let Some(last) = st.last_start
+        {
+            let backoff = Duration::from_millis(250 * 2u64.pow(st.consecutive_failures.min(8) - 1)).min(MAX_BACKOFF);
+            let wait = backoff.saturating_sub(last.elapsed());
+            if !wait.is_zero() {
+                tracing::info!(server = %self.config.name, ?wait, "waiting before restarting a crashing server");
+                tokio::time::sleep(wait).await;
+            }
+        }
+        st.last_start = Some(Instant::now());
+        let proc = match self.spawn(st.legacy_only).await {
+            Ok(p) => p,
+            Err(SpawnError::ExitedOnProbe) => {
+                st.legacy_only = true;
+                self.spawn(true).await.map_err(|e| e.into_backend(&self.config.name))?
+            }
+            Err(e) => {
+                st.consecutive_failures += 1;
+                return Err(e.into_backend(&self.config.name));
+            }
+        };
+        let proc = Arc::new(proc);
+        st.proc = Some(proc.clone());
+        Ok(proc)
+    }
+
+    async fn spawn(&self, legacy_only: bool) -> Result<Proc, SpawnError> {
+        let ServerKind::Stdio { command, args, env, cwd } = self.config.kind() else {
+            return Err(SpawnError::Start("not a stdio server".into()));
+        };
+        let mut cmd = Command::new(command);
+        cmd.args(args.iter())
+            .envs(env.iter())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
+        if let Some(cwd) = cwd {
+            cmd.current_dir(cwd);
+        }
+        let mut child = cmd.spawn().map_err(|e| SpawnError::Start(format!("cannot start {command:?}: {e}")))?;
+        let pid = child.id().map(|p| p as i32).unwrap_or(0);
+        let name = self.config.name.clone();
+        tracing::info!(server = %name, pid, command = %command, "started stdio server");
+
+        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let peer = Peer::new(name.clone(), out_tx, self.hub.clone());
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        tokio::spawn(async move {
+            while let Some(mut line) = out_rx.recv().await {
+                line.push(b'\n');
+                if stdin.write_all(&line).await.is_err() || stdin.flush().await.is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = child.stderr.take().expect("piped stderr");
+        let err_name = name.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                tracing::info!(target: "gatehouse::backend::stderr", server = %err_name, "{line}");
+            }
+        });
+        let stdout = child.stdout.take().expect("piped stdout");
+        let reader_peer = peer.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout);
+            let mut buf = Vec::with_capacity(8192);
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let line = trim_line(&buf);
+                if line.is_empty() {
+                    continue;
+                }
+                match Message::parse(line) {
+                    Ok(msg) => reader_peer.handle_incoming(msg),
+                    Err(e) => tracing::warn!(server = %reader_peer_name(&reader_peer), error = %e, "server wrote a line that is not JSON-RPC"),
+                }
+            }
+            let status = child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+            tracing::warn!(server = %name, %status, "stdio server exited");
+            reader_peer.close(&format!("server process exited ({status})"));
+        });
+
+        let info = self.handshake(&peer, legacy_only).await?;
+        Ok(Proc { peer, info, pid, last_used: AtomicU64::new(0), epoch: Instant::now() })
+    }
+
+    async fn handshake(&self, peer: &Arc<Peer>, legacy_only: bool) -> Result<BackendInfo, SpawnError> {
+        let setting = self.config.protocol;
+        let limit = self.timeout.min(Duration::from_secs(60));
+        let probe_modern = !legacy_only && matches!(setting, ProtocolSetting::Auto | ProtocolSetting::V2026_07_28);
+        if probe_modern {
+            let r = tokio::time::timeout(limit, peer.request("server/discover", Some(adapt::discover_params()), None))
+                .await
+                .map_err(|_| SpawnError::Handshake("no answer to server/discover".into()))?;
+            match r {
+                Ok(m) if m.result.is_some() => {
+                    let v = m.result_value().unwrap_or(Value::Null);
+                    return Ok(BackendInfo {
+                        version: ProtocolVersion::V2026_07_28,
+                        capabilities: v.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+                        server_info: v.get("serverInfo").cloned().unwrap_or(Value::Null),
+                        instructions: v.get("instructions").and_then(Value::as_str).map(str::to_string),
+                    });
+                }
+                Ok(_) if setting == ProtocolSetting::V2026_07_28 => {
+                    return Err(SpawnError::Handshake("server rejected server/discover but protocol is 2026-07-28".into()));
+                }
+                Ok(_) => {}
+                Err(_) => return Err(SpawnError::ExitedOnProbe),
+            }
+        }
+        let version = handshake_version(setting);
+        let r = tokio::time::timeout(limit, peer.request("initialize", Some(adapt::initialize_params(version)), None))
+            .await
+            .map_err(|_| SpawnError::Handshake("no answer to initialize".into()))?
+            .map_err(|e| SpawnError::Handshake(e.to_string()))?;
+        if let Some(err) = r.error {
+            return Err(SpawnError::Handshake(format!("initialize failed: {}", err.message)));
+        }
+        let v = r.result_value().unwrap_or(Value::Null);
+        let version = v
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(version);
+        peer.notify("notifications/initialized", None);
+        Ok(BackendInfo {
+            version,
+            capabilities: v.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+            server_info: v.get("serverInfo").cloned().unwrap_or(Value::Null),
+            instructions: v.get("instructions").and_then(Value::as_str).map(str::to_string),
+        })
+    }
+
+    /// Calls a method on the caller's process.
+    pub async fn call(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        client: &ClientContext,
+        events: Option<mpsc::Sender<CallEvent>>,
+    ) -> Result<Message, BackendError> {
+        let proc = self.proc_for(ANONYMOUS).await?;
+        proc.last_used.store(proc.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let params = adapt::for_era(proc.info.era(), params, client);
+        let r = proc.peer.request(method, params, events).await;
+        proc.last_used.store(proc.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        r
+    }
+
+    /// Sends a notification to the caller's process if one runs.
+    pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), BackendError> {
+        let slot = self.slot(ANONYMOUS);
+        if let Some(p) = &slot.state.lock().await.proc {
+            let params = adapt::for_era(p.info.era(), params, &ClientContext::default());
+            p.peer.notify(method, params);
+        }
+        Ok(())
+    }
+
+    /// Starts the process if needed and reports what the server said about itself.
+    pub async fn info(&self) -> Result<BackendInfo, BackendError> {
+        Ok(self.proc_for(ANONYMOUS).await?.info.clone())
+    }
+
+    /// Reaps processes idle for longer than the server's `idle_timeout`.
+    pub async fn reap_idle(&self) {
+        let idle = self.config.idle_timeout();
+        let slots: Vec<_> = self.slots.lock().expect("slots lock").values().cloned().collect();
+        for slot in slots {
+            let mut st = slot.state.lock().await;
+            let stale = st.proc.as_ref().is_some_and(|p| {
+                let last = Duration::from_millis(p.last_used.load(Ordering::Relaxed));
+                p.epoch.elapsed().saturating_sub(last) > idle && Arc::strong_count(p) == 1
+            });
+            if stale {
+                tracing::info!(server = %self.config.name, "reaping idle stdio server");
+                st.proc = None;
+            }
+        }
+    }
+
+    /// Terminates every process: SIGTERM to the group, SIGKILL after a grace period.
+    pub async fn shutdown(&self) {
+        let slots: Vec<_> = self.slots.lock().expect("slots lock").drain().map(|(_, s)| s).collect();
+        for slot in slots {
+            if let Some(p) = slot.state.lock().await.proc.take() {
+                kill_group(p.pid, libc::SIGTERM);
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while !p.peer.is_closed() && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                drop(p);
+            }
+        }
+    }
+
+    /// The era the running process speaks, if one runs.
+    pub async fn era(&self) -> Option<Era> {
+        self.slot(ANONYMOUS).state.lock().await.proc.as_ref().map(|p| p.info.era())
+    }
+}
+
+fn reader_peer_name(p: &Peer) -> String {
+    format!("{p:?}")
+}
+
+fn trim_line(buf: &[u8]) -> &[u8] {
+    let mut end = buf.len();
+    while end > 0 && (buf[end - 1] == b'\n' || buf[end - 1] == b'\r') {
+        end -= 1;
+    }
+    &buf[..end]
+}
+
+enum SpawnError {
+    Start(String),
+    Handshake(String),
+    ExitedOnProbe,
+}
+
+impl SpawnError {
+    fn into_backend(self, server: &str) -> BackendError {
+        let reason = match self {
+            SpawnError::Start(r) => r,
+            SpawnError::Handshake(r) => format!("handshake failed: {r}"),
+            SpawnError::ExitedOnProbe => "server exited during the protocol probe".into(),
+        };
+        BackendError::Unavailable { server: server.to_string(), reason }
+    }
+}

@@ -1,0 +1,228 @@
+//! Item catalogs: each server's lists (fetched across pages, cached until the server says they
+//! changed) and each virtual server's merged view (filtered, prefixed, renamed, re-described)
+//! with the routes from exposed names back to members.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+use crate::backend::{BackendError, ClientContext};
+use crate::snapshot::{ServerHandle, VirtualServer};
+
+/// A kind of list an MCP server serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListKind {
+    /// `tools/list`.
+    Tools,
+    /// `prompts/list`.
+    Prompts,
+    /// `resources/list`.
+    Resources,
+    /// `resources/templates/list`.
+    ResourceTemplates,
+}
+
+impl ListKind {
+    /// The list method.
+    pub fn method(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools/list",
+            ListKind::Prompts => "prompts/list",
+            ListKind::Resources => "resources/list",
+            ListKind::ResourceTemplates => "resources/templates/list",
+        }
+    }
+
+    /// The result field holding the items.
+    pub fn field(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources => "resources",
+            ListKind::ResourceTemplates => "resourceTemplates",
+        }
+    }
+
+    /// The server capability that announces this list.
+    pub fn capability(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources | ListKind::ResourceTemplates => "resources",
+        }
+    }
+
+    /// The kind whose `list_changed` notification invalidates this list.
+    pub fn from_notification(method: &str) -> &'static [ListKind] {
+        match method {
+            "notifications/tools/list_changed" => &[ListKind::Tools],
+            "notifications/prompts/list_changed" => &[ListKind::Prompts],
+            "notifications/resources/list_changed" => &[ListKind::Resources, ListKind::ResourceTemplates],
+            _ => &[],
+        }
+    }
+}
+
+/// One server's cached lists.
+#[derive(Debug, Default)]
+pub struct ListCache {
+    entries: Mutex<HashMap<ListKind, Arc<Vec<Value>>>>,
+    generation: AtomicU64,
+}
+
+impl ListCache {
+    /// Drops cached lists of these kinds.
+    pub fn invalidate(&self, kinds: &[ListKind]) {
+        let mut e = self.entries.lock().expect("list cache lock");
+        for k in kinds {
+            e.remove(k);
+        }
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Changes whenever a list is invalidated.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+}
+
+/// Upper bound on pages followed for one list, against servers that never stop paginating.
+const MAX_PAGES: usize = 1000;
+
+/// A server's full list of `kind`, from cache or fetched across all pages.
+pub async fn server_list(server: &ServerHandle, kind: ListKind, client: &ClientContext) -> Result<Arc<Vec<Value>>, BackendError> {
+    if let Some(hit) = server.lists.entries.lock().expect("list cache lock").get(&kind) {
+        return Ok(hit.clone());
+    }
+    let generation = server.lists.generation();
+    let info = server.backend.info().await?;
+    if info.capabilities.get(kind.capability()).is_none() {
+        return Ok(Arc::new(Vec::new()));
+    }
+    let mut items = Vec::new();
+    let mut cursor: Option<Value> = None;
+    for _ in 0..MAX_PAGES {
+        let params = cursor.take().map(|c| json!({"cursor": c}));
+        let reply = server.backend.call(kind.method(), params, client, None).await?;
+        if let Some(e) = reply.error {
+            return Err(BackendError::Protocol { server: server.config.name.clone(), reason: format!("{} failed: {}", kind.method(), e.message) });
+        }
+        let v = reply.result_value().unwrap_or(Value::Null);
+        if let Some(arr) = v.get(kind.field()).and_then(Value::as_array) {
+            items.extend(arr.iter().cloned());
+        }
+        match v.get("nextCursor") {
+            Some(c) if !c.is_null() => cursor = Some(c.clone()),
+            _ => break,
+        }
+    }
+    let items = Arc::new(items);
+    if server.lists.generation() == generation {
+        server.lists.entries.lock().expect("list cache lock").insert(kind, items.clone());
+    }
+    Ok(items)
+}
+
+/// Where an exposed item lives.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Index of the member in the virtual server.
+    pub member: usize,
+    /// The server's own name for the item.
+    pub original: String,
+}
+
+/// A virtual server's merged list of one kind.
+#[derive(Debug, Default)]
+pub struct Merged {
+    /// Item definitions as clients see them.
+    pub items: Vec<Value>,
+    /// Exposed name (or URI) → member and original name.
+    pub routes: HashMap<String, Route>,
+    /// Members whose list could not be fetched, with the reason.
+    pub failures: Vec<(String, String)>,
+}
+
+/// Cache of merged views, keyed by the member caches' generations.
+#[derive(Debug, Default)]
+pub struct MergedCache {
+    entries: Mutex<HashMap<ListKind, (Vec<u64>, Arc<Merged>)>>,
+}
+
+/// The merged list of `kind` for a virtual server.
+pub async fn merged(vs: &VirtualServer, kind: ListKind, client: &ClientContext) -> Arc<Merged> {
+    let gens: Vec<u64> = vs.members.iter().map(|m| m.server.lists.generation()).collect();
+    if let Some((g, m)) = vs.merged.entries.lock().expect("merged lock").get(&kind)
+        && *g == gens
+        && m.failures.is_empty()
+    {
+        return m.clone();
+    }
+    let fetches = vs.members.iter().map(|m| server_list(&m.server, kind, client));
+    let lists = futures::future::join_all(fetches).await;
+    let mut out = Merged::default();
+    for (idx, (member, list)) in vs.members.iter().zip(lists).enumerate() {
+        let server = &member.server.config.name;
+        let list = match list {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(virtual_server = %vs.name, server = %server, error = %e, "member list unavailable; its items are missing");
+                out.failures.push((server.clone(), e.to_string()));
+                continue;
+            }
+        };
+        for item in list.iter() {
+            let key_field = if matches!(kind, ListKind::Resources) { "uri" } else if matches!(kind, ListKind::ResourceTemplates) { "uriTemplate" } else { "name" };
+            let Some(original) = item.get(key_field).and_then(Value::as_str) else { continue };
+            let (exposed, def) = match kind {
+                ListKind::Tools => {
+                    let Some(exposed) = member.config.exposed_name(original) else { continue };
+                    let mut def = item.clone();
+                    def["name"] = Value::from(exposed.as_str());
+                    if let Some(d) = member.config.description_override(original) {
+                        def["description"] = Value::from(d);
+                    }
+                    (exposed, def)
+                }
+                ListKind::Prompts => {
+                    let exposed = format!("{}{}", member.config.prefix.as_deref().unwrap_or(""), original);
+                    let mut def = item.clone();
+                    def["name"] = Value::from(exposed.as_str());
+                    (exposed, def)
+                }
+                ListKind::Resources | ListKind::ResourceTemplates => (original.to_string(), item.clone()),
+            };
+            if let Some(prev) = out.routes.get(&exposed) {
+                let first = &vs.members[prev.member].server.config.name;
+                tracing::warn!(virtual_server = %vs.name, name = %exposed, kept = %first, dropped = %server, "two members expose the same name; the first include wins");
+                crate::metrics::NAME_CONFLICTS.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            out.routes.insert(exposed, Route { member: idx, original: original.to_string() });
+            out.items.push(def);
+        }
+    }
+    let out = Arc::new(out);
+    vs.merged.entries.lock().expect("merged lock").insert(kind, (gens, out.clone()));
+    out
+}
+
+/// Finds the member serving a resource URI: exact match in a member's resource list, else the
+/// first member with a template whose literal prefix matches.
+pub async fn route_resource(vs: &VirtualServer, uri: &str, client: &ClientContext) -> Option<usize> {
+    let resources = merged(vs, ListKind::Resources, client).await;
+    if let Some(r) = resources.routes.get(uri) {
+        return Some(r.member);
+    }
+    let templates = merged(vs, ListKind::ResourceTemplates, client).await;
+    let mut best: Option<(usize, usize)> = None;
+    for (template, route) in &templates.routes {
+        let literal = template.split('{').next().unwrap_or("");
+        if uri.starts_with(literal) && best.is_none_or(|(len, _)| literal.len() > len) {
+            best = Some((literal.len(), route.member));
+        }
+    }
+    best.map(|(_, m)| m).or(if vs.members.len() == 1 { Some(0) } else { None })
+}

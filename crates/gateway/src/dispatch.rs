@@ -1,0 +1,277 @@
+//! Method dispatch for one virtual server: aggregate lists, route item calls to the member that
+//! owns the item, and relay everything else. Era specifics of the *client* are handled by the
+//! front door; era specifics of each *backend* by the backend.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use gatehouse_wire::{Era, ErrorObject, Id, Message, ProtocolVersion, codes};
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::backend::{CallEvent, ClientContext};
+use crate::catalog::{self, ListKind};
+use crate::snapshot::{Member, VirtualServer};
+
+/// Largest page the gateway returns for an aggregated list.
+const PAGE_SIZE: usize = 500;
+/// Bound on MRTR rounds the gateway drives for one handshake-era client call.
+const MAX_INPUT_ROUNDS: usize = 16;
+
+/// Who is calling and how to reach them while the call runs.
+#[derive(Debug, Clone)]
+pub struct CallCtx {
+    /// Client capabilities and info.
+    pub client: ClientContext,
+    /// Upstream session ids by server name (handshake-era HTTP members).
+    pub upstream: HashMap<String, String>,
+    /// The client's era.
+    pub era: Era,
+    /// Where in-flight notifications and server→client requests go.
+    pub events: Option<mpsc::Sender<CallEvent>>,
+}
+
+impl CallCtx {
+    fn for_member(&self, member: &Member) -> ClientContext {
+        let mut c = self.client.clone();
+        c.upstream_session = self.upstream.get(&member.server.config.name).cloned();
+        c
+    }
+}
+
+fn err(id: &Id, code: i64, message: impl Into<String>) -> Message {
+    Message::error(id.clone(), ErrorObject::new(code, message))
+}
+
+/// Capabilities a virtual server announces: everything it can aggregate.
+pub fn server_capabilities(era: Era) -> Value {
+    match era {
+        Era::Handshake => json!({
+            "tools": {"listChanged": true},
+            "prompts": {"listChanged": true},
+            "resources": {"listChanged": true, "subscribe": true},
+            "completions": {},
+            "logging": {},
+        }),
+        Era::Stateless => json!({
+            "tools": {"listChanged": true},
+            "prompts": {"listChanged": true},
+            "resources": {"listChanged": true, "subscribe": true},
+            "completions": {},
+        }),
+    }
+}
+
+/// `serverInfo` of a virtual server.
+pub fn server_info(vs: &VirtualServer) -> Value {
+    json!({"name": format!("gatehouse/{}", vs.name), "title": format!("Gatehouse virtual server {}", vs.name), "version": env!("CARGO_PKG_VERSION")})
+}
+
+/// The `initialize` result for a handshake-era client.
+pub fn initialize_result(vs: &VirtualServer, version: ProtocolVersion) -> Value {
+    json!({
+        "protocolVersion": version.as_str(),
+        "capabilities": server_capabilities(Era::Handshake),
+        "serverInfo": server_info(vs),
+    })
+}
+
+/// Handles one request against a virtual server and returns the response.
+pub async fn dispatch(vs: &VirtualServer, msg: Message, ctx: &CallCtx) -> Message {
+    let id = msg.id.clone().unwrap_or(Id::Null);
+    let method = msg.method().to_string();
+    match method.as_str() {
+        "ping" => Message::result(id, &json!({})),
+        "server/discover" => Message::result(
+            id,
+            &json!({
+                "supportedVersions": ProtocolVersion::supported_strings(),
+                "capabilities": server_capabilities(Era::Stateless),
+                "serverInfo": server_info(vs),
+            }),
+        ),
+        "tools/list" => list(vs, ListKind::Tools, &msg, ctx).await,
+        "prompts/list" => list(vs, ListKind::Prompts, &msg, ctx).await,
+        "resources/list" => list(vs, ListKind::Resources, &msg, ctx).await,
+        "resources/templates/list" => list(vs, ListKind::ResourceTemplates, &msg, ctx).await,
+        "tools/call" => call_named(vs, ListKind::Tools, msg, ctx).await,
+        "prompts/get" => call_named(vs, ListKind::Prompts, msg, ctx).await,
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            let Some(uri) = msg.params.as_ref().and_then(|p| p.get("uri")).and_then(Value::as_str).map(str::to_string) else {
+                return err(&id, codes::INVALID_PARAMS, "params.uri is required");
+            };
+            match catalog::route_resource(vs, &uri, &ctx.client).await {
+                Some(m) => call_member(&vs.members[m], msg, ctx).await,
+                None => Message::error(id, ErrorObject::with_data(codes::INVALID_PARAMS, format!("Resource not found: {uri}"), json!({"uri": uri}))),
+            }
+        }
+        "completion/complete" => complete(vs, msg, ctx).await,
+        "logging/setLevel" => {
+            for m in &vs.members {
+                let _ = m.server.backend.call("logging/setLevel", msg.params.clone(), &ctx.for_member(m), None).await;
+            }
+            Message::result(id, &json!({}))
+        }
+        _ if vs.members.len() == 1 => call_member(&vs.members[0], msg, ctx).await,
+        _ => err(&id, codes::METHOD_NOT_FOUND, format!("Method not found: {method}")),
+    }
+}
+
+async fn list(vs: &VirtualServer, kind: ListKind, msg: &Message, ctx: &CallCtx) -> Message {
+    let id = msg.id.clone().unwrap_or(Id::Null);
+    let offset = match msg.params.as_ref().and_then(|p| p.get("cursor")) {
+        None | Some(Value::Null) => 0,
+        Some(Value::String(c)) => match decode_cursor(c) {
+            Some(o) => o,
+            None => return err(&id, codes::INVALID_PARAMS, "invalid cursor"),
+        },
+        Some(_) => return err(&id, codes::INVALID_PARAMS, "invalid cursor"),
+    };
+    let merged = catalog::merged(vs, kind, &ctx.client).await;
+    if vs.fail_closed && !merged.failures.is_empty() {
+        let (server, reason) = &merged.failures[0];
+        return Message::error(
+            id,
+            ErrorObject::with_data(codes::BACKEND_UNAVAILABLE, format!("member {server:?} is unavailable: {reason}"), json!({"server": server})),
+        );
+    }
+    let page: Vec<&Value> = merged.items.iter().skip(offset).take(PAGE_SIZE).collect();
+    let mut result = Map::new();
+    result.insert(kind.field().into(), json!(page));
+    if offset + PAGE_SIZE < merged.items.len() {
+        result.insert("nextCursor".into(), Value::from(encode_cursor(offset + PAGE_SIZE)));
+    }
+    Message::result(id, &result)
+}
+
+fn encode_cursor(offset: usize) -> String {
+    B64.encode(format!("gh:{offset}"))
+}
+
+fn decode_cursor(c: &str) -> Option<usize> {
+    let raw = B64.decode(c).ok()?;
+    std::str::from_utf8(&raw).ok()?.strip_prefix("gh:")?.parse().ok()
+}
+
+async fn call_named(vs: &VirtualServer, kind: ListKind, mut msg: Message, ctx: &CallCtx) -> Message {
+    let id = msg.id.clone().unwrap_or(Id::Null);
+    let Some(name) = msg.target_name().map(str::to_string) else {
+        return err(&id, codes::INVALID_PARAMS, "params.name is required");
+    };
+    let merged = catalog::merged(vs, kind, &ctx.client).await;
+    let Some(route) = merged.routes.get(&name) else {
+        let what = if kind == ListKind::Tools { "tool" } else { "prompt" };
+        if let Some((server, reason)) = merged.failures.first() {
+            return Message::error(
+                id,
+                ErrorObject::with_data(codes::BACKEND_UNAVAILABLE, format!("Unknown {what} {name:?}; member {server:?} is unavailable: {reason}"), json!({"server": server})),
+            );
+        }
+        return err(&id, codes::INVALID_PARAMS, format!("Unknown {what}: {name}"));
+    };
+    if let Some(p) = msg.params.as_mut() {
+        p["name"] = Value::from(route.original.as_str());
+    }
+    call_member(&vs.members[route.member], msg, ctx).await
+}
+
+async fn complete(vs: &VirtualServer, mut msg: Message, ctx: &CallCtx) -> Message {
+    let id = msg.id.clone().unwrap_or(Id::Null);
+    let reference = msg.params.as_ref().and_then(|p| p.get("ref")).cloned().unwrap_or(Value::Null);
+    let member = match reference.get("type").and_then(Value::as_str) {
+        Some("ref/prompt") => {
+            let name = reference.get("name").and_then(Value::as_str).unwrap_or("");
+            let merged = catalog::merged(vs, ListKind::Prompts, &ctx.client).await;
+            merged.routes.get(name).map(|r| {
+                if let Some(p) = msg.params.as_mut() {
+                    p["ref"]["name"] = Value::from(r.original.as_str());
+                }
+                r.member
+            })
+        }
+        Some("ref/resource") => {
+            let uri = reference.get("uri").and_then(Value::as_str).unwrap_or("");
+            catalog::route_resource(vs, uri, &ctx.client).await
+        }
+        _ => return err(&id, codes::INVALID_PARAMS, "params.ref must be a ref/prompt or ref/resource"),
+    };
+    match member {
+        Some(m) => call_member(&vs.members[m], msg, ctx).await,
+        None => err(&id, codes::INVALID_PARAMS, "completion target not found"),
+    }
+}
+
+/// Calls a member, driving MRTR rounds for handshake-era clients: a stateless backend's
+/// `input_required` becomes server→client requests on the client's stream, and the gateway
+/// retries with the answers.
+async fn call_member(member: &Member, msg: Message, ctx: &CallCtx) -> Message {
+    let id = msg.id.clone().unwrap_or(Id::Null);
+    let method = msg.method().to_string();
+    let client = ctx.for_member(member);
+    let mut params = msg.params;
+    for _ in 0..MAX_INPUT_ROUNDS {
+        let reply = match member.server.backend.call(&method, params.clone(), &client, ctx.events.clone()).await {
+            Ok(r) => r,
+            Err(e) => return Message::error(id, e.to_error_object()),
+        };
+        let needs_input = ctx.era == Era::Handshake
+            && reply.result.as_ref().is_some_and(|r| r.get().contains("\"input_required\""));
+        if !needs_input {
+            let mut reply = reply;
+            reply.id = Some(id);
+            return reply;
+        }
+        let Some(result) = reply.result_value().filter(|v| v.get("resultType").and_then(Value::as_str) == Some("input_required")) else {
+            let mut reply = reply;
+            reply.id = Some(id);
+            return reply;
+        };
+        let Some(events) = &ctx.events else {
+            return err(&id, codes::INTERNAL_ERROR, "the server needs input but the client cannot be asked on this request");
+        };
+        let mut responses = Map::new();
+        if let Some(requests) = result.get("inputRequests").and_then(Value::as_object) {
+            for (key, req) in requests {
+                let method = req.get("method").and_then(Value::as_str).unwrap_or("").to_string();
+                let (tx, rx) = oneshot::channel();
+                let request = Message::request(Id::Null, method, req.get("params").cloned());
+                if events.send(CallEvent::ServerRequest { request, reply: tx }).await.is_err() {
+                    return err(&id, codes::INTERNAL_ERROR, "client went away");
+                }
+                match rx.await {
+                    Ok(answer) => {
+                        if let Some(v) = answer.result_value() {
+                            responses.insert(key.clone(), v);
+                        } else if let Some(e) = answer.error {
+                            return Message::error(id, e);
+                        }
+                    }
+                    Err(_) => return err(&id, codes::INTERNAL_ERROR, "the client did not answer"),
+                }
+            }
+        }
+        let p = params.get_or_insert_with(|| json!({}));
+        p["inputResponses"] = Value::Object(responses);
+        match result.get("requestState") {
+            Some(s) => p["requestState"] = s.clone(),
+            None => {
+                if let Some(o) = p.as_object_mut() {
+                    o.remove("requestState");
+                }
+            }
+        }
+    }
+    err(&id, codes::INTERNAL_ERROR, "too many input rounds")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_foreign() {
+        assert_eq!(decode_cursor(&encode_cursor(500)), Some(500));
+        assert_eq!(decode_cursor("bm9wZQ"), None);
+    }
+}

@@ -1,0 +1,265 @@
+//! One client request in flight: the spawned dispatch task, the events it produces, and how
+//! they reach the client in its era — on an SSE stream for handshake-era clients, as an MRTR
+//! `input_required` result (with the backend call parked) for stateless clients.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gatehouse_wire::jsonrpc::insert_first;
+use gatehouse_wire::{Era, ErrorObject, Id, Message, ProtocolVersion, codes};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::session::Session;
+use crate::backend::CallEvent;
+use crate::dispatch::{self, CallCtx};
+use crate::seal::Keyring;
+use crate::snapshot::{Snapshot, VirtualServer};
+
+/// Aborts the dispatch task when the last holder goes away (client disconnected).
+#[derive(Debug)]
+pub struct AbortOnDrop(pub JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A running client request.
+#[derive(Debug)]
+pub struct CallStream {
+    client_id: Id,
+    method: String,
+    era: Era,
+    session: Option<Arc<Session>>,
+    can_stream: bool,
+    events: mpsc::Receiver<CallEvent>,
+    done: oneshot::Receiver<Message>,
+    task: AbortOnDrop,
+    finished: bool,
+}
+
+/// Starts dispatching `msg` on a task of its own; the task holds `snapshot` so a reload never
+/// pulls the configuration out from under an in-flight call.
+pub fn start(snapshot: Arc<Snapshot>, vs: Arc<VirtualServer>, msg: Message, mut ctx: CallCtx, session: Option<Arc<Session>>, can_stream: bool) -> CallStream {
+    let (ev_tx, ev_rx) = mpsc::channel(64);
+    let (done_tx, done_rx) = oneshot::channel();
+    let client_id = msg.id.clone().unwrap_or(Id::Null);
+    let method = msg.method().to_string();
+    let era = ctx.era;
+    ctx.events = Some(ev_tx);
+    let task = tokio::spawn(async move {
+        let reply = dispatch::dispatch(&vs, msg, &ctx).await;
+        drop(snapshot);
+        let _ = done_tx.send(reply);
+    });
+    if let Some(s) = &session {
+        s.inflight.lock().expect("inflight lock").insert(client_id.clone(), task.abort_handle());
+    }
+    CallStream { client_id, method, era, session, can_stream, events: ev_rx, done: done_rx, task: AbortOnDrop(task), finished: false }
+}
+
+/// What the front door sends next.
+#[derive(Debug)]
+pub enum Step {
+    /// A notification or server→client request for the client's stream.
+    Message(Message),
+    /// The response; nothing follows.
+    Final(Message),
+}
+
+impl CallStream {
+    /// The next thing to send to the client, or `None` after the final response.
+    pub async fn next(&mut self, keys: &Keyring, parked: &Parked) -> Option<Step> {
+        if self.finished {
+            return None;
+        }
+        loop {
+            let ev = tokio::select! {
+                biased;
+                Some(ev) = self.events.recv() => ev,
+                r = &mut self.done => {
+                    // Events sent before the response are already queued: deliver them first.
+                    if let Ok(ev) = self.events.try_recv() {
+                        self.done = { let (tx, rx) = oneshot::channel(); let _ = tx.send(r.unwrap_or_else(|_| internal(&self.client_id))); rx };
+                        match self.deliver(ev, keys, parked) { Some(step) => return Some(step), None => continue }
+                    }
+                    self.finished = true;
+                    return Some(Step::Final(self.finish(r.unwrap_or_else(|_| internal(&self.client_id)))));
+                }
+            };
+            if let Some(step) = self.deliver(ev, keys, parked) {
+                return Some(step);
+            }
+        }
+    }
+
+    fn deliver(&mut self, ev: CallEvent, keys: &Keyring, parked: &Parked) -> Option<Step> {
+        match ev {
+            CallEvent::Notification(m) => self.can_stream.then_some(Step::Message(m)),
+            CallEvent::ServerRequest { mut request, reply } => match (self.era, &self.session) {
+                (Era::Handshake, Some(session)) if self.can_stream => {
+                    let id = session.next_request_id();
+                    session.pending.lock().expect("pending lock").insert(id.clone(), reply);
+                    request.id = Some(Id::String(id));
+                    Some(Step::Message(request))
+                }
+                (Era::Stateless, _) => {
+                    self.finished = true;
+                    Some(Step::Final(self.park(request, reply, keys, parked)))
+                }
+                _ => {
+                    let _ = reply.send(Message::error(Id::Null, ErrorObject::new(codes::METHOD_NOT_FOUND, "the client cannot receive server requests on this request")));
+                    None
+                }
+            },
+        }
+    }
+
+    /// Turns a server→client request into an MRTR `input_required` result for a stateless
+    /// client, parking the backend call until the client retries.
+    fn park(&mut self, first: Message, reply: oneshot::Sender<Message>, keys: &Keyring, parked: &Parked) -> Message {
+        let mut requests = vec![(first, reply)];
+        while let Ok(CallEvent::ServerRequest { request, reply }) = self.events.try_recv() {
+            requests.push((request, reply));
+        }
+        let mut input_requests = Map::new();
+        let mut replies = HashMap::new();
+        for (i, (req, reply)) in requests.into_iter().enumerate() {
+            let key = format!("input-{}", i + 1);
+            input_requests.insert(key.clone(), json!({"method": req.method(), "params": req.params.clone().unwrap_or(json!({}))}));
+            replies.insert(key, reply);
+        }
+        let handle = parked.insert(ParkedCall {
+            stream: CallStream {
+                client_id: Id::Null,
+                method: std::mem::take(&mut self.method),
+                era: self.era,
+                session: None,
+                can_stream: self.can_stream,
+                events: std::mem::replace(&mut self.events, mpsc::channel(1).1),
+                done: std::mem::replace(&mut self.done, oneshot::channel().1),
+                task: std::mem::replace(&mut self.task, AbortOnDrop(tokio::spawn(async {}))),
+                finished: false,
+            },
+            replies,
+            created: Instant::now(),
+        });
+        let state = RequestState { call: handle };
+        let token = format!("{STATE_PREFIX}{}", keys.seal(STATE_PURPOSE, &serde_json::to_vec(&state).expect("state serialises")));
+        Message::result(self.client_id.clone(), &json!({"resultType": "input_required", "inputRequests": input_requests, "requestState": token}))
+    }
+
+    fn finish(&self, mut reply: Message) -> Message {
+        reply.id = Some(self.client_id.clone());
+        if let Some(s) = &self.session {
+            s.inflight.lock().expect("inflight lock").remove(&self.client_id);
+        }
+        if self.era == Era::Stateless {
+            stamp_stateless_result(&mut reply, &self.method);
+        }
+        reply
+    }
+}
+
+fn internal(id: &Id) -> Message {
+    Message::error(id.clone(), ErrorObject::new(codes::INTERNAL_ERROR, "the request was aborted"))
+}
+
+/// Methods whose 2026-07-28 results must carry cache hints.
+fn cacheable(method: &str) -> bool {
+    matches!(method, "server/discover" | "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" | "resources/read")
+}
+
+/// Adds what a 2026-07-28 client requires on results: `resultType`, and `ttlMs`/`cacheScope` on
+/// cacheable results. Lists are filtered per caller once authorization lands, so they are
+/// `private` then; today every caller of a virtual server sees the same view.
+pub fn stamp_stateless_result(reply: &mut Message, method: &str) {
+    let Some(raw) = reply.result.take() else { return };
+    let text = raw.get();
+    let (has_scope, has_ttl, has_type) = (text.contains("\"cacheScope\""), text.contains("\"ttlMs\""), text.contains("\"resultType\""));
+    let mut out = raw;
+    if cacheable(method) && !has_scope {
+        out = insert_first(&out, "cacheScope", &Value::from("public"));
+    }
+    if cacheable(method) && !has_ttl {
+        out = insert_first(&out, "ttlMs", &Value::from(CACHE_TTL_MS));
+    }
+    if !has_type {
+        out = insert_first(&out, "resultType", &Value::from("complete"));
+    }
+    reply.result = Some(out);
+}
+
+/// How long clients may cache lists; `list_changed` tells them sooner.
+const CACHE_TTL_MS: u64 = 30_000;
+/// Purpose bound into sealed request states.
+const STATE_PURPOSE: &str = "gatehouse/request-state/v1";
+/// Marks request states the gateway minted (others belong to a backend and are relayed).
+pub const STATE_PREFIX: &str = "gatehouse:";
+/// How long a parked call waits for the client's retry.
+const PARK_TTL: Duration = Duration::from_secs(600);
+
+#[derive(Serialize, Deserialize)]
+struct RequestState {
+    call: u64,
+}
+
+/// A backend call waiting for a stateless client's `inputResponses`.
+#[derive(Debug)]
+pub struct ParkedCall {
+    stream: CallStream,
+    replies: HashMap<String, oneshot::Sender<Message>>,
+    created: Instant,
+}
+
+/// Calls parked by MRTR, held by the process that serves them.
+#[derive(Debug, Default)]
+pub struct Parked {
+    calls: Mutex<HashMap<u64, ParkedCall>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Parked {
+    fn insert(&self, call: ParkedCall) -> u64 {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) ^ rand::random::<u64>() << 20;
+        let mut calls = self.calls.lock().expect("parked lock");
+        calls.retain(|_, c| c.created.elapsed() < PARK_TTL);
+        calls.insert(id, call);
+        id
+    }
+
+    /// Resumes a parked call with the client's retry: delivers `inputResponses` to the waiting
+    /// backend requests and returns the call, now answering to the retry's id.
+    pub fn resume(&self, keys: &Keyring, token: &str, retry: &Message) -> Result<CallStream, ErrorObject> {
+        let invalid = || ErrorObject::new(codes::INVALID_PARAMS, "requestState is invalid or expired");
+        let sealed = token.strip_prefix(STATE_PREFIX).ok_or_else(invalid)?;
+        let state: RequestState = keys.open(STATE_PURPOSE, sealed).ok().and_then(|b| serde_json::from_slice(&b).ok()).ok_or_else(invalid)?;
+        let mut call = self.calls.lock().expect("parked lock").remove(&state.call).ok_or_else(invalid)?;
+        if call.created.elapsed() > PARK_TTL {
+            return Err(invalid());
+        }
+        let responses = retry.params.as_ref().and_then(|p| p.get("inputResponses")).and_then(Value::as_object).cloned().unwrap_or_default();
+        for (key, reply) in call.replies.drain() {
+            let answer = match responses.get(&key) {
+                Some(v) => Message::result(Id::Null, v),
+                None => Message::error(Id::Null, ErrorObject::new(codes::INVALID_PARAMS, format!("no input response for {key}"))),
+            };
+            let _ = reply.send(answer);
+        }
+        call.stream.client_id = retry.id.clone().unwrap_or(Id::Null);
+        Ok(call.stream)
+    }
+}
+
+/// The negotiated version for a handshake-era `initialize`.
+pub fn negotiate(requested: Option<&str>) -> ProtocolVersion {
+    match requested.and_then(|r| r.parse::<ProtocolVersion>().ok()) {
+        Some(v) if v.era() == Era::Handshake => v,
+        _ => ProtocolVersion::LATEST_HANDSHAKE,
+    }
+}

@@ -1,0 +1,88 @@
+//! The front door: one Streamable HTTP endpoint per virtual server serving both protocol eras.
+//!
+//! A POST is routed by what it carries: `initialize` or an `Mcp-Session-Id` selects the
+//! handshake era (sealed sessions, SSE streams, server→client requests); a request whose `_meta`
+//! names a protocol version is a stateless 2026-07-28 request (header validation, MRTR, cache
+//! hints). GET opens a session's standalone stream; DELETE ends a session.
+
+pub mod call;
+pub mod guard;
+mod post;
+pub mod session;
+mod stream;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use gatehouse_wire::{ErrorObject, Id, codes};
+
+use crate::Gateway;
+use guard::rpc_error;
+
+/// Builds the HTTP router: health endpoints plus every virtual server's path.
+pub fn router(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .fallback(entry)
+        .with_state(gw)
+}
+
+async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
+    if gw.is_draining() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
+    }
+    let snap = gw.snapshot();
+    (StatusCode::OK, format!("ready: config version {}, {} virtual server(s)\n", snap.version, snap.virtual_servers.len())).into_response()
+}
+
+fn new_request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(guard::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()))
+}
+
+async fn entry(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let request_id = new_request_id(&parts.headers);
+    let snapshot = gw.snapshot();
+    let Some(vs) = snapshot.virtual_servers.get(parts.uri.path()).cloned() else {
+        return (StatusCode::NOT_FOUND, format!("no virtual server at {}\n", parts.uri.path())).into_response();
+    };
+    if let Err(reason) = gw.origin_policy.check(&parts.headers) {
+        tracing::warn!(request_id, %reason, "refused request (DNS rebinding protection)");
+        return rpc_error(StatusCode::FORBIDDEN, Id::Null, ErrorObject::new(codes::INVALID_REQUEST, format!("Forbidden: {reason}")), &request_id);
+    }
+    if gw.is_draining() {
+        return rpc_error(StatusCode::SERVICE_UNAVAILABLE, Id::Null, ErrorObject::new(codes::BACKEND_UNAVAILABLE, "the gateway is shutting down"), &request_id);
+    }
+    match parts.method {
+        Method::POST => {
+            let limit = gw.max_body_bytes;
+            let bytes = match axum::body::to_bytes(body, limit).await {
+                Ok(b) => b,
+                Err(_) => {
+                    tracing::warn!(request_id, limit, "request body too large");
+                    return rpc_error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        Id::Null,
+                        ErrorObject::new(codes::INVALID_REQUEST, format!("request body exceeds the limit of {limit} bytes")),
+                        &request_id,
+                    );
+                }
+            };
+            post::handle(gw, snapshot, vs, parts.headers, bytes, request_id).await
+        }
+        Method::GET => stream::get(gw, vs, parts.headers, request_id).await,
+        Method::DELETE => stream::delete(gw, vs, parts.headers, request_id).await,
+        _ => (StatusCode::METHOD_NOT_ALLOWED, [("allow", "GET, POST, DELETE")], Bytes::new()).into_response(),
+    }
+}

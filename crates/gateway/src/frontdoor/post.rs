@@ -1,0 +1,244 @@
+//! POST: one JSON-RPC message from a client of either era.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use gatehouse_wire::{Era, ErrorObject, Id, Message, MessageKind, ProtocolVersion, codes, headers as h, meta, sse};
+use serde_json::{Value, json};
+
+use super::call::{self, CallStream, Step};
+use super::guard::{REQUEST_ID, rpc_error};
+use super::session::{Session, SessionClaims, SessionLookup};
+use crate::Gateway;
+use crate::backend::ClientContext;
+use crate::dispatch::{self, CallCtx};
+use crate::snapshot::{Snapshot, VirtualServer};
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn accepts_sse(headers: &HeaderMap) -> bool {
+    header(headers, header::ACCEPT.as_str()).is_some_and(|a| a.contains("text/event-stream") || a.contains("*/*"))
+}
+
+pub(super) async fn handle(gw: Arc<Gateway>, snapshot: Arc<Snapshot>, vs: Arc<crate::snapshot::VirtualServer>, headers: HeaderMap, body: Bytes, request_id: String) -> Response {
+    let msg = match Message::parse(&body) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(request_id, error = %e, "malformed JSON-RPC message");
+            crate::metrics::REJECTED_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return rpc_error(StatusCode::BAD_REQUEST, e.id(), e.to_error_object(), &request_id);
+        }
+    };
+    let id = msg.id.clone().unwrap_or(Id::Null);
+    let modern_version = msg.meta().and_then(|m| m.get(meta::PROTOCOL_VERSION)).and_then(Value::as_str).map(str::to_string);
+    let session_id = header(&headers, h::SESSION_ID).map(str::to_string);
+
+    if msg.method() == "initialize" && modern_version.is_none() {
+        return initialize(&gw, &vs, msg, &request_id).await;
+    }
+    if let Some(version) = modern_version.or_else(|| header(&headers, h::PROTOCOL_VERSION).filter(|v| *v == "2026-07-28").map(str::to_string)) {
+        return stateless(gw, snapshot, vs, headers, msg, version, request_id).await;
+    }
+    let Some(session_id) = session_id else {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            id,
+            ErrorObject::new(codes::BACKEND_UNAVAILABLE, "Bad Request: send initialize first (or the Mcp-Session-Id header), or use protocol 2026-07-28 with _meta"),
+            &request_id,
+        );
+    };
+    let session = match gw.sessions.get(&gw.keys, &session_id, &vs.path) {
+        Ok(s) => s,
+        Err(SessionLookup::Gone) | Err(SessionLookup::Unknown) => {
+            return rpc_error(StatusCode::NOT_FOUND, id, ErrorObject::new(codes::INVALID_REQUEST, "Session not found: initialize a new session"), &request_id);
+        }
+    };
+    if let Some(v) = header(&headers, h::PROTOCOL_VERSION)
+        && v.parse::<ProtocolVersion>().is_err()
+    {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            id,
+            ErrorObject::with_data(codes::INVALID_REQUEST, format!("Bad Request: unsupported protocol version {v}"), json!({"supported": ProtocolVersion::supported_strings(), "requested": v})),
+            &request_id,
+        );
+    }
+    legacy(gw, snapshot, vs, headers, msg, session, request_id).await
+}
+
+async fn initialize(gw: &Gateway, vs: &VirtualServer, msg: Message, request_id: &str) -> Response {
+    let id = msg.id.clone().unwrap_or(Id::Null);
+    if msg.kind() != MessageKind::Request {
+        return rpc_error(StatusCode::BAD_REQUEST, id, ErrorObject::new(codes::INVALID_REQUEST, "initialize must be a request"), request_id);
+    }
+    let params = msg.params.clone().unwrap_or(Value::Null);
+    let version = call::negotiate(params.get("protocolVersion").and_then(Value::as_str));
+    let client = ClientContext {
+        capabilities: params.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+        client_info: params.get("clientInfo").cloned().unwrap_or_else(|| json!({})),
+        upstream_session: None,
+    };
+    // Handshake-era HTTP members get an upstream session of this client's own, sealed into its id.
+    let opens = vs.members.iter().map(|m| {
+        let client = client.clone();
+        async move {
+            let sid = tokio::time::timeout(Duration::from_secs(10), m.server.backend.open_session(&client)).await.ok().flatten();
+            sid.map(|s| (m.server.config.name.clone(), s))
+        }
+    });
+    let up: HashMap<String, String> = futures::future::join_all(opens).await.into_iter().flatten().collect();
+    let claims = SessionClaims { vs: vs.path.clone(), v: version.as_str().into(), caps: client.capabilities, info: client.client_info, up, iat: 0 };
+    let session = gw.sessions.create(&gw.keys, claims, version);
+    tracing::info!(request_id, virtual_server = %vs.name, version = %version, client = %session.claims.info, "session started");
+    let body = Message::result(id, &dispatch::initialize_result(vs, version)).to_bytes();
+    let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    resp.headers_mut().insert(h::SESSION_ID, HeaderValue::from_str(&session.id).expect("sealed ids are ASCII"));
+    resp
+}
+
+async fn legacy(gw: Arc<Gateway>, snapshot: Arc<Snapshot>, vs: Arc<VirtualServer>, headers: HeaderMap, msg: Message, session: Arc<Session>, request_id: String) -> Response {
+    match msg.kind() {
+        MessageKind::Result | MessageKind::Error => {
+            let key = match &msg.id {
+                Some(Id::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
+            let waiter = session.pending.lock().expect("pending lock").remove(&key);
+            match waiter {
+                Some(tx) => {
+                    let _ = tx.send(msg);
+                }
+                None => tracing::debug!(request_id, id = %key, "response to an unknown server request"),
+            }
+            StatusCode::ACCEPTED.into_response()
+        }
+        MessageKind::Notification => {
+            match msg.method() {
+                "notifications/cancelled" => {
+                    let target = msg.params.as_ref().and_then(|p| p.get("requestId")).and_then(Id::from_value);
+                    if let Some(target) = target
+                        && let Some(h) = session.inflight.lock().expect("inflight lock").remove(&target)
+                    {
+                        tracing::info!(request_id, %target, "client cancelled a request");
+                        h.abort();
+                    }
+                }
+                "notifications/initialized" => {}
+                other => {
+                    let client = session.client();
+                    for m in &vs.members {
+                        let mut c = client.clone();
+                        c.upstream_session = session.claims.up.get(&m.server.config.name).cloned();
+                        let _ = m.server.backend.notify(other, msg.params.clone(), &c).await;
+                    }
+                }
+            }
+            StatusCode::ACCEPTED.into_response()
+        }
+        MessageKind::Request => {
+            if msg.method() == "initialize" {
+                return rpc_error(StatusCode::BAD_REQUEST, msg.id.clone().unwrap_or(Id::Null), ErrorObject::new(codes::INVALID_REQUEST, "session is already initialized"), &request_id);
+            }
+            let ctx = CallCtx { client: session.client(), upstream: session.claims.up.clone(), era: Era::Handshake, events: None };
+            let can_stream = accepts_sse(&headers);
+            let stream = call::start(snapshot, vs, msg, ctx, Some(session), can_stream);
+            respond(gw, stream, request_id).await
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn stateless(gw: Arc<Gateway>, snapshot: Arc<Snapshot>, vs: Arc<VirtualServer>, headers: HeaderMap, msg: Message, version: String, request_id: String) -> Response {
+    let id = msg.id.clone().unwrap_or(Id::Null);
+    let bad = |code: i64, message: String, data: Option<Value>| {
+        let err = match data {
+            Some(d) => ErrorObject::with_data(code, message, d),
+            None => ErrorObject::new(code, message),
+        };
+        rpc_error(StatusCode::BAD_REQUEST, id.clone(), err, &request_id)
+    };
+    match version.parse::<ProtocolVersion>() {
+        Ok(v) if v.era() == Era::Stateless => {}
+        _ => {
+            return bad(
+                codes::UNSUPPORTED_PROTOCOL_VERSION,
+                format!("Unsupported protocol version: {version}"),
+                Some(json!({"supported": ProtocolVersion::ALL.iter().filter(|v| v.era() == Era::Stateless).map(|v| v.as_str()).collect::<Vec<_>>(), "requested": version})),
+            );
+        }
+    }
+    match header(&headers, h::PROTOCOL_VERSION) {
+        Some(v) if v == version => {}
+        Some(v) => return bad(codes::HEADER_MISMATCH, format!("MCP-Protocol-Version header {v:?} does not match _meta protocolVersion {version:?}"), None),
+        None => return bad(codes::HEADER_MISMATCH, "MCP-Protocol-Version header is required".into(), None),
+    }
+    if msg.method.is_some()
+        && let Err(e) = h::validate(&msg, header(&headers, h::METHOD), header(&headers, h::NAME))
+    {
+        return bad(codes::HEADER_MISMATCH, format!("Header mismatch: {e}"), None);
+    }
+    match msg.kind() {
+        MessageKind::Notification | MessageKind::Result | MessageKind::Error => return StatusCode::ACCEPTED.into_response(),
+        MessageKind::Request => {}
+    }
+    let meta = msg.meta().cloned().unwrap_or_default();
+    let Some(caps) = meta.get(meta::CLIENT_CAPABILITIES).filter(|c| c.is_object()).cloned() else {
+        return bad(codes::INVALID_PARAMS, format!("_meta[\"{}\"] is required", meta::CLIENT_CAPABILITIES), None);
+    };
+    let client = ClientContext { capabilities: caps, client_info: meta.get(meta::CLIENT_INFO).cloned().unwrap_or(Value::Null), upstream_session: None };
+    if msg.method() == "subscriptions/listen" {
+        return super::stream::listen(gw, vs, msg, request_id).await;
+    }
+    let can_stream = accepts_sse(&headers);
+    if let Some(token) = msg.params.as_ref().and_then(|p| p.get("requestState")).and_then(Value::as_str)
+        && token.starts_with(call::STATE_PREFIX)
+    {
+        return match gw.parked.resume(&gw.keys, token, &msg) {
+            Ok(stream) => respond(gw, stream, request_id).await,
+            Err(e) => rpc_error(StatusCode::OK, id, e, &request_id),
+        };
+    }
+    let ctx = CallCtx { client, upstream: HashMap::new(), era: Era::Stateless, events: None };
+    let stream = call::start(snapshot, vs, msg, ctx, None, can_stream);
+    respond(gw, stream, request_id).await
+}
+
+/// Sends the call's outcome: plain JSON when the response is the first thing ready, an SSE
+/// stream when notifications or server→client requests come first.
+async fn respond(gw: Arc<Gateway>, mut stream: CallStream, request_id: String) -> Response {
+    let first = match stream.next(&gw.keys, &gw.parked).await {
+        Some(s) => s,
+        None => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    let json_headers = [(header::CONTENT_TYPE, "application/json"), (header::HeaderName::from_static(REQUEST_ID), request_id.as_str())];
+    let first = match first {
+        Step::Final(m) => return (StatusCode::OK, json_headers, m.to_bytes()).into_response(),
+        Step::Message(m) => m,
+    };
+    let rest = futures::stream::unfold((stream, gw), |(mut stream, gw)| async move {
+        let step = stream.next(&gw.keys, &gw.parked).await?;
+        let m = match step {
+            Step::Message(m) | Step::Final(m) => m,
+        };
+        Some((m, (stream, gw)))
+    });
+    let events = futures::stream::once(async move { first })
+        .chain(rest)
+        .map(|m| Ok::<_, std::convert::Infallible>(sse::encode(None, None, &String::from_utf8_lossy(&m.to_bytes()))));
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header("x-accel-buffering", "no")
+        .header(REQUEST_ID, request_id)
+        .body(Body::from_stream(events))
+        .expect("valid response")
+}

@@ -1,0 +1,199 @@
+//! Handshake-era sessions: sealed ids that any replica can open, plus the in-process state a
+//! live session needs (its stream, pending server→client requests, in-flight calls).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use gatehouse_wire::{Id, Message, ProtocolVersion};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+
+use crate::backend::ClientContext;
+use crate::seal::Keyring;
+
+/// Purpose string bound into sealed session ids.
+const PURPOSE: &str = "gatehouse/session/v1";
+
+/// What a sealed session id carries: enough to serve the session on any replica.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionClaims {
+    /// Path of the virtual server the session belongs to.
+    pub vs: String,
+    /// Negotiated protocol version.
+    pub v: String,
+    /// Client capabilities from `initialize`.
+    pub caps: Value,
+    /// Client info from `initialize`.
+    pub info: Value,
+    /// Upstream session ids by server name.
+    #[serde(default)]
+    pub up: HashMap<String, String>,
+    /// Issued at, seconds since the epoch.
+    pub iat: u64,
+}
+
+/// A live session on this process.
+#[derive(Debug)]
+pub struct Session {
+    /// The sealed id the client echoes.
+    pub id: String,
+    /// What the id carries.
+    pub claims: SessionClaims,
+    /// Negotiated version.
+    pub version: ProtocolVersion,
+    /// The standalone GET stream, if one is open.
+    pub standalone: Mutex<Option<mpsc::Sender<Message>>>,
+    /// Server→client requests waiting for the client's answer, by the id the gateway gave them.
+    pub pending: Mutex<HashMap<String, oneshot::Sender<Message>>>,
+    /// In-flight client requests, for `notifications/cancelled`.
+    pub inflight: Mutex<HashMap<Id, AbortHandle>>,
+    next_request: AtomicU64,
+}
+
+impl Session {
+    /// The client context for backend calls.
+    pub fn client(&self) -> ClientContext {
+        ClientContext { capabilities: self.claims.caps.clone(), client_info: self.claims.info.clone(), upstream_session: None }
+    }
+
+    /// A fresh id for a server→client request on this session.
+    pub fn next_request_id(&self) -> String {
+        format!("gatehouse-{}", self.next_request.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Why a session id was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionLookup {
+    /// The id does not open, or belongs to another virtual server.
+    Unknown,
+    /// The id was valid but has expired or was deleted.
+    Gone,
+}
+
+/// All sessions this process serves.
+#[derive(Debug)]
+pub struct SessionStore {
+    live: Mutex<HashMap<String, Arc<Session>>>,
+    ended: Mutex<HashSet<String>>,
+    ttl: Duration,
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl SessionStore {
+    /// A store whose sessions live for `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        SessionStore { live: Mutex::default(), ended: Mutex::default(), ttl }
+    }
+
+    /// Creates a session and its sealed id.
+    pub fn create(&self, keys: &Keyring, mut claims: SessionClaims, version: ProtocolVersion) -> Arc<Session> {
+        claims.iat = now();
+        let plaintext = serde_json::to_vec(&claims).expect("claims serialise");
+        let id = keys.seal(PURPOSE, &plaintext);
+        let s = Arc::new(Session::from_claims(id.clone(), claims, version));
+        self.live.lock().expect("sessions lock").insert(id, s.clone());
+        s
+    }
+
+    /// Finds a session by id: live here, or re-opened from its sealed id (another replica, or
+    /// a restart, minted it).
+    pub fn get(&self, keys: &Keyring, id: &str, vs_path: &str) -> Result<Arc<Session>, SessionLookup> {
+        if self.ended.lock().expect("sessions lock").contains(id) {
+            return Err(SessionLookup::Gone);
+        }
+        if let Some(s) = self.live.lock().expect("sessions lock").get(id).cloned() {
+            if s.claims.vs != vs_path {
+                return Err(SessionLookup::Unknown);
+            }
+            if now().saturating_sub(s.claims.iat) > self.ttl.as_secs() {
+                return Err(SessionLookup::Gone);
+            }
+            return Ok(s);
+        }
+        let plaintext = keys.open(PURPOSE, id).map_err(|_| SessionLookup::Unknown)?;
+        let claims: SessionClaims = serde_json::from_slice(&plaintext).map_err(|_| SessionLookup::Unknown)?;
+        if claims.vs != vs_path {
+            return Err(SessionLookup::Unknown);
+        }
+        if now().saturating_sub(claims.iat) > self.ttl.as_secs() {
+            return Err(SessionLookup::Gone);
+        }
+        let version = claims.v.parse().map_err(|_| SessionLookup::Unknown)?;
+        let s = Arc::new(Session::from_claims(id.to_string(), claims, version));
+        Ok(self.live.lock().expect("sessions lock").entry(id.to_string()).or_insert(s).clone())
+    }
+
+    /// Ends a session (DELETE): later requests with its id get 404 on this process.
+    pub fn end(&self, id: &str) -> Option<Arc<Session>> {
+        self.ended.lock().expect("sessions lock").insert(id.to_string());
+        let s = self.live.lock().expect("sessions lock").remove(id);
+        if let Some(s) = &s {
+            for (_, h) in s.inflight.lock().expect("inflight lock").drain() {
+                h.abort();
+            }
+        }
+        s
+    }
+
+    /// Number of live sessions held in memory.
+    pub fn len(&self) -> usize {
+        self.live.lock().expect("sessions lock").len()
+    }
+
+    /// True when no session is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Live sessions of a virtual server (for list_changed fan-out).
+    pub fn of_virtual_server(&self, vs_path: &str) -> Vec<Arc<Session>> {
+        self.live.lock().expect("sessions lock").values().filter(|s| s.claims.vs == vs_path).cloned().collect()
+    }
+}
+
+impl Session {
+    fn from_claims(id: String, claims: SessionClaims, version: ProtocolVersion) -> Session {
+        Session {
+            id,
+            claims,
+            version,
+            standalone: Mutex::new(None),
+            pending: Mutex::default(),
+            inflight: Mutex::default(),
+            next_request: AtomicU64::new(1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims() -> SessionClaims {
+        SessionClaims { vs: "/mcp".into(), v: "2025-06-18".into(), caps: json!({}), info: json!({"name": "t"}), up: HashMap::from([("echo".into(), "up-1".into())]), iat: 0 }
+    }
+
+    #[test]
+    fn another_replica_with_the_same_key_serves_the_session() {
+        let keys = Keyring::ephemeral();
+        let a = SessionStore::new(Duration::from_secs(60));
+        let s = a.create(&keys, claims(), ProtocolVersion::V2025_06_18);
+        let b = SessionStore::new(Duration::from_secs(60));
+        let again = b.get(&keys, &s.id, "/mcp").unwrap();
+        assert_eq!(again.claims.up["echo"], "up-1");
+        assert_eq!(again.version, ProtocolVersion::V2025_06_18);
+        assert_eq!(b.get(&keys, &s.id, "/other").unwrap_err(), SessionLookup::Unknown);
+        assert_eq!(b.get(&Keyring::ephemeral(), &s.id.replace('.', "x."), "/mcp").unwrap_err(), SessionLookup::Unknown);
+        b.end(&s.id);
+        assert_eq!(b.get(&keys, &s.id, "/mcp").unwrap_err(), SessionLookup::Gone);
+    }
+}

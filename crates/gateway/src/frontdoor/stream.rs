@@ -1,0 +1,151 @@
+//! Long-lived streams: a handshake-era session's GET stream, DELETE, and the 2026-07-28
+//! `subscriptions/listen` stream. Both carry member changes as the virtual server's own
+//! `list_changed` / `resources/updated` notifications.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use gatehouse_wire::{ErrorObject, Id, Message, codes, headers as h, meta, sse};
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+
+use super::guard::rpc_error;
+use crate::Gateway;
+use crate::notify::ServerChange;
+use crate::snapshot::VirtualServer;
+
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+fn sse_response(body: Body, request_id: &str) -> Response {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header("x-accel-buffering", "no")
+        .header(super::guard::REQUEST_ID, request_id)
+        .body(body)
+        .expect("valid response")
+}
+
+/// What a member change means for clients of `vs`, if anything.
+fn relay_change(vs: &VirtualServer, change: &ServerChange) -> Option<Message> {
+    if !vs.has_member(&change.server) {
+        return None;
+    }
+    match change.message.method() {
+        m @ ("notifications/tools/list_changed" | "notifications/prompts/list_changed" | "notifications/resources/list_changed") => Some(Message::notification(m, None)),
+        "notifications/resources/updated" => Some(change.message.clone()),
+        _ => None,
+    }
+}
+
+pub(super) async fn get(gw: Arc<Gateway>, vs: Arc<VirtualServer>, headers: HeaderMap, request_id: String) -> Response {
+    let Some(sid) = headers.get(h::SESSION_ID).and_then(|v| v.to_str().ok()) else {
+        return (StatusCode::METHOD_NOT_ALLOWED, [("allow", "POST")], "GET needs an Mcp-Session-Id (2026-07-28 clients use subscriptions/listen)\n").into_response();
+    };
+    let session = match gw.sessions.get(&gw.keys, sid, &vs.path) {
+        Ok(s) => s,
+        Err(_) => return rpc_error(StatusCode::NOT_FOUND, Id::Null, ErrorObject::new(codes::INVALID_REQUEST, "Session not found"), &request_id),
+    };
+    let (tx, rx) = mpsc::channel::<Message>(64);
+    *session.standalone.lock().expect("standalone lock") = Some(tx);
+    let changes = gw.hub.subscribe();
+    let stream = merged_stream(vs, changes, rx, None);
+    sse_response(Body::from_stream(stream), &request_id)
+}
+
+pub(super) async fn delete(gw: Arc<Gateway>, vs: Arc<VirtualServer>, headers: HeaderMap, request_id: String) -> Response {
+    let Some(sid) = headers.get(h::SESSION_ID).and_then(|v| v.to_str().ok()) else {
+        return rpc_error(StatusCode::BAD_REQUEST, Id::Null, ErrorObject::new(codes::INVALID_REQUEST, "DELETE needs an Mcp-Session-Id"), &request_id);
+    };
+    let session = match gw.sessions.get(&gw.keys, sid, &vs.path) {
+        Ok(s) => s,
+        Err(_) => return rpc_error(StatusCode::NOT_FOUND, Id::Null, ErrorObject::new(codes::INVALID_REQUEST, "Session not found"), &request_id),
+    };
+    gw.sessions.end(sid);
+    for m in &vs.members {
+        if let Some(up) = session.claims.up.get(&m.server.config.name) {
+            m.server.backend.close_session(up).await;
+        }
+    }
+    tracing::info!(request_id, virtual_server = %vs.name, "session ended by the client");
+    StatusCode::OK.into_response()
+}
+
+pub(super) async fn listen(gw: Arc<Gateway>, vs: Arc<VirtualServer>, msg: Message, request_id: String) -> Response {
+    let id = msg.id.clone().unwrap_or(Id::Null);
+    let filter = msg.params.as_ref().and_then(|p| p.get("notifications")).cloned().unwrap_or(json!({}));
+    let mut honoured = serde_json::Map::new();
+    for key in ["toolsListChanged", "promptsListChanged", "resourcesListChanged"] {
+        if filter.get(key).and_then(Value::as_bool) == Some(true) {
+            honoured.insert(key.into(), Value::Bool(true));
+        }
+    }
+    if let Some(uris) = filter.get("resourceSubscriptions").filter(|u| u.is_array()) {
+        honoured.insert("resourceSubscriptions".into(), uris.clone());
+    }
+    let honoured = Value::Object(honoured);
+    let mut ack_meta = serde_json::Map::new();
+    ack_meta.insert(meta::SUBSCRIPTION_ID.into(), id.to_value());
+    let ack = Message::notification("notifications/subscriptions/acknowledged", Some(json!({"notifications": honoured.clone(), "_meta": ack_meta})));
+    let (tx, rx) = mpsc::channel::<Message>(1);
+    let _ = tx.send(ack).await;
+    let changes = gw.hub.subscribe();
+    let stream = merged_stream(vs, changes, rx, Some((id, honoured, tx)));
+    sse_response(Body::from_stream(stream), &request_id)
+}
+
+type Listen = (Id, Value, mpsc::Sender<Message>);
+
+fn wanted(filter: &Value, m: &Message) -> bool {
+    let flag = |k: &str| filter.get(k).and_then(Value::as_bool) == Some(true);
+    match m.method() {
+        "notifications/tools/list_changed" => flag("toolsListChanged"),
+        "notifications/prompts/list_changed" => flag("promptsListChanged"),
+        "notifications/resources/list_changed" => flag("resourcesListChanged"),
+        "notifications/resources/updated" => {
+            let uri = m.params.as_ref().and_then(|p| p.get("uri")).and_then(Value::as_str).unwrap_or("");
+            filter.get("resourceSubscriptions").and_then(Value::as_array).is_some_and(|a| a.iter().any(|u| u.as_str() == Some(uri)))
+        }
+        _ => true,
+    }
+}
+
+fn merged_stream(
+    vs: Arc<VirtualServer>,
+    changes: broadcast::Receiver<ServerChange>,
+    direct: mpsc::Receiver<Message>,
+    listen: Option<Listen>,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> {
+    let ticker = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
+    futures::stream::unfold((vs, changes, direct, listen, ticker), |(vs, mut changes, mut direct, listen, mut ticker)| async move {
+        loop {
+            let out = tokio::select! {
+                Some(m) = direct.recv() => Some(m),
+                r = changes.recv() => match r {
+                    Ok(change) => relay_change(&vs, &change),
+                    Err(broadcast::error::RecvError::Lagged(_)) => None,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = ticker.tick() => return Some((sse::comment("keep-alive"), (vs, changes, direct, listen, ticker))),
+            };
+            let Some(mut m) = out else { continue };
+            if let Some((sub_id, filter, _)) = &listen {
+                if !wanted(filter, &m) {
+                    continue;
+                }
+                if let Some(p) = m.params.get_or_insert_with(|| json!({})).as_object_mut() {
+                    let meta = p.entry("_meta").or_insert_with(|| json!({}));
+                    meta[meta::SUBSCRIPTION_ID] = sub_id.to_value();
+                }
+            }
+            let bytes = sse::encode(None, None, &String::from_utf8_lossy(&m.to_bytes()));
+            return Some((bytes, (vs, changes, direct, listen, ticker)));
+        }
+    })
+    .map(Ok)
+}

@@ -1,0 +1,166 @@
+//! The Gatehouse data plane.
+//!
+//! A [`Gateway`] holds the current [`snapshot::Snapshot`] (swapped atomically on reload), the
+//! sealing keys, the handshake-era sessions and the MRTR calls parked on this process. The
+//! request path reads top to bottom: [`frontdoor`] (HTTP, eras, sessions) → [`dispatch`]
+//! (virtual-server routing and aggregation, via [`catalog`]) → [`backend`] (the member server,
+//! in its own era).
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod catalog;
+pub mod dispatch;
+pub mod frontdoor;
+pub mod metrics;
+pub mod notify;
+pub mod reload;
+pub mod seal;
+pub mod snapshot;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use gatehouse_config::Config;
+
+use crate::backend::BackendError;
+use crate::catalog::ListKind;
+use crate::frontdoor::call::Parked;
+use crate::frontdoor::guard::OriginPolicy;
+use crate::frontdoor::session::SessionStore;
+use crate::notify::ChangeHub;
+use crate::seal::Keyring;
+use crate::snapshot::Snapshot;
+
+/// The running data plane.
+#[derive(Debug)]
+pub struct Gateway {
+    snapshot: ArcSwap<Snapshot>,
+    /// Changes announced by backends.
+    pub hub: Arc<ChangeHub>,
+    /// Keys that seal session ids and request states.
+    pub keys: Keyring,
+    /// Handshake-era sessions served here.
+    pub sessions: SessionStore,
+    /// MRTR calls waiting for a client's retry.
+    pub parked: Parked,
+    /// Host/Origin checks.
+    pub origin_policy: OriginPolicy,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    draining: AtomicBool,
+}
+
+impl Gateway {
+    /// Builds the gateway for a validated config; `listen` decides the Host/Origin policy.
+    pub fn new(config: Config, keys: Keyring, listen: SocketAddr) -> Result<Arc<Gateway>, BackendError> {
+        let hub = Arc::new(ChangeHub::default());
+        let origin_policy = OriginPolicy { loopback: listen.ip().is_loopback(), allowed_origins: config.gateway.allowed_origins.clone() };
+        let max_body_bytes = usize::try_from(config.gateway.max_body_bytes).unwrap_or(usize::MAX);
+        let sessions = SessionStore::new(config.gateway.session_ttl.get());
+        let snapshot = Snapshot::build(config, None, &hub)?;
+        let gw = Arc::new(Gateway {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            hub,
+            keys,
+            sessions,
+            parked: Parked::default(),
+            origin_policy,
+            max_body_bytes,
+            draining: AtomicBool::new(false),
+        });
+        gw.spawn_cache_invalidation();
+        gw.spawn_reaper();
+        Ok(gw)
+    }
+
+    /// The snapshot new requests are served against.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Swaps in a new config. In-flight requests keep the snapshot they started with; backends
+    /// of unchanged servers carry over; removed ones stop once their last request finishes.
+    pub fn reload(&self, config: Config) -> Result<u64, BackendError> {
+        let old = self.snapshot();
+        let next = Snapshot::build(config, Some(&old), &self.hub)?;
+        let version = next.version;
+        let retired = old.retired_by(&next);
+        self.snapshot.store(Arc::new(next));
+        for handle in retired {
+            tokio::spawn(async move {
+                // Wait for in-flight calls (which hold the old snapshot) to let go.
+                while Arc::strong_count(&handle) > 1 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                handle.backend.shutdown().await;
+            });
+        }
+        Ok(version)
+    }
+
+    /// The HTTP router serving every virtual server and the health endpoints.
+    pub fn router(self: &Arc<Self>) -> axum::Router {
+        frontdoor::router(self.clone())
+    }
+
+    /// Marks the gateway as draining: `/readyz` fails and new requests are refused.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// True once draining started.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Stops every backend (child processes get SIGTERM, then SIGKILL).
+    pub async fn shutdown_backends(&self) {
+        let snap = self.snapshot();
+        let all = snap.servers.values().map(|h| h.backend.shutdown());
+        futures::future::join_all(all).await;
+    }
+
+    fn spawn_cache_invalidation(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let mut rx = self.hub.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let change = match rx.recv().await {
+                    Ok(c) => c,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        // Missed changes: drop every cache rather than serve a stale list.
+                        let Some(gw) = weak.upgrade() else { return };
+                        for h in gw.snapshot().servers.values() {
+                            h.lists.invalidate(&[ListKind::Tools, ListKind::Prompts, ListKind::Resources, ListKind::ResourceTemplates]);
+                        }
+                        continue;
+                    }
+                    Err(_) => return,
+                };
+                let Some(gw) = weak.upgrade() else { return };
+                if let Some(h) = gw.snapshot().servers.get(&change.server) {
+                    h.lists.invalidate(ListKind::from_notification(change.message.method()));
+                }
+            }
+        });
+    }
+
+    fn spawn_reaper(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                let Some(gw) = weak.upgrade() else { return };
+                for h in gw.snapshot().servers.values() {
+                    if let backend::Backend::Stdio(s) = &h.backend {
+                        s.reap_idle().await;
+                    }
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,126 @@
+//! The immutable runtime view of one configuration: virtual servers by path, each member bound
+//! to a live backend. A new config builds a new Snapshot that reuses the backends of unchanged
+//! servers, so a reload never restarts a process it does not have to.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use gatehouse_config::{Config, MemberConfig, ServerConfig};
+
+use crate::backend::{Backend, BackendError};
+use crate::catalog::{ListCache, MergedCache};
+use crate::notify::ChangeHub;
+
+/// A backend plus what the gateway caches about it.
+#[derive(Debug)]
+pub struct ServerHandle {
+    /// The server's entry in the config it was built from.
+    pub config: ServerConfig,
+    /// The live connection.
+    pub backend: Backend,
+    /// Cached item lists, invalidated by the server's `list_changed` notifications.
+    pub lists: ListCache,
+}
+
+/// One member of a virtual server.
+#[derive(Debug)]
+pub struct Member {
+    /// The `include` entry.
+    pub config: MemberConfig,
+    /// The server it names.
+    pub server: Arc<ServerHandle>,
+}
+
+/// A virtual MCP server: one endpoint aggregating its members.
+#[derive(Debug)]
+pub struct VirtualServer {
+    /// Its name.
+    pub name: String,
+    /// Its URL path.
+    pub path: String,
+    /// Whether a member that is down fails list requests.
+    pub fail_closed: bool,
+    /// Members in `include` order (the first wins on a name clash).
+    pub members: Vec<Member>,
+    /// Merged, renamed tool/prompt views, rebuilt when a member's lists change.
+    pub merged: MergedCache,
+}
+
+impl VirtualServer {
+    /// True when `server` is one of the members.
+    pub fn has_member(&self, server: &str) -> bool {
+        self.members.iter().any(|m| m.server.config.name == server)
+    }
+}
+
+/// Everything a request needs, fixed for the request's lifetime.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Monotonic version, for logs.
+    pub version: u64,
+    /// The configuration it was compiled from.
+    pub config: Arc<Config>,
+    /// Backends by server name.
+    pub servers: HashMap<String, Arc<ServerHandle>>,
+    /// Virtual servers by path.
+    pub virtual_servers: HashMap<String, Arc<VirtualServer>>,
+}
+
+static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
+
+impl Snapshot {
+    /// Compiles a validated config, reusing `previous`'s backends whose entries did not change.
+    pub fn build(config: Config, previous: Option<&Snapshot>, hub: &Arc<ChangeHub>) -> Result<Snapshot, BackendError> {
+        let mut servers = HashMap::new();
+        for sc in &config.servers {
+            let reused = previous.and_then(|p| p.servers.get(&sc.name).filter(|h| h.config == *sc && same_timeout(p, &config, sc)));
+            let handle = match reused {
+                Some(h) => h.clone(),
+                None => Arc::new(ServerHandle {
+                    config: sc.clone(),
+                    backend: Backend::build(sc, config.call_timeout(sc), hub.clone())?,
+                    lists: ListCache::default(),
+                }),
+            };
+            servers.insert(sc.name.clone(), handle);
+        }
+        let mut virtual_servers = HashMap::new();
+        for vs in &config.virtual_servers {
+            let members = vs
+                .include
+                .iter()
+                .filter_map(|m| servers.get(&m.server).map(|s| Member { config: m.clone(), server: s.clone() }))
+                .collect();
+            virtual_servers.insert(
+                vs.path.clone(),
+                Arc::new(VirtualServer {
+                    name: vs.name.clone(),
+                    path: vs.path.clone(),
+                    fail_closed: vs.fail_closed,
+                    members,
+                    merged: MergedCache::default(),
+                }),
+            );
+        }
+        Ok(Snapshot {
+            version: NEXT_VERSION.fetch_add(1, Ordering::Relaxed),
+            config: Arc::new(config),
+            servers,
+            virtual_servers,
+        })
+    }
+
+    /// Backends of `self` that `next` does not reuse (to shut down once `self` is retired).
+    pub fn retired_by(&self, next: &Snapshot) -> Vec<Arc<ServerHandle>> {
+        self.servers
+            .iter()
+            .filter(|(name, h)| next.servers.get(*name).is_none_or(|n| !Arc::ptr_eq(n, h)))
+            .map(|(_, h)| h.clone())
+            .collect()
+    }
+}
+
+fn same_timeout(prev: &Snapshot, next: &Config, sc: &ServerConfig) -> bool {
+    prev.config.call_timeout(sc) == next.call_timeout(sc)
+}
