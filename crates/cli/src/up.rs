@@ -80,7 +80,7 @@ fn print_banner(gw: &Gateway, bound: SocketAddr, data_dir: &Path, config: Option
     println!("Gatehouse {} listening on http://{bound}", env!("CARGO_PKG_VERSION"));
     match config {
         Some(c) => println!("  config:    {} (watched for changes)", c.display()),
-        None => println!("  config:    built-in demo (servers: demo — tools echo, add)"),
+        None => println!("  config:    built-in demo (servers: demo — tools echo, add, countdown)"),
     }
     println!("  data dir:  {}", data_dir.display());
     let mut paths: Vec<_> = snap.virtual_servers.values().collect();

@@ -1,0 +1,212 @@
+//! Helpers for end-to-end tests: run the real `gatehouse` binary and talk MCP to it over HTTP.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A running `gatehouse up`, killed when dropped.
+pub struct Gatehouse {
+    pub child: Child,
+    /// Everything the gateway logged so far.
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+    pub base: String,
+    pub data_dir: tempfile::TempDir,
+}
+
+impl Drop for Gatehouse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_gatehouse"))
+}
+
+impl Gatehouse {
+    /// Starts `gatehouse up` on an ephemeral port with extra args (e.g. `--config`).
+    pub fn start(args: &[&str]) -> Gatehouse {
+        let data_dir = tempfile::tempdir().unwrap();
+        Self::start_in(args, data_dir)
+    }
+
+    /// Starts with a given data dir (to test restarts).
+    pub fn start_in(args: &[&str], data_dir: tempfile::TempDir) -> Gatehouse {
+        let mut child = Command::new(bin())
+            .arg("up")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path())
+            .args(args)
+            .env("GATEHOUSE_LOG", "info")
+            .stdout(Stdio::piped())
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("gatehouse starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next().expect("banner").expect("banner line");
+        let base = first.split("listening on ").nth(1).expect("listening line").trim().to_string();
+        std::thread::spawn(move || for _ in lines {});
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = log.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        Gatehouse { child, log, base, data_dir }
+    }
+
+    /// True once the gateway's log contains `needle`.
+    pub fn logged(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().contains(needle)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        unsafe_kill(self.child.id() as i32, 15);
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+pub fn unsafe_kill(pid: i32, sig: i32) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+}
+
+/// A handshake-era session.
+pub struct Legacy {
+    pub url: String,
+    pub session: String,
+    pub http: reqwest::Client,
+}
+
+pub async fn post(http: &reqwest::Client, url: &str, headers: &[(&str, &str)], body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut req = http.post(url).header("content-type", "application/json").header("accept", "application/json, text/event-stream");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.body(body.to_string()).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let is_sse = headers.get("content-type").is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream"));
+    let text = resp.text().await.unwrap();
+    let value = if is_sse {
+        // The last data line carries the response.
+        let last = text.lines().filter_map(|l| l.strip_prefix("data: ")).last().unwrap_or("null").to_string();
+        serde_json::from_str(&last).unwrap_or(Value::Null)
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    };
+    (status, headers, value)
+}
+
+impl Legacy {
+    pub async fn connect(url: &str) -> Legacy {
+        let http = client();
+        let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}});
+        let (status, headers, body) = post(&http, url, &[], &init).await;
+        assert_eq!(status, 200, "initialize: {body}");
+        let session = headers.get("mcp-session-id").expect("session id").to_str().unwrap().to_string();
+        Legacy { url: url.to_string(), session, http }
+    }
+
+    pub async fn request(&self, id: i64, method: &str, params: Value) -> (u16, Value) {
+        let body = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params});
+        let (s, _, v) = post(&self.http, &self.url, &[("mcp-session-id", &self.session), ("mcp-protocol-version", "2025-06-18")], &body).await;
+        (s, v)
+    }
+}
+
+/// A 2026-07-28 stateless request with correct headers.
+pub async fn modern(http: &reqwest::Client, url: &str, id: i64, method: &str, mut params: Value) -> (u16, Value) {
+    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}});
+    let name = params.get("name").or_else(|| params.get("uri")).and_then(Value::as_str).map(str::to_string);
+    let mut headers = vec![("mcp-protocol-version", "2026-07-28"), ("mcp-method", method)];
+    if let Some(n) = name.as_deref() {
+        headers.push(("mcp-name", n));
+    }
+    let body = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params});
+    let (s, _, v) = post(http, url, &headers, &body).await;
+    (s, v)
+}
+
+/// Writes a config file into `dir` and returns its path.
+pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
+    let p = dir.join("gatehouse.yaml");
+    std::fs::write(&p, yaml).unwrap();
+    p
+}
+
+/// Config YAML with the built-in demo server as a stdio member.
+pub fn demo_member_yaml(extra_member: &str) -> String {
+    format!(
+        "servers:\n  - name: demo\n    command: {bin}\n    args: [demo-server]\nvirtual_servers:\n  - name: default\n    path: /mcp\n    include:\n      - server: demo\n{extra_member}",
+        bin = serde_json::to_string(&bin().display().to_string()).unwrap()
+    )
+}
+
+pub fn tool_names(list: &Value) -> Vec<String> {
+    let mut v: Vec<String> = list["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect();
+    v.sort();
+    v
+}
+
+/// Direct child processes of `pid`.
+pub fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            }
+        }
+    }
+    out
+}
+
+/// Open file descriptors of `pid`.
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// True while `pid` exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+/// Polls `f` until it returns true or `within` passes.
+pub async fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    f()
+}

@@ -1,0 +1,56 @@
+//! Progress relay on SSE responses and cancellation reaching the backend.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn progress_is_relayed_on_the_response_stream() {
+    let gh = Gatehouse::start(&[]);
+    let legacy = Legacy::connect(&gh.url("/mcp")).await;
+    let body = json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"countdown","arguments":{"seconds":2},"_meta":{"progressToken":"tok-1"}}});
+    let resp = legacy
+        .http
+        .post(&legacy.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &legacy.session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let text = resp.text().await.unwrap();
+    let msgs: Vec<Value> = text.lines().filter_map(|l| l.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()).collect();
+    let progress: Vec<&Value> = msgs.iter().filter(|m| m["method"] == "notifications/progress").collect();
+    assert_eq!(progress.len(), 2, "{msgs:?}");
+    assert_eq!(progress[0]["params"]["progressToken"], "tok-1", "client's own token restored");
+    assert_eq!(progress[1]["params"]["progress"], 2.0);
+    let last = msgs.last().unwrap();
+    assert_eq!(last["id"], 7);
+    assert_eq!(last["result"]["content"][0]["text"], "countdown of 2 s finished");
+}
+
+#[tokio::test]
+async fn cancellation_reaches_the_backend() {
+    let gh = Gatehouse::start(&[]);
+    let legacy = Legacy::connect(&gh.url("/mcp")).await;
+    let session = Legacy { url: legacy.url.clone(), session: legacy.session.clone(), http: client() };
+    let started = Instant::now();
+    let call = tokio::spawn(async move { session.request(5, "tools/call", json!({"name":"countdown","arguments":{"seconds":30}})).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cancel = json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":5,"reason":"user"}});
+    let (s, _, _) = post(&legacy.http, &legacy.url, &[("mcp-session-id", &legacy.session), ("mcp-protocol-version", "2025-06-18")], &cancel).await;
+    assert_eq!(s, 202);
+    // The aborted request's HTTP exchange ends promptly, the backend hears of it (the demo
+    // server writes to stderr, which the gateway logs), and the backend stays healthy.
+    let _ = tokio::time::timeout(Duration::from_secs(5), call).await.expect("cancelled call ends");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(eventually(Duration::from_secs(5), || gh.logged("countdown cancelled by the client")).await, "backend never saw the cancellation");
+    let (_, r) = legacy.request(6, "tools/call", json!({"name":"echo","arguments":{"text":"after"}})).await;
+    assert_eq!(r["result"]["content"][0]["text"], "after");
+}
