@@ -8,7 +8,7 @@
 //! Over HTTP the first stdout line is `listening on http://ADDR/PATH`, so a
 //! caller can read the ephemeral port. Logs go to stderr (`RUST_LOG`).
 
-use std::{net::SocketAddr, process::ExitCode};
+use std::{io::IsTerminal, net::SocketAddr, process::ExitCode};
 
 use clap::Parser;
 use gatehouse_testkit::{Era, FixtureError, HttpFixture, HttpOptions, serve_stdio};
@@ -93,6 +93,7 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,105 @@
+//! The closed-loop load generator: N workers, each with its own keep-alive connection, each
+//! sending the next `tools/call` as soon as the previous answer arrived.
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use serde_json::json;
+
+/// Latencies of one scenario.
+pub struct Outcome {
+    latencies_us: Vec<u64>,
+    elapsed: Duration,
+}
+
+impl Outcome {
+    /// Calls per second.
+    pub fn throughput(&self) -> f64 {
+        self.latencies_us.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The `q`th percentile latency in microseconds.
+    pub fn p(&self, q: f64) -> u64 {
+        if self.latencies_us.is_empty() {
+            return 0;
+        }
+        let idx = ((q / 100.0) * (self.latencies_us.len() - 1) as f64).round() as usize;
+        self.latencies_us[idx]
+    }
+}
+
+fn body(i: u64) -> String {
+    json!({"jsonrpc":"2.0","id":i,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"},
+        "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}})
+    .to_string()
+}
+
+/// Runs `concurrency` closed loops against `url` for `duration`.
+pub async fn run(url: &str, concurrency: usize, duration: Duration) -> anyhow::Result<Outcome> {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let workers = (0..concurrency).map(|_| {
+        let url = url.to_string();
+        tokio::spawn(async move {
+            let http = reqwest::Client::builder().http1_only().tcp_nodelay(true).pool_max_idle_per_host(1).build()?;
+            let mut lat = Vec::with_capacity(100_000);
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                i += 1;
+                let t = Instant::now();
+                let resp = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("accept", "application/json, text/event-stream")
+                    .header("mcp-protocol-version", "2026-07-28")
+                    .header("mcp-method", "tools/call")
+                    .header("mcp-name", "echo")
+                    .body(body(i))
+                    .send()
+                    .await?;
+                let status = resp.status();
+                let bytes = resp.bytes().await?;
+                if !status.is_success() || !bytes.windows(5).any(|w| w == b"hello") {
+                    bail!("bad answer from {url}: {status} {}", String::from_utf8_lossy(&bytes));
+                }
+                lat.push(t.elapsed().as_micros() as u64);
+            }
+            anyhow::Ok(lat)
+        })
+    });
+    let mut all = Vec::new();
+    for w in futures::future::join_all(workers).await {
+        all.extend(w??);
+    }
+    let elapsed = start.elapsed();
+    all.sort_unstable();
+    Ok(Outcome { latencies_us: all, elapsed })
+}
+
+/// Opens `n` handshake-era sessions (initialize + one call each) and keeps them open.
+pub async fn open_sessions(url: &str, n: usize) -> anyhow::Result<usize> {
+    let http = reqwest::Client::new();
+    let mut opened = 0;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+        let reqs = chunk.iter().map(|_| {
+            let http = http.clone();
+            let url = url.to_string();
+            async move {
+                let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}});
+                let r = http.post(&url).header("content-type", "application/json").header("accept", "application/json, text/event-stream").body(init.to_string()).send().await?;
+                let sid = r.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+                let Some(sid) = sid else { bail!("no session id") };
+                let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}});
+                let r = http.post(&url).header("content-type", "application/json").header("accept", "application/json, text/event-stream")
+                    .header("mcp-session-id", sid).header("mcp-protocol-version", "2025-06-18").body(call.to_string()).send().await?;
+                if !r.status().is_success() { bail!("session call failed: {}", r.status()) }
+                anyhow::Ok(())
+            }
+        });
+        for r in futures::future::join_all(reqs).await {
+            r?;
+            opened += 1;
+        }
+    }
+    Ok(opened)
+}

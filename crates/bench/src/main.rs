@@ -1,0 +1,120 @@
+//! `gatehouse-bench`: closed-loop `tools/call` latency and throughput through the gateway vs
+//! directly to a minimal Rust echo backend, in the same run, plus the gateway's memory.
+//!
+//! Build both binaries in release mode first: `cargo build --release -p gatehouse -p gatehouse-bench`,
+//! then run `target/release/gatehouse-bench`. Results print as a Markdown table.
+
+mod echo;
+mod load;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+
+/// Benchmark the gateway's per-call overhead and memory.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Seconds of measurement per scenario (after a 1 s warm-up).
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Concurrency levels (closed-loop sessions).
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    concurrency: Vec<usize>,
+    /// Sessions to open for the memory measurement.
+    #[arg(long, default_value_t = 1000)]
+    sessions: usize,
+    /// The gatehouse binary (default: next to this one).
+    #[arg(long)]
+    gatehouse: Option<PathBuf>,
+}
+
+struct Gateway {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn start_gateway(bin: &PathBuf, backend: std::net::SocketAddr) -> anyhow::Result<Gateway> {
+    let dir = tempfile::tempdir()?;
+    let cfg = dir.path().join("bench.yaml");
+    std::fs::write(&cfg, format!("servers:\n  - name: echo\n    url: http://{backend}/mcp\nvirtual_servers:\n  - name: bench\n    path: /mcp\n    include:\n      - server: echo\n"))?;
+    let mut child = Command::new(bin)
+        .args(["up", "--listen", "127.0.0.1:0", "--log", "warn", "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().context("gateway printed nothing")??;
+    let base = first.split("listening on ").nth(1).context("no listening line")?.trim().to_string();
+    std::thread::spawn(move || for _ in lines {});
+    Ok(Gateway { child, base, _dir: dir })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let bin = match args.gatehouse {
+        Some(b) => b,
+        None => std::env::current_exe()?.with_file_name("gatehouse"),
+    };
+    if !bin.exists() {
+        bail!("{} not found: build it with `cargo build --release -p gatehouse`", bin.display());
+    }
+    let backend = echo::start().await?;
+    let direct_url = format!("http://{backend}/mcp");
+    let gw = start_gateway(&bin, backend)?;
+    let gw_url = format!("{}/mcp", gw.base);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = gw.child.id();
+    // Warm the gateway's backend discovery and route cache.
+    load::run(&gw_url, 1, Duration::from_millis(500)).await?;
+    let idle_rss = rss_kib(pid);
+
+    println!("| scenario | concurrency | calls/s | p50 µs | p99 µs |");
+    println!("|---|---|---|---|---|");
+    let measure = Duration::from_secs(args.seconds);
+    for &c in &args.concurrency {
+        let _ = load::run(&direct_url, c, Duration::from_secs(1)).await?;
+        let direct = load::run(&direct_url, c, measure).await?;
+        let _ = load::run(&gw_url, c, Duration::from_secs(1)).await?;
+        let via = load::run(&gw_url, c, measure).await?;
+        println!("| direct | {c} | {:.0} | {} | {} |", direct.throughput(), direct.p(50.0), direct.p(99.0));
+        println!("| gateway | {c} | {:.0} | {} | {} |", via.throughput(), via.p(50.0), via.p(99.0));
+        println!(
+            "| **gateway overhead** | {c} | {:.1}% of direct | +{} | +{} |",
+            100.0 * via.throughput() / direct.throughput(),
+            via.p(50.0).saturating_sub(direct.p(50.0)),
+            via.p(99.0).saturating_sub(direct.p(99.0)),
+        );
+    }
+    let opened = load::open_sessions(&gw_url, args.sessions).await?;
+    let sessions_rss = rss_kib(pid);
+    println!();
+    println!("| memory | RSS |");
+    println!("|---|---|");
+    println!("| idle (after warm-up) | {:.1} MiB |", idle_rss as f64 / 1024.0);
+    println!("| with {opened} open sessions | {:.1} MiB |", sessions_rss as f64 / 1024.0);
+    Ok(())
+}
