@@ -15,25 +15,42 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
 async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let id = msg.get("id").cloned();
     let result = match msg.get("method").and_then(Value::as_str) {
-        Some("server/discover") => json!({"resultType":"complete","supportedVersions":["2026-07-28"],"capabilities":{"tools":{}},"serverInfo":{"name":"bench-echo","version":"1"},"ttlMs":0,"cacheScope":"public"}),
-        Some("tools/list") => json!({"resultType":"complete","tools":[{"name":"echo","description":"echo","inputSchema":{"type":"object","properties":{"text":{"type":"string"}}}}],"ttlMs":0,"cacheScope":"public"}),
+        Some("server/discover") => {
+            json!({"resultType":"complete","supportedVersions":["2026-07-28"],"capabilities":{"tools":{}},"serverInfo":{"name":"bench-echo","version":"1"},"ttlMs":0,"cacheScope":"public"})
+        }
+        Some("tools/list") => {
+            json!({"resultType":"complete","tools":[{"name":"echo","description":"echo","inputSchema":{"type":"object","properties":{"text":{"type":"string"}}}}],"ttlMs":0,"cacheScope":"public"})
+        }
         Some("tools/call") => {
-            let text = msg.pointer("/params/arguments/text").cloned().unwrap_or(Value::Null);
+            let text = msg
+                .pointer("/params/arguments/text")
+                .cloned()
+                .unwrap_or(Value::Null);
             json!({"resultType":"complete","content":[{"type":"text","text":text}]})
         }
         _ => {
             if id.is_none() {
-                return Ok(Response::builder().status(202).body(Full::new(Bytes::new())).expect("response"));
+                return Ok(Response::builder()
+                    .status(202)
+                    .body(Full::new(Bytes::new()))
+                    .expect("response"));
             }
             let out = json!({"jsonrpc":"2.0","id":id,"error":{"code":-32601,"message":"method not found"}});
             return Ok(json_response(&out));
         }
     };
-    Ok(json_response(&json!({"jsonrpc":"2.0","id":id,"result":result})))
+    Ok(json_response(
+        &json!({"jsonrpc":"2.0","id":id,"result":result}),
+    ))
 }
 
 fn json_response(v: &Value) -> Response<Full<Bytes>> {
@@ -49,10 +66,14 @@ pub async fn start() -> anyhow::Result<SocketAddr> {
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service_fn(handle)).await;
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service_fn(handle))
+                    .await;
             });
         }
     });

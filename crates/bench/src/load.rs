@@ -41,7 +41,11 @@ pub async fn run(url: &str, concurrency: usize, duration: Duration) -> anyhow::R
     let workers = (0..concurrency).map(|_| {
         let url = url.to_string();
         tokio::spawn(async move {
-            let http = reqwest::Client::builder().http1_only().tcp_nodelay(true).pool_max_idle_per_host(1).build()?;
+            let http = reqwest::Client::builder()
+                .http1_only()
+                .tcp_nodelay(true)
+                .pool_max_idle_per_host(1)
+                .build()?;
             let mut lat = Vec::with_capacity(100_000);
             let mut i = 0u64;
             while Instant::now() < deadline {
@@ -60,7 +64,10 @@ pub async fn run(url: &str, concurrency: usize, duration: Duration) -> anyhow::R
                 let status = resp.status();
                 let bytes = resp.bytes().await?;
                 if !status.is_success() || !bytes.windows(5).any(|w| w == b"hello") {
-                    bail!("bad answer from {url}: {status} {}", String::from_utf8_lossy(&bytes));
+                    bail!(
+                        "bad answer from {url}: {status} {}",
+                        String::from_utf8_lossy(&bytes)
+                    );
                 }
                 lat.push(t.elapsed().as_micros() as u64);
             }
@@ -73,7 +80,10 @@ pub async fn run(url: &str, concurrency: usize, duration: Duration) -> anyhow::R
     }
     let elapsed = start.elapsed();
     all.sort_unstable();
-    Ok(Outcome { latencies_us: all, elapsed })
+    Ok(Outcome {
+        latencies_us: all,
+        elapsed,
+    })
 }
 
 /// Opens `n` handshake-era sessions (initialize + one call each) and keeps them open.

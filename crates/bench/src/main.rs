@@ -48,14 +48,23 @@ impl Drop for Gateway {
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 fn start_gateway(bin: &PathBuf, backend: std::net::SocketAddr) -> anyhow::Result<Gateway> {
     let dir = tempfile::tempdir()?;
     let cfg = dir.path().join("bench.yaml");
-    std::fs::write(&cfg, format!("servers:\n  - name: echo\n    url: http://{backend}/mcp\nvirtual_servers:\n  - name: bench\n    path: /mcp\n    include:\n      - server: echo\n"))?;
+    std::fs::write(
+        &cfg,
+        format!(
+            "servers:\n  - name: echo\n    url: http://{backend}/mcp\nvirtual_servers:\n  - name: bench\n    path: /mcp\n    include:\n      - server: echo\n"
+        ),
+    )?;
     let mut child = Command::new(bin)
         .args(["up", "--listen", "127.0.0.1:0", "--log", "warn", "--config"])
         .arg(&cfg)
@@ -67,9 +76,18 @@ fn start_gateway(bin: &PathBuf, backend: std::net::SocketAddr) -> anyhow::Result
         .with_context(|| format!("starting {}", bin.display()))?;
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let first = lines.next().context("gateway printed nothing")??;
-    let base = first.split("listening on ").nth(1).context("no listening line")?.trim().to_string();
+    let base = first
+        .split("listening on ")
+        .nth(1)
+        .context("no listening line")?
+        .trim()
+        .to_string();
     std::thread::spawn(move || for _ in lines {});
-    Ok(Gateway { child, base, _dir: dir })
+    Ok(Gateway {
+        child,
+        base,
+        _dir: dir,
+    })
 }
 
 #[tokio::main]
@@ -80,7 +98,10 @@ async fn main() -> anyhow::Result<()> {
         None => std::env::current_exe()?.with_file_name("gatehouse"),
     };
     if !bin.exists() {
-        bail!("{} not found: build it with `cargo build --release -p gatehouse`", bin.display());
+        bail!(
+            "{} not found: build it with `cargo build --release -p gatehouse`",
+            bin.display()
+        );
     }
     let backend = echo::start().await?;
     let direct_url = format!("http://{backend}/mcp");
@@ -100,8 +121,18 @@ async fn main() -> anyhow::Result<()> {
         let direct = load::run(&direct_url, c, measure).await?;
         let _ = load::run(&gw_url, c, Duration::from_secs(1)).await?;
         let via = load::run(&gw_url, c, measure).await?;
-        println!("| direct | {c} | {:.0} | {} | {} |", direct.throughput(), direct.p(50.0), direct.p(99.0));
-        println!("| gateway | {c} | {:.0} | {} | {} |", via.throughput(), via.p(50.0), via.p(99.0));
+        println!(
+            "| direct | {c} | {:.0} | {} | {} |",
+            direct.throughput(),
+            direct.p(50.0),
+            direct.p(99.0)
+        );
+        println!(
+            "| gateway | {c} | {:.0} | {} | {} |",
+            via.throughput(),
+            via.p(50.0),
+            via.p(99.0)
+        );
         println!(
             "| **gateway overhead** | {c} | {:.1}% of direct | +{} | +{} |",
             100.0 * via.throughput() / direct.throughput(),
@@ -114,7 +145,13 @@ async fn main() -> anyhow::Result<()> {
     println!();
     println!("| memory | RSS |");
     println!("|---|---|");
-    println!("| idle (after warm-up) | {:.1} MiB |", idle_rss as f64 / 1024.0);
-    println!("| with {opened} open sessions | {:.1} MiB |", sessions_rss as f64 / 1024.0);
+    println!(
+        "| idle (after warm-up) | {:.1} MiB |",
+        idle_rss as f64 / 1024.0
+    );
+    println!(
+        "| with {opened} open sessions | {:.1} MiB |",
+        sessions_rss as f64 / 1024.0
+    );
     Ok(())
 }

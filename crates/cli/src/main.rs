@@ -64,10 +64,23 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Up { config, data_dir, listen, log_format, log } => {
+        Command::Up {
+            config,
+            data_dir,
+            listen,
+            log_format,
+            log,
+        } => {
             init_logging(log_format, &log);
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-            match runtime.block_on(up::run(up::UpArgs { config, data_dir, listen })) {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            match runtime.block_on(up::run(up::UpArgs {
+                config,
+                data_dir,
+                listen,
+            })) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -92,11 +105,18 @@ fn main() -> ExitCode {
             }
         },
         Command::Schema => {
-            println!("{}", serde_json::to_string_pretty(&gatehouse_config::json_schema()).expect("schema serialises"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&gatehouse_config::json_schema())
+                    .expect("schema serialises")
+            );
             ExitCode::SUCCESS
         }
         Command::DemoServer => {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
             match runtime.block_on(demo::run()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -113,7 +133,10 @@ fn init_logging(format: LogFormat, filter: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

@@ -18,26 +18,40 @@ pub struct UpArgs {
 }
 
 fn demo_config() -> anyhow::Result<Config> {
-    let exe = std::env::current_exe().context("cannot locate the gatehouse binary for the demo server")?;
+    let exe = std::env::current_exe()
+        .context("cannot locate the gatehouse binary for the demo server")?;
     let exe = serde_json::to_string(&exe.display().to_string())?;
     let yaml = format!(
         "servers:\n  - name: demo\n    command: {exe}\n    args: [demo-server]\nvirtual_servers:\n  - name: demo\n    path: /mcp\n    include:\n      - server: demo\n"
     );
-    gatehouse_config::load_str(&yaml, Path::new("<built-in demo>"), &|_| None).map_err(|e| anyhow::anyhow!("built-in demo config: {e}"))
+    gatehouse_config::load_str(&yaml, Path::new("<built-in demo>"), &|_| None)
+        .map_err(|e| anyhow::anyhow!("built-in demo config: {e}"))
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
-    let data_dir = args.data_dir.canonicalize().unwrap_or(args.data_dir.clone());
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    let data_dir = args
+        .data_dir
+        .canonicalize()
+        .unwrap_or(args.data_dir.clone());
     let config = match &args.config {
-        Some(path) => gatehouse_config::load_file(path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?,
+        Some(path) => gatehouse_config::load_file(path)
+            .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?,
         None => demo_config()?,
     };
-    let listen = args.listen.clone().unwrap_or_else(|| config.gateway.listen.clone());
-    let listen: SocketAddr = listen.parse().with_context(|| format!("--listen {listen:?} is not an IP:port address"))?;
+    let listen = args
+        .listen
+        .clone()
+        .unwrap_or_else(|| config.gateway.listen.clone());
+    let listen: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("--listen {listen:?} is not an IP:port address"))?;
     let grace = config.gateway.shutdown_grace.get();
     let keys = Keyring::load_or_create(&data_dir)?;
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let bound = listener.local_addr()?;
     let gw = Gateway::new(config, keys, bound)?;
     if let Some(path) = &args.config {
@@ -68,7 +82,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         Ok(Ok(Ok(()))) => tracing::info!("all connections closed"),
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error during shutdown"),
         Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
-        Err(_) => tracing::warn!(?grace, "drain deadline passed; closing remaining connections"),
+        Err(_) => tracing::warn!(
+            ?grace,
+            "drain deadline passed; closing remaining connections"
+        ),
     }
     gw.shutdown_backends().await;
     tracing::info!("stopped");
@@ -77,7 +94,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
 fn print_banner(gw: &Gateway, bound: SocketAddr, data_dir: &Path, config: Option<&Path>) {
     let snap = gw.snapshot();
-    println!("Gatehouse {} listening on http://{bound}", env!("CARGO_PKG_VERSION"));
+    println!(
+        "Gatehouse {} listening on http://{bound}",
+        env!("CARGO_PKG_VERSION")
+    );
     match config {
         Some(c) => println!("  config:    {} (watched for changes)", c.display()),
         None => println!("  config:    built-in demo (servers: demo — tools echo, add, countdown)"),
@@ -86,8 +106,17 @@ fn print_banner(gw: &Gateway, bound: SocketAddr, data_dir: &Path, config: Option
     let mut paths: Vec<_> = snap.virtual_servers.values().collect();
     paths.sort_by(|a, b| a.path.cmp(&b.path));
     for vs in paths {
-        let members: Vec<_> = vs.members.iter().map(|m| m.server.config.name.as_str()).collect();
-        println!("  endpoint:  http://{bound}{}  (virtual server {:?}: {})", vs.path, vs.name, members.join(", "));
+        let members: Vec<_> = vs
+            .members
+            .iter()
+            .map(|m| m.server.config.name.as_str())
+            .collect();
+        println!(
+            "  endpoint:  http://{bound}{}  (virtual server {:?}: {})",
+            vs.path,
+            vs.name,
+            members.join(", ")
+        );
     }
     println!("  health:    http://{bound}/healthz  http://{bound}/readyz");
     println!("Press Ctrl-C to stop.");
@@ -97,13 +126,14 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -112,4 +142,3 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
 }
-

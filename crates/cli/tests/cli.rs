@@ -11,16 +11,31 @@ fn validate_reports_every_problem_with_position() {
         dir.path(),
         "servers:\n  - name: a\n    comand: x\n  - name: a\n    url: http://127.0.0.1:1/mcp\nvirtual_servers:\n  - name: v\n    path: /mcp\n    include:\n      - server: missing\n",
     );
-    let out = Command::new(common::bin()).args(["validate", "--config"]).arg(&path).output().unwrap();
+    let out = Command::new(common::bin())
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("gatehouse.yaml:3:5"), "unknown key located: {err}");
+    assert!(
+        err.contains("gatehouse.yaml:3:5"),
+        "unknown key located: {err}"
+    );
     assert!(err.contains("servers[0]"), "{err}");
     assert!(err.contains("did you mean \"command\""), "{err}");
 
     let good = common::write_config(dir.path(), &common::demo_member_yaml(""));
-    let out = Command::new(common::bin()).args(["validate", "--config"]).arg(&good).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(common::bin())
+        .args(["validate", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -30,11 +45,18 @@ fn validate_reports_semantic_problems_together() {
         dir.path(),
         "servers:\n  - name: a\n    url: http://127.0.0.1:1/mcp\n  - name: a\n    url: http://127.0.0.1:2/mcp\nvirtual_servers:\n  - name: v\n    path: /mcp\n    include:\n      - server: missing\n",
     );
-    let out = Command::new(common::bin()).args(["validate", "--config"]).arg(&path).output().unwrap();
+    let out = Command::new(common::bin())
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains("servers[1].name"), "duplicate name: {err}");
-    assert!(err.contains("include[0].server"), "dangling reference: {err}");
+    assert!(
+        err.contains("include[0].server"),
+        "dangling reference: {err}"
+    );
 }
 
 #[test]

@@ -15,14 +15,33 @@ async fn demo_serves_both_eras() {
     let (s, list) = legacy.request(1, "tools/list", json!({})).await;
     assert_eq!(s, 200);
     assert_eq!(tool_names(&list), vec!["add", "countdown", "echo"]);
-    let (_, r) = legacy.request(2, "tools/call", json!({"name":"add","arguments":{"a":40,"b":2}})).await;
+    let (_, r) = legacy
+        .request(
+            2,
+            "tools/call",
+            json!({"name":"add","arguments":{"a":40,"b":2}}),
+        )
+        .await;
     assert_eq!(r["result"]["content"][0]["text"], "42");
     assert_eq!(r["result"]["structuredContent"], json!({"sum": 42}));
-    let (_, r) = legacy.request(3, "tools/call", json!({"name":"echo","arguments":{"text":"hello"}})).await;
+    let (_, r) = legacy
+        .request(
+            3,
+            "tools/call",
+            json!({"name":"echo","arguments":{"text":"hello"}}),
+        )
+        .await;
     assert_eq!(r["result"]["content"][0]["text"], "hello");
 
     let http = client();
-    let (s, r) = modern(&http, &url, 4, "tools/call", json!({"name":"echo","arguments":{"text":"modern"}})).await;
+    let (s, r) = modern(
+        &http,
+        &url,
+        4,
+        "tools/call",
+        json!({"name":"echo","arguments":{"text":"modern"}}),
+    )
+    .await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(r["result"]["content"][0]["text"], "modern");
     assert_eq!(r["result"]["resultType"], "complete");
@@ -30,8 +49,20 @@ async fn demo_serves_both_eras() {
     assert_eq!(r["result"]["cacheScope"], "public");
     assert!(r["result"]["ttlMs"].as_u64().is_some());
     let (_, r) = modern(&http, &url, 6, "server/discover", json!({})).await;
-    assert!(r["result"]["supportedVersions"].as_array().unwrap().iter().any(|v| v == "2026-07-28"));
-    assert!(r["result"]["supportedVersions"].as_array().unwrap().iter().any(|v| v == "2025-06-18"));
+    assert!(
+        r["result"]["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "2026-07-28")
+    );
+    assert!(
+        r["result"]["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "2025-06-18")
+    );
 
     let health = http.get(gh.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
@@ -45,66 +76,191 @@ async fn bad_input_gets_specific_errors() {
     let url = gh.url("/mcp");
     let http = client();
     // Malformed JSON: 400, parse error, request id echoed for log correlation.
-    let resp = http.post(&url).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    let resp = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
-    let rid = resp.headers().get("x-request-id").unwrap().to_str().unwrap().to_string();
+    let rid = resp
+        .headers()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], -32700);
     assert_eq!(v["error"]["data"]["requestId"], rid);
     // Not JSON-RPC 2.0: invalid request with the id.
-    let (s, _, v) = post(&http, &url, &[], &json!({"jsonrpc":"1.0","id":9,"method":"tools/list"})).await;
-    assert_eq!((s, v["error"]["code"].clone(), v["id"].clone()), (400, json!(-32600), json!(9)));
+    let (s, _, v) = post(
+        &http,
+        &url,
+        &[],
+        &json!({"jsonrpc":"1.0","id":9,"method":"tools/list"}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].clone(), v["id"].clone()),
+        (400, json!(-32600), json!(9))
+    );
     // Oversized body: 413.
-    let big = format!("{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":{{\"p\":\"{}\"}}}}", "a".repeat(5 * 1024 * 1024));
+    let big = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":{{\"p\":\"{}\"}}}}",
+        "a".repeat(5 * 1024 * 1024)
+    );
     // (Own client: the server closes a connection whose body it refused to read.)
-    let resp = client().post(&url).header("content-type", "application/json").body(big).send().await.unwrap();
+    let resp = client()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 413);
     // 2026-07-28: header mismatch → 400/-32020; unknown version → 400/-32022 with the list.
     let body = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}});
-    let (s, _, v) = post(&http, &url, &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "add")], &body).await;
+    let (s, _, v) = post(
+        &http,
+        &url,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "add"),
+        ],
+        &body,
+    )
+    .await;
     assert_eq!((s, v["error"]["code"].clone()), (400, json!(-32020)));
-    let (s, _, v) = post(&http, &url, &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/list")], &body).await;
+    let (s, _, v) = post(
+        &http,
+        &url,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/list"),
+        ],
+        &body,
+    )
+    .await;
     assert_eq!((s, v["error"]["code"].clone()), (400, json!(-32020)));
     let mut future = body.clone();
     future["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] = json!("2099-01-01");
-    let (s, _, v) = post(&http, &url, &[("mcp-protocol-version", "2099-01-01"), ("mcp-method", "tools/call"), ("mcp-name", "echo")], &future).await;
+    let (s, _, v) = post(
+        &http,
+        &url,
+        &[
+            ("mcp-protocol-version", "2099-01-01"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "echo"),
+        ],
+        &future,
+    )
+    .await;
     assert_eq!((s, v["error"]["code"].clone()), (400, json!(-32022)));
-    assert!(v["error"]["data"]["supported"].as_array().unwrap().contains(&json!("2026-07-28")));
+    assert!(
+        v["error"]["data"]["supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("2026-07-28"))
+    );
     // Missing clientCapabilities → -32602.
     let mut nocaps = body.clone();
-    nocaps["params"]["_meta"].as_object_mut().unwrap().remove("io.modelcontextprotocol/clientCapabilities");
-    let (s, _, v) = post(&http, &url, &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "echo")], &nocaps).await;
+    nocaps["params"]["_meta"]
+        .as_object_mut()
+        .unwrap()
+        .remove("io.modelcontextprotocol/clientCapabilities");
+    let (s, _, v) = post(
+        &http,
+        &url,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "echo"),
+        ],
+        &nocaps,
+    )
+    .await;
     assert_eq!((s, v["error"]["code"].clone()), (400, json!(-32602)));
     // Unknown tool: the same error a client gets for any missing item.
-    let (s, v) = modern(&http, &url, 3, "tools/call", json!({"name":"nope","arguments":{}})).await;
+    let (s, v) = modern(
+        &http,
+        &url,
+        3,
+        "tools/call",
+        json!({"name":"nope","arguments":{}}),
+    )
+    .await;
     assert_eq!((s, v["error"]["code"].clone()), (200, json!(-32602)));
     // DNS rebinding: a foreign Origin or Host is refused on a loopback listener.
-    let resp = http.post(&url).header("origin", "http://evil.example.com").header("content-type", "application/json").body("{}").send().await.unwrap();
+    let resp = http
+        .post(&url)
+        .header("origin", "http://evil.example.com")
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 403);
     // Handshake-era request without a session.
-    let (s, _, _) = post(&http, &url, &[], &json!({"jsonrpc":"2.0","id":1,"method":"tools/list"})).await;
+    let (s, _, _) = post(
+        &http,
+        &url,
+        &[],
+        &json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
+    )
+    .await;
     assert_eq!(s, 400);
     // Unknown virtual server path.
-    assert_eq!(http.post(gh.url("/nope")).body("{}").send().await.unwrap().status(), 404);
+    assert_eq!(
+        http.post(gh.url("/nope"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
 }
 
 #[tokio::test]
 async fn sessions_survive_a_restart_and_end_on_delete() {
     let mut gh = Gatehouse::start(&[]);
     let legacy = Legacy::connect(&gh.url("/mcp")).await;
-    let status = gh.terminate(Duration::from_secs(15)).expect("exits on SIGTERM");
+    let status = gh
+        .terminate(Duration::from_secs(15))
+        .expect("exits on SIGTERM");
     assert!(status.success(), "clean exit: {status:?}");
     let data_dir = std::mem::replace(&mut gh.data_dir, tempfile::tempdir().unwrap());
     let gh2 = Gatehouse::start_in(&[], data_dir);
-    let legacy = Legacy { url: gh2.url("/mcp"), ..legacy };
-    let (s, r) = legacy.request(1, "tools/call", json!({"name":"echo","arguments":{"text":"again"}})).await;
+    let legacy = Legacy {
+        url: gh2.url("/mcp"),
+        ..legacy
+    };
+    let (s, r) = legacy
+        .request(
+            1,
+            "tools/call",
+            json!({"name":"echo","arguments":{"text":"again"}}),
+        )
+        .await;
     assert_eq!(s, 200, "sealed session opens after restart: {r}");
     assert_eq!(r["result"]["content"][0]["text"], "again");
-    let del = legacy.http.delete(&legacy.url).header("mcp-session-id", &legacy.session).send().await.unwrap();
+    let del = legacy
+        .http
+        .delete(&legacy.url)
+        .header("mcp-session-id", &legacy.session)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(del.status(), 200);
     let (s, _) = legacy.request(2, "tools/list", json!({})).await;
     assert_eq!(s, 404, "deleted session is gone");
     // A forged session id is not accepted.
-    let forged = Legacy { session: format!("{}x", legacy.session), ..legacy };
+    let forged = Legacy {
+        session: format!("{}x", legacy.session),
+        ..legacy
+    };
     assert_eq!(forged.request(3, "tools/list", json!({})).await.0, 404);
 }

@@ -15,12 +15,26 @@ async fn killed_stdio_backend_fails_the_call_and_restarts() {
     // Start the demo process and learn its pid.
     legacy.request(1, "tools/list", json!({})).await;
     let kids = children(gh.child.id());
-    assert_eq!(kids.len(), 1, "one shared demo process for anonymous callers: {kids:?}");
+    assert_eq!(
+        kids.len(),
+        1,
+        "one shared demo process for anonymous callers: {kids:?}"
+    );
     let slow = {
-        let session = Legacy { url: legacy.url.clone(), session: legacy.session.clone(), http: client() };
+        let session = Legacy {
+            url: legacy.url.clone(),
+            session: legacy.session.clone(),
+            http: client(),
+        };
         tokio::spawn(async move {
             let started = Instant::now();
-            let r = session.request(2, "tools/call", json!({"name":"countdown","arguments":{"seconds":30}})).await;
+            let r = session
+                .request(
+                    2,
+                    "tools/call",
+                    json!({"name":"countdown","arguments":{"seconds":30}}),
+                )
+                .await;
             (r, started.elapsed())
         })
     };
@@ -29,9 +43,24 @@ async fn killed_stdio_backend_fails_the_call_and_restarts() {
     let ((status, body), took) = slow.await.unwrap();
     assert_eq!(status, 200);
     assert_eq!(body["error"]["code"], -32000, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("exited"), "{body}");
-    assert!(took < Duration::from_secs(10), "error arrives promptly, took {took:?}");
-    let (_, r) = legacy.request(3, "tools/call", json!({"name":"echo","arguments":{"text":"back"}})).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("exited"),
+        "{body}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "error arrives promptly, took {took:?}"
+    );
+    let (_, r) = legacy
+        .request(
+            3,
+            "tools/call",
+            json!({"name":"echo","arguments":{"text":"back"}}),
+        )
+        .await;
     assert_eq!(r["result"]["content"][0]["text"], "back", "restarted: {r}");
     let again = children(gh.child.id());
     assert_eq!(again.len(), 1);
@@ -41,7 +70,11 @@ async fn killed_stdio_backend_fails_the_call_and_restarts() {
 #[tokio::test]
 async fn remote_backend_down_leaves_others_working() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let yaml = demo_member_yaml(&format!("      - server: gone\n        prefix: gone_\n"))
         .replace("virtual_servers:", &format!("  - name: gone\n    url: http://127.0.0.1:{port}/mcp\n    timeout: 5s\nvirtual_servers:"));
     let cfg = write_config(dir.path(), &yaml);
@@ -49,11 +82,30 @@ async fn remote_backend_down_leaves_others_working() {
     let legacy = Legacy::connect(&gh.url("/mcp")).await;
     let (s, list) = legacy.request(1, "tools/list", json!({})).await;
     assert_eq!(s, 200);
-    assert_eq!(tool_names(&list), vec!["add", "countdown", "echo"], "down member's tools are missing, not the list");
-    let (_, r) = legacy.request(2, "tools/call", json!({"name":"gone_anything","arguments":{}})).await;
+    assert_eq!(
+        tool_names(&list),
+        vec!["add", "countdown", "echo"],
+        "down member's tools are missing, not the list"
+    );
+    let (_, r) = legacy
+        .request(
+            2,
+            "tools/call",
+            json!({"name":"gone_anything","arguments":{}}),
+        )
+        .await;
     assert_eq!(r["error"]["code"], -32000, "{r}");
-    assert!(r["error"]["message"].as_str().unwrap().contains("\"gone\""), "names the member: {r}");
-    let (_, r) = legacy.request(3, "tools/call", json!({"name":"echo","arguments":{"text":"still"}})).await;
+    assert!(
+        r["error"]["message"].as_str().unwrap().contains("\"gone\""),
+        "names the member: {r}"
+    );
+    let (_, r) = legacy
+        .request(
+            3,
+            "tools/call",
+            json!({"name":"echo","arguments":{"text":"still"}}),
+        )
+        .await;
     assert_eq!(r["result"]["content"][0]["text"], "still");
 }
 
@@ -64,14 +116,29 @@ async fn sigterm_drains_and_leaves_no_orphans() {
     legacy.request(1, "tools/list", json!({})).await;
     let kids = children(gh.child.id());
     assert_eq!(kids.len(), 1);
-    let inflight = tokio::spawn(async move { legacy.request(2, "tools/call", json!({"name":"countdown","arguments":{"seconds":1}})).await });
+    let inflight = tokio::spawn(async move {
+        legacy
+            .request(
+                2,
+                "tools/call",
+                json!({"name":"countdown","arguments":{"seconds":1}}),
+            )
+            .await
+    });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let status = gh.terminate(Duration::from_secs(20)).expect("exits");
     assert!(status.success(), "{status:?}");
     let (s, r) = inflight.await.unwrap();
     assert_eq!(s, 200);
-    assert_eq!(r["result"]["content"][0]["text"], "countdown of 1 s finished", "in-flight call drained: {r}");
-    assert!(eventually(Duration::from_secs(5), || !alive(kids[0])).await, "demo process {} outlived the gateway", kids[0]);
+    assert_eq!(
+        r["result"]["content"][0]["text"], "countdown of 1 s finished",
+        "in-flight call drained: {r}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || !alive(kids[0])).await,
+        "demo process {} outlived the gateway",
+        kids[0]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,7 +146,10 @@ async fn thousand_concurrent_sessions() {
     let gh = Gatehouse::start(&[]);
     let url = gh.url("/mcp");
     // Warm up: the shared backend process.
-    Legacy::connect(&url).await.request(0, "tools/list", json!({})).await;
+    Legacy::connect(&url)
+        .await
+        .request(0, "tools/list", json!({}))
+        .await;
     let fds_before = fd_count(gh.child.id());
     let http = client();
     let tasks = (0..1000).map(|i| {
@@ -96,10 +166,24 @@ async fn thousand_concurrent_sessions() {
         }
     });
     let results = futures::future::join_all(tasks).await;
-    let ok = results.iter().filter(|(s, good)| *s == 200 && *good).count();
+    let ok = results
+        .iter()
+        .filter(|(s, good)| *s == 200 && *good)
+        .count();
     assert_eq!(ok, 1000, "every session got its own answer");
-    assert_eq!(children(gh.child.id()).len(), 1, "no extra processes for anonymous sessions");
+    assert_eq!(
+        children(gh.child.id()).len(),
+        1,
+        "no extra processes for anonymous sessions"
+    );
     drop(http);
-    let settled = eventually(Duration::from_secs(10), || fd_count(gh.child.id()) <= fds_before + 8).await;
-    assert!(settled, "file descriptors leaked: before {fds_before}, after {}", fd_count(gh.child.id()));
+    let settled = eventually(Duration::from_secs(10), || {
+        fd_count(gh.child.id()) <= fds_before + 8
+    })
+    .await;
+    assert!(
+        settled,
+        "file descriptors leaked: before {fds_before}, after {}",
+        fd_count(gh.child.id())
+    );
 }

@@ -37,15 +37,37 @@ async fn config_edits_apply_live_and_invalid_ones_are_rejected() {
         let (_, list) = legacy.request(10 + i, "tools/list", json!({})).await;
         names = tool_names(&list);
         if names.contains(&"demo_say".to_string()) {
-            let add = list["result"]["tools"].as_array().unwrap().iter().find(|t| t["name"] == "demo_add").unwrap().clone();
+            let add = list["result"]["tools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["name"] == "demo_add")
+                .unwrap()
+                .clone();
             assert_eq!(add["description"], "Sum two numbers");
             break;
         }
     }
     assert_eq!(names, vec!["demo_add", "demo_say"]);
-    let (_, r) = legacy.request(100, "tools/call", json!({"name":"demo_say","arguments":{"text":"renamed"}})).await;
+    let (_, r) = legacy
+        .request(
+            100,
+            "tools/call",
+            json!({"name":"demo_say","arguments":{"text":"renamed"}}),
+        )
+        .await;
     assert_eq!(r["result"]["content"][0]["text"], "renamed");
-    let (_, r) = legacy.request(101, "tools/call", json!({"name":"countdown","arguments":{"seconds":1}})).await;
+    let (_, r) = legacy
+        .request(
+            101,
+            "tools/call",
+            json!({"name":"countdown","arguments":{"seconds":1}}),
+        )
+        .await;
     assert_eq!(r["error"]["code"], -32602, "filtered tool is gone: {r}");
-    assert_eq!(children(gh.child.id()), pid_before, "unchanged server keeps its process across reloads");
+    assert_eq!(
+        children(gh.child.id()),
+        pid_before,
+        "unchanged server keeps its process across reloads"
+    );
 }

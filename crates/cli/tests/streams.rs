@@ -23,34 +23,86 @@ async fn progress_is_relayed_on_the_response_stream() {
         .send()
         .await
         .unwrap();
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     let text = resp.text().await.unwrap();
-    let msgs: Vec<Value> = text.lines().filter_map(|l| l.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()).collect();
-    let progress: Vec<&Value> = msgs.iter().filter(|m| m["method"] == "notifications/progress").collect();
+    let msgs: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let progress: Vec<&Value> = msgs
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
     assert_eq!(progress.len(), 2, "{msgs:?}");
-    assert_eq!(progress[0]["params"]["progressToken"], "tok-1", "client's own token restored");
+    assert_eq!(
+        progress[0]["params"]["progressToken"], "tok-1",
+        "client's own token restored"
+    );
     assert_eq!(progress[1]["params"]["progress"], 2.0);
     let last = msgs.last().unwrap();
     assert_eq!(last["id"], 7);
-    assert_eq!(last["result"]["content"][0]["text"], "countdown of 2 s finished");
+    assert_eq!(
+        last["result"]["content"][0]["text"],
+        "countdown of 2 s finished"
+    );
 }
 
 #[tokio::test]
 async fn cancellation_reaches_the_backend() {
     let gh = Gatehouse::start(&[]);
     let legacy = Legacy::connect(&gh.url("/mcp")).await;
-    let session = Legacy { url: legacy.url.clone(), session: legacy.session.clone(), http: client() };
+    let session = Legacy {
+        url: legacy.url.clone(),
+        session: legacy.session.clone(),
+        http: client(),
+    };
     let started = Instant::now();
-    let call = tokio::spawn(async move { session.request(5, "tools/call", json!({"name":"countdown","arguments":{"seconds":30}})).await });
+    let call = tokio::spawn(async move {
+        session
+            .request(
+                5,
+                "tools/call",
+                json!({"name":"countdown","arguments":{"seconds":30}}),
+            )
+            .await
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let cancel = json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":5,"reason":"user"}});
-    let (s, _, _) = post(&legacy.http, &legacy.url, &[("mcp-session-id", &legacy.session), ("mcp-protocol-version", "2025-06-18")], &cancel).await;
+    let (s, _, _) = post(
+        &legacy.http,
+        &legacy.url,
+        &[
+            ("mcp-session-id", &legacy.session),
+            ("mcp-protocol-version", "2025-06-18"),
+        ],
+        &cancel,
+    )
+    .await;
     assert_eq!(s, 202);
     // The aborted request's HTTP exchange ends promptly, the backend hears of it (the demo
     // server writes to stderr, which the gateway logs), and the backend stays healthy.
-    let _ = tokio::time::timeout(Duration::from_secs(5), call).await.expect("cancelled call ends");
+    let _ = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("cancelled call ends");
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert!(eventually(Duration::from_secs(5), || gh.logged("countdown cancelled by the client")).await, "backend never saw the cancellation");
-    let (_, r) = legacy.request(6, "tools/call", json!({"name":"echo","arguments":{"text":"after"}})).await;
+    assert!(
+        eventually(Duration::from_secs(5), || gh
+            .logged("countdown cancelled by the client"))
+        .await,
+        "backend never saw the cancellation"
+    );
+    let (_, r) = legacy
+        .request(
+            6,
+            "tools/call",
+            json!({"name":"echo","arguments":{"text":"after"}}),
+        )
+        .await;
     assert_eq!(r["result"]["content"][0]["text"], "after");
 }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 
 use crate::backend::{BackendError, ClientContext};
+use crate::context::CallCtx;
 use crate::snapshot::{ServerHandle, VirtualServer};
 
 /// A kind of list an MCP server serves.
@@ -59,7 +60,9 @@ impl ListKind {
         match method {
             "notifications/tools/list_changed" => &[ListKind::Tools],
             "notifications/prompts/list_changed" => &[ListKind::Prompts],
-            "notifications/resources/list_changed" => &[ListKind::Resources, ListKind::ResourceTemplates],
+            "notifications/resources/list_changed" => {
+                &[ListKind::Resources, ListKind::ResourceTemplates]
+            }
             _ => &[],
         }
     }
@@ -68,7 +71,9 @@ impl ListKind {
 /// One server's cached lists.
 #[derive(Debug, Default)]
 pub struct ListCache {
-    entries: Mutex<HashMap<ListKind, Arc<Vec<Value>>>>,
+    /// Keyed by kind and whether the list was fetched through a client's own upstream session
+    /// (a dual-era server may show handshake-era clients other items).
+    entries: Mutex<HashMap<(ListKind, bool), Arc<Vec<Value>>>>,
     generation: AtomicU64,
 }
 
@@ -77,7 +82,8 @@ impl ListCache {
     pub fn invalidate(&self, kinds: &[ListKind]) {
         let mut e = self.entries.lock().expect("list cache lock");
         for k in kinds {
-            e.remove(k);
+            e.remove(&(*k, false));
+            e.remove(&(*k, true));
         }
         self.generation.fetch_add(1, Ordering::Relaxed);
     }
@@ -92,22 +98,39 @@ impl ListCache {
 const MAX_PAGES: usize = 1000;
 
 /// A server's full list of `kind`, from cache or fetched across all pages.
-pub async fn server_list(server: &ServerHandle, kind: ListKind, client: &ClientContext) -> Result<Arc<Vec<Value>>, BackendError> {
-    if let Some(hit) = server.lists.entries.lock().expect("list cache lock").get(&kind) {
+pub async fn server_list(
+    server: &ServerHandle,
+    kind: ListKind,
+    client: &ClientContext,
+) -> Result<Arc<Vec<Value>>, BackendError> {
+    let key = (kind, client.upstream_session.is_some());
+    if let Some(hit) = server
+        .lists
+        .entries
+        .lock()
+        .expect("list cache lock")
+        .get(&key)
+    {
         return Ok(hit.clone());
     }
     let generation = server.lists.generation();
     let info = server.backend.info().await?;
-    if info.capabilities.get(kind.capability()).is_none() {
+    if client.upstream_session.is_none() && info.capabilities.get(kind.capability()).is_none() {
         return Ok(Arc::new(Vec::new()));
     }
     let mut items = Vec::new();
     let mut cursor: Option<Value> = None;
     for _ in 0..MAX_PAGES {
         let params = cursor.take().map(|c| json!({"cursor": c}));
-        let reply = server.backend.call(kind.method(), params, client, None).await?;
+        let reply = server
+            .backend
+            .call(kind.method(), params, client, None)
+            .await?;
         if let Some(e) = reply.error {
-            return Err(BackendError::Protocol { server: server.config.name.clone(), reason: format!("{} failed: {}", kind.method(), e.message) });
+            return Err(BackendError::Protocol {
+                server: server.config.name.clone(),
+                reason: format!("{} failed: {}", kind.method(), e.message),
+            });
         }
         let v = reply.result_value().unwrap_or(Value::Null);
         if let Some(arr) = v.get(kind.field()).and_then(Value::as_array) {
@@ -120,7 +143,12 @@ pub async fn server_list(server: &ServerHandle, kind: ListKind, client: &ClientC
     }
     let items = Arc::new(items);
     if server.lists.generation() == generation {
-        server.lists.entries.lock().expect("list cache lock").insert(kind, items.clone());
+        server
+            .lists
+            .entries
+            .lock()
+            .expect("list cache lock")
+            .insert(key, items.clone());
     }
     Ok(items)
 }
@@ -132,6 +160,8 @@ pub struct Route {
     pub member: usize,
     /// The server's own name for the item.
     pub original: String,
+    /// Index of the exposed definition in [`Merged::items`].
+    pub item: usize,
 }
 
 /// A virtual server's merged list of one kind.
@@ -148,19 +178,34 @@ pub struct Merged {
 /// Cache of merged views, keyed by the member caches' generations.
 #[derive(Debug, Default)]
 pub struct MergedCache {
-    entries: Mutex<HashMap<ListKind, (Vec<u64>, Arc<Merged>)>>,
+    entries: Mutex<HashMap<(ListKind, Vec<bool>), (Vec<u64>, Arc<Merged>)>>,
 }
 
-/// The merged list of `kind` for a virtual server.
-pub async fn merged(vs: &VirtualServer, kind: ListKind, client: &ClientContext) -> Arc<Merged> {
-    let gens: Vec<u64> = vs.members.iter().map(|m| m.server.lists.generation()).collect();
-    if let Some((g, m)) = vs.merged.entries.lock().expect("merged lock").get(&kind)
+/// The merged list of `kind` for a virtual server, as this caller sees it.
+pub async fn merged(vs: &VirtualServer, kind: ListKind, ctx: &CallCtx) -> Arc<Merged> {
+    let gens: Vec<u64> = vs
+        .members
+        .iter()
+        .map(|m| m.server.lists.generation())
+        .collect();
+    let view: Vec<bool> = if ctx.upstream.is_empty() {
+        Vec::new()
+    } else {
+        vs.members.iter().map(|m| ctx.has_own_session(m)).collect()
+    };
+    let key = (kind, view);
+    if let Some((g, m)) = vs.merged.entries.lock().expect("merged lock").get(&key)
         && *g == gens
         && m.failures.is_empty()
     {
         return m.clone();
     }
-    let fetches = vs.members.iter().map(|m| server_list(&m.server, kind, client));
+    let clients: Vec<ClientContext> = vs.members.iter().map(|m| ctx.for_member(m)).collect();
+    let fetches = vs
+        .members
+        .iter()
+        .zip(&clients)
+        .map(|(m, c)| server_list(&m.server, kind, c));
     let lists = futures::future::join_all(fetches).await;
     let mut out = Merged::default();
     for (idx, (member, list)) in vs.members.iter().zip(lists).enumerate() {
@@ -174,11 +219,21 @@ pub async fn merged(vs: &VirtualServer, kind: ListKind, client: &ClientContext) 
             }
         };
         for item in list.iter() {
-            let key_field = if matches!(kind, ListKind::Resources) { "uri" } else if matches!(kind, ListKind::ResourceTemplates) { "uriTemplate" } else { "name" };
-            let Some(original) = item.get(key_field).and_then(Value::as_str) else { continue };
+            let key_field = if matches!(kind, ListKind::Resources) {
+                "uri"
+            } else if matches!(kind, ListKind::ResourceTemplates) {
+                "uriTemplate"
+            } else {
+                "name"
+            };
+            let Some(original) = item.get(key_field).and_then(Value::as_str) else {
+                continue;
+            };
             let (exposed, def) = match kind {
                 ListKind::Tools => {
-                    let Some(exposed) = member.config.exposed_name(original) else { continue };
+                    let Some(exposed) = member.config.exposed_name(original) else {
+                        continue;
+                    };
                     let mut def = item.clone();
                     def["name"] = Value::from(exposed.as_str());
                     if let Some(d) = member.config.description_override(original) {
@@ -187,12 +242,18 @@ pub async fn merged(vs: &VirtualServer, kind: ListKind, client: &ClientContext) 
                     (exposed, def)
                 }
                 ListKind::Prompts => {
-                    let exposed = format!("{}{}", member.config.prefix.as_deref().unwrap_or(""), original);
+                    let exposed = format!(
+                        "{}{}",
+                        member.config.prefix.as_deref().unwrap_or(""),
+                        original
+                    );
                     let mut def = item.clone();
                     def["name"] = Value::from(exposed.as_str());
                     (exposed, def)
                 }
-                ListKind::Resources | ListKind::ResourceTemplates => (original.to_string(), item.clone()),
+                ListKind::Resources | ListKind::ResourceTemplates => {
+                    (original.to_string(), item.clone())
+                }
             };
             if let Some(prev) = out.routes.get(&exposed) {
                 let first = &vs.members[prev.member].server.config.name;
@@ -200,23 +261,34 @@ pub async fn merged(vs: &VirtualServer, kind: ListKind, client: &ClientContext) 
                 crate::metrics::NAME_CONFLICTS.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            out.routes.insert(exposed, Route { member: idx, original: original.to_string() });
+            out.routes.insert(
+                exposed,
+                Route {
+                    member: idx,
+                    original: original.to_string(),
+                    item: out.items.len(),
+                },
+            );
             out.items.push(def);
         }
     }
     let out = Arc::new(out);
-    vs.merged.entries.lock().expect("merged lock").insert(kind, (gens, out.clone()));
+    vs.merged
+        .entries
+        .lock()
+        .expect("merged lock")
+        .insert(key, (gens, out.clone()));
     out
 }
 
 /// Finds the member serving a resource URI: exact match in a member's resource list, else the
 /// first member with a template whose literal prefix matches.
-pub async fn route_resource(vs: &VirtualServer, uri: &str, client: &ClientContext) -> Option<usize> {
-    let resources = merged(vs, ListKind::Resources, client).await;
+pub async fn route_resource(vs: &VirtualServer, uri: &str, ctx: &CallCtx) -> Option<usize> {
+    let resources = merged(vs, ListKind::Resources, ctx).await;
     if let Some(r) = resources.routes.get(uri) {
         return Some(r.member);
     }
-    let templates = merged(vs, ListKind::ResourceTemplates, client).await;
+    let templates = merged(vs, ListKind::ResourceTemplates, ctx).await;
     let mut best: Option<(usize, usize)> = None;
     for (template, route) in &templates.routes {
         let literal = template.split('{').next().unwrap_or("");
@@ -224,5 +296,6 @@ pub async fn route_resource(vs: &VirtualServer, uri: &str, client: &ClientContex
             best = Some((literal.len(), route.member));
         }
     }
-    best.map(|(_, m)| m).or(if vs.members.len() == 1 { Some(0) } else { None })
+    best.map(|(_, m)| m)
+        .or(if vs.members.len() == 1 { Some(0) } else { None })
 }

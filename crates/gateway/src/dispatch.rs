@@ -2,43 +2,22 @@
 //! owns the item, and relay everything else. Era specifics of the *client* are handled by the
 //! front door; era specifics of each *backend* by the backend.
 
-use std::collections::HashMap;
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use gatehouse_wire::{Era, ErrorObject, Id, Message, ProtocolVersion, codes};
+use gatehouse_wire::{Era, ErrorObject, Id, Message, ProtocolVersion, codes, headers as h, meta};
 use serde_json::{Map, Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use crate::backend::{CallEvent, ClientContext};
+use crate::backend::CallEvent;
+
 use crate::catalog::{self, ListKind};
+pub use crate::context::CallCtx;
 use crate::snapshot::{Member, VirtualServer};
 
 /// Largest page the gateway returns for an aggregated list.
 const PAGE_SIZE: usize = 500;
 /// Bound on MRTR rounds the gateway drives for one handshake-era client call.
 const MAX_INPUT_ROUNDS: usize = 16;
-
-/// Who is calling and how to reach them while the call runs.
-#[derive(Debug, Clone)]
-pub struct CallCtx {
-    /// Client capabilities and info.
-    pub client: ClientContext,
-    /// Upstream session ids by server name (handshake-era HTTP members).
-    pub upstream: HashMap<String, String>,
-    /// The client's era.
-    pub era: Era,
-    /// Where in-flight notifications and server→client requests go.
-    pub events: Option<mpsc::Sender<CallEvent>>,
-}
-
-impl CallCtx {
-    fn for_member(&self, member: &Member) -> ClientContext {
-        let mut c = self.client.clone();
-        c.upstream_session = self.upstream.get(&member.server.config.name).cloned();
-        c
-    }
-}
 
 fn err(id: &Id, code: i64, message: impl Into<String>) -> Message {
     Message::error(id.clone(), ErrorObject::new(code, message))
@@ -63,16 +42,49 @@ pub fn server_capabilities(era: Era) -> Value {
     }
 }
 
+/// Capabilities plus the union of the members' `extensions` and `experimental` entries, so
+/// extension-aware clients see what the members offer.
+pub async fn aggregated_capabilities(vs: &VirtualServer, era: Era) -> Value {
+    let mut caps = server_capabilities(era);
+    let infos = vs
+        .members
+        .iter()
+        .map(|m| tokio::time::timeout(std::time::Duration::from_secs(10), m.server.backend.info()));
+    for info in futures::future::join_all(infos)
+        .await
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for key in ["extensions", "experimental"] {
+            if let Some(Value::Object(theirs)) = info.capabilities.get(key) {
+                let ours = caps
+                    .as_object_mut()
+                    .expect("object")
+                    .entry(key)
+                    .or_insert_with(|| json!({}));
+                for (k, v) in theirs {
+                    ours.as_object_mut()
+                        .expect("object")
+                        .entry(k.clone())
+                        .or_insert_with(|| v.clone());
+                }
+            }
+        }
+    }
+    caps
+}
+
 /// `serverInfo` of a virtual server.
 pub fn server_info(vs: &VirtualServer) -> Value {
     json!({"name": format!("gatehouse/{}", vs.name), "title": format!("Gatehouse virtual server {}", vs.name), "version": env!("CARGO_PKG_VERSION")})
 }
 
 /// The `initialize` result for a handshake-era client.
-pub fn initialize_result(vs: &VirtualServer, version: ProtocolVersion) -> Value {
+pub async fn initialize_result(vs: &VirtualServer, version: ProtocolVersion) -> Value {
     json!({
         "protocolVersion": version.as_str(),
-        "capabilities": server_capabilities(Era::Handshake),
+        "capabilities": aggregated_capabilities(vs, Era::Handshake).await,
         "serverInfo": server_info(vs),
     })
 }
@@ -87,8 +99,9 @@ pub async fn dispatch(vs: &VirtualServer, msg: Message, ctx: &CallCtx) -> Messag
             id,
             &json!({
                 "supportedVersions": ProtocolVersion::supported_strings(),
-                "capabilities": server_capabilities(Era::Stateless),
+                "capabilities": aggregated_capabilities(vs, Era::Stateless).await,
                 "serverInfo": server_info(vs),
+                "_meta": {meta::SERVER_INFO: server_info(vs)},
             }),
         ),
         "tools/list" => list(vs, ListKind::Tools, &msg, ctx).await,
@@ -98,23 +111,49 @@ pub async fn dispatch(vs: &VirtualServer, msg: Message, ctx: &CallCtx) -> Messag
         "tools/call" => call_named(vs, ListKind::Tools, msg, ctx).await,
         "prompts/get" => call_named(vs, ListKind::Prompts, msg, ctx).await,
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            let Some(uri) = msg.params.as_ref().and_then(|p| p.get("uri")).and_then(Value::as_str).map(str::to_string) else {
+            let Some(uri) = msg
+                .params
+                .as_ref()
+                .and_then(|p| p.get("uri"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+            else {
                 return err(&id, codes::INVALID_PARAMS, "params.uri is required");
             };
-            match catalog::route_resource(vs, &uri, &ctx.client).await {
+            match catalog::route_resource(vs, &uri, ctx).await {
                 Some(m) => call_member(&vs.members[m], msg, ctx).await,
-                None => Message::error(id, ErrorObject::with_data(codes::INVALID_PARAMS, format!("Resource not found: {uri}"), json!({"uri": uri}))),
+                None => Message::error(
+                    id,
+                    ErrorObject::with_data(
+                        codes::INVALID_PARAMS,
+                        format!("Resource not found: {uri}"),
+                        json!({"uri": uri}),
+                    ),
+                ),
             }
         }
         "completion/complete" => complete(vs, msg, ctx).await,
         "logging/setLevel" => {
             for m in &vs.members {
-                let _ = m.server.backend.call("logging/setLevel", msg.params.clone(), &ctx.for_member(m), None).await;
+                let _ = m
+                    .server
+                    .backend
+                    .call(
+                        "logging/setLevel",
+                        msg.params.clone(),
+                        &ctx.for_member(m),
+                        None,
+                    )
+                    .await;
             }
             Message::result(id, &json!({}))
         }
         _ if vs.members.len() == 1 => call_member(&vs.members[0], msg, ctx).await,
-        _ => err(&id, codes::METHOD_NOT_FOUND, format!("Method not found: {method}")),
+        _ => err(
+            &id,
+            codes::METHOD_NOT_FOUND,
+            format!("Method not found: {method}"),
+        ),
     }
 }
 
@@ -128,19 +167,26 @@ async fn list(vs: &VirtualServer, kind: ListKind, msg: &Message, ctx: &CallCtx) 
         },
         Some(_) => return err(&id, codes::INVALID_PARAMS, "invalid cursor"),
     };
-    let merged = catalog::merged(vs, kind, &ctx.client).await;
+    let merged = catalog::merged(vs, kind, ctx).await;
     if vs.fail_closed && !merged.failures.is_empty() {
         let (server, reason) = &merged.failures[0];
         return Message::error(
             id,
-            ErrorObject::with_data(codes::BACKEND_UNAVAILABLE, format!("member {server:?} is unavailable: {reason}"), json!({"server": server})),
+            ErrorObject::with_data(
+                codes::BACKEND_UNAVAILABLE,
+                format!("member {server:?} is unavailable: {reason}"),
+                json!({"server": server}),
+            ),
         );
     }
     let page: Vec<&Value> = merged.items.iter().skip(offset).take(PAGE_SIZE).collect();
     let mut result = Map::new();
     result.insert(kind.field().into(), json!(page));
     if offset + PAGE_SIZE < merged.items.len() {
-        result.insert("nextCursor".into(), Value::from(encode_cursor(offset + PAGE_SIZE)));
+        result.insert(
+            "nextCursor".into(),
+            Value::from(encode_cursor(offset + PAGE_SIZE)),
+        );
     }
     Message::result(id, &result)
 }
@@ -151,38 +197,91 @@ fn encode_cursor(offset: usize) -> String {
 
 fn decode_cursor(c: &str) -> Option<usize> {
     let raw = B64.decode(c).ok()?;
-    std::str::from_utf8(&raw).ok()?.strip_prefix("gh:")?.parse().ok()
+    std::str::from_utf8(&raw)
+        .ok()?
+        .strip_prefix("gh:")?
+        .parse()
+        .ok()
 }
 
-async fn call_named(vs: &VirtualServer, kind: ListKind, mut msg: Message, ctx: &CallCtx) -> Message {
+async fn call_named(
+    vs: &VirtualServer,
+    kind: ListKind,
+    mut msg: Message,
+    ctx: &CallCtx,
+) -> Message {
     let id = msg.id.clone().unwrap_or(Id::Null);
     let Some(name) = msg.target_name().map(str::to_string) else {
         return err(&id, codes::INVALID_PARAMS, "params.name is required");
     };
-    let merged = catalog::merged(vs, kind, &ctx.client).await;
+    let merged = catalog::merged(vs, kind, ctx).await;
     let Some(route) = merged.routes.get(&name) else {
-        let what = if kind == ListKind::Tools { "tool" } else { "prompt" };
+        let what = if kind == ListKind::Tools {
+            "tool"
+        } else {
+            "prompt"
+        };
         if let Some((server, reason)) = merged.failures.first() {
             return Message::error(
                 id,
-                ErrorObject::with_data(codes::BACKEND_UNAVAILABLE, format!("Unknown {what} {name:?}; member {server:?} is unavailable: {reason}"), json!({"server": server})),
+                ErrorObject::with_data(
+                    codes::BACKEND_UNAVAILABLE,
+                    format!("Unknown {what} {name:?}; member {server:?} is unavailable: {reason}"),
+                    json!({"server": server}),
+                ),
             );
         }
-        return err(&id, codes::INVALID_PARAMS, format!("Unknown {what}: {name}"));
+        return err(
+            &id,
+            codes::INVALID_PARAMS,
+            format!("Unknown {what}: {name}"),
+        );
     };
     if let Some(p) = msg.params.as_mut() {
         p["name"] = Value::from(route.original.as_str());
     }
-    call_member(&vs.members[route.member], msg, ctx).await
+    if kind != ListKind::Tools {
+        return call_member(&vs.members[route.member], msg, ctx).await;
+    }
+    // Tool arguments bound to headers (`x-mcp-header`): a stateless client's headers must
+    // match them, and a stateless backend gets them freshly encoded.
+    let schema = merged.items[route.item]
+        .get("inputSchema")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let arguments = msg.params.as_ref().and_then(|p| p.get("arguments"));
+    if ctx.era == Era::Stateless {
+        let lookup = |name: &str| {
+            ctx.param_headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        if let Err(e) = h::validate_param_headers(&schema, arguments, lookup) {
+            return err(&id, codes::HEADER_MISMATCH, format!("Header mismatch: {e}"));
+        }
+    }
+    let extra = h::param_headers(&schema, arguments);
+    if extra.is_empty() {
+        return call_member(&vs.members[route.member], msg, ctx).await;
+    }
+    let mut ctx = ctx.clone();
+    ctx.client.extra_headers = extra;
+    call_member(&vs.members[route.member], msg, &ctx).await
 }
 
 async fn complete(vs: &VirtualServer, mut msg: Message, ctx: &CallCtx) -> Message {
     let id = msg.id.clone().unwrap_or(Id::Null);
-    let reference = msg.params.as_ref().and_then(|p| p.get("ref")).cloned().unwrap_or(Value::Null);
+    let reference = msg
+        .params
+        .as_ref()
+        .and_then(|p| p.get("ref"))
+        .cloned()
+        .unwrap_or(Value::Null);
     let member = match reference.get("type").and_then(Value::as_str) {
         Some("ref/prompt") => {
             let name = reference.get("name").and_then(Value::as_str).unwrap_or("");
-            let merged = catalog::merged(vs, ListKind::Prompts, &ctx.client).await;
+            let merged = catalog::merged(vs, ListKind::Prompts, ctx).await;
             merged.routes.get(name).map(|r| {
                 if let Some(p) = msg.params.as_mut() {
                     p["ref"]["name"] = Value::from(r.original.as_str());
@@ -192,9 +291,15 @@ async fn complete(vs: &VirtualServer, mut msg: Message, ctx: &CallCtx) -> Messag
         }
         Some("ref/resource") => {
             let uri = reference.get("uri").and_then(Value::as_str).unwrap_or("");
-            catalog::route_resource(vs, uri, &ctx.client).await
+            catalog::route_resource(vs, uri, ctx).await
         }
-        _ => return err(&id, codes::INVALID_PARAMS, "params.ref must be a ref/prompt or ref/resource"),
+        _ => {
+            return err(
+                &id,
+                codes::INVALID_PARAMS,
+                "params.ref must be a ref/prompt or ref/resource",
+            );
+        }
     };
     match member {
         Some(m) => call_member(&vs.members[m], msg, ctx).await,
@@ -211,32 +316,55 @@ async fn call_member(member: &Member, msg: Message, ctx: &CallCtx) -> Message {
     let client = ctx.for_member(member);
     let mut params = msg.params;
     for _ in 0..MAX_INPUT_ROUNDS {
-        let reply = match member.server.backend.call(&method, params.clone(), &client, ctx.events.clone()).await {
+        let reply = match member
+            .server
+            .backend
+            .call(&method, params.clone(), &client, ctx.events.clone())
+            .await
+        {
             Ok(r) => r,
             Err(e) => return Message::error(id, e.to_error_object()),
         };
         let needs_input = ctx.era == Era::Handshake
-            && reply.result.as_ref().is_some_and(|r| r.get().contains("\"input_required\""));
+            && reply
+                .result
+                .as_ref()
+                .is_some_and(|r| r.get().contains("\"input_required\""));
         if !needs_input {
             let mut reply = reply;
             reply.id = Some(id);
             return reply;
         }
-        let Some(result) = reply.result_value().filter(|v| v.get("resultType").and_then(Value::as_str) == Some("input_required")) else {
+        let Some(result) = reply
+            .result_value()
+            .filter(|v| v.get("resultType").and_then(Value::as_str) == Some("input_required"))
+        else {
             let mut reply = reply;
             reply.id = Some(id);
             return reply;
         };
         let Some(events) = &ctx.events else {
-            return err(&id, codes::INTERNAL_ERROR, "the server needs input but the client cannot be asked on this request");
+            return err(
+                &id,
+                codes::INTERNAL_ERROR,
+                "the server needs input but the client cannot be asked on this request",
+            );
         };
         let mut responses = Map::new();
         if let Some(requests) = result.get("inputRequests").and_then(Value::as_object) {
             for (key, req) in requests {
-                let method = req.get("method").and_then(Value::as_str).unwrap_or("").to_string();
+                let method = req
+                    .get("method")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
                 let (tx, rx) = oneshot::channel();
                 let request = Message::request(Id::Null, method, req.get("params").cloned());
-                if events.send(CallEvent::ServerRequest { request, reply: tx }).await.is_err() {
+                if events
+                    .send(CallEvent::ServerRequest { request, reply: tx })
+                    .await
+                    .is_err()
+                {
                     return err(&id, codes::INTERNAL_ERROR, "client went away");
                 }
                 match rx.await {

@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod catalog;
+pub mod context;
 pub mod dispatch;
 pub mod frontdoor;
 pub mod metrics;
@@ -55,9 +56,16 @@ pub struct Gateway {
 
 impl Gateway {
     /// Builds the gateway for a validated config; `listen` decides the Host/Origin policy.
-    pub fn new(config: Config, keys: Keyring, listen: SocketAddr) -> Result<Arc<Gateway>, BackendError> {
+    pub fn new(
+        config: Config,
+        keys: Keyring,
+        listen: SocketAddr,
+    ) -> Result<Arc<Gateway>, BackendError> {
         let hub = Arc::new(ChangeHub::default());
-        let origin_policy = OriginPolicy { loopback: listen.ip().is_loopback(), allowed_origins: config.gateway.allowed_origins.clone() };
+        let origin_policy = OriginPolicy {
+            loopback: listen.ip().is_loopback(),
+            allowed_origins: config.gateway.allowed_origins.clone(),
+        };
         let max_body_bytes = usize::try_from(config.gateway.max_body_bytes).unwrap_or(usize::MAX);
         let sessions = SessionStore::new(config.gateway.session_ttl.get());
         let snapshot = Snapshot::build(config, None, &hub)?;
@@ -134,7 +142,12 @@ impl Gateway {
                         // Missed changes: drop every cache rather than serve a stale list.
                         let Some(gw) = weak.upgrade() else { return };
                         for h in gw.snapshot().servers.values() {
-                            h.lists.invalidate(&[ListKind::Tools, ListKind::Prompts, ListKind::Resources, ListKind::ResourceTemplates]);
+                            h.lists.invalidate(&[
+                                ListKind::Tools,
+                                ListKind::Prompts,
+                                ListKind::Resources,
+                                ListKind::ResourceTemplates,
+                            ]);
                         }
                         continue;
                     }
@@ -142,7 +155,8 @@ impl Gateway {
                 };
                 let Some(gw) = weak.upgrade() else { return };
                 if let Some(h) = gw.snapshot().servers.get(&change.server) {
-                    h.lists.invalidate(ListKind::from_notification(change.message.method()));
+                    h.lists
+                        .invalidate(ListKind::from_notification(change.message.method()));
                 }
             }
         });

@@ -21,7 +21,9 @@ pub struct ChangeHub {
 
 impl Default for ChangeHub {
     fn default() -> Self {
-        ChangeHub { tx: broadcast::channel(256).0 }
+        ChangeHub {
+            tx: broadcast::channel(256).0,
+        }
     }
 }
 
@@ -29,7 +31,10 @@ impl ChangeHub {
     /// Publishes a change; nobody listening is fine.
     pub fn publish(&self, server: &str, message: Message) {
         tracing::debug!(server, method = message.method(), "server change");
-        let _ = self.tx.send(ServerChange { server: server.to_string(), message });
+        let _ = self.tx.send(ServerChange {
+            server: server.to_string(),
+            message,
+        });
     }
 
     /// Subscribes to every later change.

@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 use crate::Gateway;
 
 /// Loads and validates a config file; the CLI passes the config crate's loader.
-pub type Loader = dyn Fn(&std::path::Path) -> Result<gatehouse_config::Config, String> + Send + Sync;
+pub type Loader =
+    dyn Fn(&std::path::Path) -> Result<gatehouse_config::Config, String> + Send + Sync;
 
 fn digest(path: &std::path::Path) -> Option<[u8; 32]> {
     std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
@@ -36,10 +37,16 @@ pub fn watch(gw: &Arc<Gateway>, path: PathBuf, interval: Duration, load: Arc<Loa
             last = now;
             match load(&path) {
                 Ok(config) => match gw.reload(config) {
-                    Ok(v) => tracing::info!(config = %path.display(), version = v, "configuration reloaded"),
-                    Err(e) => tracing::error!(config = %path.display(), error = %e, "configuration rejected; the previous one keeps serving"),
+                    Ok(v) => {
+                        tracing::info!(config = %path.display(), version = v, "configuration reloaded")
+                    }
+                    Err(e) => {
+                        tracing::error!(config = %path.display(), error = %e, "configuration rejected; the previous one keeps serving")
+                    }
                 },
-                Err(e) => tracing::error!(config = %path.display(), "configuration rejected; the previous one keeps serving:\n{e}"),
+                Err(e) => {
+                    tracing::error!(config = %path.display(), "configuration rejected; the previous one keeps serving:\n{e}")
+                }
             }
         }
     });

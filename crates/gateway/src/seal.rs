@@ -61,7 +61,12 @@ pub struct Keyring {
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keyring").field("kids", &self.keys.iter().map(|k| &k.kid).collect::<Vec<_>>()).finish()
+        f.debug_struct("Keyring")
+            .field(
+                "kids",
+                &self.keys.iter().map(|k| &k.kid).collect::<Vec<_>>(),
+            )
+            .finish()
     }
 }
 
@@ -70,26 +75,45 @@ impl Keyring {
     pub fn load_or_create(data_dir: &Path) -> Result<Keyring, SealError> {
         let dir = data_dir.join("keys");
         let path = dir.join("seal.json");
-        let io = |source| SealError::Io { path: path.clone(), source };
+        let io = |source| SealError::Io {
+            path: path.clone(),
+            source,
+        };
         if !path.exists() {
             std::fs::create_dir_all(&dir).map_err(io)?;
-            let file = KeyFile { keys: vec![new_stored_key()] };
+            let file = KeyFile {
+                keys: vec![new_stored_key()],
+            };
             let text = serde_json::to_string_pretty(&file).expect("key file serialises");
             write_private(&path, text.as_bytes()).map_err(io)?;
         }
         let text = std::fs::read_to_string(&path).map_err(io)?;
-        let file: KeyFile = serde_json::from_str(&text)
-            .map_err(|e| SealError::InvalidKeyFile { path: path.clone(), reason: e.to_string() })?;
+        let file: KeyFile = serde_json::from_str(&text).map_err(|e| SealError::InvalidKeyFile {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         let mut keys = Vec::new();
         for k in file.keys {
-            let raw = B64.decode(&k.key).map_err(|e| SealError::InvalidKeyFile { path: path.clone(), reason: e.to_string() })?;
+            let raw = B64.decode(&k.key).map_err(|e| SealError::InvalidKeyFile {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
             if raw.len() != 32 || k.kid.is_empty() || k.kid.contains('.') {
-                return Err(SealError::InvalidKeyFile { path: path.clone(), reason: format!("key {:?} must be 32 bytes with a kid without dots", k.kid) });
+                return Err(SealError::InvalidKeyFile {
+                    path: path.clone(),
+                    reason: format!("key {:?} must be 32 bytes with a kid without dots", k.kid),
+                });
             }
-            keys.push(Key { kid: k.kid, cipher: XChaCha20Poly1305::new_from_slice(&raw).expect("32-byte key") });
+            keys.push(Key {
+                kid: k.kid,
+                cipher: XChaCha20Poly1305::new_from_slice(&raw).expect("32-byte key"),
+            });
         }
         if keys.is_empty() {
-            return Err(SealError::InvalidKeyFile { path, reason: "no keys".into() });
+            return Err(SealError::InvalidKeyFile {
+                path,
+                reason: "no keys".into(),
+            });
         }
         Ok(Keyring { keys })
     }
@@ -98,7 +122,12 @@ impl Keyring {
     pub fn ephemeral() -> Keyring {
         let k = new_stored_key();
         let raw = B64.decode(&k.key).expect("own encoding");
-        Keyring { keys: vec![Key { kid: k.kid, cipher: XChaCha20Poly1305::new_from_slice(&raw).expect("32-byte key") }] }
+        Keyring {
+            keys: vec![Key {
+                kid: k.kid,
+                cipher: XChaCha20Poly1305::new_from_slice(&raw).expect("32-byte key"),
+            }],
+        }
     }
 
     /// Seals `plaintext` for `purpose` (bound as associated data, so a session id can never be
@@ -109,7 +138,13 @@ impl Keyring {
         rand::rng().fill_bytes(&mut nonce);
         let ct = key
             .cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: purpose.as_bytes() })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: purpose.as_bytes(),
+                },
+            )
             .expect("encryption does not fail");
         let mut out = Vec::with_capacity(24 + ct.len());
         out.extend_from_slice(&nonce);
@@ -120,14 +155,24 @@ impl Keyring {
     /// Opens a token sealed by [`Keyring::seal`] with any key of this ring.
     pub fn open(&self, purpose: &str, token: &str) -> Result<Vec<u8>, SealError> {
         let (kid, body) = token.split_once('.').ok_or(SealError::Invalid)?;
-        let key = self.keys.iter().find(|k| k.kid == kid).ok_or(SealError::Invalid)?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or(SealError::Invalid)?;
         let raw = B64.decode(body).map_err(|_| SealError::Invalid)?;
         if raw.len() < 24 + 16 {
             return Err(SealError::Invalid);
         }
         let (nonce, ct) = raw.split_at(24);
         key.cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: purpose.as_bytes() })
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: purpose.as_bytes(),
+                },
+            )
             .map_err(|_| SealError::Invalid)
     }
 }
@@ -137,13 +182,20 @@ fn new_stored_key() -> StoredKey {
     rand::rng().fill_bytes(&mut raw);
     let mut kid = [0u8; 6];
     rand::rng().fill_bytes(&mut kid);
-    StoredKey { kid: hex::encode(kid), key: B64.encode(raw) }
+    StoredKey {
+        kid: hex::encode(kid),
+        key: B64.encode(raw),
+    }
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
 }
@@ -174,11 +226,16 @@ mod tests {
         let ring = Keyring::load_or_create(dir.path()).unwrap();
         let old = ring.seal("session", b"x");
         let path = dir.path().join("keys/seal.json");
-        let mut file: KeyFile = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut file: KeyFile =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         file.keys.insert(0, new_stored_key());
         std::fs::write(&path, serde_json::to_string(&file).unwrap()).unwrap();
         let rotated = Keyring::load_or_create(dir.path()).unwrap();
         assert_eq!(rotated.open("session", &old).unwrap(), b"x");
-        assert!(!rotated.seal("session", b"y").starts_with(old.split('.').next().unwrap()));
+        assert!(
+            !rotated
+                .seal("session", b"y")
+                .starts_with(old.split('.').next().unwrap())
+        );
     }
 }

@@ -21,6 +21,8 @@ pub struct ServerHandle {
     pub backend: Backend,
     /// Cached item lists, invalidated by the server's `list_changed` notifications.
     pub lists: ListCache,
+    /// Stops the server's change feed when the handle goes away.
+    _watch: Option<tokio_util::sync::DropGuard>,
 }
 
 /// One member of a virtual server.
@@ -71,17 +73,35 @@ static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
 
 impl Snapshot {
     /// Compiles a validated config, reusing `previous`'s backends whose entries did not change.
-    pub fn build(config: Config, previous: Option<&Snapshot>, hub: &Arc<ChangeHub>) -> Result<Snapshot, BackendError> {
+    pub fn build(
+        config: Config,
+        previous: Option<&Snapshot>,
+        hub: &Arc<ChangeHub>,
+    ) -> Result<Snapshot, BackendError> {
         let mut servers = HashMap::new();
         for sc in &config.servers {
-            let reused = previous.and_then(|p| p.servers.get(&sc.name).filter(|h| h.config == *sc && same_timeout(p, &config, sc)));
+            let reused = previous.and_then(|p| {
+                p.servers
+                    .get(&sc.name)
+                    .filter(|h| h.config == *sc && same_timeout(p, &config, sc))
+            });
             let handle = match reused {
                 Some(h) => h.clone(),
-                None => Arc::new(ServerHandle {
-                    config: sc.clone(),
-                    backend: Backend::build(sc, config.call_timeout(sc), hub.clone())?,
-                    lists: ListCache::default(),
-                }),
+                None => {
+                    let backend = Backend::build(sc, config.call_timeout(sc), hub.clone())?;
+                    let stop = tokio_util::sync::CancellationToken::new();
+                    let remote = matches!(backend, Backend::Http(_));
+                    let handle = Arc::new(ServerHandle {
+                        config: sc.clone(),
+                        backend,
+                        lists: ListCache::default(),
+                        _watch: remote.then(|| stop.clone().drop_guard()),
+                    });
+                    if remote {
+                        crate::backend::http::spawn_watch(Arc::downgrade(&handle), stop);
+                    }
+                    handle
+                }
             };
             servers.insert(sc.name.clone(), handle);
         }
@@ -90,7 +110,12 @@ impl Snapshot {
             let members = vs
                 .include
                 .iter()
-                .filter_map(|m| servers.get(&m.server).map(|s| Member { config: m.clone(), server: s.clone() }))
+                .filter_map(|m| {
+                    servers.get(&m.server).map(|s| Member {
+                        config: m.clone(),
+                        server: s.clone(),
+                    })
+                })
                 .collect();
             virtual_servers.insert(
                 vs.path.clone(),

@@ -91,7 +91,8 @@ impl Serialize for Id {
 impl<'de> Deserialize<'de> for Id {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = Value::deserialize(d)?;
-        Id::from_value(&v).ok_or_else(|| D::Error::custom("id must be a string, an integer or null"))
+        Id::from_value(&v)
+            .ok_or_else(|| D::Error::custom("id must be a string, an integer or null"))
     }
 }
 
@@ -110,12 +111,20 @@ pub struct ErrorObject {
 impl ErrorObject {
     /// An error without data.
     pub fn new(code: i64, message: impl Into<String>) -> Self {
-        ErrorObject { code, message: message.into(), data: None }
+        ErrorObject {
+            code,
+            message: message.into(),
+            data: None,
+        }
     }
 
     /// An error with structured data.
     pub fn with_data(code: i64, message: impl Into<String>, data: Value) -> Self {
-        ErrorObject { code, message: message.into(), data: Some(data) }
+        ErrorObject {
+            code,
+            message: message.into(),
+            data: Some(data),
+        }
     }
 }
 
@@ -152,10 +161,13 @@ impl WireError {
     /// The JSON-RPC error a peer should receive for this problem.
     pub fn to_error_object(&self) -> ErrorObject {
         match self {
-            WireError::Parse(m) => ErrorObject::new(codes::PARSE_ERROR, format!("Parse error: {m}")),
-            WireError::Invalid { message, .. } => {
-                ErrorObject::new(codes::INVALID_REQUEST, format!("Invalid request: {message}"))
+            WireError::Parse(m) => {
+                ErrorObject::new(codes::PARSE_ERROR, format!("Parse error: {m}"))
             }
+            WireError::Invalid { message, .. } => ErrorObject::new(
+                codes::INVALID_REQUEST,
+                format!("Invalid request: {message}"),
+            ),
         }
     }
 
@@ -212,7 +224,10 @@ impl Message {
         }
         let env: Envelope<'_> = serde_json::from_slice(bytes).map_err(|e| {
             if e.is_data() {
-                WireError::Invalid { message: e.to_string(), id: None }
+                WireError::Invalid {
+                    message: e.to_string(),
+                    id: None,
+                }
             } else {
                 WireError::Parse(e.to_string())
             }
@@ -225,7 +240,10 @@ impl Message {
             })?),
         };
         let id_for_errors = id.clone();
-        let invalid = |message: &str| WireError::Invalid { message: message.into(), id: id_for_errors.clone() };
+        let invalid = |message: &str| WireError::Invalid {
+            message: message.into(),
+            id: id_for_errors.clone(),
+        };
         if env.jsonrpc.map(RawValue::get) != Some("\"2.0\"") {
             return Err(invalid("\"jsonrpc\" must be \"2.0\""));
         }
@@ -246,14 +264,22 @@ impl Message {
                     .map_err(|e| invalid(&format!("malformed error object: {e}")))?,
             ),
         };
-        let msg = Message { id, method, params: env.params, result: env.result, error };
+        let msg = Message {
+            id,
+            method,
+            params: env.params,
+            result: env.result,
+            error,
+        };
         match (&msg.method, &msg.id, &msg.result, &msg.error) {
             (Some(_), Some(Id::Null), _, _) => Err(invalid("a request id must not be null")),
             (Some(_), _, None, None) => Ok(msg),
             (None, Some(_), Some(_), None) | (None, Some(_), None, Some(_)) => Ok(msg),
             (Some(_), _, _, _) => Err(invalid("a request must not carry \"result\" or \"error\"")),
             (None, None, _, _) => Err(invalid("a message needs \"method\" or \"id\"")),
-            (None, Some(_), _, _) => Err(invalid("a response needs exactly one of \"result\" and \"error\"")),
+            (None, Some(_), _, _) => Err(invalid(
+                "a response needs exactly one of \"result\" and \"error\"",
+            )),
         }
     }
 
@@ -269,28 +295,58 @@ impl Message {
 
     /// A request.
     pub fn request(id: Id, method: impl Into<String>, params: Option<Value>) -> Message {
-        Message { id: Some(id), method: Some(method.into()), params, result: None, error: None }
+        Message {
+            id: Some(id),
+            method: Some(method.into()),
+            params,
+            result: None,
+            error: None,
+        }
     }
 
     /// A notification.
     pub fn notification(method: impl Into<String>, params: Option<Value>) -> Message {
-        Message { id: None, method: Some(method.into()), params, result: None, error: None }
+        Message {
+            id: None,
+            method: Some(method.into()),
+            params,
+            result: None,
+            error: None,
+        }
     }
 
     /// A successful response with a result given as a value.
     pub fn result(id: Id, result: &impl Serialize) -> Message {
         let raw = serde_json::value::to_raw_value(result).expect("results serialise");
-        Message { id: Some(id), method: None, params: None, result: Some(raw), error: None }
+        Message {
+            id: Some(id),
+            method: None,
+            params: None,
+            result: Some(raw),
+            error: None,
+        }
     }
 
     /// A successful response with a result given as raw JSON text.
     pub fn raw_result(id: Id, result: Box<RawValue>) -> Message {
-        Message { id: Some(id), method: None, params: None, result: Some(result), error: None }
+        Message {
+            id: Some(id),
+            method: None,
+            params: None,
+            result: Some(result),
+            error: None,
+        }
     }
 
     /// An error response.
     pub fn error(id: Id, error: ErrorObject) -> Message {
-        Message { id: Some(id), method: None, params: None, result: None, error: Some(error) }
+        Message {
+            id: Some(id),
+            method: None,
+            params: None,
+            result: None,
+            error: Some(error),
+        }
     }
 
     /// The method name, or "" for responses.
@@ -298,10 +354,11 @@ impl Message {
         self.method.as_deref().unwrap_or("")
     }
 
-    /// `params.name` (tools/call, prompts/get) or `params.uri` (resources/read): what the request targets.
+    /// What the request targets, as mirrored in the `Mcp-Name` header: `params.name`
+    /// (tools/call, prompts/get), `params.uri` (resources/read) or `params.taskId` (tasks/*).
     pub fn target_name(&self) -> Option<&str> {
-        let p = self.params.as_ref()?;
-        p.get("name").or_else(|| p.get("uri")).and_then(Value::as_str)
+        let field = crate::headers::name_field(self.method())?;
+        self.params.as_ref()?.get(field)?.as_str()
     }
 
     /// `params._meta`, if present.
@@ -311,7 +368,9 @@ impl Message {
 
     /// Parses the raw result into a value (for results the gateway must inspect or rewrite).
     pub fn result_value(&self) -> Option<Value> {
-        self.result.as_ref().and_then(|r| serde_json::from_str(r.get()).ok())
+        self.result
+            .as_ref()
+            .and_then(|r| serde_json::from_str(r.get()).ok())
     }
 
     /// Serialises to compact JSON bytes.
@@ -354,7 +413,11 @@ pub fn insert_first(raw: &RawValue, key: &str, value: &Value) -> Box<RawValue> {
         return raw.to_owned();
     };
     let rest_trimmed = rest.trim_start();
-    let sep = if rest_trimmed.starts_with('}') { "" } else { "," };
+    let sep = if rest_trimmed.starts_with('}') {
+        ""
+    } else {
+        ","
+    };
     let out = format!("{{{}:{}{}{}", Value::from(key), value, sep, rest);
     RawValue::from_string(out).unwrap_or_else(|_| raw.to_owned())
 }
@@ -368,12 +431,15 @@ mod tests {
     fn parses_each_kind() {
         let r = Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).unwrap();
         assert_eq!(r.kind(), MessageKind::Request);
-        let n = Message::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
+        let n =
+            Message::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
         assert_eq!(n.kind(), MessageKind::Notification);
         let ok = Message::parse(br#"{"jsonrpc":"2.0","id":"a","result":{"x":[1,2]}}"#).unwrap();
         assert_eq!(ok.kind(), MessageKind::Result);
         assert_eq!(ok.result.unwrap().get(), r#"{"x":[1,2]}"#);
-        let err = Message::parse(br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#).unwrap();
+        let err =
+            Message::parse(br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#)
+                .unwrap();
         assert_eq!(err.kind(), MessageKind::Error);
         assert_eq!(err.id, Some(Id::Null));
     }
@@ -396,7 +462,10 @@ mod tests {
         let back = Message::parse(&m.to_bytes()).unwrap();
         assert_eq!(back.id, Some(Id::String("q".into())));
         let raw = RawValue::from_string(r#"{"content":[]}"#.into()).unwrap();
-        assert_eq!(insert_first(&raw, "resultType", &json!("complete")).get(), r#"{"resultType":"complete","content":[]}"#);
+        assert_eq!(
+            insert_first(&raw, "resultType", &json!("complete")).get(),
+            r#"{"resultType":"complete","content":[]}"#
+        );
         let empty = RawValue::from_string("{}".into()).unwrap();
         assert_eq!(insert_first(&empty, "k", &json!(1)).get(), r#"{"k":1}"#);
     }

@@ -32,7 +32,9 @@ pub fn get(params: &Value) -> Option<&Map<String, Value>> {
 /// Returns `None` when `params` is not an object (JSON-RPC allows arrays, MCP never uses them).
 pub fn get_mut(params: &mut Value) -> Option<&mut Map<String, Value>> {
     let obj = params.as_object_mut()?;
-    let meta = obj.entry("_meta").or_insert_with(|| Value::Object(Map::new()));
+    let meta = obj
+        .entry("_meta")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !meta.is_object() {
         *meta = Value::Object(Map::new());
     }
@@ -42,7 +44,9 @@ pub fn get_mut(params: &mut Value) -> Option<&mut Map<String, Value>> {
 /// Removes the stateless-era protocol keys from `params._meta`, for a handshake-era peer.
 /// Drops `_meta` entirely when nothing else was in it.
 pub fn strip_protocol_keys(params: &mut Value) {
-    let Some(obj) = params.as_object_mut() else { return };
+    let Some(obj) = params.as_object_mut() else {
+        return;
+    };
     let empty = match obj.get_mut("_meta").and_then(Value::as_object_mut) {
         Some(meta) => {
             meta.retain(|k, _| !is_protocol_key(k));

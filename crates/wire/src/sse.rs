@@ -62,13 +62,19 @@ impl Decoder {
         self.buf.extend_from_slice(chunk);
         let mut events = Vec::new();
         loop {
-            let Some(pos) = self.buf.iter().position(|b| *b == b'\n' || *b == b'\r') else { break };
+            let Some(pos) = self.buf.iter().position(|b| *b == b'\n' || *b == b'\r') else {
+                break;
+            };
             // A CR at the very end may be the first half of CRLF: wait for more bytes.
             if self.buf[pos] == b'\r' && pos + 1 == self.buf.len() {
                 break;
             }
             let line = self.buf.split_to(pos);
-            let skip = if self.buf[0] == b'\r' && self.buf.get(1) == Some(&b'\n') { 2 } else { 1 };
+            let skip = if self.buf[0] == b'\r' && self.buf.get(1) == Some(&b'\n') {
+                2
+            } else {
+                1
+            };
             let _ = self.buf.split_to(skip);
             if let Some(ev) = self.line(&line) {
                 events.push(ev);
@@ -134,7 +140,15 @@ mod tests {
     fn encode_round_trips() {
         let bytes = encode(Some("s1-4"), None, "{\"x\":1}");
         let evs = Decoder::new().feed(&bytes);
-        assert_eq!(evs, vec![Event { id: Some("s1-4".into()), event: None, data: "{\"x\":1}".into(), retry: None }]);
+        assert_eq!(
+            evs,
+            vec![Event {
+                id: Some("s1-4".into()),
+                event: None,
+                data: "{\"x\":1}".into(),
+                retry: None
+            }]
+        );
     }
 
     #[test]

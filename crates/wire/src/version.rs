@@ -94,7 +94,10 @@ mod tests {
 
     #[test]
     fn parses_and_orders_versions() {
-        assert_eq!("2025-06-18".parse::<ProtocolVersion>().unwrap(), ProtocolVersion::V2025_06_18);
+        assert_eq!(
+            "2025-06-18".parse::<ProtocolVersion>().unwrap(),
+            ProtocolVersion::V2025_06_18
+        );
         assert!("2025-01-01".parse::<ProtocolVersion>().is_err());
         assert_eq!(ProtocolVersion::V2026_07_28.era(), Era::Stateless);
         assert_eq!(ProtocolVersion::V2025_11_25.era(), Era::Handshake);

@@ -51,7 +51,12 @@ impl Gatehouse {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let first = lines.next().expect("banner").expect("banner line");
-        let base = first.split("listening on ").nth(1).expect("listening line").trim().to_string();
+        let base = first
+            .split("listening on ")
+            .nth(1)
+            .expect("listening line")
+            .trim()
+            .to_string();
         std::thread::spawn(move || for _ in lines {});
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let sink = log.clone();
@@ -64,7 +69,12 @@ impl Gatehouse {
                 l.push('\n');
             }
         });
-        Gatehouse { child, log, base, data_dir }
+        Gatehouse {
+            child,
+            log,
+            base,
+            data_dir,
+        }
     }
 
     /// True once the gateway's log contains `needle`.
@@ -91,11 +101,17 @@ impl Gatehouse {
 }
 
 pub fn unsafe_kill(pid: i32, sig: i32) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
 }
 
 /// A handshake-era session.
@@ -105,19 +121,34 @@ pub struct Legacy {
     pub http: reqwest::Client,
 }
 
-pub async fn post(http: &reqwest::Client, url: &str, headers: &[(&str, &str)], body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
-    let mut req = http.post(url).header("content-type", "application/json").header("accept", "application/json, text/event-stream");
+pub async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut req = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
     let resp = req.body(body.to_string()).send().await.unwrap();
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let is_sse = headers.get("content-type").is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream"));
+    let is_sse = headers
+        .get("content-type")
+        .is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream"));
     let text = resp.text().await.unwrap();
     let value = if is_sse {
         // The last data line carries the response.
-        let last = text.lines().filter_map(|l| l.strip_prefix("data: ")).last().unwrap_or("null").to_string();
+        let last = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .last()
+            .unwrap_or("null")
+            .to_string();
         serde_json::from_str(&last).unwrap_or(Value::Null)
     } else {
         serde_json::from_str(&text).unwrap_or(Value::Null)
@@ -131,22 +162,53 @@ impl Legacy {
         let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}});
         let (status, headers, body) = post(&http, url, &[], &init).await;
         assert_eq!(status, 200, "initialize: {body}");
-        let session = headers.get("mcp-session-id").expect("session id").to_str().unwrap().to_string();
-        Legacy { url: url.to_string(), session, http }
+        let session = headers
+            .get("mcp-session-id")
+            .expect("session id")
+            .to_str()
+            .unwrap()
+            .to_string();
+        Legacy {
+            url: url.to_string(),
+            session,
+            http,
+        }
     }
 
     pub async fn request(&self, id: i64, method: &str, params: Value) -> (u16, Value) {
         let body = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params});
-        let (s, _, v) = post(&self.http, &self.url, &[("mcp-session-id", &self.session), ("mcp-protocol-version", "2025-06-18")], &body).await;
+        let (s, _, v) = post(
+            &self.http,
+            &self.url,
+            &[
+                ("mcp-session-id", &self.session),
+                ("mcp-protocol-version", "2025-06-18"),
+            ],
+            &body,
+        )
+        .await;
         (s, v)
     }
 }
 
 /// A 2026-07-28 stateless request with correct headers.
-pub async fn modern(http: &reqwest::Client, url: &str, id: i64, method: &str, mut params: Value) -> (u16, Value) {
+pub async fn modern(
+    http: &reqwest::Client,
+    url: &str,
+    id: i64,
+    method: &str,
+    mut params: Value,
+) -> (u16, Value) {
     params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}});
-    let name = params.get("name").or_else(|| params.get("uri")).and_then(Value::as_str).map(str::to_string);
-    let mut headers = vec![("mcp-protocol-version", "2026-07-28"), ("mcp-method", method)];
+    let name = params
+        .get("name")
+        .or_else(|| params.get("uri"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let mut headers = vec![
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", method),
+    ];
     if let Some(n) = name.as_deref() {
         headers.push(("mcp-name", n));
     }
@@ -171,7 +233,12 @@ pub fn demo_member_yaml(extra_member: &str) -> String {
 }
 
 pub fn tool_names(list: &Value) -> Vec<String> {
-    let mut v: Vec<String> = list["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect();
+    let mut v: Vec<String> = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
     v.sort();
     v
 }
@@ -191,7 +258,9 @@ pub fn children(pid: u32) -> Vec<u32> {
 
 /// Open file descriptors of `pid`.
 pub fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// True while `pid` exists and is not a zombie.

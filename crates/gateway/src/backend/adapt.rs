@@ -51,11 +51,24 @@ pub fn for_era(era: Era, params: Option<Value>, client: &ClientContext) -> Optio
 }
 
 fn stamp_modern(params: &mut Value, client: &ClientContext) {
-    let Some(m) = meta::get_mut(params) else { return };
-    m.insert(meta::PROTOCOL_VERSION.into(), Value::from(ProtocolVersion::LATEST.as_str()));
-    let caps = if client.capabilities.is_object() { client.capabilities.clone() } else { json!({}) };
+    let Some(m) = meta::get_mut(params) else {
+        return;
+    };
+    m.insert(
+        meta::PROTOCOL_VERSION.into(),
+        Value::from(ProtocolVersion::LATEST.as_str()),
+    );
+    let caps = if client.capabilities.is_object() {
+        client.capabilities.clone()
+    } else {
+        json!({})
+    };
     m.insert(meta::CLIENT_CAPABILITIES.into(), caps);
-    let info = if client.client_info.is_object() { client.client_info.clone() } else { gateway_client_info() };
+    let info = if client.client_info.is_object() {
+        client.client_info.clone()
+    } else {
+        gateway_client_info()
+    };
     m.insert(meta::CLIENT_INFO.into(), info);
 }
 
@@ -65,10 +78,16 @@ mod tests {
 
     #[test]
     fn modern_gets_meta_and_legacy_loses_it() {
-        let client = ClientContext { capabilities: json!({"elicitation": {}}), ..Default::default() };
+        let client = ClientContext {
+            capabilities: json!({"elicitation": {}}),
+            ..Default::default()
+        };
         let p = for_era(Era::Stateless, Some(json!({"name": "echo"})), &client).unwrap();
         assert_eq!(p["_meta"][meta::PROTOCOL_VERSION], "2026-07-28");
-        assert_eq!(p["_meta"][meta::CLIENT_CAPABILITIES], json!({"elicitation": {}}));
+        assert_eq!(
+            p["_meta"][meta::CLIENT_CAPABILITIES],
+            json!({"elicitation": {}})
+        );
         let back = for_era(Era::Handshake, Some(p), &client).unwrap();
         assert_eq!(back, json!({"name": "echo"}));
     }

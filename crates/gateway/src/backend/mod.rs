@@ -42,8 +42,19 @@ pub struct ClientContext {
     pub capabilities: Value,
     /// The client's self-reported name/version.
     pub client_info: Value,
-    /// The upstream session id this client holds with a handshake-era HTTP backend, if any.
-    pub upstream_session: Option<String>,
+    /// The upstream session this client holds with an HTTP backend, if any.
+    pub upstream_session: Option<UpstreamSession>,
+    /// Extra headers for a stateless backend (`Mcp-Param-*` of the call).
+    pub extra_headers: Vec<(String, String)>,
+}
+
+/// A handshake-era session a client holds at an HTTP backend (opened when it initialized).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UpstreamSession {
+    /// The backend's `Mcp-Session-Id`.
+    pub id: String,
+    /// The version negotiated with the backend.
+    pub version: String,
 }
 
 /// Why a call to a backend failed before the server answered.
@@ -132,10 +143,20 @@ pub enum Backend {
 
 impl Backend {
     /// Builds the backend for a server entry. Nothing is contacted until the first call.
-    pub fn build(config: &ServerConfig, timeout: Duration, hub: Arc<ChangeHub>) -> Result<Backend, BackendError> {
+    pub fn build(
+        config: &ServerConfig,
+        timeout: Duration,
+        hub: Arc<ChangeHub>,
+    ) -> Result<Backend, BackendError> {
         match config.kind() {
-            ServerKind::Stdio { .. } => Ok(Backend::Stdio(stdio::StdioBackend::new(config.clone(), timeout, hub))),
-            ServerKind::Remote { .. } => Ok(Backend::Http(http::HttpBackend::new(config, timeout, hub)?)),
+            ServerKind::Stdio { .. } => Ok(Backend::Stdio(stdio::StdioBackend::new(
+                config.clone(),
+                timeout,
+                hub,
+            ))),
+            ServerKind::Remote { .. } => {
+                Ok(Backend::Http(http::HttpBackend::new(config, timeout, hub)?))
+            }
         }
     }
 
@@ -172,12 +193,20 @@ impl Backend {
         };
         match tokio::time::timeout(self.timeout(), fut).await {
             Ok(r) => r,
-            Err(_) => Err(BackendError::Timeout { server: self.name().to_string(), timeout: self.timeout() }),
+            Err(_) => Err(BackendError::Timeout {
+                server: self.name().to_string(),
+                timeout: self.timeout(),
+            }),
         }
     }
 
     /// Sends a notification to the server (e.g. `notifications/cancelled`, roots changes).
-    pub async fn notify(&self, method: &str, params: Option<Value>, client: &ClientContext) -> Result<(), BackendError> {
+    pub async fn notify(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        client: &ClientContext,
+    ) -> Result<(), BackendError> {
         match self {
             Backend::Stdio(b) => b.notify(method, params).await,
             Backend::Http(b) => b.notify(method, params, client).await,
@@ -192,9 +221,10 @@ impl Backend {
         }
     }
 
-    /// Opens a handshake-era session for one client at an HTTP backend, returning its id.
-    /// Stdio and stateless backends return `None`: they need no per-client upstream session.
-    pub async fn open_session(&self, client: &ClientContext) -> Option<String> {
+    /// Opens a handshake-era session for one handshake-era client at an HTTP backend that
+    /// speaks that era (also a dual-era one: the client then keeps its own era end to end).
+    /// Stdio and stateless-only backends return `None`.
+    pub async fn open_session(&self, client: &ClientContext) -> Option<UpstreamSession> {
         match self {
             Backend::Stdio(_) => None,
             Backend::Http(b) => b.open_session(client).await,
@@ -202,7 +232,7 @@ impl Backend {
     }
 
     /// Ends an upstream session opened by [`Backend::open_session`].
-    pub async fn close_session(&self, session: &str) {
+    pub async fn close_session(&self, session: &UpstreamSession) {
         if let Backend::Http(b) = self {
             b.close_session(session).await;
         }

@@ -38,7 +38,9 @@ pub struct Peer {
 
 impl std::fmt::Debug for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Peer").field("server", &self.server).finish()
+        f.debug_struct("Peer")
+            .field("server", &self.server)
+            .finish()
     }
 }
 
@@ -46,8 +48,18 @@ const PROGRESS_PREFIX: &str = "gatehouse-progress-";
 
 impl Peer {
     /// A peer writing serialised messages (without trailing newline) into `out`.
-    pub fn new(server: String, out: mpsc::UnboundedSender<Vec<u8>>, hub: Arc<ChangeHub>) -> Arc<Peer> {
-        Arc::new(Peer { server, out, state: Mutex::default(), next_id: AtomicI64::new(1), hub })
+    pub fn new(
+        server: String,
+        out: mpsc::UnboundedSender<Vec<u8>>,
+        hub: Arc<ChangeHub>,
+    ) -> Arc<Peer> {
+        Arc::new(Peer {
+            server,
+            out,
+            state: Mutex::default(),
+            next_id: AtomicI64::new(1),
+            hub,
+        })
     }
 
     /// Sends a request and waits for its response. Dropping the future sends
@@ -64,24 +76,44 @@ impl Peer {
             && let Some(m) = p.get_mut("_meta").and_then(Value::as_object_mut)
             && let Some(tok) = m.get_mut(meta::PROGRESS_TOKEN)
         {
-            client_progress_token = Some(std::mem::replace(tok, Value::from(format!("{PROGRESS_PREFIX}{id}"))));
+            client_progress_token = Some(std::mem::replace(
+                tok,
+                Value::from(format!("{PROGRESS_PREFIX}{id}")),
+            ));
         }
         let (tx, rx) = oneshot::channel();
         {
             let mut st = self.state.lock().expect("peer lock");
             if let Some(reason) = &st.closed {
-                return Err(BackendError::Unavailable { server: self.server.clone(), reason: reason.clone() });
+                return Err(BackendError::Unavailable {
+                    server: self.server.clone(),
+                    reason: reason.clone(),
+                });
             }
-            st.pending.insert(id, PendingCall { reply: tx, events, client_progress_token });
+            st.pending.insert(
+                id,
+                PendingCall {
+                    reply: tx,
+                    events,
+                    client_progress_token,
+                },
+            );
         }
-        let guard = CancelGuard { peer: self.clone(), id, armed: true };
+        let guard = CancelGuard {
+            peer: self.clone(),
+            id,
+            armed: true,
+        };
         self.send(&Message::request(Id::Number(id), method, params));
         let result = rx.await;
         let mut guard = guard;
         guard.armed = false;
         match result {
             Ok(r) => r,
-            Err(_) => Err(BackendError::Failed { server: self.server.clone(), reason: "connection closed".into() }),
+            Err(_) => Err(BackendError::Failed {
+                server: self.server.clone(),
+                reason: "connection closed".into(),
+            }),
         }
     }
 
@@ -107,7 +139,10 @@ impl Peer {
             std::mem::take(&mut st.pending)
         };
         for (_, call) in pending {
-            let _ = call.reply.send(Err(BackendError::Failed { server: self.server.clone(), reason: reason.to_string() }));
+            let _ = call.reply.send(Err(BackendError::Failed {
+                server: self.server.clone(),
+                reason: reason.to_string(),
+            }));
         }
     }
 
@@ -159,7 +194,9 @@ impl Peer {
             | "notifications/prompts/list_changed"
             | "notifications/resources/list_changed"
             | "notifications/resources/updated" => self.hub.publish(&self.server, msg),
-            _ => tracing::debug!(server = %self.server, method, "notification from server not relayed"),
+            _ => {
+                tracing::debug!(server = %self.server, method, "notification from server not relayed")
+            }
         }
     }
 
@@ -176,15 +213,27 @@ impl Peer {
             } else {
                 Message::error(
                     server_id,
-                    ErrorObject::new(codes::METHOD_NOT_FOUND, "no client call is in progress to answer this request"),
+                    ErrorObject::new(
+                        codes::METHOD_NOT_FOUND,
+                        "no client call is in progress to answer this request",
+                    ),
                 )
             };
             self.send(&reply);
             return;
         };
         let (tx, rx) = oneshot::channel();
-        if events.try_send(CallEvent::ServerRequest { request: msg, reply: tx }).is_err() {
-            self.send(&Message::error(server_id, ErrorObject::new(codes::INTERNAL_ERROR, "client is not reachable")));
+        if events
+            .try_send(CallEvent::ServerRequest {
+                request: msg,
+                reply: tx,
+            })
+            .is_err()
+        {
+            self.send(&Message::error(
+                server_id,
+                ErrorObject::new(codes::INTERNAL_ERROR, "client is not reachable"),
+            ));
             return;
         }
         let peer = self.clone();
@@ -194,7 +243,10 @@ impl Peer {
                     m.id = Some(server_id);
                     m
                 }
-                Err(_) => Message::error(server_id, ErrorObject::new(codes::INTERNAL_ERROR, "the client did not answer")),
+                Err(_) => Message::error(
+                    server_id,
+                    ErrorObject::new(codes::INTERNAL_ERROR, "the client did not answer"),
+                ),
             };
             peer.send(&answer);
         });
@@ -202,7 +254,11 @@ impl Peer {
 }
 
 fn newest_with_events(st: &PeerState) -> Option<mpsc::Sender<CallEvent>> {
-    st.pending.iter().filter(|(_, c)| c.events.is_some()).max_by_key(|(id, _)| **id).and_then(|(_, c)| c.events.clone())
+    st.pending
+        .iter()
+        .filter(|(_, c)| c.events.is_some())
+        .max_by_key(|(id, _)| **id)
+        .and_then(|(_, c)| c.events.clone())
 }
 
 struct CancelGuard {
@@ -216,7 +272,14 @@ impl Drop for CancelGuard {
         if !self.armed {
             return;
         }
-        let removed = self.peer.state.lock().expect("peer lock").pending.remove(&self.id).is_some();
+        let removed = self
+            .peer
+            .state
+            .lock()
+            .expect("peer lock")
+            .pending
+            .remove(&self.id)
+            .is_some();
         if removed {
             self.peer.notify(
                 "notifications/cancelled",

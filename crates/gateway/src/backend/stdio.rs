@@ -77,7 +77,12 @@ fn kill_group(pid: i32, signal: i32) {
 impl StdioBackend {
     /// A backend for a `command:` server entry.
     pub fn new(config: ServerConfig, timeout: Duration, hub: Arc<ChangeHub>) -> Self {
-        StdioBackend { config, timeout, hub, slots: Mutex::default() }
+        StdioBackend {
+            config,
+            timeout,
+            hub,
+            slots: Mutex::default(),
+        }
     }
 
     /// Server name.
@@ -91,7 +96,12 @@ impl StdioBackend {
     }
 
     fn slot(&self, user: &str) -> Arc<Slot> {
-        self.slots.lock().expect("slots lock").entry(user.to_string()).or_default().clone()
+        self.slots
+            .lock()
+            .expect("slots lock")
+            .entry(user.to_string())
+            .or_default()
+            .clone()
     }
 
     async fn proc_for(&self, user: &str) -> Result<Arc<Proc>, BackendError> {
@@ -111,7 +121,8 @@ impl StdioBackend {
         if st.consecutive_failures > 1
             && let Some(last) = st.last_start
         {
-            let backoff = Duration::from_millis(250 * 2u64.pow(st.consecutive_failures.min(8) - 1)).min(MAX_BACKOFF);
+            let backoff = Duration::from_millis(250 * 2u64.pow(st.consecutive_failures.min(8) - 1))
+                .min(MAX_BACKOFF);
             let wait = backoff.saturating_sub(last.elapsed());
             if !wait.is_zero() {
                 tracing::info!(server = %self.config.name, ?wait, "waiting before restarting a crashing server");
@@ -123,7 +134,9 @@ impl StdioBackend {
             Ok(p) => p,
             Err(SpawnError::ExitedOnProbe) => {
                 st.legacy_only = true;
-                self.spawn(true).await.map_err(|e| e.into_backend(&self.config.name))?
+                self.spawn(true)
+                    .await
+                    .map_err(|e| e.into_backend(&self.config.name))?
             }
             Err(e) => {
                 st.consecutive_failures += 1;
@@ -136,7 +149,13 @@ impl StdioBackend {
     }
 
     async fn spawn(&self, legacy_only: bool) -> Result<Proc, SpawnError> {
-        let ServerKind::Stdio { command, args, env, cwd } = self.config.kind() else {
+        let ServerKind::Stdio {
+            command,
+            args,
+            env,
+            cwd,
+        } = self.config.kind()
+        else {
             return Err(SpawnError::Start("not a stdio server".into()));
         };
         let mut cmd = Command::new(command);
@@ -150,7 +169,9 @@ impl StdioBackend {
         if let Some(cwd) = cwd {
             cmd.current_dir(cwd);
         }
-        let mut child = cmd.spawn().map_err(|e| SpawnError::Start(format!("cannot start {command:?}: {e}")))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| SpawnError::Start(format!("cannot start {command:?}: {e}")))?;
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
         let name = self.config.name.clone();
         tracing::info!(server = %name, pid, command = %command, "started stdio server");
@@ -191,26 +212,49 @@ impl StdioBackend {
                 }
                 match Message::parse(line) {
                     Ok(msg) => reader_peer.handle_incoming(msg),
-                    Err(e) => tracing::warn!(server = %reader_peer_name(&reader_peer), error = %e, "server wrote a line that is not JSON-RPC"),
+                    Err(e) => {
+                        tracing::warn!(server = %reader_peer_name(&reader_peer), error = %e, "server wrote a line that is not JSON-RPC")
+                    }
                 }
             }
-            let status = child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+            let status = child
+                .wait()
+                .await
+                .map(|s| s.to_string())
+                .unwrap_or_else(|e| e.to_string());
             tracing::warn!(server = %name, %status, "stdio server exited");
             reader_peer.close(&format!("server process exited ({status})"));
         });
 
         let info = self.handshake(&peer, legacy_only).await?;
-        Ok(Proc { peer, info, pid, last_used: AtomicU64::new(0), epoch: Instant::now() })
+        Ok(Proc {
+            peer,
+            info,
+            pid,
+            last_used: AtomicU64::new(0),
+            epoch: Instant::now(),
+        })
     }
 
-    async fn handshake(&self, peer: &Arc<Peer>, legacy_only: bool) -> Result<BackendInfo, SpawnError> {
+    async fn handshake(
+        &self,
+        peer: &Arc<Peer>,
+        legacy_only: bool,
+    ) -> Result<BackendInfo, SpawnError> {
         let setting = self.config.protocol;
         let limit = self.timeout.min(Duration::from_secs(60));
-        let probe_modern = !legacy_only && matches!(setting, ProtocolSetting::Auto | ProtocolSetting::V2026_07_28);
+        let probe_modern = !legacy_only
+            && matches!(
+                setting,
+                ProtocolSetting::Auto | ProtocolSetting::V2026_07_28
+            );
         if probe_modern {
-            let r = tokio::time::timeout(limit, peer.request("server/discover", Some(adapt::discover_params()), None))
-                .await
-                .map_err(|_| SpawnError::Handshake("no answer to server/discover".into()))?;
+            let r = tokio::time::timeout(
+                limit,
+                peer.request("server/discover", Some(adapt::discover_params()), None),
+            )
+            .await
+            .map_err(|_| SpawnError::Handshake("no answer to server/discover".into()))?;
             match r {
                 Ok(m) if m.result.is_some() => {
                     let v = m.result_value().unwrap_or(Value::Null);
@@ -218,23 +262,34 @@ impl StdioBackend {
                         version: ProtocolVersion::V2026_07_28,
                         capabilities: v.get("capabilities").cloned().unwrap_or_else(|| json!({})),
                         server_info: v.get("serverInfo").cloned().unwrap_or(Value::Null),
-                        instructions: v.get("instructions").and_then(Value::as_str).map(str::to_string),
+                        instructions: v
+                            .get("instructions")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
                     });
                 }
                 Ok(_) if setting == ProtocolSetting::V2026_07_28 => {
-                    return Err(SpawnError::Handshake("server rejected server/discover but protocol is 2026-07-28".into()));
+                    return Err(SpawnError::Handshake(
+                        "server rejected server/discover but protocol is 2026-07-28".into(),
+                    ));
                 }
                 Ok(_) => {}
                 Err(_) => return Err(SpawnError::ExitedOnProbe),
             }
         }
         let version = handshake_version(setting);
-        let r = tokio::time::timeout(limit, peer.request("initialize", Some(adapt::initialize_params(version)), None))
-            .await
-            .map_err(|_| SpawnError::Handshake("no answer to initialize".into()))?
-            .map_err(|e| SpawnError::Handshake(e.to_string()))?;
+        let r = tokio::time::timeout(
+            limit,
+            peer.request("initialize", Some(adapt::initialize_params(version)), None),
+        )
+        .await
+        .map_err(|_| SpawnError::Handshake("no answer to initialize".into()))?
+        .map_err(|e| SpawnError::Handshake(e.to_string()))?;
         if let Some(err) = r.error {
-            return Err(SpawnError::Handshake(format!("initialize failed: {}", err.message)));
+            return Err(SpawnError::Handshake(format!(
+                "initialize failed: {}",
+                err.message
+            )));
         }
         let v = r.result_value().unwrap_or(Value::Null);
         let version = v
@@ -247,7 +302,10 @@ impl StdioBackend {
             version,
             capabilities: v.get("capabilities").cloned().unwrap_or_else(|| json!({})),
             server_info: v.get("serverInfo").cloned().unwrap_or(Value::Null),
-            instructions: v.get("instructions").and_then(Value::as_str).map(str::to_string),
+            instructions: v
+                .get("instructions")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         })
     }
 
@@ -260,10 +318,12 @@ impl StdioBackend {
         events: Option<mpsc::Sender<CallEvent>>,
     ) -> Result<Message, BackendError> {
         let proc = self.proc_for(ANONYMOUS).await?;
-        proc.last_used.store(proc.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        proc.last_used
+            .store(proc.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
         let params = adapt::for_era(proc.info.era(), params, client);
         let r = proc.peer.request(method, params, events).await;
-        proc.last_used.store(proc.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        proc.last_used
+            .store(proc.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
         r
     }
 
@@ -285,7 +345,13 @@ impl StdioBackend {
     /// Reaps processes idle for longer than the server's `idle_timeout`.
     pub async fn reap_idle(&self) {
         let idle = self.config.idle_timeout();
-        let slots: Vec<_> = self.slots.lock().expect("slots lock").values().cloned().collect();
+        let slots: Vec<_> = self
+            .slots
+            .lock()
+            .expect("slots lock")
+            .values()
+            .cloned()
+            .collect();
         for slot in slots {
             let mut st = slot.state.lock().await;
             let stale = st.proc.as_ref().is_some_and(|p| {
@@ -301,7 +367,13 @@ impl StdioBackend {
 
     /// Terminates every process: SIGTERM to the group, SIGKILL after a grace period.
     pub async fn shutdown(&self) {
-        let slots: Vec<_> = self.slots.lock().expect("slots lock").drain().map(|(_, s)| s).collect();
+        let slots: Vec<_> = self
+            .slots
+            .lock()
+            .expect("slots lock")
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
         for slot in slots {
             if let Some(p) = slot.state.lock().await.proc.take() {
                 kill_group(p.pid, libc::SIGTERM);
@@ -316,7 +388,13 @@ impl StdioBackend {
 
     /// The era the running process speaks, if one runs.
     pub async fn era(&self) -> Option<Era> {
-        self.slot(ANONYMOUS).state.lock().await.proc.as_ref().map(|p| p.info.era())
+        self.slot(ANONYMOUS)
+            .state
+            .lock()
+            .await
+            .proc
+            .as_ref()
+            .map(|p| p.info.era())
     }
 }
 
@@ -345,6 +423,9 @@ impl SpawnError {
             SpawnError::Handshake(r) => format!("handshake failed: {r}"),
             SpawnError::ExitedOnProbe => "server exited during the protocol probe".into(),
         };
-        BackendError::Unavailable { server: server.to_string(), reason }
+        BackendError::Unavailable {
+            server: server.to_string(),
+            reason,
+        }
     }
 }

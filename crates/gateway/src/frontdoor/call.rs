@@ -45,7 +45,14 @@ pub struct CallStream {
 
 /// Starts dispatching `msg` on a task of its own; the task holds `snapshot` so a reload never
 /// pulls the configuration out from under an in-flight call.
-pub fn start(snapshot: Arc<Snapshot>, vs: Arc<VirtualServer>, msg: Message, mut ctx: CallCtx, session: Option<Arc<Session>>, can_stream: bool) -> CallStream {
+pub fn start(
+    snapshot: Arc<Snapshot>,
+    vs: Arc<VirtualServer>,
+    msg: Message,
+    mut ctx: CallCtx,
+    session: Option<Arc<Session>>,
+    can_stream: bool,
+) -> CallStream {
     let (ev_tx, ev_rx) = mpsc::channel(64);
     let (done_tx, done_rx) = oneshot::channel();
     let client_id = msg.id.clone().unwrap_or(Id::Null);
@@ -58,9 +65,22 @@ pub fn start(snapshot: Arc<Snapshot>, vs: Arc<VirtualServer>, msg: Message, mut 
         let _ = done_tx.send(reply);
     });
     if let Some(s) = &session {
-        s.inflight.lock().expect("inflight lock").insert(client_id.clone(), task.abort_handle());
+        s.inflight
+            .lock()
+            .expect("inflight lock")
+            .insert(client_id.clone(), task.abort_handle());
     }
-    CallStream { client_id, method, era, session, can_stream, events: ev_rx, done: done_rx, task: AbortOnDrop(task), finished: false }
+    CallStream {
+        client_id,
+        method,
+        era,
+        session,
+        can_stream,
+        events: ev_rx,
+        done: done_rx,
+        task: AbortOnDrop(task),
+        finished: false,
+    }
 }
 
 /// What the front door sends next.
@@ -104,7 +124,11 @@ impl CallStream {
             CallEvent::ServerRequest { mut request, reply } => match (self.era, &self.session) {
                 (Era::Handshake, Some(session)) if self.can_stream => {
                     let id = session.next_request_id();
-                    session.pending.lock().expect("pending lock").insert(id.clone(), reply);
+                    session
+                        .pending
+                        .lock()
+                        .expect("pending lock")
+                        .insert(id.clone(), reply);
                     request.id = Some(Id::String(id));
                     Some(Step::Message(request))
                 }
@@ -113,7 +137,13 @@ impl CallStream {
                     Some(Step::Final(self.park(request, reply, keys, parked)))
                 }
                 _ => {
-                    let _ = reply.send(Message::error(Id::Null, ErrorObject::new(codes::METHOD_NOT_FOUND, "the client cannot receive server requests on this request")));
+                    let _ = reply.send(Message::error(
+                        Id::Null,
+                        ErrorObject::new(
+                            codes::METHOD_NOT_FOUND,
+                            "the client cannot receive server requests on this request",
+                        ),
+                    ));
                     None
                 }
             },
@@ -122,7 +152,13 @@ impl CallStream {
 
     /// Turns a server→client request into an MRTR `input_required` result for a stateless
     /// client, parking the backend call until the client retries.
-    fn park(&mut self, first: Message, reply: oneshot::Sender<Message>, keys: &Keyring, parked: &Parked) -> Message {
+    fn park(
+        &mut self,
+        first: Message,
+        reply: oneshot::Sender<Message>,
+        keys: &Keyring,
+        parked: &Parked,
+    ) -> Message {
         let mut requests = vec![(first, reply)];
         while let Ok(CallEvent::ServerRequest { request, reply }) = self.events.try_recv() {
             requests.push((request, reply));
@@ -131,7 +167,10 @@ impl CallStream {
         let mut replies = HashMap::new();
         for (i, (req, reply)) in requests.into_iter().enumerate() {
             let key = format!("input-{}", i + 1);
-            input_requests.insert(key.clone(), json!({"method": req.method(), "params": req.params.clone().unwrap_or(json!({}))}));
+            input_requests.insert(
+                key.clone(),
+                json!({"method": req.method(), "params": req.params.clone().unwrap_or(json!({}))}),
+            );
             replies.insert(key, reply);
         }
         let handle = parked.insert(ParkedCall {
@@ -150,14 +189,26 @@ impl CallStream {
             created: Instant::now(),
         });
         let state = RequestState { call: handle };
-        let token = format!("{STATE_PREFIX}{}", keys.seal(STATE_PURPOSE, &serde_json::to_vec(&state).expect("state serialises")));
-        Message::result(self.client_id.clone(), &json!({"resultType": "input_required", "inputRequests": input_requests, "requestState": token}))
+        let token = format!(
+            "{STATE_PREFIX}{}",
+            keys.seal(
+                STATE_PURPOSE,
+                &serde_json::to_vec(&state).expect("state serialises")
+            )
+        );
+        Message::result(
+            self.client_id.clone(),
+            &json!({"resultType": "input_required", "inputRequests": input_requests, "requestState": token}),
+        )
     }
 
     fn finish(&self, mut reply: Message) -> Message {
         reply.id = Some(self.client_id.clone());
         if let Some(s) = &self.session {
-            s.inflight.lock().expect("inflight lock").remove(&self.client_id);
+            s.inflight
+                .lock()
+                .expect("inflight lock")
+                .remove(&self.client_id);
         }
         if self.era == Era::Stateless {
             stamp_stateless_result(&mut reply, &self.method);
@@ -167,21 +218,38 @@ impl CallStream {
 }
 
 fn internal(id: &Id) -> Message {
-    Message::error(id.clone(), ErrorObject::new(codes::INTERNAL_ERROR, "the request was aborted"))
+    Message::error(
+        id.clone(),
+        ErrorObject::new(codes::INTERNAL_ERROR, "the request was aborted"),
+    )
 }
 
 /// Methods whose 2026-07-28 results must carry cache hints.
 fn cacheable(method: &str) -> bool {
-    matches!(method, "server/discover" | "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" | "resources/read")
+    matches!(
+        method,
+        "server/discover"
+            | "tools/list"
+            | "prompts/list"
+            | "resources/list"
+            | "resources/templates/list"
+            | "resources/read"
+    )
 }
 
 /// Adds what a 2026-07-28 client requires on results: `resultType`, and `ttlMs`/`cacheScope` on
 /// cacheable results. Lists are filtered per caller once authorization lands, so they are
 /// `private` then; today every caller of a virtual server sees the same view.
 pub fn stamp_stateless_result(reply: &mut Message, method: &str) {
-    let Some(raw) = reply.result.take() else { return };
+    let Some(raw) = reply.result.take() else {
+        return;
+    };
     let text = raw.get();
-    let (has_scope, has_ttl, has_type) = (text.contains("\"cacheScope\""), text.contains("\"ttlMs\""), text.contains("\"resultType\""));
+    let (has_scope, has_ttl, has_type) = (
+        text.contains("\"cacheScope\""),
+        text.contains("\"ttlMs\""),
+        text.contains("\"resultType\""),
+    );
     let mut out = raw;
     if cacheable(method) && !has_scope {
         out = insert_first(&out, "cacheScope", &Value::from("public"));
@@ -226,7 +294,8 @@ pub struct Parked {
 
 impl Parked {
     fn insert(&self, call: ParkedCall) -> u64 {
-        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) ^ rand::random::<u64>() << 20;
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ^ rand::random::<u64>() << 20;
         let mut calls = self.calls.lock().expect("parked lock");
         calls.retain(|_, c| c.created.elapsed() < PARK_TTL);
         calls.insert(id, call);
@@ -235,19 +304,46 @@ impl Parked {
 
     /// Resumes a parked call with the client's retry: delivers `inputResponses` to the waiting
     /// backend requests and returns the call, now answering to the retry's id.
-    pub fn resume(&self, keys: &Keyring, token: &str, retry: &Message) -> Result<CallStream, ErrorObject> {
-        let invalid = || ErrorObject::new(codes::INVALID_PARAMS, "requestState is invalid or expired");
+    pub fn resume(
+        &self,
+        keys: &Keyring,
+        token: &str,
+        retry: &Message,
+    ) -> Result<CallStream, ErrorObject> {
+        let invalid =
+            || ErrorObject::new(codes::INVALID_PARAMS, "requestState is invalid or expired");
         let sealed = token.strip_prefix(STATE_PREFIX).ok_or_else(invalid)?;
-        let state: RequestState = keys.open(STATE_PURPOSE, sealed).ok().and_then(|b| serde_json::from_slice(&b).ok()).ok_or_else(invalid)?;
-        let mut call = self.calls.lock().expect("parked lock").remove(&state.call).ok_or_else(invalid)?;
+        let state: RequestState = keys
+            .open(STATE_PURPOSE, sealed)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(invalid)?;
+        let mut call = self
+            .calls
+            .lock()
+            .expect("parked lock")
+            .remove(&state.call)
+            .ok_or_else(invalid)?;
         if call.created.elapsed() > PARK_TTL {
             return Err(invalid());
         }
-        let responses = retry.params.as_ref().and_then(|p| p.get("inputResponses")).and_then(Value::as_object).cloned().unwrap_or_default();
+        let responses = retry
+            .params
+            .as_ref()
+            .and_then(|p| p.get("inputResponses"))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
         for (key, reply) in call.replies.drain() {
             let answer = match responses.get(&key) {
                 Some(v) => Message::result(Id::Null, v),
-                None => Message::error(Id::Null, ErrorObject::new(codes::INVALID_PARAMS, format!("no input response for {key}"))),
+                None => Message::error(
+                    Id::Null,
+                    ErrorObject::new(
+                        codes::INVALID_PARAMS,
+                        format!("no input response for {key}"),
+                    ),
+                ),
             };
             let _ = reply.send(answer);
         }

@@ -19,9 +19,21 @@ fn is_loopback_host(hostport: &str) -> bool {
     let host = if let Some(rest) = hostport.strip_prefix('[') {
         rest.split(']').next().unwrap_or("")
     } else {
-        hostport.rsplit_once(':').map(|(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { hostport }).unwrap_or(hostport)
+        hostport
+            .rsplit_once(':')
+            .map(|(h, p)| {
+                if p.chars().all(|c| c.is_ascii_digit()) {
+                    h
+                } else {
+                    hostport
+                }
+            })
+            .unwrap_or(hostport)
     };
-    matches!(host.to_ascii_lowercase().as_str(), "localhost" | "127.0.0.1" | "::1")
+    matches!(
+        host.to_ascii_lowercase().as_str(),
+        "localhost" | "127.0.0.1" | "::1"
+    )
 }
 
 impl OriginPolicy {
@@ -29,8 +41,14 @@ impl OriginPolicy {
     pub fn check(&self, headers: &HeaderMap) -> Result<(), String> {
         if let Some(origin) = headers.get(header::ORIGIN) {
             let origin = origin.to_str().unwrap_or("");
-            let allowed = self.allowed_origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
-                || (self.loopback && origin.split_once("://").is_some_and(|(_, hp)| is_loopback_host(hp)));
+            let allowed = self
+                .allowed_origins
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(origin))
+                || (self.loopback
+                    && origin
+                        .split_once("://")
+                        .is_some_and(|(_, hp)| is_loopback_host(hp)));
             if !allowed {
                 return Err(format!("origin {origin:?} is not allowed"));
             }
@@ -39,9 +57,14 @@ impl OriginPolicy {
             && let Some(host) = headers.get(header::HOST)
         {
             let host = host.to_str().unwrap_or("");
-            let allowed_by_origin_list = self.allowed_origins.iter().any(|o| o.split_once("://").is_some_and(|(_, hp)| hp.eq_ignore_ascii_case(host)));
+            let allowed_by_origin_list = self.allowed_origins.iter().any(|o| {
+                o.split_once("://")
+                    .is_some_and(|(_, hp)| hp.eq_ignore_ascii_case(host))
+            });
             if !is_loopback_host(host) && !allowed_by_origin_list {
-                return Err(format!("host {host:?} is not allowed on a loopback listener"));
+                return Err(format!(
+                    "host {host:?} is not allowed on a loopback listener"
+                ));
             }
         }
         Ok(())
@@ -59,7 +82,18 @@ pub fn rpc_error(status: StatusCode, id: Id, mut error: ErrorObject, request_id:
         _ => {}
     }
     let body = Message::error(id, error).to_bytes();
-    (status, [(header::CONTENT_TYPE, "application/json"), (header::HeaderName::from_static(REQUEST_ID), request_id.as_str())], body).into_response()
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (
+                header::HeaderName::from_static(REQUEST_ID),
+                request_id.as_str(),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// Header carrying the gateway's request id.
@@ -79,12 +113,39 @@ mod tests {
 
     #[test]
     fn loopback_listener_refuses_rebinding() {
-        let p = OriginPolicy { loopback: true, allowed_origins: vec!["https://app.example.com".into()] };
+        let p = OriginPolicy {
+            loopback: true,
+            allowed_origins: vec!["https://app.example.com".into()],
+        };
         assert!(p.check(&headers(&[("host", "127.0.0.1:8080")])).is_ok());
-        assert!(p.check(&headers(&[("host", "localhost:8080"), ("origin", "http://localhost:3000")])).is_ok());
+        assert!(
+            p.check(&headers(&[
+                ("host", "localhost:8080"),
+                ("origin", "http://localhost:3000")
+            ]))
+            .is_ok()
+        );
         assert!(p.check(&headers(&[("host", "[::1]:8080")])).is_ok());
-        assert!(p.check(&headers(&[("host", "evil.example.com"), ("origin", "http://evil.example.com")])).is_err());
-        assert!(p.check(&headers(&[("host", "127.0.0.1:8080"), ("origin", "http://evil.example.com")])).is_err());
-        assert!(p.check(&headers(&[("host", "127.0.0.1"), ("origin", "https://app.example.com")])).is_ok());
+        assert!(
+            p.check(&headers(&[
+                ("host", "evil.example.com"),
+                ("origin", "http://evil.example.com")
+            ]))
+            .is_err()
+        );
+        assert!(
+            p.check(&headers(&[
+                ("host", "127.0.0.1:8080"),
+                ("origin", "http://evil.example.com")
+            ]))
+            .is_err()
+        );
+        assert!(
+            p.check(&headers(&[
+                ("host", "127.0.0.1"),
+                ("origin", "https://app.example.com")
+            ]))
+            .is_ok()
+        );
     }
 }

@@ -38,7 +38,15 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
     }
     let snap = gw.snapshot();
-    (StatusCode::OK, format!("ready: config version {}, {} virtual server(s)\n", snap.version, snap.virtual_servers.len())).into_response()
+    (
+        StatusCode::OK,
+        format!(
+            "ready: config version {}, {} virtual server(s)\n",
+            snap.version,
+            snap.virtual_servers.len()
+        ),
+    )
+        .into_response()
 }
 
 fn new_request_id(headers: &HeaderMap) -> String {
@@ -55,14 +63,28 @@ async fn entry(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let request_id = new_request_id(&parts.headers);
     let snapshot = gw.snapshot();
     let Some(vs) = snapshot.virtual_servers.get(parts.uri.path()).cloned() else {
-        return (StatusCode::NOT_FOUND, format!("no virtual server at {}\n", parts.uri.path())).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no virtual server at {}\n", parts.uri.path()),
+        )
+            .into_response();
     };
     if let Err(reason) = gw.origin_policy.check(&parts.headers) {
         tracing::warn!(request_id, %reason, "refused request (DNS rebinding protection)");
-        return rpc_error(StatusCode::FORBIDDEN, Id::Null, ErrorObject::new(codes::INVALID_REQUEST, format!("Forbidden: {reason}")), &request_id);
+        return rpc_error(
+            StatusCode::FORBIDDEN,
+            Id::Null,
+            ErrorObject::new(codes::INVALID_REQUEST, format!("Forbidden: {reason}")),
+            &request_id,
+        );
     }
     if gw.is_draining() {
-        return rpc_error(StatusCode::SERVICE_UNAVAILABLE, Id::Null, ErrorObject::new(codes::BACKEND_UNAVAILABLE, "the gateway is shutting down"), &request_id);
+        return rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Id::Null,
+            ErrorObject::new(codes::BACKEND_UNAVAILABLE, "the gateway is shutting down"),
+            &request_id,
+        );
     }
     match parts.method {
         Method::POST => {
@@ -74,7 +96,10 @@ async fn entry(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
                     return rpc_error(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         Id::Null,
-                        ErrorObject::new(codes::INVALID_REQUEST, format!("request body exceeds the limit of {limit} bytes")),
+                        ErrorObject::new(
+                            codes::INVALID_REQUEST,
+                            format!("request body exceeds the limit of {limit} bytes"),
+                        ),
                         &request_id,
                     );
                 }
@@ -83,6 +108,11 @@ async fn entry(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         }
         Method::GET => stream::get(gw, vs, parts.headers, request_id).await,
         Method::DELETE => stream::delete(gw, vs, parts.headers, request_id).await,
-        _ => (StatusCode::METHOD_NOT_ALLOWED, [("allow", "GET, POST, DELETE")], Bytes::new()).into_response(),
+        _ => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [("allow", "GET, POST, DELETE")],
+            Bytes::new(),
+        )
+            .into_response(),
     }
 }

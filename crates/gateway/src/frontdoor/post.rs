@@ -8,14 +8,16 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use gatehouse_wire::{Era, ErrorObject, Id, Message, MessageKind, ProtocolVersion, codes, headers as h, meta, sse};
+use gatehouse_wire::{
+    Era, ErrorObject, Id, Message, MessageKind, ProtocolVersion, codes, headers as h, meta, sse,
+};
 use serde_json::{Value, json};
 
 use super::call::{self, CallStream, Step};
 use super::guard::{REQUEST_ID, rpc_error};
 use super::session::{Session, SessionClaims, SessionLookup};
 use crate::Gateway;
-use crate::backend::ClientContext;
+use crate::backend::{ClientContext, UpstreamSession};
 use crate::dispatch::{self, CallCtx};
 use crate::snapshot::{Snapshot, VirtualServer};
 
@@ -24,40 +26,72 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 fn accepts_sse(headers: &HeaderMap) -> bool {
-    header(headers, header::ACCEPT.as_str()).is_some_and(|a| a.contains("text/event-stream") || a.contains("*/*"))
+    header(headers, header::ACCEPT.as_str())
+        .is_some_and(|a| a.contains("text/event-stream") || a.contains("*/*"))
 }
 
-pub(super) async fn handle(gw: Arc<Gateway>, snapshot: Arc<Snapshot>, vs: Arc<crate::snapshot::VirtualServer>, headers: HeaderMap, body: Bytes, request_id: String) -> Response {
+pub(super) async fn handle(
+    gw: Arc<Gateway>,
+    snapshot: Arc<Snapshot>,
+    vs: Arc<crate::snapshot::VirtualServer>,
+    headers: HeaderMap,
+    body: Bytes,
+    request_id: String,
+) -> Response {
     let msg = match Message::parse(&body) {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(request_id, error = %e, "malformed JSON-RPC message");
             crate::metrics::REJECTED_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return rpc_error(StatusCode::BAD_REQUEST, e.id(), e.to_error_object(), &request_id);
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                e.id(),
+                e.to_error_object(),
+                &request_id,
+            );
         }
     };
     let id = msg.id.clone().unwrap_or(Id::Null);
-    let modern_version = msg.meta().and_then(|m| m.get(meta::PROTOCOL_VERSION)).and_then(Value::as_str).map(str::to_string);
+    let modern_version = msg
+        .meta()
+        .and_then(|m| m.get(meta::PROTOCOL_VERSION))
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let session_id = header(&headers, h::SESSION_ID).map(str::to_string);
 
     if msg.method() == "initialize" && modern_version.is_none() {
         return initialize(&gw, &vs, msg, &request_id).await;
     }
-    if let Some(version) = modern_version.or_else(|| header(&headers, h::PROTOCOL_VERSION).filter(|v| *v == "2026-07-28").map(str::to_string)) {
+    if let Some(version) = modern_version.or_else(|| {
+        header(&headers, h::PROTOCOL_VERSION)
+            .filter(|v| *v == "2026-07-28")
+            .map(str::to_string)
+    }) {
         return stateless(gw, snapshot, vs, headers, msg, version, request_id).await;
     }
     let Some(session_id) = session_id else {
         return rpc_error(
             StatusCode::BAD_REQUEST,
             id,
-            ErrorObject::new(codes::BACKEND_UNAVAILABLE, "Bad Request: send initialize first (or the Mcp-Session-Id header), or use protocol 2026-07-28 with _meta"),
+            ErrorObject::new(
+                codes::BACKEND_UNAVAILABLE,
+                "Bad Request: send initialize first (or the Mcp-Session-Id header), or use protocol 2026-07-28 with _meta",
+            ),
             &request_id,
         );
     };
     let session = match gw.sessions.get(&gw.keys, &session_id, &vs.path) {
         Ok(s) => s,
         Err(SessionLookup::Gone) | Err(SessionLookup::Unknown) => {
-            return rpc_error(StatusCode::NOT_FOUND, id, ErrorObject::new(codes::INVALID_REQUEST, "Session not found: initialize a new session"), &request_id);
+            return rpc_error(
+                StatusCode::NOT_FOUND,
+                id,
+                ErrorObject::new(
+                    codes::INVALID_REQUEST,
+                    "Session not found: initialize a new session",
+                ),
+                &request_id,
+            );
         }
     };
     if let Some(v) = header(&headers, h::PROTOCOL_VERSION)
@@ -66,7 +100,11 @@ pub(super) async fn handle(gw: Arc<Gateway>, snapshot: Arc<Snapshot>, vs: Arc<cr
         return rpc_error(
             StatusCode::BAD_REQUEST,
             id,
-            ErrorObject::with_data(codes::INVALID_REQUEST, format!("Bad Request: unsupported protocol version {v}"), json!({"supported": ProtocolVersion::supported_strings(), "requested": v})),
+            ErrorObject::with_data(
+                codes::INVALID_REQUEST,
+                format!("Bad Request: unsupported protocol version {v}"),
+                json!({"supported": ProtocolVersion::supported_strings(), "requested": v}),
+            ),
             &request_id,
         );
     }
@@ -76,34 +114,78 @@ pub(super) async fn handle(gw: Arc<Gateway>, snapshot: Arc<Snapshot>, vs: Arc<cr
 async fn initialize(gw: &Gateway, vs: &VirtualServer, msg: Message, request_id: &str) -> Response {
     let id = msg.id.clone().unwrap_or(Id::Null);
     if msg.kind() != MessageKind::Request {
-        return rpc_error(StatusCode::BAD_REQUEST, id, ErrorObject::new(codes::INVALID_REQUEST, "initialize must be a request"), request_id);
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            id,
+            ErrorObject::new(codes::INVALID_REQUEST, "initialize must be a request"),
+            request_id,
+        );
     }
     let params = msg.params.clone().unwrap_or(Value::Null);
     let version = call::negotiate(params.get("protocolVersion").and_then(Value::as_str));
     let client = ClientContext {
-        capabilities: params.get("capabilities").cloned().unwrap_or_else(|| json!({})),
-        client_info: params.get("clientInfo").cloned().unwrap_or_else(|| json!({})),
-        upstream_session: None,
+        capabilities: params
+            .get("capabilities")
+            .cloned()
+            .unwrap_or_else(|| json!({})),
+        client_info: params
+            .get("clientInfo")
+            .cloned()
+            .unwrap_or_else(|| json!({})),
+        ..Default::default()
     };
     // Handshake-era HTTP members get an upstream session of this client's own, sealed into its id.
     let opens = vs.members.iter().map(|m| {
         let client = client.clone();
         async move {
-            let sid = tokio::time::timeout(Duration::from_secs(10), m.server.backend.open_session(&client)).await.ok().flatten();
+            let sid = tokio::time::timeout(
+                Duration::from_secs(10),
+                m.server.backend.open_session(&client),
+            )
+            .await
+            .ok()
+            .flatten();
             sid.map(|s| (m.server.config.name.clone(), s))
         }
     });
-    let up: HashMap<String, String> = futures::future::join_all(opens).await.into_iter().flatten().collect();
-    let claims = SessionClaims { vs: vs.path.clone(), v: version.as_str().into(), caps: client.capabilities, info: client.client_info, up, iat: 0 };
+    let up: HashMap<String, UpstreamSession> = futures::future::join_all(opens)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let claims = SessionClaims {
+        vs: vs.path.clone(),
+        v: version.as_str().into(),
+        caps: client.capabilities,
+        info: client.client_info,
+        up,
+        iat: 0,
+    };
     let session = gw.sessions.create(&gw.keys, claims, version);
     tracing::info!(request_id, virtual_server = %vs.name, version = %version, client = %session.claims.info, "session started");
-    let body = Message::result(id, &dispatch::initialize_result(vs, version)).to_bytes();
-    let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response();
-    resp.headers_mut().insert(h::SESSION_ID, HeaderValue::from_str(&session.id).expect("sealed ids are ASCII"));
+    let body = Message::result(id, &dispatch::initialize_result(vs, version).await).to_bytes();
+    let mut resp = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    resp.headers_mut().insert(
+        h::SESSION_ID,
+        HeaderValue::from_str(&session.id).expect("sealed ids are ASCII"),
+    );
     resp
 }
 
-async fn legacy(gw: Arc<Gateway>, snapshot: Arc<Snapshot>, vs: Arc<VirtualServer>, headers: HeaderMap, msg: Message, session: Arc<Session>, request_id: String) -> Response {
+async fn legacy(
+    gw: Arc<Gateway>,
+    snapshot: Arc<Snapshot>,
+    vs: Arc<VirtualServer>,
+    headers: HeaderMap,
+    msg: Message,
+    session: Arc<Session>,
+    request_id: String,
+) -> Response {
     match msg.kind() {
         MessageKind::Result | MessageKind::Error => {
             let key = match &msg.id {
@@ -116,16 +198,26 @@ async fn legacy(gw: Arc<Gateway>, snapshot: Arc<Snapshot>, vs: Arc<VirtualServer
                 Some(tx) => {
                     let _ = tx.send(msg);
                 }
-                None => tracing::debug!(request_id, id = %key, "response to an unknown server request"),
+                None => {
+                    tracing::debug!(request_id, id = %key, "response to an unknown server request")
+                }
             }
             StatusCode::ACCEPTED.into_response()
         }
         MessageKind::Notification => {
             match msg.method() {
                 "notifications/cancelled" => {
-                    let target = msg.params.as_ref().and_then(|p| p.get("requestId")).and_then(Id::from_value);
+                    let target = msg
+                        .params
+                        .as_ref()
+                        .and_then(|p| p.get("requestId"))
+                        .and_then(Id::from_value);
                     if let Some(target) = target
-                        && let Some(h) = session.inflight.lock().expect("inflight lock").remove(&target)
+                        && let Some(h) = session
+                            .inflight
+                            .lock()
+                            .expect("inflight lock")
+                            .remove(&target)
                     {
                         tracing::info!(request_id, %target, "client cancelled a request");
                         h.abort();
@@ -145,18 +237,37 @@ async fn legacy(gw: Arc<Gateway>, snapshot: Arc<Snapshot>, vs: Arc<VirtualServer
         }
         MessageKind::Request => {
             if msg.method() == "initialize" {
-                return rpc_error(StatusCode::BAD_REQUEST, msg.id.clone().unwrap_or(Id::Null), ErrorObject::new(codes::INVALID_REQUEST, "session is already initialized"), &request_id);
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    msg.id.clone().unwrap_or(Id::Null),
+                    ErrorObject::new(codes::INVALID_REQUEST, "session is already initialized"),
+                    &request_id,
+                );
             }
-            let ctx = CallCtx { client: session.client(), upstream: session.claims.up.clone(), era: Era::Handshake, events: None };
+            let ctx = CallCtx {
+                client: session.client(),
+                upstream: session.claims.up.clone(),
+                era: Era::Handshake,
+                events: None,
+                param_headers: Vec::new(),
+            };
             let can_stream = accepts_sse(&headers);
             let stream = call::start(snapshot, vs, msg, ctx, Some(session), can_stream);
-            respond(gw, stream, request_id).await
+            respond(gw, stream, request_id, Era::Handshake).await
         }
     }
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn stateless(gw: Arc<Gateway>, snapshot: Arc<Snapshot>, vs: Arc<VirtualServer>, headers: HeaderMap, msg: Message, version: String, request_id: String) -> Response {
+async fn stateless(
+    gw: Arc<Gateway>,
+    snapshot: Arc<Snapshot>,
+    vs: Arc<VirtualServer>,
+    headers: HeaderMap,
+    msg: Message,
+    version: String,
+    request_id: String,
+) -> Response {
     let id = msg.id.clone().unwrap_or(Id::Null);
     let bad = |code: i64, message: String, data: Option<Value>| {
         let err = match data {
@@ -165,62 +276,180 @@ async fn stateless(gw: Arc<Gateway>, snapshot: Arc<Snapshot>, vs: Arc<VirtualSer
         };
         rpc_error(StatusCode::BAD_REQUEST, id.clone(), err, &request_id)
     };
+    // Order matters: a header that disagrees with the body is -32020 before anything else.
+    let meta_version = msg
+        .meta()
+        .and_then(|m| m.get(meta::PROTOCOL_VERSION))
+        .and_then(Value::as_str);
+    match (header(&headers, h::PROTOCOL_VERSION), meta_version) {
+        (Some(hv), Some(mv)) if hv != mv => {
+            return bad(
+                codes::HEADER_MISMATCH,
+                format!(
+                    "MCP-Protocol-Version header {hv:?} does not match _meta protocolVersion {mv:?}"
+                ),
+                None,
+            );
+        }
+        (None, _) => {
+            return bad(
+                codes::HEADER_MISMATCH,
+                "MCP-Protocol-Version header is required".into(),
+                None,
+            );
+        }
+        (Some(_), None) if msg.kind() == MessageKind::Request => {
+            return bad(
+                codes::INVALID_PARAMS,
+                format!(
+                    "_meta[\"{}\"] is required on every request",
+                    meta::PROTOCOL_VERSION
+                ),
+                None,
+            );
+        }
+        _ => {}
+    }
     match version.parse::<ProtocolVersion>() {
         Ok(v) if v.era() == Era::Stateless => {}
         _ => {
             return bad(
                 codes::UNSUPPORTED_PROTOCOL_VERSION,
                 format!("Unsupported protocol version: {version}"),
-                Some(json!({"supported": ProtocolVersion::ALL.iter().filter(|v| v.era() == Era::Stateless).map(|v| v.as_str()).collect::<Vec<_>>(), "requested": version})),
+                Some(
+                    json!({"supported": ProtocolVersion::ALL.iter().filter(|v| v.era() == Era::Stateless).map(|v| v.as_str()).collect::<Vec<_>>(), "requested": version}),
+                ),
             );
         }
-    }
-    match header(&headers, h::PROTOCOL_VERSION) {
-        Some(v) if v == version => {}
-        Some(v) => return bad(codes::HEADER_MISMATCH, format!("MCP-Protocol-Version header {v:?} does not match _meta protocolVersion {version:?}"), None),
-        None => return bad(codes::HEADER_MISMATCH, "MCP-Protocol-Version header is required".into(), None),
     }
     if msg.method.is_some()
         && let Err(e) = h::validate(&msg, header(&headers, h::METHOD), header(&headers, h::NAME))
     {
-        return bad(codes::HEADER_MISMATCH, format!("Header mismatch: {e}"), None);
+        return bad(
+            codes::HEADER_MISMATCH,
+            format!("Header mismatch: {e}"),
+            None,
+        );
     }
     match msg.kind() {
-        MessageKind::Notification | MessageKind::Result | MessageKind::Error => return StatusCode::ACCEPTED.into_response(),
+        MessageKind::Notification | MessageKind::Result | MessageKind::Error => {
+            return StatusCode::ACCEPTED.into_response();
+        }
         MessageKind::Request => {}
     }
     let meta = msg.meta().cloned().unwrap_or_default();
-    let Some(caps) = meta.get(meta::CLIENT_CAPABILITIES).filter(|c| c.is_object()).cloned() else {
-        return bad(codes::INVALID_PARAMS, format!("_meta[\"{}\"] is required", meta::CLIENT_CAPABILITIES), None);
+    let Some(caps) = meta
+        .get(meta::CLIENT_CAPABILITIES)
+        .filter(|c| c.is_object())
+        .cloned()
+    else {
+        return bad(
+            codes::INVALID_PARAMS,
+            format!("_meta[\"{}\"] is required", meta::CLIENT_CAPABILITIES),
+            None,
+        );
     };
-    let client = ClientContext { capabilities: caps, client_info: meta.get(meta::CLIENT_INFO).cloned().unwrap_or(Value::Null), upstream_session: None };
+    let client = ClientContext {
+        capabilities: caps,
+        client_info: meta.get(meta::CLIENT_INFO).cloned().unwrap_or(Value::Null),
+        ..Default::default()
+    };
+    if REMOVED_IN_2026.contains(&msg.method()) {
+        return rpc_error(
+            StatusCode::NOT_FOUND,
+            id,
+            ErrorObject::new(
+                codes::METHOD_NOT_FOUND,
+                format!(
+                    "Method not found: {} does not exist in protocol 2026-07-28",
+                    msg.method()
+                ),
+            ),
+            &request_id,
+        );
+    }
     if msg.method() == "subscriptions/listen" {
         return super::stream::listen(gw, vs, msg, request_id).await;
     }
     let can_stream = accepts_sse(&headers);
-    if let Some(token) = msg.params.as_ref().and_then(|p| p.get("requestState")).and_then(Value::as_str)
+    if let Some(token) = msg
+        .params
+        .as_ref()
+        .and_then(|p| p.get("requestState"))
+        .and_then(Value::as_str)
         && token.starts_with(call::STATE_PREFIX)
     {
         return match gw.parked.resume(&gw.keys, token, &msg) {
-            Ok(stream) => respond(gw, stream, request_id).await,
+            Ok(stream) => respond(gw, stream, request_id, Era::Stateless).await,
             Err(e) => rpc_error(StatusCode::OK, id, e, &request_id),
         };
     }
-    let ctx = CallCtx { client, upstream: HashMap::new(), era: Era::Stateless, events: None };
+    let param_headers = headers
+        .iter()
+        .filter(|(k, _)| k.as_str().starts_with(h::PARAM_PREFIX))
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let ctx = CallCtx {
+        client,
+        upstream: HashMap::new(),
+        era: Era::Stateless,
+        events: None,
+        param_headers,
+    };
     let stream = call::start(snapshot, vs, msg, ctx, None, can_stream);
-    respond(gw, stream, request_id).await
+    respond(gw, stream, request_id, Era::Stateless).await
+}
+
+/// Handshake-era methods a 2026-07-28 request may not use (404 + -32601).
+const REMOVED_IN_2026: &[&str] = &[
+    "initialize",
+    "ping",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+];
+
+/// The HTTP status a 2026-07-28 error response travels with.
+fn status_for(m: &Message) -> StatusCode {
+    match m.error.as_ref().map(|e| e.code) {
+        Some(codes::METHOD_NOT_FOUND) => StatusCode::NOT_FOUND,
+        Some(
+            codes::HEADER_MISMATCH
+            | codes::MISSING_CLIENT_CAPABILITY
+            | codes::UNSUPPORTED_PROTOCOL_VERSION,
+        ) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::OK,
+    }
 }
 
 /// Sends the call's outcome: plain JSON when the response is the first thing ready, an SSE
 /// stream when notifications or server→client requests come first.
-async fn respond(gw: Arc<Gateway>, mut stream: CallStream, request_id: String) -> Response {
+async fn respond(
+    gw: Arc<Gateway>,
+    mut stream: CallStream,
+    request_id: String,
+    era: Era,
+) -> Response {
     let first = match stream.next(&gw.keys, &gw.parked).await {
         Some(s) => s,
         None => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
-    let json_headers = [(header::CONTENT_TYPE, "application/json"), (header::HeaderName::from_static(REQUEST_ID), request_id.as_str())];
+    let json_headers = [
+        (header::CONTENT_TYPE, "application/json"),
+        (
+            header::HeaderName::from_static(REQUEST_ID),
+            request_id.as_str(),
+        ),
+    ];
     let first = match first {
-        Step::Final(m) => return (StatusCode::OK, json_headers, m.to_bytes()).into_response(),
+        Step::Final(m) => {
+            let status = if era == Era::Stateless {
+                status_for(&m)
+            } else {
+                StatusCode::OK
+            };
+            return (status, json_headers, m.to_bytes()).into_response();
+        }
         Step::Message(m) => m,
     };
     let rest = futures::stream::unfold((stream, gw), |(mut stream, gw)| async move {
@@ -232,7 +461,13 @@ async fn respond(gw: Arc<Gateway>, mut stream: CallStream, request_id: String) -
     });
     let events = futures::stream::once(async move { first })
         .chain(rest)
-        .map(|m| Ok::<_, std::convert::Infallible>(sse::encode(None, None, &String::from_utf8_lossy(&m.to_bytes()))));
+        .map(|m| {
+            Ok::<_, std::convert::Infallible>(sse::encode(
+                None,
+                None,
+                &String::from_utf8_lossy(&m.to_bytes()),
+            ))
+        });
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/event-stream")

@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
-use crate::backend::ClientContext;
+use crate::backend::{ClientContext, UpstreamSession};
 use crate::seal::Keyring;
 
 /// Purpose string bound into sealed session ids.
@@ -31,7 +31,7 @@ pub struct SessionClaims {
     pub info: Value,
     /// Upstream session ids by server name.
     #[serde(default)]
-    pub up: HashMap<String, String>,
+    pub up: HashMap<String, UpstreamSession>,
     /// Issued at, seconds since the epoch.
     pub iat: u64,
 }
@@ -57,12 +57,19 @@ pub struct Session {
 impl Session {
     /// The client context for backend calls.
     pub fn client(&self) -> ClientContext {
-        ClientContext { capabilities: self.claims.caps.clone(), client_info: self.claims.info.clone(), upstream_session: None }
+        ClientContext {
+            capabilities: self.claims.caps.clone(),
+            client_info: self.claims.info.clone(),
+            ..Default::default()
+        }
     }
 
     /// A fresh id for a server→client request on this session.
     pub fn next_request_id(&self) -> String {
-        format!("gatehouse-{}", self.next_request.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "gatehouse-{}",
+            self.next_request.fetch_add(1, Ordering::Relaxed)
+        )
     }
 }
 
@@ -84,28 +91,48 @@ pub struct SessionStore {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl SessionStore {
     /// A store whose sessions live for `ttl`.
     pub fn new(ttl: Duration) -> Self {
-        SessionStore { live: Mutex::default(), ended: Mutex::default(), ttl }
+        SessionStore {
+            live: Mutex::default(),
+            ended: Mutex::default(),
+            ttl,
+        }
     }
 
     /// Creates a session and its sealed id.
-    pub fn create(&self, keys: &Keyring, mut claims: SessionClaims, version: ProtocolVersion) -> Arc<Session> {
+    pub fn create(
+        &self,
+        keys: &Keyring,
+        mut claims: SessionClaims,
+        version: ProtocolVersion,
+    ) -> Arc<Session> {
         claims.iat = now();
         let plaintext = serde_json::to_vec(&claims).expect("claims serialise");
         let id = keys.seal(PURPOSE, &plaintext);
         let s = Arc::new(Session::from_claims(id.clone(), claims, version));
-        self.live.lock().expect("sessions lock").insert(id, s.clone());
+        self.live
+            .lock()
+            .expect("sessions lock")
+            .insert(id, s.clone());
         s
     }
 
     /// Finds a session by id: live here, or re-opened from its sealed id (another replica, or
     /// a restart, minted it).
-    pub fn get(&self, keys: &Keyring, id: &str, vs_path: &str) -> Result<Arc<Session>, SessionLookup> {
+    pub fn get(
+        &self,
+        keys: &Keyring,
+        id: &str,
+        vs_path: &str,
+    ) -> Result<Arc<Session>, SessionLookup> {
         if self.ended.lock().expect("sessions lock").contains(id) {
             return Err(SessionLookup::Gone);
         }
@@ -119,7 +146,8 @@ impl SessionStore {
             return Ok(s);
         }
         let plaintext = keys.open(PURPOSE, id).map_err(|_| SessionLookup::Unknown)?;
-        let claims: SessionClaims = serde_json::from_slice(&plaintext).map_err(|_| SessionLookup::Unknown)?;
+        let claims: SessionClaims =
+            serde_json::from_slice(&plaintext).map_err(|_| SessionLookup::Unknown)?;
         if claims.vs != vs_path {
             return Err(SessionLookup::Unknown);
         }
@@ -128,12 +156,21 @@ impl SessionStore {
         }
         let version = claims.v.parse().map_err(|_| SessionLookup::Unknown)?;
         let s = Arc::new(Session::from_claims(id.to_string(), claims, version));
-        Ok(self.live.lock().expect("sessions lock").entry(id.to_string()).or_insert(s).clone())
+        Ok(self
+            .live
+            .lock()
+            .expect("sessions lock")
+            .entry(id.to_string())
+            .or_insert(s)
+            .clone())
     }
 
     /// Ends a session (DELETE): later requests with its id get 404 on this process.
     pub fn end(&self, id: &str) -> Option<Arc<Session>> {
-        self.ended.lock().expect("sessions lock").insert(id.to_string());
+        self.ended
+            .lock()
+            .expect("sessions lock")
+            .insert(id.to_string());
         let s = self.live.lock().expect("sessions lock").remove(id);
         if let Some(s) = &s {
             for (_, h) in s.inflight.lock().expect("inflight lock").drain() {
@@ -155,7 +192,13 @@ impl SessionStore {
 
     /// Live sessions of a virtual server (for list_changed fan-out).
     pub fn of_virtual_server(&self, vs_path: &str) -> Vec<Arc<Session>> {
-        self.live.lock().expect("sessions lock").values().filter(|s| s.claims.vs == vs_path).cloned().collect()
+        self.live
+            .lock()
+            .expect("sessions lock")
+            .values()
+            .filter(|s| s.claims.vs == vs_path)
+            .cloned()
+            .collect()
     }
 }
 
@@ -179,7 +222,20 @@ mod tests {
     use serde_json::json;
 
     fn claims() -> SessionClaims {
-        SessionClaims { vs: "/mcp".into(), v: "2025-06-18".into(), caps: json!({}), info: json!({"name": "t"}), up: HashMap::from([("echo".into(), "up-1".into())]), iat: 0 }
+        SessionClaims {
+            vs: "/mcp".into(),
+            v: "2025-06-18".into(),
+            caps: json!({}),
+            info: json!({"name": "t"}),
+            up: HashMap::from([(
+                "echo".into(),
+                UpstreamSession {
+                    id: "up-1".into(),
+                    version: "2025-06-18".into(),
+                },
+            )]),
+            iat: 0,
+        }
     }
 
     #[test]
@@ -189,11 +245,21 @@ mod tests {
         let s = a.create(&keys, claims(), ProtocolVersion::V2025_06_18);
         let b = SessionStore::new(Duration::from_secs(60));
         let again = b.get(&keys, &s.id, "/mcp").unwrap();
-        assert_eq!(again.claims.up["echo"], "up-1");
+        assert_eq!(again.claims.up["echo"].id, "up-1");
         assert_eq!(again.version, ProtocolVersion::V2025_06_18);
-        assert_eq!(b.get(&keys, &s.id, "/other").unwrap_err(), SessionLookup::Unknown);
-        assert_eq!(b.get(&Keyring::ephemeral(), &s.id.replace('.', "x."), "/mcp").unwrap_err(), SessionLookup::Unknown);
+        assert_eq!(
+            b.get(&keys, &s.id, "/other").unwrap_err(),
+            SessionLookup::Unknown
+        );
+        assert_eq!(
+            b.get(&Keyring::ephemeral(), &s.id.replace('.', "x."), "/mcp")
+                .unwrap_err(),
+            SessionLookup::Unknown
+        );
         b.end(&s.id);
-        assert_eq!(b.get(&keys, &s.id, "/mcp").unwrap_err(), SessionLookup::Gone);
+        assert_eq!(
+            b.get(&keys, &s.id, "/mcp").unwrap_err(),
+            SessionLookup::Gone
+        );
     }
 }

@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
 use super::guard::rpc_error;
+use super::session::Session;
 use crate::Gateway;
+use crate::backend::{Backend, CallEvent};
 use crate::notify::ServerChange;
 use crate::snapshot::VirtualServer;
 
@@ -37,34 +39,122 @@ fn relay_change(vs: &VirtualServer, change: &ServerChange) -> Option<Message> {
         return None;
     }
     match change.message.method() {
-        m @ ("notifications/tools/list_changed" | "notifications/prompts/list_changed" | "notifications/resources/list_changed") => Some(Message::notification(m, None)),
+        m @ ("notifications/tools/list_changed"
+        | "notifications/prompts/list_changed"
+        | "notifications/resources/list_changed") => Some(Message::notification(m, None)),
         "notifications/resources/updated" => Some(change.message.clone()),
         _ => None,
     }
 }
 
-pub(super) async fn get(gw: Arc<Gateway>, vs: Arc<VirtualServer>, headers: HeaderMap, request_id: String) -> Response {
+pub(super) async fn get(
+    gw: Arc<Gateway>,
+    vs: Arc<VirtualServer>,
+    headers: HeaderMap,
+    request_id: String,
+) -> Response {
     let Some(sid) = headers.get(h::SESSION_ID).and_then(|v| v.to_str().ok()) else {
-        return (StatusCode::METHOD_NOT_ALLOWED, [("allow", "POST")], "GET needs an Mcp-Session-Id (2026-07-28 clients use subscriptions/listen)\n").into_response();
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [("allow", "POST")],
+            "GET needs an Mcp-Session-Id (2026-07-28 clients use subscriptions/listen)\n",
+        )
+            .into_response();
     };
     let session = match gw.sessions.get(&gw.keys, sid, &vs.path) {
         Ok(s) => s,
-        Err(_) => return rpc_error(StatusCode::NOT_FOUND, Id::Null, ErrorObject::new(codes::INVALID_REQUEST, "Session not found"), &request_id),
+        Err(_) => {
+            return rpc_error(
+                StatusCode::NOT_FOUND,
+                Id::Null,
+                ErrorObject::new(codes::INVALID_REQUEST, "Session not found"),
+                &request_id,
+            );
+        }
     };
     let (tx, rx) = mpsc::channel::<Message>(64);
-    *session.standalone.lock().expect("standalone lock") = Some(tx);
+    *session.standalone.lock().expect("standalone lock") = Some(tx.clone());
+    relay_member_streams(&vs, &session, &tx).await;
     let changes = gw.hub.subscribe();
     let stream = merged_stream(vs, changes, rx, None);
     sse_response(Body::from_stream(stream), &request_id)
 }
 
-pub(super) async fn delete(gw: Arc<Gateway>, vs: Arc<VirtualServer>, headers: HeaderMap, request_id: String) -> Response {
+/// Relays what members send on this client's own upstream sessions (log messages, resource
+/// updates, server→client requests) for as long as the client's GET stream is open.
+async fn relay_member_streams(
+    vs: &VirtualServer,
+    session: &Arc<Session>,
+    tx: &mpsc::Sender<Message>,
+) {
+    for m in &vs.members {
+        let (Some(up), Backend::Http(b)) = (
+            session.claims.up.get(&m.server.config.name),
+            &m.server.backend,
+        ) else {
+            continue;
+        };
+        let mut rx = match b.open_stream(Some(up)).await {
+            Ok(rx) => rx,
+            Err(e) => {
+                tracing::debug!(server = %m.server.config.name, error = %e, "member has no session stream");
+                continue;
+            }
+        };
+        let tx = tx.clone();
+        let session = session.clone();
+        tokio::spawn(async move {
+            loop {
+                let ev = tokio::select! {
+                    ev = rx.recv() => ev,
+                    _ = tx.closed() => return,
+                };
+                let msg = match ev {
+                    None => return,
+                    Some(CallEvent::Notification(n)) => n,
+                    Some(CallEvent::ServerRequest { mut request, reply }) => {
+                        let id = session.next_request_id();
+                        session
+                            .pending
+                            .lock()
+                            .expect("pending lock")
+                            .insert(id.clone(), reply);
+                        request.id = Some(Id::String(id));
+                        request
+                    }
+                };
+                if tx.send(msg).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+pub(super) async fn delete(
+    gw: Arc<Gateway>,
+    vs: Arc<VirtualServer>,
+    headers: HeaderMap,
+    request_id: String,
+) -> Response {
     let Some(sid) = headers.get(h::SESSION_ID).and_then(|v| v.to_str().ok()) else {
-        return rpc_error(StatusCode::BAD_REQUEST, Id::Null, ErrorObject::new(codes::INVALID_REQUEST, "DELETE needs an Mcp-Session-Id"), &request_id);
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            Id::Null,
+            ErrorObject::new(codes::INVALID_REQUEST, "DELETE needs an Mcp-Session-Id"),
+            &request_id,
+        );
     };
     let session = match gw.sessions.get(&gw.keys, sid, &vs.path) {
         Ok(s) => s,
-        Err(_) => return rpc_error(StatusCode::NOT_FOUND, Id::Null, ErrorObject::new(codes::INVALID_REQUEST, "Session not found"), &request_id),
+        Err(_) => {
+            return rpc_error(
+                StatusCode::NOT_FOUND,
+                Id::Null,
+                ErrorObject::new(codes::INVALID_REQUEST, "Session not found"),
+                &request_id,
+            );
+        }
     };
     gw.sessions.end(sid);
     for m in &vs.members {
@@ -76,11 +166,25 @@ pub(super) async fn delete(gw: Arc<Gateway>, vs: Arc<VirtualServer>, headers: He
     StatusCode::OK.into_response()
 }
 
-pub(super) async fn listen(gw: Arc<Gateway>, vs: Arc<VirtualServer>, msg: Message, request_id: String) -> Response {
+pub(super) async fn listen(
+    gw: Arc<Gateway>,
+    vs: Arc<VirtualServer>,
+    msg: Message,
+    request_id: String,
+) -> Response {
     let id = msg.id.clone().unwrap_or(Id::Null);
-    let filter = msg.params.as_ref().and_then(|p| p.get("notifications")).cloned().unwrap_or(json!({}));
+    let filter = msg
+        .params
+        .as_ref()
+        .and_then(|p| p.get("notifications"))
+        .cloned()
+        .unwrap_or(json!({}));
     let mut honoured = serde_json::Map::new();
-    for key in ["toolsListChanged", "promptsListChanged", "resourcesListChanged"] {
+    for key in [
+        "toolsListChanged",
+        "promptsListChanged",
+        "resourcesListChanged",
+    ] {
         if filter.get(key).and_then(Value::as_bool) == Some(true) {
             honoured.insert(key.into(), Value::Bool(true));
         }
@@ -91,7 +195,10 @@ pub(super) async fn listen(gw: Arc<Gateway>, vs: Arc<VirtualServer>, msg: Messag
     let honoured = Value::Object(honoured);
     let mut ack_meta = serde_json::Map::new();
     ack_meta.insert(meta::SUBSCRIPTION_ID.into(), id.to_value());
-    let ack = Message::notification("notifications/subscriptions/acknowledged", Some(json!({"notifications": honoured.clone(), "_meta": ack_meta})));
+    let ack = Message::notification(
+        "notifications/subscriptions/acknowledged",
+        Some(json!({"notifications": honoured.clone(), "_meta": ack_meta})),
+    );
     let (tx, rx) = mpsc::channel::<Message>(1);
     let _ = tx.send(ack).await;
     let changes = gw.hub.subscribe();
@@ -108,8 +215,16 @@ fn wanted(filter: &Value, m: &Message) -> bool {
         "notifications/prompts/list_changed" => flag("promptsListChanged"),
         "notifications/resources/list_changed" => flag("resourcesListChanged"),
         "notifications/resources/updated" => {
-            let uri = m.params.as_ref().and_then(|p| p.get("uri")).and_then(Value::as_str).unwrap_or("");
-            filter.get("resourceSubscriptions").and_then(Value::as_array).is_some_and(|a| a.iter().any(|u| u.as_str() == Some(uri)))
+            let uri = m
+                .params
+                .as_ref()
+                .and_then(|p| p.get("uri"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            filter
+                .get("resourceSubscriptions")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|u| u.as_str() == Some(uri)))
         }
         _ => true,
     }

@@ -16,8 +16,14 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+mod watch;
+
+pub use watch::spawn_watch;
+
 use super::adapt;
-use super::{BackendError, BackendInfo, CallEvent, ClientContext, handshake_version};
+use super::{
+    BackendError, BackendInfo, CallEvent, ClientContext, UpstreamSession, handshake_version,
+};
 use crate::notify::ChangeHub;
 
 /// A remote Streamable HTTP server.
@@ -28,7 +34,7 @@ pub struct HttpBackend {
     client: reqwest::Client,
     timeout: Duration,
     setting: ProtocolSetting,
-    hub: Arc<ChangeHub>,
+    relay: Relay,
     info: Mutex<Option<BackendInfo>>,
     shared_session: Mutex<Option<String>>,
     next_id: AtomicI64,
@@ -42,16 +48,28 @@ enum Posted {
 
 impl HttpBackend {
     /// A backend for a `url:` server entry: builds the pooled client (TLS, mTLS, static headers).
-    pub fn new(config: &ServerConfig, timeout: Duration, hub: Arc<ChangeHub>) -> Result<Self, BackendError> {
-        let unavailable = |reason: String| BackendError::Unavailable { server: config.name.clone(), reason };
-        let ServerKind::Remote { url, headers, tls, .. } = config.kind() else {
+    pub fn new(
+        config: &ServerConfig,
+        timeout: Duration,
+        hub: Arc<ChangeHub>,
+    ) -> Result<Self, BackendError> {
+        let unavailable = |reason: String| BackendError::Unavailable {
+            server: config.name.clone(),
+            reason,
+        };
+        let ServerKind::Remote {
+            url, headers, tls, ..
+        } = config.kind()
+        else {
             return Err(unavailable("not a remote server".into()));
         };
         let url = reqwest::Url::parse(url).map_err(|e| unavailable(format!("invalid url: {e}")))?;
         let mut default_headers = HeaderMap::new();
         for (k, v) in headers {
-            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| unavailable(format!("header {k:?}: {e}")))?;
-            let value = HeaderValue::from_str(v).map_err(|e| unavailable(format!("header {k:?}: {e}")))?;
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| unavailable(format!("header {k:?}: {e}")))?;
+            let value =
+                HeaderValue::from_str(v).map_err(|e| unavailable(format!("header {k:?}: {e}")))?;
             default_headers.insert(name, value);
         }
         let mut builder = reqwest::Client::builder()
@@ -62,26 +80,41 @@ impl HttpBackend {
             .connect_timeout(Duration::from_secs(10));
         if let Some(tls) = tls {
             if let Some(ca) = &tls.ca {
-                let pem = std::fs::read(ca).map_err(|e| unavailable(format!("tls.ca {}: {e}", ca.display())))?;
-                for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| unavailable(format!("tls.ca: {e}")))? {
+                let pem = std::fs::read(ca)
+                    .map_err(|e| unavailable(format!("tls.ca {}: {e}", ca.display())))?;
+                for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                    .map_err(|e| unavailable(format!("tls.ca: {e}")))?
+                {
                     builder = builder.add_root_certificate(cert);
                 }
             }
             if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
-                let mut pem = std::fs::read(cert).map_err(|e| unavailable(format!("tls.cert {}: {e}", cert.display())))?;
-                pem.extend(std::fs::read(key).map_err(|e| unavailable(format!("tls.key {}: {e}", key.display())))?);
-                let id = reqwest::Identity::from_pem(&pem).map_err(|e| unavailable(format!("tls client identity: {e}")))?;
+                let mut pem = std::fs::read(cert)
+                    .map_err(|e| unavailable(format!("tls.cert {}: {e}", cert.display())))?;
+                pem.extend(
+                    std::fs::read(key)
+                        .map_err(|e| unavailable(format!("tls.key {}: {e}", key.display())))?,
+                );
+                let id = reqwest::Identity::from_pem(&pem)
+                    .map_err(|e| unavailable(format!("tls client identity: {e}")))?;
                 builder = builder.identity(id);
             }
         }
-        let client = builder.build().map_err(|e| unavailable(format!("http client: {e}")))?;
+        let client = builder
+            .build()
+            .map_err(|e| unavailable(format!("http client: {e}")))?;
         Ok(HttpBackend {
             name: config.name.clone(),
+            relay: Relay {
+                name: config.name.clone(),
+                client: client.clone(),
+                url: url.clone(),
+                hub,
+            },
             url,
             client,
             timeout,
             setting: config.protocol,
-            hub,
             info: Mutex::new(None),
             shared_session: Mutex::new(None),
             next_id: AtomicI64::new(1),
@@ -99,7 +132,10 @@ impl HttpBackend {
     }
 
     fn unavailable(&self, reason: impl Into<String>) -> BackendError {
-        BackendError::Unavailable { server: self.name.clone(), reason: reason.into() }
+        BackendError::Unavailable {
+            server: self.name.clone(),
+            reason: reason.into(),
+        }
     }
 
     /// Probes the era (once) and reports what the server said about itself.
@@ -114,17 +150,29 @@ impl HttpBackend {
     }
 
     async fn probe(&self) -> Result<BackendInfo, BackendError> {
-        if matches!(self.setting, ProtocolSetting::Auto | ProtocolSetting::V2026_07_28) {
+        if matches!(
+            self.setting,
+            ProtocolSetting::Auto | ProtocolSetting::V2026_07_28
+        ) {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            let msg = Message::request(Id::Number(id), "server/discover", Some(adapt::discover_params()));
-            match self.post(&msg, None, ProtocolVersion::V2026_07_28, None).await {
+            let msg = Message::request(
+                Id::Number(id),
+                "server/discover",
+                Some(adapt::discover_params()),
+            );
+            match self
+                .post(&msg, None, ProtocolVersion::V2026_07_28, &[], None)
+                .await
+            {
                 Ok(Posted::Reply(m, _)) if m.result.is_some() => {
                     let v = m.result_value().unwrap_or(Value::Null);
                     return Ok(info_from(ProtocolVersion::V2026_07_28, &v));
                 }
                 Err(e @ BackendError::Unavailable { .. }) => return Err(e),
                 _ if self.setting == ProtocolSetting::V2026_07_28 => {
-                    return Err(self.unavailable("server rejected server/discover but protocol is 2026-07-28"));
+                    return Err(self.unavailable(
+                        "server rejected server/discover but protocol is 2026-07-28",
+                    ));
                 }
                 _ => {}
             }
@@ -134,7 +182,10 @@ impl HttpBackend {
         Ok(info)
     }
 
-    async fn initialize(&self, client: &ClientContext) -> Result<(BackendInfo, Option<String>), BackendError> {
+    async fn initialize(
+        &self,
+        client: &ClientContext,
+    ) -> Result<(BackendInfo, Option<String>), BackendError> {
         let version = handshake_version(self.setting);
         let mut params = adapt::initialize_params(version);
         if client.capabilities.is_object() {
@@ -145,30 +196,40 @@ impl HttpBackend {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let msg = Message::request(Id::Number(id), "initialize", Some(params));
-        let Posted::Reply(reply, session) = self.post(&msg, None, version, None).await? else {
+        let Posted::Reply(reply, session) = self.post(&msg, None, version, &[], None).await? else {
             return Err(self.unavailable("initialize was not answered"));
         };
         if let Some(e) = reply.error {
             return Err(self.unavailable(format!("initialize failed: {}", e.message)));
         }
         let v = reply.result_value().unwrap_or(Value::Null);
-        let negotiated =
-            v.get("protocolVersion").and_then(Value::as_str).and_then(|s| s.parse().ok()).unwrap_or(version);
+        let negotiated = v
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(version);
         let initialized = Message::notification("notifications/initialized", None);
-        let _ = self.post(&initialized, session.as_deref(), negotiated, None).await;
+        let _ = self
+            .post(&initialized, session.as_deref(), negotiated, &[], None)
+            .await;
         Ok((info_from(negotiated, &v), session))
     }
 
-    /// Opens an upstream session for one handshake-era client (None for stateless servers).
-    pub async fn open_session(&self, client: &ClientContext) -> Option<String> {
-        let info = self.info().await.ok()?;
-        if info.era() == Era::Stateless {
+    /// Opens an upstream session for one handshake-era client; `None` when the server does not
+    /// speak the handshake era (it is then called statelessly on the client's behalf).
+    pub async fn open_session(&self, client: &ClientContext) -> Option<UpstreamSession> {
+        self.info().await.ok()?;
+        if self.setting == ProtocolSetting::V2026_07_28 {
             return None;
         }
         match self.initialize(client).await {
-            Ok((_, session)) => session,
+            Ok((info, Some(id))) => Some(UpstreamSession {
+                id,
+                version: info.version.as_str().to_string(),
+            }),
+            Ok((_, None)) => None,
             Err(e) => {
-                tracing::warn!(server = %self.name, error = %e, "could not open an upstream session");
+                tracing::debug!(server = %self.name, error = %e, "no handshake-era session at this server");
                 None
             }
         }
@@ -182,20 +243,51 @@ impl HttpBackend {
         client: &ClientContext,
         events: Option<mpsc::Sender<CallEvent>>,
     ) -> Result<Message, BackendError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Some(own) = &client.upstream_session {
+            let version = own
+                .version
+                .parse()
+                .unwrap_or(ProtocolVersion::LATEST_HANDSHAKE);
+            let msg = Message::request(
+                Id::Number(id),
+                method,
+                adapt::for_era(Era::Handshake, params.clone(), client),
+            );
+            match self
+                .post(&msg, Some(&own.id), version, &[], events.clone())
+                .await
+            {
+                // The server forgot the client's session (it restarted): serve the call on the
+                // gateway's own session rather than fail it.
+                Err(BackendError::SessionExpired { .. }) => {
+                    tracing::info!(server = %self.name, "client's upstream session expired; using the gateway's");
+                }
+                r => return self.expect_reply(r?),
+            }
+        }
         let info = self.info().await?;
         let params = adapt::for_era(info.era(), params, client);
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let msg = Message::request(Id::Number(id), method, params);
         if info.era() == Era::Stateless {
-            return self.expect_reply(self.post(&msg, None, info.version, events).await?);
-        }
-        if let Some(own) = &client.upstream_session {
-            return self.expect_reply(self.post(&msg, Some(own), info.version, events).await?);
+            return self.expect_reply(
+                self.post(&msg, None, info.version, &client.extra_headers, events)
+                    .await?,
+            );
         }
         for attempt in 0..2 {
             let session = self.shared(attempt > 0).await?;
-            let guard = CancelGuard { backend: self, session: session.clone(), version: info.version, id, armed: true };
-            match self.post(&msg, session.as_deref(), info.version, events.clone()).await {
+            let guard = CancelGuard {
+                backend: self,
+                session: session.clone(),
+                version: info.version,
+                id,
+                armed: true,
+            };
+            match self
+                .post(&msg, session.as_deref(), info.version, &[], events.clone())
+                .await
+            {
                 Err(BackendError::SessionExpired { .. }) if attempt == 0 => {
                     std::mem::forget(guard);
                     continue;
@@ -207,7 +299,9 @@ impl HttpBackend {
                 }
             }
         }
-        Err(BackendError::SessionExpired { server: self.name.clone() })
+        Err(BackendError::SessionExpired {
+            server: self.name.clone(),
+        })
     }
 
     async fn shared(&self, renew: bool) -> Result<Option<String>, BackendError> {
@@ -222,34 +316,65 @@ impl HttpBackend {
     fn expect_reply(&self, posted: Posted) -> Result<Message, BackendError> {
         match posted {
             Posted::Reply(m, _) => Ok(m),
-            Posted::Accepted => {
-                Err(BackendError::Protocol { server: self.name.clone(), reason: "request answered with 202".into() })
-            }
+            Posted::Accepted => Err(BackendError::Protocol {
+                server: self.name.clone(),
+                reason: "request answered with 202".into(),
+            }),
         }
     }
 
     /// Sends a notification (on the client's or the shared session).
-    pub async fn notify(&self, method: &str, params: Option<Value>, client: &ClientContext) -> Result<(), BackendError> {
+    pub async fn notify(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        client: &ClientContext,
+    ) -> Result<(), BackendError> {
         let info = self.info().await?;
         let params = adapt::for_era(info.era(), params, client);
         let msg = Message::notification(method, params);
-        let session = match (&client.upstream_session, info.era()) {
-            (_, Era::Stateless) => None,
-            (Some(s), _) => Some(s.clone()),
-            (None, _) => self.shared_session.lock().await.clone(),
+        if let Some(own) = &client.upstream_session {
+            let version = own
+                .version
+                .parse()
+                .unwrap_or(ProtocolVersion::LATEST_HANDSHAKE);
+            let mut msg = msg;
+            if let Some(p) = msg.params.as_mut() {
+                gatehouse_wire::meta::strip_protocol_keys(p);
+            }
+            return self
+                .post(&msg, Some(&own.id), version, &[], None)
+                .await
+                .map(|_| ());
+        }
+        let session = match info.era() {
+            Era::Stateless => None,
+            Era::Handshake => self.shared_session.lock().await.clone(),
         };
-        self.post(&msg, session.as_deref(), info.version, None).await.map(|_| ())
+        self.post(&msg, session.as_deref(), info.version, &[], None)
+            .await
+            .map(|_| ())
     }
 
     /// Ends one client's upstream session (best effort).
-    pub async fn close_session(&self, session: &str) {
-        let _ = self.client.delete(self.url.clone()).header(h::SESSION_ID, session).send().await;
+    pub async fn close_session(&self, session: &UpstreamSession) {
+        let _ = self
+            .client
+            .delete(self.url.clone())
+            .header(h::SESSION_ID, &session.id)
+            .send()
+            .await;
     }
 
     /// Ends the shared upstream session.
     pub async fn shutdown(&self) {
         if let Some(s) = self.shared_session.lock().await.take() {
-            let _ = self.client.delete(self.url.clone()).header(h::SESSION_ID, s).send().await;
+            let _ = self
+                .client
+                .delete(self.url.clone())
+                .header(h::SESSION_ID, s)
+                .send()
+                .await;
         }
     }
 
@@ -258,6 +383,7 @@ impl HttpBackend {
         msg: &Message,
         session: Option<&str>,
         version: ProtocolVersion,
+        extra_headers: &[(String, String)],
         events: Option<mpsc::Sender<CallEvent>>,
     ) -> Result<Posted, BackendError> {
         let mut req = self
@@ -278,15 +404,28 @@ impl HttpBackend {
             {
                 req = req.header(h::NAME, h::encode_value(name));
             }
+            for (k, v) in extra_headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
         }
-        let resp = req.body(msg.to_bytes()).send().await.map_err(|e| self.unavailable(describe_reqwest(&e)))?;
+        let resp = req
+            .body(msg.to_bytes())
+            .send()
+            .await
+            .map_err(|e| self.unavailable(describe_reqwest(&e)))?;
         let status = resp.status();
-        let new_session = resp.headers().get(h::SESSION_ID).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let new_session = resp
+            .headers()
+            .get(h::SESSION_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         if status == reqwest::StatusCode::ACCEPTED {
             return Ok(Posted::Accepted);
         }
         if status == reqwest::StatusCode::NOT_FOUND && session.is_some() {
-            return Err(BackendError::SessionExpired { server: self.name.clone() });
+            return Err(BackendError::SessionExpired {
+                server: self.name.clone(),
+            });
         }
         let is_sse = resp
             .headers()
@@ -294,16 +433,27 @@ impl HttpBackend {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
         if is_sse && status.is_success() {
-            return self.read_stream(resp, msg.id.as_ref(), session, version, events).await.map(|m| Posted::Reply(m, new_session));
+            return self
+                .read_stream(resp, msg.id.as_ref(), session, version, events)
+                .await
+                .map(|m| Posted::Reply(m, new_session));
         }
-        let body = resp.bytes().await.map_err(|e| self.unavailable(describe_reqwest(&e)))?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| self.unavailable(describe_reqwest(&e)))?;
         match Message::parse(&body) {
-            Ok(m) if matches!(m.kind(), MessageKind::Result | MessageKind::Error) => Ok(Posted::Reply(m, new_session)),
+            Ok(m) if matches!(m.kind(), MessageKind::Result | MessageKind::Error) => {
+                Ok(Posted::Reply(m, new_session))
+            }
             _ if !status.is_success() => Err(self.unavailable(format!(
                 "HTTP {status}: {}",
                 String::from_utf8_lossy(&body[..body.len().min(200)])
             ))),
-            _ => Err(BackendError::Protocol { server: self.name.clone(), reason: "response is not a JSON-RPC response".into() }),
+            _ => Err(BackendError::Protocol {
+                server: self.name.clone(),
+                reason: "response is not a JSON-RPC response".into(),
+            }),
         }
     }
 
@@ -318,7 +468,10 @@ impl HttpBackend {
         let mut decoder = sse::Decoder::new();
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| BackendError::Failed { server: self.name.clone(), reason: describe_reqwest(&e) })?;
+            let chunk = chunk.map_err(|e| BackendError::Failed {
+                server: self.name.clone(),
+                reason: describe_reqwest(&e),
+            })?;
             for ev in decoder.feed(&chunk) {
                 if ev.data.is_empty() {
                     continue;
@@ -328,16 +481,36 @@ impl HttpBackend {
                     continue;
                 };
                 match m.kind() {
-                    MessageKind::Result | MessageKind::Error if m.id.as_ref() == want => return Ok(m),
+                    MessageKind::Result | MessageKind::Error if m.id.as_ref() == want => {
+                        return Ok(m);
+                    }
                     MessageKind::Result | MessageKind::Error => {}
-                    MessageKind::Notification => self.on_notification(m, events.as_ref()),
-                    MessageKind::Request => self.on_server_request(m, session, version, events.as_ref()),
+                    MessageKind::Notification => self.relay.on_notification(m, events.as_ref()),
+                    MessageKind::Request => {
+                        self.relay
+                            .on_server_request(m, session, version, events.as_ref())
+                    }
                 }
             }
         }
-        Err(BackendError::Failed { server: self.name.clone(), reason: "the response stream ended without a response".into() })
+        Err(BackendError::Failed {
+            server: self.name.clone(),
+            reason: "the response stream ended without a response".into(),
+        })
     }
+}
 
+/// What server-initiated traffic needs, detached from the backend so stream readers running
+/// on their own tasks can use it.
+#[derive(Debug, Clone)]
+pub(crate) struct Relay {
+    name: String,
+    client: reqwest::Client,
+    url: reqwest::Url,
+    hub: Arc<ChangeHub>,
+}
+
+impl Relay {
     fn on_notification(&self, m: Message, events: Option<&mpsc::Sender<CallEvent>>) {
         match m.method() {
             "notifications/tools/list_changed"
@@ -365,7 +538,13 @@ impl HttpBackend {
             let _ = tx.send(Message::result(Id::Null, &json!({})));
             true
         } else {
-            events.is_some_and(|ev| ev.try_send(CallEvent::ServerRequest { request: m, reply: tx }).is_ok())
+            events.is_some_and(|ev| {
+                ev.try_send(CallEvent::ServerRequest {
+                    request: m,
+                    reply: tx,
+                })
+                .is_ok()
+            })
         };
         let client = self.client.clone();
         let url = self.url.clone();
@@ -375,7 +554,10 @@ impl HttpBackend {
                 (true, Ok(a)) => a,
                 _ => Message::error(
                     Id::Null,
-                    gatehouse_wire::ErrorObject::new(gatehouse_wire::codes::INTERNAL_ERROR, "the client did not answer"),
+                    gatehouse_wire::ErrorObject::new(
+                        gatehouse_wire::codes::INTERNAL_ERROR,
+                        "the client did not answer",
+                    ),
                 ),
             };
             answer.id = Some(server_id);
@@ -405,7 +587,10 @@ impl Drop for CancelGuard<'_> {
         if !self.armed {
             return;
         }
-        let msg = Message::notification("notifications/cancelled", Some(json!({"requestId": self.id, "reason": "cancelled by the client"})));
+        let msg = Message::notification(
+            "notifications/cancelled",
+            Some(json!({"requestId": self.id, "reason": "cancelled by the client"})),
+        );
         let mut req = self
             .backend
             .client
@@ -428,7 +613,10 @@ fn info_from(version: ProtocolVersion, v: &Value) -> BackendInfo {
         version,
         capabilities: v.get("capabilities").cloned().unwrap_or_else(|| json!({})),
         server_info: v.get("serverInfo").cloned().unwrap_or(Value::Null),
-        instructions: v.get("instructions").and_then(Value::as_str).map(str::to_string),
+        instructions: v
+            .get("instructions")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     }
 }
 

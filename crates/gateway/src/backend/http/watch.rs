@@ -1,0 +1,155 @@
+//! Long-lived streams from a remote server: the server-initiated messages of one upstream
+//! session (its GET stream) or, for a stateless server, a `subscriptions/listen` stream.
+//! The gateway keeps one open per server to learn of `list_changed`, and relays a client's own
+//! session stream while that client has its GET stream open.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use futures::StreamExt;
+use gatehouse_wire::{Era, Id, Message, MessageKind, ProtocolVersion, headers as h, sse};
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::HttpBackend;
+use crate::backend::{BackendError, CallEvent, UpstreamSession, adapt};
+use crate::snapshot::ServerHandle;
+
+impl HttpBackend {
+    /// Opens the server's stream of server-initiated messages. With `session`, the GET stream of
+    /// that handshake-era session; without, the gateway's own view: `subscriptions/listen` at a
+    /// stateless server, the shared session's GET stream at a handshake-era one.
+    pub async fn open_stream(
+        &self,
+        session: Option<&UpstreamSession>,
+    ) -> Result<mpsc::Receiver<CallEvent>, BackendError> {
+        let (req, session_id, version) = match session {
+            Some(s) => {
+                let version = s
+                    .version
+                    .parse()
+                    .unwrap_or(ProtocolVersion::LATEST_HANDSHAKE);
+                (
+                    self.get_request(&s.id, version),
+                    Some(s.id.clone()),
+                    version,
+                )
+            }
+            None => {
+                let info = self.info().await?;
+                match info.era() {
+                    Era::Stateless => {
+                        let params = adapt::for_era(
+                            Era::Stateless,
+                            Some(
+                                json!({"notifications": {"toolsListChanged": true, "promptsListChanged": true, "resourcesListChanged": true}}),
+                            ),
+                            &Default::default(),
+                        );
+                        let msg = Message::request(
+                            Id::String("gatehouse-watch".into()),
+                            "subscriptions/listen",
+                            params,
+                        );
+                        let req = self
+                            .client
+                            .post(self.url.clone())
+                            .header(ACCEPT, "application/json, text/event-stream")
+                            .header(CONTENT_TYPE, "application/json")
+                            .header(h::PROTOCOL_VERSION, info.version.as_str())
+                            .header(h::METHOD, "subscriptions/listen")
+                            .body(msg.to_bytes());
+                        (req, None, info.version)
+                    }
+                    Era::Handshake => {
+                        let sid = self
+                            .shared(false)
+                            .await?
+                            .ok_or_else(|| self.unavailable("server gave no session id"))?;
+                        (
+                            self.get_request(&sid, info.version),
+                            Some(sid),
+                            info.version,
+                        )
+                    }
+                }
+            }
+        };
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.unavailable(super::describe_reqwest(&e)))?;
+        if !resp.status().is_success() {
+            return Err(self.unavailable(format!("stream refused: HTTP {}", resp.status())));
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let relay = self.relay.clone();
+        tokio::spawn(async move {
+            let mut decoder = sse::Decoder::new();
+            let mut body = resp.bytes_stream();
+            loop {
+                let chunk = tokio::select! {
+                    c = body.next() => c,
+                    _ = tx.closed() => return,
+                };
+                let Some(Ok(chunk)) = chunk else { return };
+                for ev in decoder.feed(&chunk) {
+                    let Ok(m) = Message::parse(ev.data.as_bytes()) else {
+                        continue;
+                    };
+                    match m.kind() {
+                        MessageKind::Notification => relay.on_notification(m, Some(&tx)),
+                        MessageKind::Request => {
+                            relay.on_server_request(m, session_id.as_deref(), version, Some(&tx))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    fn get_request(&self, session: &str, version: ProtocolVersion) -> reqwest::RequestBuilder {
+        self.client
+            .get(self.url.clone())
+            .header(ACCEPT, "text/event-stream")
+            .header(h::SESSION_ID, session)
+            .header(h::PROTOCOL_VERSION, version.as_str())
+    }
+}
+
+/// Keeps a change feed open to a remote server for as long as its handle lives, reconnecting
+/// with backoff, so `list_changed` from the server reaches the caches and the clients.
+pub fn spawn_watch(handle: Weak<ServerHandle>, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let Some(h) = handle.upgrade() else { return };
+            let crate::backend::Backend::Http(b) = &h.backend else {
+                return;
+            };
+            let opened = b.open_stream(None).await;
+            drop(h);
+            match opened {
+                Ok(mut rx) => {
+                    backoff = Duration::from_millis(500);
+                    loop {
+                        tokio::select! {
+                            ev = rx.recv() => if ev.is_none() { break },
+                            _ = stop.cancelled() => return,
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "change feed unavailable; retrying"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    });
+}
