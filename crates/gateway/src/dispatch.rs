@@ -121,6 +121,15 @@ pub async fn dispatch(vs: &VirtualServer, msg: Message, ctx: &CallCtx) -> Messag
                 return err(&id, codes::INVALID_PARAMS, "params.uri is required");
             };
             match catalog::route_resource(vs, &uri, ctx).await {
+                Some(m)
+                    if method != "resources/read"
+                        && !ctx.has_own_session(&vs.members[m])
+                        && member_is_stateless(&vs.members[m]).await =>
+                {
+                    // 2026-07-28 servers have no resources/subscribe: the gateway acknowledges
+                    // it for the handshake-era client (updates arrive via the server's feed).
+                    Message::result(id, &json!({}))
+                }
                 Some(m) => call_member(&vs.members[m], msg, ctx).await,
                 None => Message::error(
                     id,
@@ -155,6 +164,15 @@ pub async fn dispatch(vs: &VirtualServer, msg: Message, ctx: &CallCtx) -> Messag
             format!("Method not found: {method}"),
         ),
     }
+}
+
+async fn member_is_stateless(member: &Member) -> bool {
+    member
+        .server
+        .backend
+        .info()
+        .await
+        .is_ok_and(|i| i.era() == Era::Stateless)
 }
 
 async fn list(vs: &VirtualServer, kind: ListKind, msg: &Message, ctx: &CallCtx) -> Message {

@@ -6,6 +6,7 @@
 //! builds on these types so that a message is parsed once and relayed without loss.
 #![warn(missing_docs)]
 
+pub mod capability;
 pub mod headers;
 pub mod jsonrpc;
 pub mod meta;

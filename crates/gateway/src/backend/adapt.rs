@@ -70,6 +70,10 @@ fn stamp_modern(params: &mut Value, client: &ClientContext) {
         gateway_client_info()
     };
     m.insert(meta::CLIENT_INFO.into(), info);
+    if let Some(level) = &client.log_level {
+        m.entry(meta::LOG_LEVEL)
+            .or_insert_with(|| Value::from(level.as_str()));
+    }
 }
 
 #[cfg(test)]

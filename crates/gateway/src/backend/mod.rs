@@ -46,6 +46,9 @@ pub struct ClientContext {
     pub upstream_session: Option<UpstreamSession>,
     /// Extra headers for a stateless backend (`Mcp-Param-*` of the call).
     pub extra_headers: Vec<(String, String)>,
+    /// The log level a handshake-era client set with `logging/setLevel`, sent to stateless
+    /// backends as the per-request `_meta` log level.
+    pub log_level: Option<String>,
 }
 
 /// A handshake-era session a client holds at an HTTP backend (opened when it initialized).
@@ -91,6 +94,16 @@ pub enum BackendError {
         server: String,
         /// What was wrong.
         reason: String,
+    },
+    /// The server answered with an HTTP error status and no JSON-RPC message.
+    #[error("server {server:?} answered HTTP {status}: {body}")]
+    HttpStatus {
+        /// Server name.
+        server: String,
+        /// The status code.
+        status: u16,
+        /// The start of the body.
+        body: String,
     },
     /// The upstream session this client held is gone (the backend answered 404).
     #[error("server {server:?} no longer knows this session")]

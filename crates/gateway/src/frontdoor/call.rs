@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gatehouse_wire::jsonrpc::insert_first;
-use gatehouse_wire::{Era, ErrorObject, Id, Message, ProtocolVersion, codes};
+use gatehouse_wire::{Era, ErrorObject, Id, Message, ProtocolVersion, capability, codes};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -37,6 +37,8 @@ pub struct CallStream {
     era: Era,
     session: Option<Arc<Session>>,
     can_stream: bool,
+    /// What the client declared it can answer (elicitation, sampling, roots).
+    client_caps: Value,
     events: mpsc::Receiver<CallEvent>,
     done: oneshot::Receiver<Message>,
     task: AbortOnDrop,
@@ -58,6 +60,7 @@ pub fn start(
     let client_id = msg.id.clone().unwrap_or(Id::Null);
     let method = msg.method().to_string();
     let era = ctx.era;
+    let client_caps = ctx.client.capabilities.clone();
     ctx.events = Some(ev_tx);
     let task = tokio::spawn(async move {
         let reply = dispatch::dispatch(&vs, msg, &ctx).await;
@@ -76,6 +79,7 @@ pub fn start(
         era,
         session,
         can_stream,
+        client_caps,
         events: ev_rx,
         done: done_rx,
         task: AbortOnDrop(task),
@@ -121,32 +125,69 @@ impl CallStream {
     fn deliver(&mut self, ev: CallEvent, keys: &Keyring, parked: &Parked) -> Option<Step> {
         match ev {
             CallEvent::Notification(m) => self.can_stream.then_some(Step::Message(m)),
-            CallEvent::ServerRequest { mut request, reply } => match (self.era, &self.session) {
-                (Era::Handshake, Some(session)) if self.can_stream => {
-                    let id = session.next_request_id();
-                    session
-                        .pending
-                        .lock()
-                        .expect("pending lock")
-                        .insert(id.clone(), reply);
-                    request.id = Some(Id::String(id));
-                    Some(Step::Message(request))
-                }
-                (Era::Stateless, _) => {
-                    self.finished = true;
-                    Some(Step::Final(self.park(request, reply, keys, parked)))
-                }
-                _ => {
+            CallEvent::ServerRequest { request, reply } => {
+                // Never ask a client for what it did not declare: the backend gets an error,
+                // a stateless client the -32021 the spec prescribes.
+                if let Some(required) =
+                    capability::required_by(request.method(), request.params.as_ref())
+                    && !capability::declared(&self.client_caps, required)
+                {
+                    let message =
+                        format!("the client did not declare the {} capability", required.0);
                     let _ = reply.send(Message::error(
                         Id::Null,
-                        ErrorObject::new(
-                            codes::METHOD_NOT_FOUND,
-                            "the client cannot receive server requests on this request",
-                        ),
+                        ErrorObject::new(codes::MISSING_CLIENT_CAPABILITY, message.clone()),
                     ));
-                    None
+                    if self.era == Era::Stateless {
+                        self.finished = true;
+                        let e = ErrorObject::with_data(
+                            codes::MISSING_CLIENT_CAPABILITY,
+                            message,
+                            capability::missing_error_data(required),
+                        );
+                        return Some(Step::Final(
+                            self.finish(Message::error(self.client_id.clone(), e)),
+                        ));
+                    }
+                    return None;
                 }
-            },
+                self.route_server_request(request, reply, keys, parked)
+            }
+        }
+    }
+
+    fn route_server_request(
+        &mut self,
+        mut request: Message,
+        reply: oneshot::Sender<Message>,
+        keys: &Keyring,
+        parked: &Parked,
+    ) -> Option<Step> {
+        match (self.era, &self.session) {
+            (Era::Handshake, Some(session)) if self.can_stream => {
+                let id = session.next_request_id();
+                session
+                    .pending
+                    .lock()
+                    .expect("pending lock")
+                    .insert(id.clone(), reply);
+                request.id = Some(Id::String(id));
+                Some(Step::Message(request))
+            }
+            (Era::Stateless, _) => {
+                self.finished = true;
+                Some(Step::Final(self.park(request, reply, keys, parked)))
+            }
+            _ => {
+                let _ = reply.send(Message::error(
+                    Id::Null,
+                    ErrorObject::new(
+                        codes::METHOD_NOT_FOUND,
+                        "the client cannot receive server requests on this request",
+                    ),
+                ));
+                None
+            }
         }
     }
 
@@ -180,6 +221,7 @@ impl CallStream {
                 era: self.era,
                 session: None,
                 can_stream: self.can_stream,
+                client_caps: self.client_caps.clone(),
                 events: std::mem::replace(&mut self.events, mpsc::channel(1).1),
                 done: std::mem::replace(&mut self.done, oneshot::channel().1),
                 task: std::mem::replace(&mut self.task, AbortOnDrop(tokio::spawn(async {}))),
@@ -241,6 +283,12 @@ fn cacheable(method: &str) -> bool {
 /// cacheable results. Lists are filtered per caller once authorization lands, so they are
 /// `private` then; today every caller of a virtual server sees the same view.
 pub fn stamp_stateless_result(reply: &mut Message, method: &str) {
+    if let Some(e) = reply.error.as_mut()
+        && e.code == codes::RESOURCE_NOT_FOUND_LEGACY
+    {
+        // SEP-2164: "resource not found" is -32602 since 2026-07-28.
+        e.code = codes::INVALID_PARAMS;
+    }
     let Some(raw) = reply.result.take() else {
         return;
     };

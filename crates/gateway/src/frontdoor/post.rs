@@ -244,6 +244,15 @@ async fn legacy(
                     &request_id,
                 );
             }
+            if msg.method() == "logging/setLevel"
+                && let Some(level) = msg
+                    .params
+                    .as_ref()
+                    .and_then(|p| p.get("level"))
+                    .and_then(Value::as_str)
+            {
+                *session.log_level.lock().expect("log level lock") = Some(level.to_string());
+            }
             let ctx = CallCtx {
                 client: session.client(),
                 upstream: session.claims.up.clone(),

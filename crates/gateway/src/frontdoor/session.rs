@@ -49,6 +49,8 @@ pub struct Session {
     pub standalone: Mutex<Option<mpsc::Sender<Message>>>,
     /// Server→client requests waiting for the client's answer, by the id the gateway gave them.
     pub pending: Mutex<HashMap<String, oneshot::Sender<Message>>>,
+    /// The level set by `logging/setLevel` (held by this process only).
+    pub log_level: Mutex<Option<String>>,
     /// In-flight client requests, for `notifications/cancelled`.
     pub inflight: Mutex<HashMap<Id, AbortHandle>>,
     next_request: AtomicU64,
@@ -60,6 +62,7 @@ impl Session {
         ClientContext {
             capabilities: self.claims.caps.clone(),
             client_info: self.claims.info.clone(),
+            log_level: self.log_level.lock().expect("log level lock").clone(),
             ..Default::default()
         }
     }
@@ -210,6 +213,7 @@ impl Session {
             version,
             standalone: Mutex::new(None),
             pending: Mutex::default(),
+            log_level: Mutex::new(None),
             inflight: Mutex::default(),
             next_request: AtomicU64::new(1),
         }

@@ -446,10 +446,11 @@ impl HttpBackend {
             Ok(m) if matches!(m.kind(), MessageKind::Result | MessageKind::Error) => {
                 Ok(Posted::Reply(m, new_session))
             }
-            _ if !status.is_success() => Err(self.unavailable(format!(
-                "HTTP {status}: {}",
-                String::from_utf8_lossy(&body[..body.len().min(200)])
-            ))),
+            _ if !status.is_success() => Err(BackendError::HttpStatus {
+                server: self.name.clone(),
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+            }),
             _ => Err(BackendError::Protocol {
                 server: self.name.clone(),
                 reason: "response is not a JSON-RPC response".into(),
