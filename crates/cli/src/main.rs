@@ -45,6 +45,10 @@ enum Command {
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Human, env = "GATEHOUSE_LOG_FORMAT")]
         log_format: LogFormat,
+        /// Worker threads (default: one per CPU). 1 runs everything on one thread, which avoids
+        /// cross-thread wake-ups and gives the lowest latency on small machines.
+        #[arg(long, env = "GATEHOUSE_WORKERS")]
+        workers: Option<usize>,
         /// Log filter, e.g. `info` or `gatehouse_gateway=debug` (RUST_LOG also works).
         #[arg(long, default_value = "info", env = "GATEHOUSE_LOG")]
         log: String,
@@ -68,14 +72,17 @@ fn main() -> ExitCode {
             config,
             data_dir,
             listen,
+            workers,
             log_format,
             log,
         } => {
             init_logging(log_format, &log);
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
+            let runtime = match workers {
+                Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+                Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n.max(1)).enable_all().build(),
+                None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+            }
+            .expect("tokio runtime");
             match runtime.block_on(up::run(up::UpArgs {
                 config,
                 data_dir,

@@ -75,7 +75,7 @@ async fn remote_backend_down_leaves_others_working() {
         .local_addr()
         .unwrap()
         .port();
-    let yaml = demo_member_yaml(&format!("      - server: gone\n        prefix: gone_\n"))
+    let yaml = demo_member_yaml("      - server: gone\n        prefix: gone_\n")
         .replace("virtual_servers:", &format!("  - name: gone\n    url: http://127.0.0.1:{port}/mcp\n    timeout: 5s\nvirtual_servers:"));
     let cfg = write_config(dir.path(), &yaml);
     let gh = Gatehouse::start(&["--config", cfg.to_str().unwrap()]);

@@ -68,12 +68,19 @@ impl ListKind {
     }
 }
 
+/// A server list's cache key: the kind, and whether it was fetched on a client's own session.
+type ListKey = (ListKind, bool);
+/// A merged view's cache key: the kind, and per member whether the caller has its own session.
+type MergedKey = (ListKind, Vec<bool>);
+/// A merged view and the member list generations it was built from.
+type MergedEntry = (Vec<u64>, Arc<Merged>);
+
 /// One server's cached lists.
 #[derive(Debug, Default)]
 pub struct ListCache {
     /// Keyed by kind and whether the list was fetched through a client's own upstream session
     /// (a dual-era server may show handshake-era clients other items).
-    entries: Mutex<HashMap<(ListKind, bool), Arc<Vec<Value>>>>,
+    entries: Mutex<HashMap<ListKey, Arc<Vec<Value>>>>,
     generation: AtomicU64,
 }
 
@@ -178,7 +185,7 @@ pub struct Merged {
 /// Cache of merged views, keyed by the member caches' generations.
 #[derive(Debug, Default)]
 pub struct MergedCache {
-    entries: Mutex<HashMap<(ListKind, Vec<bool>), (Vec<u64>, Arc<Merged>)>>,
+    entries: Mutex<HashMap<MergedKey, MergedEntry>>,
 }
 
 /// The merged list of `kind` for a virtual server, as this caller sees it.

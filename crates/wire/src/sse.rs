@@ -61,10 +61,7 @@ impl Decoder {
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<Event> {
         self.buf.extend_from_slice(chunk);
         let mut events = Vec::new();
-        loop {
-            let Some(pos) = self.buf.iter().position(|b| *b == b'\n' || *b == b'\r') else {
-                break;
-            };
+        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n' || *b == b'\r') {
             // A CR at the very end may be the first half of CRLF: wait for more bytes.
             if self.buf[pos] == b'\r' && pos + 1 == self.buf.len() {
                 break;

@@ -146,7 +146,7 @@ pub async fn post(
         let last = text
             .lines()
             .filter_map(|l| l.strip_prefix("data: "))
-            .last()
+            .next_back()
             .unwrap_or("null")
             .to_string();
         serde_json::from_str(&last).unwrap_or(Value::Null)
