@@ -13,6 +13,11 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Number of calls made.
+    pub fn calls(&self) -> usize {
+        self.latencies_us.len().max(1)
+    }
+
     /// Calls per second.
     pub fn throughput(&self) -> f64 {
         self.latencies_us.len() as f64 / self.elapsed.as_secs_f64()

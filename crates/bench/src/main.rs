@@ -30,6 +30,10 @@ struct Args {
     /// The gatehouse binary (default: next to this one).
     #[arg(long)]
     gatehouse: Option<PathBuf>,
+    /// Pin the gateway to the last CPU and this process (load generator and echo backend) to
+    /// the others, so the two sides do not compete for a core.
+    #[arg(long)]
+    pin: bool,
 }
 
 struct Gateway {
@@ -54,6 +58,20 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// CPU time (user + system) the process has used, in microseconds.
+fn cpu_us(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    ticks * 1_000_000 / hz
 }
 
 fn start_gateway(bin: &PathBuf, backend: std::net::SocketAddr) -> anyhow::Result<Gateway> {
@@ -90,6 +108,33 @@ fn start_gateway(bin: &PathBuf, backend: std::net::SocketAddr) -> anyhow::Result
     })
 }
 
+/// Pins every thread of `gateway` to the last CPU and this process to the others.
+fn pin(gateway: u32) -> anyhow::Result<()> {
+    let cpus = std::thread::available_parallelism()?.get();
+    if cpus < 2 {
+        bail!("--pin needs at least 2 CPUs");
+    }
+    let set = |pid: i32, cpu_range: std::ops::Range<usize>| {
+        // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it; sched_setaffinity reads it.
+        unsafe {
+            let mut mask: libc::cpu_set_t = std::mem::zeroed();
+            for c in cpu_range {
+                libc::CPU_SET(c, &mut mask);
+            }
+            libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &mask)
+        }
+    };
+    for task in std::fs::read_dir(format!("/proc/{gateway}/task"))? {
+        let tid: i32 = task?.file_name().to_string_lossy().parse()?;
+        set(tid, cpus - 1..cpus);
+    }
+    for task in std::fs::read_dir("/proc/self/task")? {
+        let tid: i32 = task?.file_name().to_string_lossy().parse()?;
+        set(tid, 0..cpus - 1);
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -109,35 +154,32 @@ async fn main() -> anyhow::Result<()> {
     let gw_url = format!("{}/mcp", gw.base);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = gw.child.id();
+    if args.pin {
+        pin(pid)?;
+    }
     // Warm the gateway's backend discovery and route cache.
     load::run(&gw_url, 1, Duration::from_millis(500)).await?;
     let idle_rss = rss_kib(pid);
 
-    println!("| scenario | concurrency | calls/s | p50 µs | p99 µs |");
-    println!("|---|---|---|---|---|");
+    println!("| scenario | concurrency | calls/s | p50 µs | p99 µs | gateway CPU µs/call |");
+    println!("|---|---|---|---|---|---|");
     let measure = Duration::from_secs(args.seconds);
     for &c in &args.concurrency {
         let _ = load::run(&direct_url, c, Duration::from_secs(1)).await?;
         let direct = load::run(&direct_url, c, measure).await?;
         let _ = load::run(&gw_url, c, Duration::from_secs(1)).await?;
+        let cpu_before = cpu_us(pid);
         let via = load::run(&gw_url, c, measure).await?;
+        let cpu_per_call = cpu_us(pid).saturating_sub(cpu_before) as f64 / via.calls() as f64;
+        let (dt, d50, d99) = (direct.throughput(), direct.p(50.0), direct.p(99.0));
+        let (vt, v50, v99) = (via.throughput(), via.p(50.0), via.p(99.0));
+        println!("| direct | {c} | {dt:.0} | {d50} | {d99} | |");
+        println!("| gateway | {c} | {vt:.0} | {v50} | {v99} | {cpu_per_call:.0} |");
         println!(
-            "| direct | {c} | {:.0} | {} | {} |",
-            direct.throughput(),
-            direct.p(50.0),
-            direct.p(99.0)
-        );
-        println!(
-            "| gateway | {c} | {:.0} | {} | {} |",
-            via.throughput(),
-            via.p(50.0),
-            via.p(99.0)
-        );
-        println!(
-            "| **gateway overhead** | {c} | {:.1}% of direct | +{} | +{} |",
-            100.0 * via.throughput() / direct.throughput(),
-            via.p(50.0).saturating_sub(direct.p(50.0)),
-            via.p(99.0).saturating_sub(direct.p(99.0)),
+            "| **gateway overhead** | {c} | {:.1}% of direct | +{} | +{} | |",
+            100.0 * vt / dt,
+            v50.saturating_sub(d50),
+            v99.saturating_sub(d99),
         );
     }
     let opened = load::open_sessions(&gw_url, args.sessions).await?;

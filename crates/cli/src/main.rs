@@ -78,9 +78,16 @@ fn main() -> ExitCode {
         } => {
             init_logging(log_format, &log);
             let runtime = match workers {
-                Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
-                Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n.max(1)).enable_all().build(),
-                None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+                Some(1) => tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build(),
+                Some(n) => tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(n.max(1))
+                    .enable_all()
+                    .build(),
+                None => tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build(),
             }
             .expect("tokio runtime");
             match runtime.block_on(up::run(up::UpArgs {

@@ -107,62 +107,49 @@ impl CallStream {
                 biased;
                 Some(ev) = self.events.recv() => ev,
                 r = &mut self.done => {
+                    let reply = r.unwrap_or_else(|_| internal(&self.client_id));
                     // Events sent before the response are already queued: deliver them first.
                     if let Ok(ev) = self.events.try_recv() {
-                        self.done = { let (tx, rx) = oneshot::channel(); let _ = tx.send(r.unwrap_or_else(|_| internal(&self.client_id))); rx };
-                        match self.deliver(ev, keys, parked) { Some(step) => return Some(step), None => continue }
+                        self.done = { let (tx, rx) = oneshot::channel(); let _ = tx.send(reply); rx };
+                        match self.deliver(ev, keys, parked).await { Some(step) => return Some(step), None => continue }
                     }
                     self.finished = true;
-                    return Some(Step::Final(self.finish(r.unwrap_or_else(|_| internal(&self.client_id)))));
+                    return Some(Step::Final(self.finish(reply)));
                 }
             };
-            if let Some(step) = self.deliver(ev, keys, parked) {
+            if let Some(step) = self.deliver(ev, keys, parked).await {
                 return Some(step);
             }
         }
     }
 
-    fn deliver(&mut self, ev: CallEvent, keys: &Keyring, parked: &Parked) -> Option<Step> {
-        match ev {
-            CallEvent::Notification(m) => self.can_stream.then_some(Step::Message(m)),
-            CallEvent::ServerRequest { request, reply } => {
-                // Never ask a client for what it did not declare: the backend gets an error,
-                // a stateless client the -32021 the spec prescribes.
-                if let Some(required) =
-                    capability::required_by(request.method(), request.params.as_ref())
-                    && !capability::declared(&self.client_caps, required)
-                {
-                    let message =
-                        format!("the client did not declare the {} capability", required.0);
-                    let _ = reply.send(Message::error(
-                        Id::Null,
-                        ErrorObject::new(codes::MISSING_CLIENT_CAPABILITY, message.clone()),
-                    ));
-                    if self.era == Era::Stateless {
-                        self.finished = true;
-                        let e = ErrorObject::with_data(
-                            codes::MISSING_CLIENT_CAPABILITY,
-                            message,
-                            capability::missing_error_data(required),
-                        );
-                        return Some(Step::Final(
-                            self.finish(Message::error(self.client_id.clone(), e)),
-                        ));
-                    }
-                    return None;
-                }
-                self.route_server_request(request, reply, keys, parked)
+    /// Refuses a server→client request the client did not declare the capability for; the
+    /// backend gets -32021 and decides what to do. Returns the request when it may proceed.
+    fn screen(
+        &self,
+        request: Message,
+        reply: oneshot::Sender<Message>,
+    ) -> Option<(Message, oneshot::Sender<Message>)> {
+        match capability::required_by(request.method(), request.params.as_ref()) {
+            Some(required) if !capability::declared(&self.client_caps, required) => {
+                let message = format!("the client did not declare the {} capability", required.0);
+                let e = ErrorObject::with_data(
+                    codes::MISSING_CLIENT_CAPABILITY,
+                    message,
+                    capability::missing_error_data(required),
+                );
+                let _ = reply.send(Message::error(Id::Null, e));
+                None
             }
+            _ => Some((request, reply)),
         }
     }
 
-    fn route_server_request(
-        &mut self,
-        mut request: Message,
-        reply: oneshot::Sender<Message>,
-        keys: &Keyring,
-        parked: &Parked,
-    ) -> Option<Step> {
+    async fn deliver(&mut self, ev: CallEvent, keys: &Keyring, parked: &Parked) -> Option<Step> {
+        let (mut request, reply) = match ev {
+            CallEvent::Notification(m) => return self.can_stream.then_some(Step::Message(m)),
+            CallEvent::ServerRequest { request, reply } => self.screen(request, reply)?,
+        };
         match (self.era, &self.session) {
             (Era::Handshake, Some(session)) if self.can_stream => {
                 let id = session.next_request_id();
@@ -175,17 +162,26 @@ impl CallStream {
                 Some(Step::Message(request))
             }
             (Era::Stateless, _) => {
+                let mut requests = vec![(request, reply)];
+                // A server may send several requests at once; gather them into one round.
+                while let Ok(Some(ev)) =
+                    tokio::time::timeout(GATHER_WINDOW, self.events.recv()).await
+                {
+                    if let CallEvent::ServerRequest { request, reply } = ev
+                        && let Some(r) = self.screen(request, reply)
+                    {
+                        requests.push(r);
+                    }
+                }
                 self.finished = true;
-                Some(Step::Final(self.park(request, reply, keys, parked)))
+                Some(Step::Final(self.park(requests, keys, parked)))
             }
             _ => {
-                let _ = reply.send(Message::error(
-                    Id::Null,
-                    ErrorObject::new(
-                        codes::METHOD_NOT_FOUND,
-                        "the client cannot receive server requests on this request",
-                    ),
-                ));
+                let e = ErrorObject::new(
+                    codes::METHOD_NOT_FOUND,
+                    "the client cannot receive server requests on this request",
+                );
+                let _ = reply.send(Message::error(Id::Null, e));
                 None
             }
         }
@@ -195,15 +191,10 @@ impl CallStream {
     /// client, parking the backend call until the client retries.
     fn park(
         &mut self,
-        first: Message,
-        reply: oneshot::Sender<Message>,
+        requests: Vec<(Message, oneshot::Sender<Message>)>,
         keys: &Keyring,
         parked: &Parked,
     ) -> Message {
-        let mut requests = vec![(first, reply)];
-        while let Ok(CallEvent::ServerRequest { request, reply }) = self.events.try_recv() {
-            requests.push((request, reply));
-        }
         let mut input_requests = Map::new();
         let mut replies = HashMap::new();
         for (i, (req, reply)) in requests.into_iter().enumerate() {
@@ -311,6 +302,8 @@ pub fn stamp_stateless_result(reply: &mut Message, method: &str) {
     reply.result = Some(out);
 }
 
+/// How long to wait for more server→client requests before answering `input_required`.
+const GATHER_WINDOW: Duration = Duration::from_millis(25);
 /// How long clients may cache lists; `list_changed` tells them sooner.
 const CACHE_TTL_MS: u64 = 30_000;
 /// Purpose bound into sealed request states.
