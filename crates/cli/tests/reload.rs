@@ -71,3 +71,59 @@ async fn config_edits_apply_live_and_invalid_ones_are_rejected() {
         "unchanged server keeps its process across reloads"
     );
 }
+
+#[tokio::test]
+async fn in_flight_call_survives_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &demo_member_yaml(""));
+    let gh = Gatehouse::start(&["--config", cfg.to_str().unwrap()]);
+    let legacy = Legacy::connect(&gh.url("/mcp")).await;
+    legacy.request(1, "tools/list", json!({})).await;
+    let old = children(gh.child.id());
+    assert_eq!(old.len(), 1);
+    let session = Legacy {
+        url: legacy.url.clone(),
+        session: legacy.session.clone(),
+        http: client(),
+    };
+    let call = tokio::spawn(async move {
+        session
+            .request(
+                2,
+                "tools/call",
+                json!({"name":"countdown","arguments":{"seconds":3}}),
+            )
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Change the server entry itself (its environment): the new snapshot gets a new process,
+    // the in-flight call finishes on the old one.
+    let changed = demo_member_yaml("").replace(
+        "    args: [demo-server]\n",
+        "    args: [demo-server]\n    env: { DEMO_GENERATION: \"2\" }\n",
+    );
+    std::fs::write(&cfg, changed).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || gh
+            .logged("configuration reloaded"))
+        .await
+    );
+    let (s, r) = call.await.unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(
+        r["result"]["content"][0]["text"], "countdown of 3 s finished",
+        "in-flight call completed on the old snapshot: {r}"
+    );
+    let (_, r) = legacy
+        .request(
+            3,
+            "tools/call",
+            json!({"name":"echo","arguments":{"text":"new"}}),
+        )
+        .await;
+    assert_eq!(r["result"]["content"][0]["text"], "new");
+    assert!(
+        eventually(Duration::from_secs(5), || !alive(old[0])).await,
+        "the retired process stops once its calls finished"
+    );
+}

@@ -198,7 +198,7 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def conformance_fixture(log_dir: Path) -> Iterator[Spawned]:
     _require(FIXTURE_BIN, "cargo build -p gatehouse-testkit")
-    proc = spawn("conformance-fixture", [str(FIXTURE_BIN), "--listen", "127.0.0.1:0"], log_dir, "listening on ")
+    proc = spawn("conformance-fixture", [str(FIXTURE_BIN), "--listen", "127.0.0.1:0", "--era", "modern"], log_dir, "listening on ")
     try:
         yield proc
     finally:

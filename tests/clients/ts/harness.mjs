@@ -161,7 +161,7 @@ function start(name, argv, workDir, prefix) {
  */
 export async function startStack() {
   const workDir = mkdtempSync(path.join(tmpdir(), "gatehouse-ts-"));
-  const fixture = await start("conformance-fixture", [FIXTURE_BIN, "--listen", "127.0.0.1:0"], workDir, "listening on ");
+  const fixture = await start("conformance-fixture", [FIXTURE_BIN, "--listen", "127.0.0.1:0", "--era", "modern"], workDir, "listening on ");
   const fixtureUrl = fixture.firstLine.slice("listening on ".length).trim();
   let gateway;
   try {
