@@ -54,18 +54,26 @@ fn stamp_modern(params: &mut Value, client: &ClientContext) {
     let Some(m) = meta::get_mut(params) else {
         return;
     };
+    // A stateless client's own _meta already says all of this: relay it untouched.
+    if m.get(meta::PROTOCOL_VERSION).and_then(Value::as_str)
+        == Some(ProtocolVersion::LATEST.as_str())
+        && m.get(meta::CLIENT_CAPABILITIES)
+            .is_some_and(Value::is_object)
+    {
+        return;
+    }
     m.insert(
         meta::PROTOCOL_VERSION.into(),
         Value::from(ProtocolVersion::LATEST.as_str()),
     );
     let caps = if client.capabilities.is_object() {
-        client.capabilities.clone()
+        (*client.capabilities).clone()
     } else {
         json!({})
     };
     m.insert(meta::CLIENT_CAPABILITIES.into(), caps);
     let info = if client.client_info.is_object() {
-        client.client_info.clone()
+        (*client.client_info).clone()
     } else {
         gateway_client_info()
     };
@@ -79,11 +87,12 @@ fn stamp_modern(params: &mut Value, client: &ClientContext) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn modern_gets_meta_and_legacy_loses_it() {
         let client = ClientContext {
-            capabilities: json!({"elicitation": {}}),
+            capabilities: Arc::new(json!({"elicitation": {}})),
             ..Default::default()
         };
         let p = for_era(Era::Stateless, Some(json!({"name": "echo"})), &client).unwrap();

@@ -39,9 +39,9 @@ pub enum CallEvent {
 #[derive(Debug, Clone, Default)]
 pub struct ClientContext {
     /// The client's declared capabilities (as in `initialize` or `_meta`).
-    pub capabilities: Value,
+    pub capabilities: Arc<Value>,
     /// The client's self-reported name/version.
-    pub client_info: Value,
+    pub client_info: Arc<Value>,
     /// The upstream session this client holds with an HTTP backend, if any.
     pub upstream_session: Option<UpstreamSession>,
     /// Extra headers for a stateless backend (`Mcp-Param-*` of the call).
@@ -227,7 +227,7 @@ impl Backend {
     }
 
     /// What the server said about itself, contacting it first if needed.
-    pub async fn info(&self) -> Result<BackendInfo, BackendError> {
+    pub async fn info(&self) -> Result<Arc<BackendInfo>, BackendError> {
         match self {
             Backend::Stdio(b) => b.info().await,
             Backend::Http(b) => b.info().await,

@@ -53,7 +53,7 @@ struct SlotState {
 #[derive(Debug)]
 struct Proc {
     peer: Arc<Peer>,
-    info: BackendInfo,
+    info: Arc<BackendInfo>,
     pid: i32,
     last_used: AtomicU64,
     epoch: Instant,
@@ -229,7 +229,7 @@ impl StdioBackend {
         let info = self.handshake(&peer, legacy_only).await?;
         Ok(Proc {
             peer,
-            info,
+            info: Arc::new(info),
             pid,
             last_used: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -338,7 +338,7 @@ impl StdioBackend {
     }
 
     /// Starts the process if needed and reports what the server said about itself.
-    pub async fn info(&self) -> Result<BackendInfo, BackendError> {
+    pub async fn info(&self) -> Result<Arc<BackendInfo>, BackendError> {
         Ok(self.proc_for(ANONYMOUS).await?.info.clone())
     }
 

@@ -38,7 +38,7 @@ pub struct CallStream {
     session: Option<Arc<Session>>,
     can_stream: bool,
     /// What the client declared it can answer (elicitation, sampling, roots).
-    client_caps: Value,
+    client_caps: Arc<Value>,
     events: mpsc::Receiver<CallEvent>,
     done: oneshot::Receiver<Message>,
     task: AbortOnDrop,

@@ -124,14 +124,18 @@ async fn initialize(gw: &Gateway, vs: &VirtualServer, msg: Message, request_id: 
     let params = msg.params.clone().unwrap_or(Value::Null);
     let version = call::negotiate(params.get("protocolVersion").and_then(Value::as_str));
     let client = ClientContext {
-        capabilities: params
-            .get("capabilities")
-            .cloned()
-            .unwrap_or_else(|| json!({})),
-        client_info: params
-            .get("clientInfo")
-            .cloned()
-            .unwrap_or_else(|| json!({})),
+        capabilities: Arc::new(
+            params
+                .get("capabilities")
+                .cloned()
+                .unwrap_or_else(|| json!({})),
+        ),
+        client_info: Arc::new(
+            params
+                .get("clientInfo")
+                .cloned()
+                .unwrap_or_else(|| json!({})),
+        ),
         ..Default::default()
     };
     // Handshake-era HTTP members get an upstream session of this client's own, sealed into its id.
@@ -156,8 +160,8 @@ async fn initialize(gw: &Gateway, vs: &VirtualServer, msg: Message, request_id: 
     let claims = SessionClaims {
         vs: vs.path.clone(),
         v: version.as_str().into(),
-        caps: client.capabilities,
-        info: client.client_info,
+        caps: (*client.capabilities).clone(),
+        info: (*client.client_info).clone(),
         up,
         iat: 0,
     };
@@ -346,7 +350,8 @@ async fn stateless(
         }
         MessageKind::Request => {}
     }
-    let meta = msg.meta().cloned().unwrap_or_default();
+    let empty = serde_json::Map::new();
+    let meta = msg.meta().unwrap_or(&empty);
     let Some(caps) = meta
         .get(meta::CLIENT_CAPABILITIES)
         .filter(|c| c.is_object())
@@ -359,8 +364,8 @@ async fn stateless(
         );
     };
     let client = ClientContext {
-        capabilities: caps,
-        client_info: meta.get(meta::CLIENT_INFO).cloned().unwrap_or(Value::Null),
+        capabilities: Arc::new(caps),
+        client_info: Arc::new(meta.get(meta::CLIENT_INFO).cloned().unwrap_or(Value::Null)),
         ..Default::default()
     };
     if REMOVED_IN_2026.contains(&msg.method()) {

@@ -60,8 +60,8 @@ impl Session {
     /// The client context for backend calls.
     pub fn client(&self) -> ClientContext {
         ClientContext {
-            capabilities: self.claims.caps.clone(),
-            client_info: self.claims.info.clone(),
+            capabilities: Arc::new(self.claims.caps.clone()),
+            client_info: Arc::new(self.claims.info.clone()),
             log_level: self.log_level.lock().expect("log level lock").clone(),
             ..Default::default()
         }

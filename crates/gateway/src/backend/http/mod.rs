@@ -35,7 +35,10 @@ pub struct HttpBackend {
     timeout: Duration,
     setting: ProtocolSetting,
     relay: Relay,
-    info: Mutex<Option<BackendInfo>>,
+    /// What the probe learned; read lock-free on every call.
+    info: arc_swap::ArcSwapOption<BackendInfo>,
+    /// Serialises probes so a burst of first calls probes once.
+    probing: Mutex<()>,
     shared_session: Mutex<Option<String>>,
     next_id: AtomicI64,
 }
@@ -115,7 +118,8 @@ impl HttpBackend {
             client,
             timeout,
             setting: config.protocol,
-            info: Mutex::new(None),
+            info: arc_swap::ArcSwapOption::empty(),
+            probing: Mutex::new(()),
             shared_session: Mutex::new(None),
             next_id: AtomicI64::new(1),
         })
@@ -139,13 +143,16 @@ impl HttpBackend {
     }
 
     /// Probes the era (once) and reports what the server said about itself.
-    pub async fn info(&self) -> Result<BackendInfo, BackendError> {
-        let mut guard = self.info.lock().await;
-        if let Some(i) = &*guard {
-            return Ok(i.clone());
+    pub async fn info(&self) -> Result<Arc<BackendInfo>, BackendError> {
+        if let Some(i) = self.info.load_full() {
+            return Ok(i);
         }
-        let info = self.probe().await?;
-        *guard = Some(info.clone());
+        let _probing = self.probing.lock().await;
+        if let Some(i) = self.info.load_full() {
+            return Ok(i);
+        }
+        let info = Arc::new(self.probe().await?);
+        self.info.store(Some(info.clone()));
         Ok(info)
     }
 
@@ -189,10 +196,10 @@ impl HttpBackend {
         let version = handshake_version(self.setting);
         let mut params = adapt::initialize_params(version);
         if client.capabilities.is_object() {
-            params["capabilities"] = client.capabilities.clone();
+            params["capabilities"] = (*client.capabilities).clone();
         }
         if client.client_info.is_object() {
-            params["clientInfo"] = client.client_info.clone();
+            params["clientInfo"] = (*client.client_info).clone();
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let msg = Message::request(Id::Number(id), "initialize", Some(params));
