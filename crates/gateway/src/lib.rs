@@ -47,6 +47,8 @@ pub struct Gateway {
     pub sessions: SessionStore,
     /// MRTR calls waiting for a client's retry.
     pub parked: Parked,
+    /// Open legacy HTTP+SSE connections.
+    pub sse: frontdoor::sse::SseConnections,
     /// Host/Origin checks.
     pub origin_policy: OriginPolicy,
     /// Largest accepted request body.
@@ -75,6 +77,7 @@ impl Gateway {
             keys,
             sessions,
             parked: Parked::default(),
+            sse: Default::default(),
             origin_policy,
             max_body_bytes,
             draining: AtomicBool::new(false),

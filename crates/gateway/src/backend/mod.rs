@@ -8,12 +8,13 @@
 pub mod adapt;
 pub mod http;
 pub mod peer;
+pub mod sse;
 pub mod stdio;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_config::{ProtocolSetting, ServerConfig, ServerKind};
+use gatehouse_config::{ProtocolSetting, ServerConfig, ServerKind, Transport};
 use gatehouse_wire::{Era, ErrorObject, Message, ProtocolVersion, codes};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -152,6 +153,8 @@ pub enum Backend {
     Stdio(stdio::StdioBackend),
     /// A remote Streamable HTTP server.
     Http(http::HttpBackend),
+    /// A remote server on the legacy HTTP+SSE transport.
+    Sse(sse::SseBackend),
 }
 
 impl Backend {
@@ -167,6 +170,10 @@ impl Backend {
                 timeout,
                 hub,
             ))),
+            ServerKind::Remote {
+                transport: Transport::Sse,
+                ..
+            } => Ok(Backend::Sse(sse::SseBackend::new(config, timeout, hub)?)),
             ServerKind::Remote { .. } => {
                 Ok(Backend::Http(http::HttpBackend::new(config, timeout, hub)?))
             }
@@ -178,6 +185,7 @@ impl Backend {
         match self {
             Backend::Stdio(b) => b.name(),
             Backend::Http(b) => b.name(),
+            Backend::Sse(b) => b.name(),
         }
     }
 
@@ -186,6 +194,7 @@ impl Backend {
         match self {
             Backend::Stdio(b) => b.timeout(),
             Backend::Http(b) => b.timeout(),
+            Backend::Sse(b) => b.timeout(),
         }
     }
 
@@ -202,6 +211,7 @@ impl Backend {
             match self {
                 Backend::Stdio(b) => b.call(method, params, client, events).await,
                 Backend::Http(b) => b.call(method, params, client, events).await,
+                Backend::Sse(b) => b.call(method, params, client, events).await,
             }
         };
         match tokio::time::timeout(self.timeout(), fut).await {
@@ -223,6 +233,7 @@ impl Backend {
         match self {
             Backend::Stdio(b) => b.notify(method, params).await,
             Backend::Http(b) => b.notify(method, params, client).await,
+            Backend::Sse(b) => b.notify(method, params).await,
         }
     }
 
@@ -231,6 +242,7 @@ impl Backend {
         match self {
             Backend::Stdio(b) => b.info().await,
             Backend::Http(b) => b.info().await,
+            Backend::Sse(b) => b.info().await,
         }
     }
 
@@ -239,7 +251,7 @@ impl Backend {
     /// Stdio and stateless-only backends return `None`.
     pub async fn open_session(&self, client: &ClientContext) -> Option<UpstreamSession> {
         match self {
-            Backend::Stdio(_) => None,
+            Backend::Stdio(_) | Backend::Sse(_) => None,
             Backend::Http(b) => b.open_session(client).await,
         }
     }
@@ -256,6 +268,7 @@ impl Backend {
         match self {
             Backend::Stdio(b) => b.shutdown().await,
             Backend::Http(b) => b.shutdown().await,
+            Backend::Sse(b) => b.shutdown().await,
         }
     }
 }

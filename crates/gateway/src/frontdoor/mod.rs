@@ -7,8 +7,10 @@
 
 pub mod call;
 pub mod guard;
+mod handshake;
 mod post;
 pub mod session;
+pub mod sse;
 mod stream;
 
 use std::sync::Arc;
@@ -62,10 +64,25 @@ async fn entry(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let request_id = new_request_id(&parts.headers);
     let snapshot = gw.snapshot();
-    let Some(vs) = snapshot.virtual_servers.get(parts.uri.path()).cloned() else {
+    // The legacy HTTP+SSE transport lives under the virtual server's path.
+    let path = parts.uri.path();
+    let (vs_path, legacy_sse) = match (path.strip_suffix("/sse"), path.strip_suffix("/message")) {
+        (Some(base), _)
+            if parts.method == Method::GET && !snapshot.virtual_servers.contains_key(path) =>
+        {
+            (base, Some(true))
+        }
+        (_, Some(base))
+            if parts.method == Method::POST && !snapshot.virtual_servers.contains_key(path) =>
+        {
+            (base, Some(false))
+        }
+        _ => (path, None),
+    };
+    let Some(vs) = snapshot.virtual_servers.get(vs_path).cloned() else {
         return (
             StatusCode::NOT_FOUND,
-            format!("no virtual server at {}\n", parts.uri.path()),
+            format!("no virtual server at {path}\n"),
         )
             .into_response();
     };
@@ -86,6 +103,9 @@ async fn entry(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
             &request_id,
         );
     }
+    if legacy_sse == Some(true) {
+        return sse::open(gw, vs, &request_id);
+    }
     match parts.method {
         Method::POST => {
             let limit = gw.max_body_bytes;
@@ -104,6 +124,9 @@ async fn entry(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
                     );
                 }
             };
+            if legacy_sse == Some(false) {
+                return sse::message(gw, snapshot, vs, parts.uri.query(), bytes, request_id).await;
+            }
             post::handle(gw, snapshot, vs, parts.headers, bytes, request_id).await
         }
         Method::GET => stream::get(gw, vs, parts.headers, request_id).await,

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -15,10 +14,11 @@ use serde_json::{Value, json};
 
 use super::call::{self, CallStream, Step};
 use super::guard::{REQUEST_ID, rpc_error};
-use super::session::{Session, SessionClaims, SessionLookup};
+use super::handshake::{self, Handled};
+use super::session::{Session, SessionLookup};
 use crate::Gateway;
-use crate::backend::{ClientContext, UpstreamSession};
-use crate::dispatch::{self, CallCtx};
+use crate::backend::ClientContext;
+use crate::dispatch::CallCtx;
 use crate::snapshot::{Snapshot, VirtualServer};
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -112,66 +112,14 @@ pub(super) async fn handle(
 }
 
 async fn initialize(gw: &Gateway, vs: &VirtualServer, msg: Message, request_id: &str) -> Response {
-    let id = msg.id.clone().unwrap_or(Id::Null);
-    if msg.kind() != MessageKind::Request {
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
-            id,
-            ErrorObject::new(codes::INVALID_REQUEST, "initialize must be a request"),
-            request_id,
-        );
-    }
-    let params = msg.params.clone().unwrap_or(Value::Null);
-    let version = call::negotiate(params.get("protocolVersion").and_then(Value::as_str));
-    let client = ClientContext {
-        capabilities: Arc::new(
-            params
-                .get("capabilities")
-                .cloned()
-                .unwrap_or_else(|| json!({})),
-        ),
-        client_info: Arc::new(
-            params
-                .get("clientInfo")
-                .cloned()
-                .unwrap_or_else(|| json!({})),
-        ),
-        ..Default::default()
+    let (session, reply) = match handshake::open_session(gw, vs, msg, request_id).await {
+        Ok(ok) => ok,
+        Err((id, e)) => return rpc_error(StatusCode::BAD_REQUEST, id, e, request_id),
     };
-    // Handshake-era HTTP members get an upstream session of this client's own, sealed into its id.
-    let opens = vs.members.iter().map(|m| {
-        let client = client.clone();
-        async move {
-            let sid = tokio::time::timeout(
-                Duration::from_secs(10),
-                m.server.backend.open_session(&client),
-            )
-            .await
-            .ok()
-            .flatten();
-            sid.map(|s| (m.server.config.name.clone(), s))
-        }
-    });
-    let up: HashMap<String, UpstreamSession> = futures::future::join_all(opens)
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
-    let claims = SessionClaims {
-        vs: vs.path.clone(),
-        v: version.as_str().into(),
-        caps: (*client.capabilities).clone(),
-        info: (*client.client_info).clone(),
-        up,
-        iat: 0,
-    };
-    let session = gw.sessions.create(&gw.keys, claims, version);
-    tracing::info!(request_id, virtual_server = %vs.name, version = %version, client = %session.claims.info, "session started");
-    let body = Message::result(id, &dispatch::initialize_result(vs, version).await).to_bytes();
     let mut resp = (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
-        body,
+        reply.to_bytes(),
     )
         .into_response();
     resp.headers_mut().insert(
@@ -190,84 +138,19 @@ async fn legacy(
     session: Arc<Session>,
     request_id: String,
 ) -> Response {
-    match msg.kind() {
-        MessageKind::Result | MessageKind::Error => {
-            let key = match &msg.id {
-                Some(Id::String(s)) => s.clone(),
-                Some(other) => other.to_string(),
-                None => String::new(),
-            };
-            let waiter = session.pending.lock().expect("pending lock").remove(&key);
-            match waiter {
-                Some(tx) => {
-                    let _ = tx.send(msg);
-                }
-                None => {
-                    tracing::debug!(request_id, id = %key, "response to an unknown server request")
-                }
-            }
-            StatusCode::ACCEPTED.into_response()
-        }
-        MessageKind::Notification => {
-            match msg.method() {
-                "notifications/cancelled" => {
-                    let target = msg
-                        .params
-                        .as_ref()
-                        .and_then(|p| p.get("requestId"))
-                        .and_then(Id::from_value);
-                    if let Some(target) = target
-                        && let Some(h) = session
-                            .inflight
-                            .lock()
-                            .expect("inflight lock")
-                            .remove(&target)
-                    {
-                        tracing::info!(request_id, %target, "client cancelled a request");
-                        h.abort();
-                    }
-                }
-                "notifications/initialized" => {}
-                other => {
-                    let client = session.client();
-                    for m in &vs.members {
-                        let mut c = client.clone();
-                        c.upstream_session = session.claims.up.get(&m.server.config.name).cloned();
-                        let _ = m.server.backend.notify(other, msg.params.clone(), &c).await;
-                    }
-                }
-            }
-            StatusCode::ACCEPTED.into_response()
-        }
-        MessageKind::Request => {
-            if msg.method() == "initialize" {
-                return rpc_error(
-                    StatusCode::BAD_REQUEST,
-                    msg.id.clone().unwrap_or(Id::Null),
-                    ErrorObject::new(codes::INVALID_REQUEST, "session is already initialized"),
-                    &request_id,
-                );
-            }
-            if msg.method() == "logging/setLevel"
-                && let Some(level) = msg
-                    .params
-                    .as_ref()
-                    .and_then(|p| p.get("level"))
-                    .and_then(Value::as_str)
-            {
-                *session.log_level.lock().expect("log level lock") = Some(level.to_string());
-            }
-            let ctx = CallCtx {
-                client: session.client(),
-                upstream: session.claims.up.clone(),
-                era: Era::Handshake,
-                events: None,
-                param_headers: Vec::new(),
-            };
-            let can_stream = accepts_sse(&headers);
-            let stream = call::start(snapshot, vs, msg, ctx, Some(session), can_stream);
-            respond(gw, stream, request_id, Era::Handshake).await
-        }
+    match handshake::handle(
+        snapshot,
+        vs,
+        msg,
+        session,
+        accepts_sse(&headers),
+        &request_id,
+    )
+    .await
+    {
+        Handled::Accepted => StatusCode::ACCEPTED.into_response(),
+        Handled::Rejected(id, e) => rpc_error(StatusCode::BAD_REQUEST, id, e, &request_id),
+        Handled::Call(stream) => respond(gw, stream, request_id, Era::Handshake).await,
     }
 }
 

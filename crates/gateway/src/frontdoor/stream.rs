@@ -230,7 +230,7 @@ fn wanted(filter: &Value, m: &Message) -> bool {
     }
 }
 
-fn merged_stream(
+pub(super) fn merged_stream(
     vs: Arc<VirtualServer>,
     changes: broadcast::Receiver<ServerChange>,
     direct: mpsc::Receiver<Message>,
