@@ -106,3 +106,71 @@ async fn cancellation_reaches_the_backend() {
         .await;
     assert_eq!(r["result"]["content"][0]["text"], "after");
 }
+
+#[tokio::test]
+async fn dropped_stream_resumes_with_last_event_id() {
+    let gh = Gatehouse::start(&[]);
+    let legacy = Legacy::connect(&gh.url("/mcp")).await;
+    let body = json!({"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"countdown","arguments":{"seconds":3},"_meta":{"progressToken":"p"}}});
+    let mut resp = legacy
+        .http
+        .post(&legacy.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &legacy.session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    // Read the first event (the first progress notification), note its id, hang up.
+    let mut seen = String::new();
+    while !seen.contains("\n\n") {
+        seen.push_str(&String::from_utf8_lossy(
+            &resp.chunk().await.unwrap().unwrap(),
+        ));
+    }
+    let first_id = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .expect("events carry ids")
+        .to_string();
+    assert!(seen.contains("notifications/progress"), "{seen}");
+    drop(resp);
+    // Resume: the rest of the stream, ending with the response, arrives on the GET.
+    let resumed = legacy
+        .http
+        .get(&legacy.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &legacy.session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .header("last-event-id", &first_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status(), 200);
+    let text = tokio::time::timeout(Duration::from_secs(10), resumed.text())
+        .await
+        .expect("stream ends after the response")
+        .unwrap();
+    let msgs: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(
+        !text.contains(&format!("id: {first_id}\n")),
+        "already-seen event not replayed: {text}"
+    );
+    let progress = msgs
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .count();
+    assert_eq!(progress, 2, "the two later progress events: {text}");
+    let last = msgs.last().unwrap();
+    assert_eq!(last["id"], 9);
+    assert_eq!(
+        last["result"]["content"][0]["text"], "countdown of 3 s finished",
+        "the call kept running while disconnected"
+    );
+}

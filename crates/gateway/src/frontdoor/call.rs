@@ -97,6 +97,11 @@ pub enum Step {
 }
 
 impl CallStream {
+    /// The handshake-era session this call belongs to, if any.
+    pub fn session(&self) -> Option<&Arc<Session>> {
+        self.session.as_ref()
+    }
+
     /// The next thing to send to the client, or `None` after the final response.
     pub async fn next(&mut self, keys: &Keyring, parked: &Parked) -> Option<Step> {
         if self.finished {

@@ -9,6 +9,7 @@ pub mod call;
 pub mod guard;
 mod handshake;
 mod post;
+pub mod resume;
 pub mod session;
 pub mod sse;
 mod stream;

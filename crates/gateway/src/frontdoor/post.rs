@@ -297,6 +297,17 @@ async fn stateless(
     respond(gw, stream, request_id, Era::Stateless).await
 }
 
+/// A channel of SSE frames as an HTTP body stream.
+pub(super) fn tokio_stream_from(
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+) -> futures::stream::BoxStream<'static, Result<Bytes, std::convert::Infallible>> {
+    futures::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|b| (Ok(b), rx)) },
+    )
+    .boxed()
+}
+
 /// Handshake-era methods a 2026-07-28 request may not use (404 + -32601).
 const REMOVED_IN_2026: &[&str] = &[
     "initialize",
@@ -349,22 +360,31 @@ async fn respond(
         }
         Step::Message(m) => m,
     };
-    let rest = futures::stream::unfold((stream, gw), |(mut stream, gw)| async move {
-        let step = stream.next(&gw.keys, &gw.parked).await?;
-        let m = match step {
-            Step::Message(m) | Step::Final(m) => m,
+    let events: futures::stream::BoxStream<'static, Result<Bytes, std::convert::Infallible>> =
+        match stream.session().map(|s| s.streams.clone()) {
+            // Handshake era: the call outlives a dropped connection and can be resumed.
+            Some(streams) if era == Era::Handshake => {
+                let rx = super::resume::spawn(gw, stream, first, streams);
+                tokio_stream_from(rx)
+            }
+            _ => {
+                let rest = futures::stream::unfold((stream, gw), |(mut stream, gw)| async move {
+                    let (Step::Message(m) | Step::Final(m)) =
+                        stream.next(&gw.keys, &gw.parked).await?;
+                    Some((m, (stream, gw)))
+                });
+                futures::stream::once(async move { first })
+                    .chain(rest)
+                    .map(|m| {
+                        Ok(sse::encode(
+                            None,
+                            None,
+                            &String::from_utf8_lossy(&m.to_bytes()),
+                        ))
+                    })
+                    .boxed()
+            }
         };
-        Some((m, (stream, gw)))
-    });
-    let events = futures::stream::once(async move { first })
-        .chain(rest)
-        .map(|m| {
-            Ok::<_, std::convert::Infallible>(sse::encode(
-                None,
-                None,
-                &String::from_utf8_lossy(&m.to_bytes()),
-            ))
-        });
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/event-stream")

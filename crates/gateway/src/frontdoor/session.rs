@@ -51,6 +51,8 @@ pub struct Session {
     pub pending: Mutex<HashMap<String, oneshot::Sender<Message>>>,
     /// The level set by `logging/setLevel` (held by this process only).
     pub log_level: Mutex<Option<String>>,
+    /// Resumable response streams (`Last-Event-ID`).
+    pub streams: Arc<super::resume::Streams>,
     /// In-flight client requests, for `notifications/cancelled`.
     pub inflight: Mutex<HashMap<Id, AbortHandle>>,
     next_request: AtomicU64,
@@ -214,6 +216,7 @@ impl Session {
             standalone: Mutex::new(None),
             pending: Mutex::default(),
             log_level: Mutex::new(None),
+            streams: Arc::default(),
             inflight: Mutex::default(),
             next_request: AtomicU64::new(1),
         }

@@ -72,6 +72,23 @@ pub(super) async fn get(
             );
         }
     };
+    if let Some(last) = headers.get(h::LAST_EVENT_ID).and_then(|v| v.to_str().ok()) {
+        // Resuming a response stream: replay what was missed, then the rest as it comes.
+        if let Some((replay, rest)) = session.streams.resume(last) {
+            tracing::info!(
+                request_id,
+                last_event_id = last,
+                replayed = replay.len(),
+                "stream resumed"
+            );
+            let replay = futures::stream::iter(replay.into_iter().map(Ok));
+            let body = match rest {
+                Some(rx) => replay.chain(super::post::tokio_stream_from(rx)).boxed(),
+                None => replay.boxed(),
+            };
+            return sse_response(Body::from_stream(body), &request_id);
+        }
+    }
     let (tx, rx) = mpsc::channel::<Message>(64);
     *session.standalone.lock().expect("standalone lock") = Some(tx.clone());
     relay_member_streams(&vs, &session, &tx).await;

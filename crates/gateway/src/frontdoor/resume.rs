@@ -1,0 +1,159 @@
+//! Resumable response streams for handshake-era sessions (`Last-Event-ID`).
+//!
+//! In the 2025 era a dropped SSE connection is not a cancellation: the request keeps running,
+//! its events are kept (bounded) in the session, and the client resumes with a GET carrying
+//! `Last-Event-ID`. Event ids are `<stream>-<seq>`, unique within the session. Buffers live in
+//! the process that serves the stream; resuming on another replica is not supported.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gatehouse_wire::{Message, sse};
+use tokio::sync::mpsc;
+
+use super::call::{CallStream, Step};
+use crate::Gateway;
+
+/// Most events kept per stream for replay.
+const MAX_EVENTS: usize = 1024;
+/// How long a finished stream stays resumable.
+const KEEP_FINISHED: Duration = Duration::from_secs(300);
+
+/// The replay buffer of one response stream.
+#[derive(Debug, Default)]
+struct StreamLog {
+    events: VecDeque<(u64, Bytes)>,
+    next_seq: u64,
+    live: Option<mpsc::Sender<Bytes>>,
+    finished: Option<Instant>,
+}
+
+/// A session's resumable streams.
+#[derive(Debug, Default)]
+pub struct Streams {
+    logs: Mutex<HashMap<u64, StreamLog>>,
+    next: AtomicU64,
+}
+
+impl Streams {
+    fn open(&self, live: mpsc::Sender<Bytes>) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut logs = self.logs.lock().expect("streams lock");
+        logs.retain(|_, l| l.finished.is_none_or(|t| t.elapsed() < KEEP_FINISHED));
+        logs.insert(
+            id,
+            StreamLog {
+                live: Some(live),
+                ..Default::default()
+            },
+        );
+        id
+    }
+
+    /// Records an event and sends it to the live connection, if there is one.
+    fn push(&self, stream: u64, msg: &Message, last: bool) {
+        let mut logs = self.logs.lock().expect("streams lock");
+        let Some(log) = logs.get_mut(&stream) else {
+            return;
+        };
+        log.next_seq += 1;
+        let id = format!("{stream}-{}", log.next_seq);
+        let frame = sse::encode(Some(&id), None, &String::from_utf8_lossy(&msg.to_bytes()));
+        if log.events.len() == MAX_EVENTS {
+            log.events.pop_front();
+        }
+        log.events.push_back((log.next_seq, frame.clone()));
+        if let Some(live) = &log.live
+            && live.try_send(frame).is_err()
+        {
+            // The client went away (or cannot keep up): keep buffering for a resume.
+            log.live = None;
+        }
+        if last {
+            log.finished = Some(Instant::now());
+            log.live = None;
+        }
+    }
+
+    /// Re-attaches a client after `Last-Event-ID: <stream>-<seq>`: the events after `seq`, and,
+    /// while the stream is still running, a channel for the rest. `None` for an unknown id.
+    pub fn resume(
+        &self,
+        last_event_id: &str,
+    ) -> Option<(Vec<Bytes>, Option<mpsc::Receiver<Bytes>>)> {
+        let (stream, seq) = last_event_id.split_once('-')?;
+        let (stream, seq): (u64, u64) = (stream.parse().ok()?, seq.parse().ok()?);
+        let mut logs = self.logs.lock().expect("streams lock");
+        let log = logs.get_mut(&stream)?;
+        let replay = log
+            .events
+            .iter()
+            .filter(|(s, _)| *s > seq)
+            .map(|(_, b)| b.clone())
+            .collect();
+        let rest = if log.finished.is_none() {
+            let (tx, rx) = mpsc::channel(64);
+            log.live = Some(tx);
+            Some(rx)
+        } else {
+            None
+        };
+        Some((replay, rest))
+    }
+}
+
+/// Runs a handshake-era call whose response became a stream: a task drives the call to its end
+/// whether or not the client stays connected, and the returned channel feeds the HTTP body.
+pub(super) fn spawn(
+    gw: Arc<Gateway>,
+    mut call: CallStream,
+    first: Message,
+    streams: Arc<Streams>,
+) -> mpsc::Receiver<Bytes> {
+    let (tx, rx) = mpsc::channel(64);
+    let stream = streams.open(tx);
+    streams.push(stream, &first, false);
+    tokio::spawn(async move {
+        while let Some(step) = call.next(&gw.keys, &gw.parked).await {
+            match step {
+                Step::Message(m) => streams.push(stream, &m, false),
+                Step::Final(m) => streams.push(stream, &m, true),
+            }
+        }
+    });
+    rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_wire::Id;
+    use serde_json::json;
+
+    #[test]
+    fn replays_after_the_last_seen_event_and_reattaches() {
+        let streams = Streams::default();
+        let (tx, rx) = mpsc::channel(1);
+        let s = streams.open(tx);
+        drop(rx); // the client disconnects
+        for i in 0..3 {
+            streams.push(
+                s,
+                &Message::notification("notifications/progress", Some(json!({"progress": i}))),
+                false,
+            );
+        }
+        let (replay, rest) = streams.resume(&format!("{s}-1")).unwrap();
+        assert_eq!(replay.len(), 2, "events 2 and 3");
+        assert!(String::from_utf8_lossy(&replay[0]).contains(&format!("id: {s}-2")));
+        let mut rest = rest.expect("still running");
+        streams.push(s, &Message::result(Id::Number(1), &json!({})), true);
+        assert!(String::from_utf8_lossy(&rest.try_recv().unwrap()).contains("\"result\""));
+        assert!(streams.resume("99-1").is_none());
+        let (_, rest) = streams.resume(&format!("{s}-0")).unwrap();
+        assert!(rest.is_none(), "a finished stream only replays");
+    }
+}
