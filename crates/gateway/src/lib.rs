@@ -35,6 +35,9 @@ use crate::notify::ChangeHub;
 use crate::seal::Keyring;
 use crate::snapshot::Snapshot;
 
+/// How long stopping the backends may take at shutdown.
+const BACKEND_SHUTDOWN: Duration = Duration::from_secs(3);
+
 /// The running data plane.
 #[derive(Debug)]
 pub struct Gateway {
@@ -131,7 +134,14 @@ impl Gateway {
     pub async fn shutdown_backends(&self) {
         let snap = self.snapshot();
         let all = snap.servers.values().map(|h| h.backend.shutdown());
-        futures::future::join_all(all).await;
+        // A backend that does not answer (e.g. to the DELETE of a session) must not hold up
+        // the exit; child processes are killed when their handles drop regardless.
+        if tokio::time::timeout(BACKEND_SHUTDOWN, futures::future::join_all(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!(?BACKEND_SHUTDOWN, "some backends did not shut down in time");
+        }
     }
 
     fn spawn_cache_invalidation(self: &Arc<Self>) {

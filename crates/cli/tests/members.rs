@@ -1,0 +1,153 @@
+//! Virtual-server membership: run-time name clashes, fail-closed members, and a session whose
+//! member is a remote handshake-era server surviving a gateway restart (the sealed session id
+//! carries the upstream session).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use gatehouse_testkit::{Era, HttpFixture, HttpOptions};
+use serde_json::json;
+
+#[tokio::test]
+async fn first_include_wins_a_runtime_name_clash() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two members exposing the same tool names; only discoverable at run time (no allow-lists).
+    let yaml = demo_member_yaml("      - server: demo2\n")
+        .replace("virtual_servers:", &format!("  - name: demo2\n    command: {}\n    args: [demo-server]\n    env: {{ SECOND: \"1\" }}\nvirtual_servers:", serde_json::to_string(&bin().display().to_string()).unwrap()));
+    let cfg = write_config(dir.path(), &yaml);
+    let out = std::process::Command::new(bin())
+        .args(["validate", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "a clash that is not visible in the config is valid: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let gh = Gatehouse::start(&["--config", cfg.to_str().unwrap()]);
+    let legacy = Legacy::connect(&gh.url("/mcp")).await;
+    let (_, list) = legacy.request(1, "tools/list", json!({})).await;
+    assert_eq!(
+        tool_names(&list),
+        vec!["add", "countdown", "echo"],
+        "each name once"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || gh
+            .logged("the first include wins"))
+        .await,
+        "clash logged"
+    );
+    let (_, r) = legacy
+        .request(
+            2,
+            "tools/call",
+            json!({"name":"echo","arguments":{"text":"x"}}),
+        )
+        .await;
+    assert_eq!(r["result"]["content"][0]["text"], "x");
+}
+
+#[tokio::test]
+async fn fail_closed_member_fails_the_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let yaml = demo_member_yaml("      - server: gone\n")
+        .replace(
+            "    path: /mcp\n",
+            "    path: /mcp\n    fail_closed: true\n",
+        )
+        .replace(
+            "virtual_servers:",
+            &format!("  - name: gone\n    url: http://127.0.0.1:{port}/mcp\nvirtual_servers:"),
+        );
+    let cfg = write_config(dir.path(), &yaml);
+    let gh = Gatehouse::start(&["--config", cfg.to_str().unwrap()]);
+    let legacy = Legacy::connect(&gh.url("/mcp")).await;
+    let (_, list) = legacy.request(1, "tools/list", json!({})).await;
+    assert_eq!(list["error"]["code"], -32000, "{list}");
+    assert!(
+        list["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"gone\""),
+        "{list}"
+    );
+}
+
+// Multi-threaded: the fixture runs in this process and must keep serving while the test
+// thread blocks waiting for the gateway to exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_member_session_survives_a_gateway_restart() {
+    let fixture = HttpFixture::start(
+        "127.0.0.1:0".parse().unwrap(),
+        &HttpOptions {
+            era: Era::Legacy,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "servers:\n  - name: fx\n    url: {}\nvirtual_servers:\n  - name: v\n    path: /mcp\n    include:\n      - server: fx\n",
+        fixture.url
+    );
+    let cfg = write_config(dir.path(), &yaml);
+    let mut gh = Gatehouse::start(&["--config", cfg.to_str().unwrap()]);
+    let legacy = Legacy::connect(&gh.url("/mcp")).await;
+    let (_, r) = legacy
+        .request(
+            1,
+            "tools/call",
+            json!({"name":"test_simple_text","arguments":{}}),
+        )
+        .await;
+    let expected = r["result"]["content"][0]["text"].clone();
+    assert!(expected.is_string(), "{r}");
+    // Subscribe on the upstream session, then restart the gateway with the same data dir.
+    let (_, r) = legacy
+        .request(
+            2,
+            "resources/subscribe",
+            json!({"uri":"test://static-text"}),
+        )
+        .await;
+    assert!(r["result"].is_object(), "{r}");
+    assert!(
+        gh.terminate(Duration::from_secs(15))
+            .expect("exits")
+            .success()
+    );
+    let data_dir = std::mem::replace(&mut gh.data_dir, tempfile::tempdir().unwrap());
+    let gh2 = Gatehouse::start_in(&["--config", cfg.to_str().unwrap()], data_dir);
+    let legacy = Legacy {
+        url: gh2.url("/mcp"),
+        ..legacy
+    };
+    let (s, r) = legacy
+        .request(
+            3,
+            "tools/call",
+            json!({"name":"test_simple_text","arguments":{}}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        r["result"]["content"][0]["text"], expected,
+        "served on the carried upstream session: {r}"
+    );
+    assert!(
+        !gh2.logged("upstream session expired"),
+        "the upstream session was reused, not replaced"
+    );
+    drop(gh2);
+    fixture.shutdown().await.unwrap();
+}
