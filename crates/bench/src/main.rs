@@ -30,8 +30,8 @@ struct Args {
     /// The gatehouse binary (default: next to this one).
     #[arg(long)]
     gatehouse: Option<PathBuf>,
-    /// Pin the gateway to the last CPU and this process (load generator and echo backend) to
-    /// the others, so the two sides do not compete for a core.
+    /// Pin the gateway (with one worker thread) to the last CPU and this process (load
+    /// generator and echo backend) to the others, so the two sides do not compete for a core.
     #[arg(long)]
     pin: bool,
 }
@@ -74,7 +74,11 @@ fn cpu_us(pid: u32) -> u64 {
     ticks * 1_000_000 / hz
 }
 
-fn start_gateway(bin: &PathBuf, backend: std::net::SocketAddr) -> anyhow::Result<Gateway> {
+fn start_gateway(
+    bin: &PathBuf,
+    backend: std::net::SocketAddr,
+    workers: Option<usize>,
+) -> anyhow::Result<Gateway> {
     let dir = tempfile::tempdir()?;
     let cfg = dir.path().join("bench.yaml");
     std::fs::write(
@@ -83,8 +87,13 @@ fn start_gateway(bin: &PathBuf, backend: std::net::SocketAddr) -> anyhow::Result
             "servers:\n  - name: echo\n    url: http://{backend}/mcp\nvirtual_servers:\n  - name: bench\n    path: /mcp\n    include:\n      - server: echo\n"
         ),
     )?;
-    let mut child = Command::new(bin)
-        .args(["up", "--listen", "127.0.0.1:0", "--log", "warn", "--config"])
+    let mut cmd = Command::new(bin);
+    cmd.args(["up", "--listen", "127.0.0.1:0", "--log", "warn"]);
+    if let Some(w) = workers {
+        cmd.arg("--workers").arg(w.to_string());
+    }
+    let mut child = cmd
+        .arg("--config")
         .arg(&cfg)
         .arg("--data-dir")
         .arg(dir.path().join("data"))
@@ -150,7 +159,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let backend = echo::start().await?;
     let direct_url = format!("http://{backend}/mcp");
-    let gw = start_gateway(&bin, backend)?;
+    // Pinned to one core, the gateway runs one worker thread: two would only take turns.
+    let gw = start_gateway(&bin, backend, args.pin.then_some(1))?;
     let gw_url = format!("{}/mcp", gw.base);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = gw.child.id();
