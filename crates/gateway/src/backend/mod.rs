@@ -140,6 +140,27 @@ pub struct BackendInfo {
 }
 
 impl BackendInfo {
+    /// What an `initialize` or `server/discover` result says about the server. The result's own
+    /// `protocolVersion` (initialize) wins over `version` (the version the request was made in).
+    pub fn from_result(version: ProtocolVersion, v: &Value) -> BackendInfo {
+        BackendInfo {
+            version: v
+                .get("protocolVersion")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(version),
+            capabilities: v
+                .get("capabilities")
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({})),
+            server_info: v.get("serverInfo").cloned().unwrap_or(Value::Null),
+            instructions: v
+                .get("instructions")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        }
+    }
+
     /// The era of the negotiated version.
     pub fn era(&self) -> Era {
         self.version.era()

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use gatehouse_config::{ProtocolSetting, ServerConfig};
 use gatehouse_wire::{Era, Message, ProtocolVersion, sse};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::{Mutex, mpsc};
 
 use super::peer::Peer;
@@ -202,19 +202,7 @@ impl SseBackend {
         }
         let v = reply.result_value().unwrap_or(Value::Null);
         peer.notify("notifications/initialized", None);
-        Ok(BackendInfo {
-            version: v
-                .get("protocolVersion")
-                .and_then(Value::as_str)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(version),
-            capabilities: v.get("capabilities").cloned().unwrap_or_else(|| json!({})),
-            server_info: v.get("serverInfo").cloned().unwrap_or(Value::Null),
-            instructions: v
-                .get("instructions")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-        })
+        Ok(BackendInfo::from_result(version, &v))
     }
 
     /// Calls a method over the connection, opening it first if needed.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use gatehouse_config::{ProtocolSetting, ServerConfig, ServerKind};
 use gatehouse_wire::{Era, Message, ProtocolVersion};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
@@ -258,15 +258,7 @@ impl StdioBackend {
             match r {
                 Ok(m) if m.result.is_some() => {
                     let v = m.result_value().unwrap_or(Value::Null);
-                    return Ok(BackendInfo {
-                        version: ProtocolVersion::V2026_07_28,
-                        capabilities: v.get("capabilities").cloned().unwrap_or_else(|| json!({})),
-                        server_info: v.get("serverInfo").cloned().unwrap_or(Value::Null),
-                        instructions: v
-                            .get("instructions")
-                            .and_then(Value::as_str)
-                            .map(str::to_string),
-                    });
+                    return Ok(BackendInfo::from_result(ProtocolVersion::V2026_07_28, &v));
                 }
                 Ok(_) if setting == ProtocolSetting::V2026_07_28 => {
                     return Err(SpawnError::Handshake(
@@ -292,21 +284,8 @@ impl StdioBackend {
             )));
         }
         let v = r.result_value().unwrap_or(Value::Null);
-        let version = v
-            .get("protocolVersion")
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(version);
         peer.notify("notifications/initialized", None);
-        Ok(BackendInfo {
-            version,
-            capabilities: v.get("capabilities").cloned().unwrap_or_else(|| json!({})),
-            server_info: v.get("serverInfo").cloned().unwrap_or(Value::Null),
-            instructions: v
-                .get("instructions")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-        })
+        Ok(BackendInfo::from_result(version, &v))
     }
 
     /// Calls a method on the caller's process.

@@ -151,20 +151,13 @@ impl CallStream {
     }
 
     async fn deliver(&mut self, ev: CallEvent, keys: &Keyring, parked: &Parked) -> Option<Step> {
-        let (mut request, reply) = match ev {
+        let (request, reply) = match ev {
             CallEvent::Notification(m) => return self.can_stream.then_some(Step::Message(m)),
             CallEvent::ServerRequest { request, reply } => self.screen(request, reply)?,
         };
         match (self.era, &self.session) {
             (Era::Handshake, Some(session)) if self.can_stream => {
-                let id = session.next_request_id();
-                session
-                    .pending
-                    .lock()
-                    .expect("pending lock")
-                    .insert(id.clone(), reply);
-                request.id = Some(Id::String(id));
-                Some(Step::Message(request))
+                Some(Step::Message(session.register_request(request, reply)))
             }
             (Era::Stateless, _) => {
                 let mut requests = vec![(request, reply)];

@@ -69,12 +69,23 @@ impl Session {
         }
     }
 
-    /// A fresh id for a server→client request on this session.
-    pub fn next_request_id(&self) -> String {
-        format!(
+    /// Prepares a server→client request for this session's client: gives it an id unique in
+    /// the session and registers where the client's answer goes.
+    pub fn register_request(
+        &self,
+        mut request: Message,
+        reply: oneshot::Sender<Message>,
+    ) -> Message {
+        let id = format!(
             "gatehouse-{}",
             self.next_request.fetch_add(1, Ordering::Relaxed)
-        )
+        );
+        self.pending
+            .lock()
+            .expect("pending lock")
+            .insert(id.clone(), reply);
+        request.id = Some(Id::String(id));
+        request
     }
 }
 

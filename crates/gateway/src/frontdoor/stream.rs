@@ -129,15 +129,8 @@ async fn relay_member_streams(
                 let msg = match ev {
                     None => return,
                     Some(CallEvent::Notification(n)) => n,
-                    Some(CallEvent::ServerRequest { mut request, reply }) => {
-                        let id = session.next_request_id();
-                        session
-                            .pending
-                            .lock()
-                            .expect("pending lock")
-                            .insert(id.clone(), reply);
-                        request.id = Some(Id::String(id));
-                        request
+                    Some(CallEvent::ServerRequest { request, reply }) => {
+                        session.register_request(request, reply)
                     }
                 };
                 if tx.send(msg).await.is_err() {

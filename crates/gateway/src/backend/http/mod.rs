@@ -13,10 +13,13 @@ use futures::StreamExt;
 use gatehouse_config::{ProtocolSetting, ServerConfig, ServerKind};
 use gatehouse_wire::{Era, Id, Message, MessageKind, ProtocolVersion, headers as h, sse};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use serde_json::{Value, json};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use serde_json::Value;
+use tokio::sync::{Mutex, mpsc};
 
+mod relay;
 mod watch;
+
+use relay::{CancelGuard, Relay};
 
 pub use watch::spawn_watch;
 
@@ -182,7 +185,7 @@ impl HttpBackend {
             {
                 Ok(Posted::Reply(m, _)) if m.result.is_some() => {
                     let v = m.result_value().unwrap_or(Value::Null);
-                    return Ok(info_from(ProtocolVersion::V2026_07_28, &v));
+                    return Ok(BackendInfo::from_result(ProtocolVersion::V2026_07_28, &v));
                 }
                 Err(e @ BackendError::Unavailable { .. }) => return Err(e),
                 _ if self.setting == ProtocolSetting::V2026_07_28 => {
@@ -228,7 +231,7 @@ impl HttpBackend {
         let _ = self
             .post(&initialized, session.as_deref(), negotiated, &[], None)
             .await;
-        Ok((info_from(negotiated, &v), session))
+        Ok((BackendInfo::from_result(negotiated, &v), session))
     }
 
     /// Opens an upstream session for one handshake-era client; `None` when the server does not
@@ -514,126 +517,6 @@ impl HttpBackend {
             server: self.name.clone(),
             reason: "the response stream ended without a response".into(),
         })
-    }
-}
-
-/// What server-initiated traffic needs, detached from the backend so stream readers running
-/// on their own tasks can use it.
-#[derive(Debug, Clone)]
-pub(crate) struct Relay {
-    name: String,
-    client: reqwest::Client,
-    url: reqwest::Url,
-    hub: Arc<ChangeHub>,
-}
-
-impl Relay {
-    fn on_notification(&self, m: Message, events: Option<&mpsc::Sender<CallEvent>>) {
-        match m.method() {
-            "notifications/tools/list_changed"
-            | "notifications/prompts/list_changed"
-            | "notifications/resources/list_changed"
-            | "notifications/resources/updated" => self.hub.publish(&self.name, m),
-            _ => {
-                if let Some(ev) = events {
-                    let _ = ev.try_send(CallEvent::Notification(m));
-                }
-            }
-        }
-    }
-
-    fn on_server_request(
-        &self,
-        m: Message,
-        session: Option<&str>,
-        version: ProtocolVersion,
-        events: Option<&mpsc::Sender<CallEvent>>,
-    ) {
-        let server_id = m.id.clone().unwrap_or(Id::Null);
-        let (tx, rx) = oneshot::channel();
-        let delivered = if m.method() == "ping" {
-            let _ = tx.send(Message::result(Id::Null, &json!({})));
-            true
-        } else {
-            events.is_some_and(|ev| {
-                ev.try_send(CallEvent::ServerRequest {
-                    request: m,
-                    reply: tx,
-                })
-                .is_ok()
-            })
-        };
-        let client = self.client.clone();
-        let url = self.url.clone();
-        let session = session.map(str::to_string);
-        tokio::spawn(async move {
-            let mut answer = match (delivered, rx.await) {
-                (true, Ok(a)) => a,
-                _ => Message::error(
-                    Id::Null,
-                    gatehouse_wire::ErrorObject::new(
-                        gatehouse_wire::codes::INTERNAL_ERROR,
-                        "the client did not answer",
-                    ),
-                ),
-            };
-            answer.id = Some(server_id);
-            let mut req = client
-                .post(url)
-                .header(ACCEPT, "application/json, text/event-stream")
-                .header(CONTENT_TYPE, "application/json")
-                .header(h::PROTOCOL_VERSION, version.as_str());
-            if let Some(s) = session {
-                req = req.header(h::SESSION_ID, s);
-            }
-            let _ = req.body(answer.to_bytes()).send().await;
-        });
-    }
-}
-
-struct CancelGuard<'a> {
-    backend: &'a HttpBackend,
-    session: Option<String>,
-    version: ProtocolVersion,
-    id: i64,
-    armed: bool,
-}
-
-impl Drop for CancelGuard<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let msg = Message::notification(
-            "notifications/cancelled",
-            Some(json!({"requestId": self.id, "reason": "cancelled by the client"})),
-        );
-        let mut req = self
-            .backend
-            .client
-            .post(self.backend.url.clone())
-            .header(ACCEPT, "application/json, text/event-stream")
-            .header(CONTENT_TYPE, "application/json")
-            .header(h::PROTOCOL_VERSION, self.version.as_str());
-        if let Some(s) = &self.session {
-            req = req.header(h::SESSION_ID, s);
-        }
-        let req = req.body(msg.to_bytes());
-        tokio::spawn(async move {
-            let _ = req.send().await;
-        });
-    }
-}
-
-fn info_from(version: ProtocolVersion, v: &Value) -> BackendInfo {
-    BackendInfo {
-        version,
-        capabilities: v.get("capabilities").cloned().unwrap_or_else(|| json!({})),
-        server_info: v.get("serverInfo").cloned().unwrap_or(Value::Null),
-        instructions: v
-            .get("instructions")
-            .and_then(Value::as_str)
-            .map(str::to_string),
     }
 }
 
