@@ -178,7 +178,8 @@ impl Gateway {
     fn spawn_reaper(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            // Cheap (a few locks per server), and lets short idle timeouts take effect promptly.
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
                 let Some(gw) = weak.upgrade() else { return };

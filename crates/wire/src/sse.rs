@@ -57,6 +57,11 @@ impl Decoder {
         Self::default()
     }
 
+    /// Bytes held for an event not yet complete (callers bound this against hostile peers).
+    pub fn buffered(&self) -> usize {
+        self.buf.len() + self.current.data.len()
+    }
+
     /// Feeds a chunk and returns every event it completed.
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<Event> {
         self.buf.extend_from_slice(chunk);

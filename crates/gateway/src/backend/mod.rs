@@ -21,6 +21,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::notify::ChangeHub;
 
+/// Largest single message accepted from a backend (a stdio line, an HTTP body, an SSE event).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Something a server sent while one of our calls to it was in flight.
 #[derive(Debug)]
 pub enum CallEvent {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use gatehouse_config::{ProtocolSetting, ServerConfig, ServerKind};
 use gatehouse_wire::{Era, Message, ProtocolVersion};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
@@ -202,9 +202,15 @@ impl StdioBackend {
             let mut buf = Vec::with_capacity(8192);
             loop {
                 buf.clear();
-                match reader.read_until(b'\n', &mut buf).await {
+                match (&mut reader).take(super::MAX_MESSAGE_BYTES as u64 + 1).read_until(b'\n', &mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}
+                }
+                if buf.len() > super::MAX_MESSAGE_BYTES {
+                    // A server that writes an unbounded line would exhaust our memory.
+                    tracing::error!(server = %name, limit = super::MAX_MESSAGE_BYTES, "server wrote a message over the size limit; stopping it");
+                    kill_group(pid, libc::SIGKILL);
+                    break;
                 }
                 let line = trim_line(&buf);
                 if line.is_empty() {
@@ -213,7 +219,7 @@ impl StdioBackend {
                 match Message::parse(line) {
                     Ok(msg) => reader_peer.handle_incoming(msg),
                     Err(e) => {
-                        tracing::warn!(server = %reader_peer_name(&reader_peer), error = %e, "server wrote a line that is not JSON-RPC")
+                        tracing::warn!(server = %name, error = %e, "server wrote a line that is not JSON-RPC")
                     }
                 }
             }
@@ -377,9 +383,6 @@ impl StdioBackend {
     }
 }
 
-fn reader_peer_name(p: &Peer) -> String {
-    format!("{p:?}")
-}
 
 fn trim_line(buf: &[u8]) -> &[u8] {
     let mut end = buf.len();

@@ -147,6 +147,27 @@ impl HttpBackend {
         self.timeout
     }
 
+    fn too_large(&self) -> BackendError {
+        BackendError::Protocol { server: self.name.clone(), reason: format!("a message exceeds {} bytes", super::MAX_MESSAGE_BYTES) }
+    }
+
+    /// Reads a whole response body, refusing one larger than [`super::MAX_MESSAGE_BYTES`].
+    async fn read_limited(&self, resp: reqwest::Response) -> Result<bytes::Bytes, BackendError> {
+        if resp.content_length().is_some_and(|n| n > super::MAX_MESSAGE_BYTES as u64) {
+            return Err(self.too_large());
+        }
+        let mut body = resp.bytes_stream();
+        let mut out = bytes::BytesMut::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| self.unavailable(describe_reqwest(&e)))?;
+            if out.len() + chunk.len() > super::MAX_MESSAGE_BYTES {
+                return Err(self.too_large());
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out.freeze())
+    }
+
     fn unavailable(&self, reason: impl Into<String>) -> BackendError {
         BackendError::Unavailable {
             server: self.name.clone(),
@@ -457,10 +478,7 @@ impl HttpBackend {
                 .await
                 .map(|m| Posted::Reply(m, new_session));
         }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| self.unavailable(describe_reqwest(&e)))?;
+        let body = self.read_limited(resp).await?;
         match Message::parse(&body) {
             Ok(m) if matches!(m.kind(), MessageKind::Result | MessageKind::Error) => {
                 Ok(Posted::Reply(m, new_session))
@@ -492,7 +510,11 @@ impl HttpBackend {
                 server: self.name.clone(),
                 reason: describe_reqwest(&e),
             })?;
-            for ev in decoder.feed(&chunk) {
+            let decoded = decoder.feed(&chunk);
+            if decoder.buffered() > super::MAX_MESSAGE_BYTES {
+                return Err(self.too_large());
+            }
+            for ev in decoded {
                 if ev.data.is_empty() {
                     continue;
                 }
