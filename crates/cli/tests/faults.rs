@@ -191,16 +191,36 @@ async fn thousand_concurrent_sessions() {
 #[tokio::test]
 async fn idle_stdio_process_is_reaped_and_restarted_on_demand() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &demo_member_yaml("").replace("    args: [demo-server]\n", "    args: [demo-server]\n    idle_timeout: 2s\n"));
+    let cfg = write_config(
+        dir.path(),
+        &demo_member_yaml("").replace(
+            "    args: [demo-server]\n",
+            "    args: [demo-server]\n    idle_timeout: 2s\n",
+        ),
+    );
     let gh = Gatehouse::start(&["--config", cfg.to_str().unwrap()]);
     let legacy = Legacy::connect(&gh.url("/mcp")).await;
     legacy.request(1, "tools/list", json!({})).await;
     let first = children(gh.child.id());
     assert_eq!(first.len(), 1);
-    assert!(eventually(Duration::from_secs(10), || children(gh.child.id()).is_empty()).await, "idle process reaped");
+    assert!(
+        eventually(Duration::from_secs(10), || children(gh.child.id())
+            .is_empty())
+        .await,
+        "idle process reaped"
+    );
     assert!(gh.logged("reaping idle stdio server"));
-    let (_, r) = legacy.request(2, "tools/call", json!({"name":"echo","arguments":{"text":"again"}})).await;
-    assert_eq!(r["result"]["content"][0]["text"], "again", "started again on demand: {r}");
+    let (_, r) = legacy
+        .request(
+            2,
+            "tools/call",
+            json!({"name":"echo","arguments":{"text":"again"}}),
+        )
+        .await;
+    assert_eq!(
+        r["result"]["content"][0]["text"], "again",
+        "started again on demand: {r}"
+    );
 }
 
 #[tokio::test]
@@ -213,15 +233,30 @@ async fn oversized_message_from_a_stdio_server_stops_it_not_the_gateway() {
         "import sys, json\nfor line in sys.stdin:\n    m = json.loads(line)\n    if m.get('method') == 'server/discover':\n        print(json.dumps({'jsonrpc':'2.0','id':m['id'],'error':{'code':-32601,'message':'no'}}), flush=True)\n    elif m.get('method') == 'initialize':\n        print(json.dumps({'jsonrpc':'2.0','id':m['id'],'result':{'protocolVersion':'2025-06-18','capabilities':{'tools':{}},'serverInfo':{'name':'flood','version':'1'}}}), flush=True)\n    elif m.get('method') == 'tools/list':\n        sys.stdout.write('{\"x\":\"' + 'a' * (65 * 1024 * 1024)); sys.stdout.flush()\n",
     )
     .unwrap();
-    let yaml = demo_member_yaml("      - server: flood\n        prefix: f_\n")
-        .replace("virtual_servers:", &format!("  - name: flood\n    command: python3\n    args: [{}]\nvirtual_servers:", serde_json::to_string(&script.display().to_string()).unwrap()));
+    let yaml = demo_member_yaml("      - server: flood\n        prefix: f_\n").replace(
+        "virtual_servers:",
+        &format!(
+            "  - name: flood\n    command: python3\n    args: [{}]\nvirtual_servers:",
+            serde_json::to_string(&script.display().to_string()).unwrap()
+        ),
+    );
     let cfg = write_config(dir.path(), &yaml);
     let gh = Gatehouse::start(&["--config", cfg.to_str().unwrap()]);
     let legacy = Legacy::connect(&gh.url("/mcp")).await;
     let (s, list) = legacy.request(1, "tools/list", json!({})).await;
     assert_eq!(s, 200);
-    assert_eq!(tool_names(&list), vec!["add", "countdown", "echo"], "the flooding member's tools are missing: {list}");
+    assert_eq!(
+        tool_names(&list),
+        vec!["add", "countdown", "echo"],
+        "the flooding member's tools are missing: {list}"
+    );
     assert!(gh.logged("over the size limit"), "the flood was detected");
-    let (_, r) = legacy.request(2, "tools/call", json!({"name":"echo","arguments":{"text":"fine"}})).await;
+    let (_, r) = legacy
+        .request(
+            2,
+            "tools/call",
+            json!({"name":"echo","arguments":{"text":"fine"}}),
+        )
+        .await;
     assert_eq!(r["result"]["content"][0]["text"], "fine");
 }

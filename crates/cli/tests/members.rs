@@ -151,3 +151,77 @@ async fn remote_member_session_survives_a_gateway_restart() {
     drop(gh2);
     fixture.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_ids_route_to_the_member_that_created_the_task() {
+    let fixture = HttpFixture::start(
+        "127.0.0.1:0".parse().unwrap(),
+        &HttpOptions {
+            era: Era::Modern,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = demo_member_yaml("      - server: fx\n").replace(
+        "virtual_servers:",
+        &format!("  - name: fx\n    url: {}\nvirtual_servers:", fixture.url),
+    );
+    let cfg = write_config(dir.path(), &yaml);
+    let gh = Gatehouse::start(&["--config", cfg.to_str().unwrap()]);
+    let url = gh.url("/mcp");
+    let http = client();
+    let caps = json!({"extensions": {"io.modelcontextprotocol/tasks": {}}});
+    let request = |id: i64, method: &'static str, mut params: serde_json::Value| {
+        let http = http.clone();
+        let url = url.clone();
+        let caps = caps.clone();
+        async move {
+            params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities": caps});
+            let name = params
+                .get("name")
+                .or_else(|| params.get("taskId"))
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
+            let mut headers = vec![
+                ("mcp-protocol-version", "2026-07-28".to_string()),
+                ("mcp-method", method.to_string()),
+            ];
+            if let Some(n) = name {
+                headers.push(("mcp-name", n));
+            }
+            let hs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            post(
+                &http,
+                &url,
+                &hs,
+                &json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}),
+            )
+            .await
+            .2
+        }
+    };
+    let created = request(
+        1,
+        "tools/call",
+        json!({"name":"slow_compute","arguments":{"seconds":1,"label":"routing"}}),
+    )
+    .await;
+    assert_eq!(created["result"]["resultType"], "task", "{created}");
+    let task_id = created["result"]["taskId"].as_str().unwrap().to_string();
+    assert!(
+        task_id.starts_with("fx:"),
+        "qualified with the member: {task_id}"
+    );
+    let got = request(2, "tasks/get", json!({"taskId": task_id})).await;
+    assert_eq!(
+        got["result"]["taskId"], task_id,
+        "routed to the fixture and re-qualified: {got}"
+    );
+    assert!(got["result"]["status"].is_string(), "{got}");
+    let unknown = request(3, "tasks/get", json!({"taskId": "nope"})).await;
+    assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
+    drop(gh);
+    fixture.shutdown().await.unwrap();
+}

@@ -142,6 +142,18 @@ pub async fn dispatch(vs: &VirtualServer, msg: Message, ctx: &CallCtx) -> Messag
             }
         }
         "completion/complete" => complete(vs, msg, ctx).await,
+        m if crate::tasks::is_task_method(m) => {
+            let mut msg = msg;
+            match crate::tasks::route(vs, &mut msg) {
+                Ok(i) => {
+                    let member = &vs.members[i];
+                    let mut reply = call_member(member, msg, ctx).await;
+                    crate::tasks::qualify(vs, &mut reply, &member.server.config.name);
+                    reply
+                }
+                Err(e) => Message::error(id, e),
+            }
+        }
         "logging/setLevel" => {
             for m in &vs.members {
                 let _ = m
@@ -280,12 +292,16 @@ async fn call_named(
         }
     }
     let extra = h::param_headers(&schema, arguments);
-    if extra.is_empty() {
-        return call_member(&vs.members[route.member], msg, ctx).await;
-    }
-    let mut ctx = ctx.clone();
-    ctx.client.extra_headers = extra;
-    call_member(&vs.members[route.member], msg, &ctx).await
+    let member = &vs.members[route.member];
+    let mut reply = if extra.is_empty() {
+        call_member(member, msg, ctx).await
+    } else {
+        let mut ctx = ctx.clone();
+        ctx.client.extra_headers = extra;
+        call_member(member, msg, &ctx).await
+    };
+    crate::tasks::qualify(vs, &mut reply, &member.server.config.name);
+    reply
 }
 
 async fn complete(vs: &VirtualServer, mut msg: Message, ctx: &CallCtx) -> Message {

@@ -17,6 +17,7 @@ pub mod notify;
 pub mod reload;
 pub mod seal;
 pub mod snapshot;
+pub mod tasks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

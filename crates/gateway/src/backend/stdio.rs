@@ -202,7 +202,11 @@ impl StdioBackend {
             let mut buf = Vec::with_capacity(8192);
             loop {
                 buf.clear();
-                match (&mut reader).take(super::MAX_MESSAGE_BYTES as u64 + 1).read_until(b'\n', &mut buf).await {
+                match (&mut reader)
+                    .take(super::MAX_MESSAGE_BYTES as u64 + 1)
+                    .read_until(b'\n', &mut buf)
+                    .await
+                {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}
                 }
@@ -382,7 +386,6 @@ impl StdioBackend {
             .map(|p| p.info.era())
     }
 }
-
 
 fn trim_line(buf: &[u8]) -> &[u8] {
     let mut end = buf.len();

@@ -148,12 +148,18 @@ impl HttpBackend {
     }
 
     fn too_large(&self) -> BackendError {
-        BackendError::Protocol { server: self.name.clone(), reason: format!("a message exceeds {} bytes", super::MAX_MESSAGE_BYTES) }
+        BackendError::Protocol {
+            server: self.name.clone(),
+            reason: format!("a message exceeds {} bytes", super::MAX_MESSAGE_BYTES),
+        }
     }
 
     /// Reads a whole response body, refusing one larger than [`super::MAX_MESSAGE_BYTES`].
     async fn read_limited(&self, resp: reqwest::Response) -> Result<bytes::Bytes, BackendError> {
-        if resp.content_length().is_some_and(|n| n > super::MAX_MESSAGE_BYTES as u64) {
+        if resp
+            .content_length()
+            .is_some_and(|n| n > super::MAX_MESSAGE_BYTES as u64)
+        {
             return Err(self.too_large());
         }
         let mut body = resp.bytes_stream();
