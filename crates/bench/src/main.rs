@@ -6,6 +6,7 @@
 
 mod echo;
 mod load;
+mod relay;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -34,6 +35,12 @@ struct Args {
     /// generator and echo backend) to the others, so the two sides do not compete for a core.
     #[arg(long)]
     pin: bool,
+    /// Also measure the floor: a minimal HTTP relay (no parsing) run the same way as the gateway.
+    #[arg(long)]
+    floor: bool,
+    /// Internal: serve the minimal relay to this backend address (used by --floor).
+    #[arg(long, hide = true)]
+    serve_relay: Option<std::net::SocketAddr>,
 }
 
 struct Gateway {
@@ -119,7 +126,9 @@ fn start_gateway(
 
 /// Pins every thread of `gateway` to the last CPU and this process to the others.
 fn pin(gateway: u32) -> anyhow::Result<()> {
-    let cpus = std::thread::available_parallelism()?.get();
+    // Online CPUs, not this process's affinity (which an earlier pin() narrowed).
+    // SAFETY: sysconf has no preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
     if cpus < 2 {
         bail!("--pin needs at least 2 CPUs");
     }
@@ -144,9 +153,45 @@ fn pin(gateway: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(backend) = args.serve_relay {
+        // Like the gateway under --pin: one thread.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        return rt.block_on(relay::serve(backend));
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+/// Starts the minimal relay as a child process of this binary.
+fn start_relay(backend: std::net::SocketAddr) -> anyhow::Result<Gateway> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("--serve-relay")
+        .arg(backend.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().context("relay printed nothing")??;
+    let base = first
+        .strip_prefix("listening on ")
+        .context("no listening line")?
+        .trim()
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    Ok(Gateway {
+        child,
+        base,
+        _dir: tempfile::tempdir()?,
+    })
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let bin = match args.gatehouse {
         Some(b) => b,
         None => std::env::current_exe()?.with_file_name("gatehouse"),
@@ -170,6 +215,16 @@ async fn main() -> anyhow::Result<()> {
     // Warm the gateway's backend discovery and route cache.
     load::run(&gw_url, 1, Duration::from_millis(500)).await?;
     let idle_rss = rss_kib(pid);
+    let floor = if args.floor {
+        let r = start_relay(backend)?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if args.pin {
+            pin(r.child.id())?;
+        }
+        Some(r)
+    } else {
+        None
+    };
 
     println!("| scenario | concurrency | calls/s | p50 µs | p99 µs | gateway CPU µs/call |");
     println!("|---|---|---|---|---|---|");
@@ -185,6 +240,20 @@ async fn main() -> anyhow::Result<()> {
         let (vt, v50, v99) = (via.throughput(), via.p(50.0), via.p(99.0));
         println!("| direct | {c} | {dt:.0} | {d50} | {d99} | |");
         println!("| gateway | {c} | {vt:.0} | {v50} | {v99} | {cpu_per_call:.0} |");
+        if let Some(r) = &floor {
+            let url = format!("{}/mcp", r.base);
+            let _ = load::run(&url, c, Duration::from_secs(1)).await?;
+            let cpu_before = cpu_us(r.child.id());
+            let relayed = load::run(&url, c, measure).await?;
+            let cpu =
+                cpu_us(r.child.id()).saturating_sub(cpu_before) as f64 / relayed.calls() as f64;
+            println!(
+                "| minimal relay (floor) | {c} | {:.0} | {} | {} | {cpu:.0} |",
+                relayed.throughput(),
+                relayed.p(50.0),
+                relayed.p(99.0)
+            );
+        }
         println!(
             "| **gateway overhead** | {c} | {:.1}% of direct | +{} | +{} | |",
             100.0 * vt / dt,
