@@ -328,13 +328,12 @@ pub struct ParkedCall {
 #[derive(Debug, Default)]
 pub struct Parked {
     calls: Mutex<HashMap<u64, ParkedCall>>,
-    next: std::sync::atomic::AtomicU64,
 }
 
 impl Parked {
     fn insert(&self, call: ParkedCall) -> u64 {
-        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            ^ rand::random::<u64>() << 20;
+        // Random, so a parked call cannot be guessed even apart from the sealed state.
+        let id = rand::random::<u64>();
         let mut calls = self.calls.lock().expect("parked lock");
         calls.retain(|_, c| c.created.elapsed() < PARK_TTL);
         calls.insert(id, call);

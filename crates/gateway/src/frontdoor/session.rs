@@ -1,7 +1,7 @@
 //! Handshake-era sessions: sealed ids that any replica can open, plus the in-process state a
 //! live session needs (its stream, pending server→client requests, in-flight calls).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -102,7 +102,8 @@ pub enum SessionLookup {
 #[derive(Debug)]
 pub struct SessionStore {
     live: Mutex<HashMap<String, Arc<Session>>>,
-    ended: Mutex<HashSet<String>>,
+    /// Ended session ids with when they were issued: kept until they would have expired anyway.
+    ended: Mutex<HashMap<String, u64>>,
     ttl: Duration,
 }
 
@@ -134,10 +135,20 @@ impl SessionStore {
         let plaintext = serde_json::to_vec(&claims).expect("claims serialise");
         let id = keys.seal(PURPOSE, &plaintext);
         let s = Arc::new(Session::from_claims(id.clone(), claims, version));
-        self.live
-            .lock()
-            .expect("sessions lock")
-            .insert(id, s.clone());
+        let mut live = self.live.lock().expect("sessions lock");
+        // Expired sessions would be refused anyway; dropping them here keeps memory bounded.
+        // (An evicted live session re-opens from its sealed id on its next request.)
+        if live.len() % 1024 == 1023 {
+            let ttl = self.ttl.as_secs();
+            let t = now();
+            live.retain(|_, s| t.saturating_sub(s.claims.iat) <= ttl);
+            self.ended
+                .lock()
+                .expect("sessions lock")
+                .retain(|_, iat| t.saturating_sub(*iat) <= ttl);
+        }
+        live.insert(id, s.clone());
+        drop(live);
         s
     }
 
@@ -149,7 +160,7 @@ impl SessionStore {
         id: &str,
         vs_path: &str,
     ) -> Result<Arc<Session>, SessionLookup> {
-        if self.ended.lock().expect("sessions lock").contains(id) {
+        if self.ended.lock().expect("sessions lock").contains_key(id) {
             return Err(SessionLookup::Gone);
         }
         if let Some(s) = self.live.lock().expect("sessions lock").get(id).cloned() {
@@ -183,11 +194,12 @@ impl SessionStore {
 
     /// Ends a session (DELETE): later requests with its id get 404 on this process.
     pub fn end(&self, id: &str) -> Option<Arc<Session>> {
+        let s = self.live.lock().expect("sessions lock").remove(id);
+        let iat = s.as_ref().map(|s| s.claims.iat).unwrap_or_else(now);
         self.ended
             .lock()
             .expect("sessions lock")
-            .insert(id.to_string());
-        let s = self.live.lock().expect("sessions lock").remove(id);
+            .insert(id.to_string(), iat);
         if let Some(s) = &s {
             for (_, h) in s.inflight.lock().expect("inflight lock").drain() {
                 h.abort();
