@@ -127,7 +127,13 @@ pub async fn dispatch(vs: &VirtualServer, msg: Message, ctx: &CallCtx) -> Messag
                         && member_is_stateless(&vs.members[m]).await =>
                 {
                     // 2026-07-28 servers have no resources/subscribe: the gateway acknowledges
-                    // it for the handshake-era client (updates arrive via the server's feed).
+                    // it and listens for the URI on the server's change feed instead.
+                    let subs = &vs.members[m].server.resources;
+                    if method == "resources/subscribe" {
+                        subs.add(&uri);
+                    } else {
+                        subs.remove(&uri);
+                    }
                     Message::result(id, &json!({}))
                 }
                 Some(m) => call_member(&vs.members[m], msg, ctx).await,

@@ -21,8 +21,65 @@ pub struct ServerHandle {
     pub backend: Backend,
     /// Cached item lists, invalidated by the server's `list_changed` notifications.
     pub lists: ListCache,
+    /// Resources clients subscribed to through the gateway (for servers without
+    /// `resources/subscribe`): the change feed listens for their updates.
+    pub resources: ResourceSubscriptions,
     /// Stops the server's change feed when the handle goes away.
     _watch: Option<tokio_util::sync::DropGuard>,
+}
+
+/// Reference-counted resource subscriptions the gateway holds at one server for its clients.
+#[derive(Debug, Default)]
+pub struct ResourceSubscriptions {
+    counts: std::sync::Mutex<HashMap<String, usize>>,
+    /// Signalled when the set of URIs changes.
+    pub changed: Arc<tokio::sync::Notify>,
+}
+
+impl ResourceSubscriptions {
+    /// Adds one subscriber to `uri`.
+    pub fn add(&self, uri: &str) {
+        let first = {
+            let mut c = self.counts.lock().expect("subscriptions lock");
+            let n = c.entry(uri.to_string()).or_default();
+            *n += 1;
+            *n == 1
+        };
+        if first {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Removes one subscriber from `uri`.
+    pub fn remove(&self, uri: &str) {
+        let last = {
+            let mut c = self.counts.lock().expect("subscriptions lock");
+            match c.get_mut(uri) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => c.remove(uri).is_some(),
+                None => false,
+            }
+        };
+        if last {
+            self.changed.notify_one();
+        }
+    }
+
+    /// The URIs with at least one subscriber.
+    pub fn uris(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .counts
+            .lock()
+            .expect("subscriptions lock")
+            .keys()
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
 }
 
 /// One member of a virtual server.
@@ -95,6 +152,7 @@ impl Snapshot {
                         config: sc.clone(),
                         backend,
                         lists: ListCache::default(),
+                        resources: ResourceSubscriptions::default(),
                         _watch: remote.then(|| stop.clone().drop_guard()),
                     });
                     if remote {

@@ -158,6 +158,20 @@ pub(super) async fn handle(
                     ErrorObject::new(codes::INVALID_REQUEST, "session is already initialized"),
                 );
             }
+            if let ("resources/subscribe" | "resources/unsubscribe", Some(uri)) = (
+                msg.method(),
+                msg.params
+                    .as_ref()
+                    .and_then(|p| p.get("uri"))
+                    .and_then(Value::as_str),
+            ) {
+                let mut subs = session.subscriptions.lock().expect("subscriptions lock");
+                if msg.method() == "resources/subscribe" {
+                    subs.insert(uri.to_string());
+                } else {
+                    subs.remove(uri);
+                }
+            }
             if msg.method() == "logging/setLevel"
                 && let Some(level) = msg
                     .params

@@ -51,6 +51,8 @@ pub struct Session {
     pub pending: Mutex<HashMap<String, oneshot::Sender<Message>>>,
     /// The level set by `logging/setLevel` (held by this process only).
     pub log_level: Mutex<Option<String>>,
+    /// Resource URIs this client subscribed to (updates for others are not relayed to it).
+    pub subscriptions: Mutex<std::collections::HashSet<String>>,
     /// Resumable response streams (`Last-Event-ID`).
     pub streams: Arc<super::resume::Streams>,
     /// In-flight client requests, for `notifications/cancelled`.
@@ -240,6 +242,7 @@ impl Session {
             pending: Mutex::default(),
             log_level: Mutex::new(None),
             streams: Arc::default(),
+            subscriptions: Mutex::default(),
             inflight: Mutex::default(),
             next_request: AtomicU64::new(1),
         }

@@ -64,7 +64,9 @@ pub(super) fn open(gw: Arc<Gateway>, vs: Arc<VirtualServer>, request_id: &str) -
     let first = futures::stream::once(async move {
         Ok::<_, std::convert::Infallible>(sse::encode(None, Some("endpoint"), &endpoint))
     });
-    let rest = super::stream::merged_stream(vs, gw.hub.subscribe(), rx, None);
+    // The session does not exist before initialize; resource updates reach this transport's
+    // clients unfiltered (rare: it predates most subscription use).
+    let rest = super::stream::merged_stream(vs, gw.hub.subscribe(), rx, None, None);
     let body = first.chain(rest).map(move |b| {
         let _keep = &guard;
         b

@@ -93,7 +93,7 @@ pub(super) async fn get(
     *session.standalone.lock().expect("standalone lock") = Some(tx.clone());
     relay_member_streams(&vs, &session, &tx).await;
     let changes = gw.hub.subscribe();
-    let stream = merged_stream(vs, changes, rx, None);
+    let stream = merged_stream(vs, changes, rx, None, Some(session));
     sse_response(Body::from_stream(stream), &request_id)
 }
 
@@ -111,7 +111,7 @@ async fn relay_member_streams(
         ) else {
             continue;
         };
-        let mut rx = match b.open_stream(Some(up)).await {
+        let mut rx = match b.open_stream(Some(up), &[]).await {
             Ok(rx) => rx,
             Err(e) => {
                 tracing::debug!(server = %m.server.config.name, error = %e, "member has no session stream");
@@ -212,7 +212,7 @@ pub(super) async fn listen(
     let (tx, rx) = mpsc::channel::<Message>(1);
     let _ = tx.send(ack).await;
     let changes = gw.hub.subscribe();
-    let stream = merged_stream(vs, changes, rx, Some((id, honoured, tx)));
+    let stream = merged_stream(vs, changes, rx, Some((id, honoured, tx)), None);
     sse_response(Body::from_stream(stream), &request_id)
 }
 
@@ -245,14 +245,24 @@ pub(super) fn merged_stream(
     changes: broadcast::Receiver<ServerChange>,
     direct: mpsc::Receiver<Message>,
     listen: Option<Listen>,
+    session: Option<Arc<Session>>,
 ) -> impl futures::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> {
     let ticker = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
-    futures::stream::unfold((vs, changes, direct, listen, ticker), |(vs, mut changes, mut direct, listen, mut ticker)| async move {
+    futures::stream::unfold((vs, changes, direct, listen, ticker), move |(vs, mut changes, mut direct, listen, mut ticker)| {
+        let session = session.clone();
+        async move {
         loop {
             let out = tokio::select! {
                 Some(m) = direct.recv() => Some(m),
                 r = changes.recv() => match r {
-                    Ok(change) => relay_change(&vs, &change),
+                    // A handshake-era session hears only of the resources it subscribed to.
+                    Ok(change) => relay_change(&vs, &change).filter(|m| {
+                        m.method() != "notifications/resources/updated"
+                            || session.as_ref().is_none_or(|s| {
+                                let uri = m.params.as_ref().and_then(|p| p.get("uri")).and_then(Value::as_str).unwrap_or("");
+                                s.subscriptions.lock().expect("subscriptions lock").contains(uri)
+                            })
+                    }),
                     Err(broadcast::error::RecvError::Lagged(_)) => None,
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
@@ -270,6 +280,7 @@ pub(super) fn merged_stream(
             }
             let bytes = sse::encode(None, None, &String::from_utf8_lossy(&m.to_bytes()));
             return Some((bytes, (vs, changes, direct, listen, ticker)));
+        }
         }
     })
     .map(Ok)

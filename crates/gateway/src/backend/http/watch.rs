@@ -24,6 +24,7 @@ impl HttpBackend {
     pub async fn open_stream(
         &self,
         session: Option<&UpstreamSession>,
+        resources: &[String],
     ) -> Result<mpsc::Receiver<CallEvent>, BackendError> {
         let (req, session_id, version) = match session {
             Some(s) => {
@@ -41,11 +42,13 @@ impl HttpBackend {
                 let info = self.info().await?;
                 match info.era() {
                     Era::Stateless => {
+                        let mut filter = json!({"toolsListChanged": true, "promptsListChanged": true, "resourcesListChanged": true});
+                        if !resources.is_empty() {
+                            filter["resourceSubscriptions"] = json!(resources);
+                        }
                         let params = adapt::for_era(
                             Era::Stateless,
-                            Some(
-                                json!({"notifications": {"toolsListChanged": true, "promptsListChanged": true, "resourcesListChanged": true}}),
-                            ),
+                            Some(json!({ "notifications": filter })),
                             &Default::default(),
                         );
                         let msg = Message::request(
@@ -131,7 +134,8 @@ pub fn spawn_watch(handle: Weak<ServerHandle>, stop: CancellationToken) {
             let crate::backend::Backend::Http(b) = &h.backend else {
                 return;
             };
-            let opened = b.open_stream(None).await;
+            let changed = h.resources.changed.clone();
+            let opened = b.open_stream(None, &h.resources.uris()).await;
             drop(h);
             match opened {
                 Ok(mut rx) => {
@@ -139,6 +143,8 @@ pub fn spawn_watch(handle: Weak<ServerHandle>, stop: CancellationToken) {
                     loop {
                         tokio::select! {
                             ev = rx.recv() => if ev.is_none() { break },
+                            // The set of watched resources changed: listen again with the new set.
+                            _ = changed.notified() => { backoff = Duration::ZERO; break }
                             _ = stop.cancelled() => return,
                         }
                     }
@@ -149,7 +155,7 @@ pub fn spawn_watch(handle: Weak<ServerHandle>, stop: CancellationToken) {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = stop.cancelled() => return,
             }
-            backoff = (backoff * 2).min(Duration::from_secs(30));
+            backoff = (backoff * 2).clamp(Duration::from_millis(500), Duration::from_secs(30));
         }
     });
 }
