@@ -228,9 +228,20 @@ async fn task_ids_route_to_the_member_that_created_the_task() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resource_updates_from_a_stateless_member_reach_a_subscribed_legacy_client() {
-    let fixture = HttpFixture::start("127.0.0.1:0".parse().unwrap(), &HttpOptions { era: Era::Modern, ..Default::default() }).await.unwrap();
+    let fixture = HttpFixture::start(
+        "127.0.0.1:0".parse().unwrap(),
+        &HttpOptions {
+            era: Era::Modern,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let yaml = format!("servers:\n  - name: fx\n    url: {}\nvirtual_servers:\n  - name: v\n    path: /mcp\n    include:\n      - server: fx\n", fixture.url);
+    let yaml = format!(
+        "servers:\n  - name: fx\n    url: {}\nvirtual_servers:\n  - name: v\n    path: /mcp\n    include:\n      - server: fx\n",
+        fixture.url
+    );
     let cfg = write_config(dir.path(), &yaml);
     let gh = Gatehouse::start(&["--config", cfg.to_str().unwrap()]);
     let legacy = Legacy::connect(&gh.url("/mcp")).await;
@@ -245,21 +256,39 @@ async fn resource_updates_from_a_stateless_member_reach_a_subscribed_legacy_clie
         .await
         .unwrap();
     assert_eq!(stream.status(), 200);
-    let (_, r) = legacy.request(1, "resources/subscribe", json!({"uri":"test://watched-resource"})).await;
+    let (_, r) = legacy
+        .request(
+            1,
+            "resources/subscribe",
+            json!({"uri":"test://watched-resource"}),
+        )
+        .await;
     assert!(r["result"].is_object(), "acknowledged: {r}");
     let mut seen = String::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let mut n = 2;
-    while !seen.contains("notifications/resources/updated") && std::time::Instant::now() < deadline {
+    while !seen.contains("notifications/resources/updated") && std::time::Instant::now() < deadline
+    {
         // The gateway re-listens at the member with the new URI asynchronously: trigger until
         // the update flows.
-        legacy.request(n, "tools/call", json!({"name":"test_trigger_resource_update","arguments":{}})).await;
+        legacy
+            .request(
+                n,
+                "tools/call",
+                json!({"name":"test_trigger_resource_update","arguments":{}}),
+            )
+            .await;
         n += 1;
-        if let Ok(Ok(Some(chunk))) = tokio::time::timeout(Duration::from_millis(500), stream.chunk()).await {
+        if let Ok(Ok(Some(chunk))) =
+            tokio::time::timeout(Duration::from_millis(500), stream.chunk()).await
+        {
             seen.push_str(&String::from_utf8_lossy(&chunk));
         }
     }
-    assert!(seen.contains("notifications/resources/updated"), "update relayed: {seen}");
+    assert!(
+        seen.contains("notifications/resources/updated"),
+        "update relayed: {seen}"
+    );
     assert!(seen.contains("test://watched-resource"), "{seen}");
     drop(stream);
     drop(gh);
