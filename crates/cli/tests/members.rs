@@ -10,6 +10,26 @@ use common::*;
 use gatehouse_testkit::{Era, HttpFixture, HttpOptions};
 use serde_json::json;
 
+/// The conformance fixture, in this process, on an ephemeral port.
+async fn fixture(era: Era) -> HttpFixture {
+    HttpFixture::start(
+        "127.0.0.1:0".parse().unwrap(),
+        &HttpOptions {
+            era,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// A config whose only virtual server (`/mcp`) fronts the fixture at `url`.
+fn fixture_only_yaml(url: &str) -> String {
+    format!(
+        "servers:\n  - name: fx\n    url: {url}\nvirtual_servers:\n  - name: v\n    path: /mcp\n    include:\n      - server: fx\n"
+    )
+}
+
 #[tokio::test]
 async fn first_include_wins_a_runtime_name_clash() {
     let dir = tempfile::tempdir().unwrap();
@@ -86,20 +106,9 @@ async fn fail_closed_member_fails_the_list() {
 // thread blocks waiting for the gateway to exit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_member_session_survives_a_gateway_restart() {
-    let fixture = HttpFixture::start(
-        "127.0.0.1:0".parse().unwrap(),
-        &HttpOptions {
-            era: Era::Legacy,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let fixture = fixture(Era::Legacy).await;
     let dir = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        "servers:\n  - name: fx\n    url: {}\nvirtual_servers:\n  - name: v\n    path: /mcp\n    include:\n      - server: fx\n",
-        fixture.url
-    );
+    let yaml = fixture_only_yaml(&fixture.url);
     let cfg = write_config(dir.path(), &yaml);
     let mut gh = Gatehouse::start(&["--config", cfg.to_str().unwrap()]);
     let legacy = Legacy::connect(&gh.url("/mcp")).await;
@@ -154,15 +163,7 @@ async fn remote_member_session_survives_a_gateway_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn task_ids_route_to_the_member_that_created_the_task() {
-    let fixture = HttpFixture::start(
-        "127.0.0.1:0".parse().unwrap(),
-        &HttpOptions {
-            era: Era::Modern,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let fixture = fixture(Era::Modern).await;
     let dir = tempfile::tempdir().unwrap();
     let yaml = demo_member_yaml("      - server: fx\n").replace(
         "virtual_servers:",
@@ -228,20 +229,9 @@ async fn task_ids_route_to_the_member_that_created_the_task() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resource_updates_from_a_stateless_member_reach_a_subscribed_legacy_client() {
-    let fixture = HttpFixture::start(
-        "127.0.0.1:0".parse().unwrap(),
-        &HttpOptions {
-            era: Era::Modern,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let fixture = fixture(Era::Modern).await;
     let dir = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        "servers:\n  - name: fx\n    url: {}\nvirtual_servers:\n  - name: v\n    path: /mcp\n    include:\n      - server: fx\n",
-        fixture.url
-    );
+    let yaml = fixture_only_yaml(&fixture.url);
     let cfg = write_config(dir.path(), &yaml);
     let gh = Gatehouse::start(&["--config", cfg.to_str().unwrap()]);
     let legacy = Legacy::connect(&gh.url("/mcp")).await;

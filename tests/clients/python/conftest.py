@@ -21,6 +21,7 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -183,6 +184,25 @@ def spawn(name: str, argv: list[str], log_dir: Path, prefix: str) -> Spawned:
             f"(first line {first!r}, exit {proc.poll()}):\n{spawned.stderr_tail()}"
         )
     return spawned
+
+
+def wait_for_port(port: int, what: str, timeout: float = STARTUP_TIMEOUT) -> None:
+    """Waits until something accepts TCP connections on 127.0.0.1:`port`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not start listening on port {port}")
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _require(path: Path, hint: str) -> None:

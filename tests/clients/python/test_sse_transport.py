@@ -12,9 +12,7 @@ transports.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,16 +21,10 @@ import pytest
 from mcp import Client, ClientSession
 from mcp.client.sse import sse_client
 
-from conftest import NODE_BIN, SERVER_EVERYTHING_JS, _require, start_gateway
+from conftest import NODE_BIN, SERVER_EVERYTHING_JS, _require, free_port, start_gateway, wait_for_port
 
 pytestmark = pytest.mark.anyio
 BUDGET = 60
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -49,15 +41,7 @@ def everything_sse(log_dir: Path) -> Iterator[str]:
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("server-everything (sse) did not start")
+        wait_for_port(port, "server-everything (sse)")
         yield f"http://127.0.0.1:{port}/sse"
     finally:
         proc.terminate()

@@ -4,10 +4,8 @@ servers that require mutual TLS. The server is the official Python SDK behind uv
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from conftest import HERE, start_gateway
+from conftest import HERE, free_port, start_gateway, wait_for_port
 
 pytestmark = pytest.mark.anyio
 
@@ -42,24 +40,14 @@ def mtls_server(log_dir: Path) -> Iterator[tuple[str, Path]]:
     pki = log_dir / "pki"
     pki.mkdir(exist_ok=True)
     make_pki(pki)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log = open(log_dir / "tls-server.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "tls_server.py"), str(port), str(pki / "server.pem"), str(pki / "server.key"), str(pki / "ca.pem")],
         stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("TLS server did not start")
+        wait_for_port(port, "TLS server")
         yield f"https://127.0.0.1:{port}/mcp", pki
     finally:
         proc.terminate()
