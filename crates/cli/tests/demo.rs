@@ -264,3 +264,16 @@ async fn sessions_survive_a_restart_and_end_on_delete() {
     };
     assert_eq!(forged.request(3, "tools/list", json!({})).await.0, 404);
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let gh = Gatehouse::start(&["--log-format", "json"]);
+    Legacy::connect(&gh.url("/mcp")).await;
+    assert!(eventually(Duration::from_secs(5), || gh.logged("session started")).await);
+    let log = gh.log.lock().unwrap().clone();
+    let line = log.lines().find(|l| l.contains("session started")).unwrap();
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(v["level"], "INFO");
+    assert_eq!(v["message"], "session started");
+    assert_eq!(v["virtual_server"], "demo");
+}

@@ -37,12 +37,22 @@ impl Gatehouse {
 
     /// Starts with a given data dir (to test restarts).
     pub fn start_in(args: &[&str], data_dir: tempfile::TempDir) -> Gatehouse {
+        Self::start_full(args, &[], data_dir)
+    }
+
+    /// Starts with extra environment variables.
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Gatehouse {
+        Self::start_full(args, env, tempfile::tempdir().unwrap())
+    }
+
+    fn start_full(args: &[&str], env: &[(&str, &str)], data_dir: tempfile::TempDir) -> Gatehouse {
         let mut child = Command::new(bin())
             .arg("up")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir.path())
             .args(args)
             .env("GATEHOUSE_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .env("NO_COLOR", "1")
             .stderr(Stdio::piped())
