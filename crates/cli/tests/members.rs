@@ -280,7 +280,22 @@ async fn resource_updates_from_a_stateless_member_reach_a_subscribed_legacy_clie
         "update relayed: {seen}"
     );
     assert!(seen.contains("test://watched-resource"), "{seen}");
+    assert!(gh.logged("watching a resource for subscribed clients"));
     drop(stream);
+    // Ending the session releases what the gateway held at the member on its behalf.
+    let del = legacy
+        .http
+        .delete(&legacy.url)
+        .header("mcp-session-id", &legacy.session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 200);
+    assert!(
+        eventually(Duration::from_secs(5), || gh
+            .logged("no client subscribes to this resource any more"))
+        .await
+    );
     drop(gh);
     fixture.shutdown().await.unwrap();
 }

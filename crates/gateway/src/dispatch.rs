@@ -128,11 +128,13 @@ pub async fn dispatch(vs: &VirtualServer, msg: Message, ctx: &CallCtx) -> Messag
                 {
                     // 2026-07-28 servers have no resources/subscribe: the gateway acknowledges
                     // it and listens for the URI on the server's change feed instead.
-                    let subs = &vs.members[m].server.resources;
+                    let server = &vs.members[m].server;
                     if method == "resources/subscribe" {
-                        subs.add(&uri);
-                    } else {
-                        subs.remove(&uri);
+                        if server.resources.add(&uri) {
+                            tracing::info!(server = %server.config.name, %uri, "watching a resource for subscribed clients");
+                        }
+                    } else if server.resources.remove(&uri) {
+                        tracing::info!(server = %server.config.name, %uri, "no client subscribes to this resource any more");
                     }
                     Message::result(id, &json!({}))
                 }

@@ -37,8 +37,8 @@ pub struct ResourceSubscriptions {
 }
 
 impl ResourceSubscriptions {
-    /// Adds one subscriber to `uri`.
-    pub fn add(&self, uri: &str) {
+    /// Adds one subscriber to `uri`; true when it is the first.
+    pub fn add(&self, uri: &str) -> bool {
         let first = {
             let mut c = self.counts.lock().expect("subscriptions lock");
             let n = c.entry(uri.to_string()).or_default();
@@ -48,10 +48,11 @@ impl ResourceSubscriptions {
         if first {
             self.changed.notify_one();
         }
+        first
     }
 
-    /// Removes one subscriber from `uri`.
-    pub fn remove(&self, uri: &str) {
+    /// Removes one subscriber from `uri`; true when it was the last.
+    pub fn remove(&self, uri: &str) -> bool {
         let last = {
             let mut c = self.counts.lock().expect("subscriptions lock");
             match c.get_mut(uri) {
@@ -66,6 +67,7 @@ impl ResourceSubscriptions {
         if last {
             self.changed.notify_one();
         }
+        last
     }
 
     /// The URIs with at least one subscriber.

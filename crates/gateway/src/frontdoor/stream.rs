@@ -167,6 +167,31 @@ pub(super) async fn delete(
         }
     };
     gw.sessions.end(sid);
+    // Release the session's resource subscriptions through the normal unsubscribe path, so
+    // subscriptions the gateway holds at stateless members for it are dropped too.
+    let uris: Vec<String> = session
+        .subscriptions
+        .lock()
+        .expect("subscriptions lock")
+        .drain()
+        .collect();
+    if !uris.is_empty() {
+        let ctx = crate::dispatch::CallCtx {
+            client: session.client(),
+            upstream: session.claims.up.clone(),
+            era: gatehouse_wire::Era::Handshake,
+            events: None,
+            param_headers: Vec::new(),
+        };
+        for uri in uris {
+            let unsubscribe = Message::request(
+                Id::String("gatehouse-cleanup".into()),
+                "resources/unsubscribe",
+                Some(json!({ "uri": uri })),
+            );
+            crate::dispatch::dispatch(&vs, unsubscribe, &ctx).await;
+        }
+    }
     for m in &vs.members {
         if let Some(up) = session.claims.up.get(&m.server.config.name) {
             m.server.backend.close_session(up).await;
