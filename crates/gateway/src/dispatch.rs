@@ -285,8 +285,7 @@ async fn call_named(
     // match them, and a stateless backend gets them freshly encoded.
     let schema = merged.items[route.item]
         .get("inputSchema")
-        .cloned()
-        .unwrap_or(Value::Null);
+        .unwrap_or(&Value::Null);
     let arguments = msg.params.as_ref().and_then(|p| p.get("arguments"));
     if ctx.era == Era::Stateless {
         let lookup = |name: &str| {
@@ -295,11 +294,11 @@ async fn call_named(
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.as_str())
         };
-        if let Err(e) = h::validate_param_headers(&schema, arguments, lookup) {
+        if let Err(e) = h::validate_param_headers(schema, arguments, lookup) {
             return err(&id, codes::HEADER_MISMATCH, format!("Header mismatch: {e}"));
         }
     }
-    let extra = h::param_headers(&schema, arguments);
+    let extra = h::param_headers(schema, arguments);
     let member = &vs.members[route.member];
     let mut reply = if extra.is_empty() {
         call_member(member, msg, ctx).await
@@ -357,11 +356,23 @@ async fn call_member(member: &Member, msg: Message, ctx: &CallCtx) -> Message {
     let method = msg.method().to_string();
     let client = ctx.for_member(member);
     let mut params = msg.params;
-    for _ in 0..MAX_INPUT_ROUNDS {
+    // Only a handshake-era client can need another round with the same params (a stateless
+    // client retries MRTR itself): keep a copy only then, so relaying stays copy-free.
+    let rounds = if ctx.era == Era::Handshake {
+        MAX_INPUT_ROUNDS
+    } else {
+        1
+    };
+    for _ in 0..rounds {
+        let sent = if rounds > 1 {
+            params.clone()
+        } else {
+            params.take()
+        };
         let reply = match member
             .server
             .backend
-            .call(&method, params.clone(), &client, ctx.events.clone())
+            .call(&method, sent, &client, ctx.events.clone())
             .await
         {
             Ok(r) => r,
