@@ -420,15 +420,15 @@ async fn call_member(member: &Member, msg: Message, ctx: &CallCtx) -> Message {
                 {
                     return err(&id, codes::INTERNAL_ERROR, "client went away");
                 }
-                match rx.await {
-                    Ok(answer) => {
+                match tokio::time::timeout(crate::backend::CLIENT_ANSWER_TIMEOUT, rx).await {
+                    Ok(Ok(answer)) => {
                         if let Some(v) = answer.result_value() {
                             responses.insert(key.clone(), v);
                         } else if let Some(e) = answer.error {
                             return Message::error(id, e);
                         }
                     }
-                    Err(_) => return err(&id, codes::INTERNAL_ERROR, "the client did not answer"),
+                    _ => return err(&id, codes::INTERNAL_ERROR, "the client did not answer"),
                 }
             }
         }

@@ -184,6 +184,7 @@ impl Gateway {
             loop {
                 tick.tick().await;
                 let Some(gw) = weak.upgrade() else { return };
+                gw.parked.sweep();
                 for h in gw.snapshot().servers.values() {
                     if let backend::Backend::Stdio(s) = &h.backend {
                         s.reap_idle().await;

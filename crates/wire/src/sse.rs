@@ -47,6 +47,8 @@ pub fn comment(text: &str) -> Bytes {
 #[derive(Debug, Default)]
 pub struct Decoder {
     buf: BytesMut,
+    /// Bytes of `buf` already known to hold no line end, so a long line is scanned once.
+    scanned: usize,
     current: Event,
     has_data: bool,
 }
@@ -66,11 +68,17 @@ impl Decoder {
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<Event> {
         self.buf.extend_from_slice(chunk);
         let mut events = Vec::new();
-        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n' || *b == b'\r') {
+        while let Some(pos) = self.buf[self.scanned..]
+            .iter()
+            .position(|b| *b == b'\n' || *b == b'\r')
+            .map(|p| p + self.scanned)
+        {
             // A CR at the very end may be the first half of CRLF: wait for more bytes.
             if self.buf[pos] == b'\r' && pos + 1 == self.buf.len() {
-                break;
+                self.scanned = pos;
+                return events;
             }
+            self.scanned = 0;
             let line = self.buf.split_to(pos);
             let skip = if self.buf[0] == b'\r' && self.buf.get(1) == Some(&b'\n') {
                 2
@@ -82,6 +90,7 @@ impl Decoder {
                 events.push(ev);
             }
         }
+        self.scanned = self.buf.len();
         events
     }
 
@@ -136,6 +145,20 @@ mod tests {
         assert_eq!(evs[0].data, "/message?x=1");
         assert_eq!(evs[1].id.as_deref(), Some("7"));
         assert_eq!(evs[1].data, "{\"a\":1}\n2");
+    }
+
+    #[test]
+    fn long_line_in_small_chunks_is_assembled() {
+        let mut d = Decoder::new();
+        assert!(d.feed(b"data: ").is_empty());
+        for _ in 0..1000 {
+            assert!(d.feed(b"xxxxxxxxxx").is_empty());
+        }
+        assert!(d.buffered() >= 10_000);
+        let evs = d.feed(b"\r\n\r\n");
+        assert_eq!(evs.len(), 1);
+        assert_eq!(evs[0].data.len(), 10_000);
+        assert_eq!(d.buffered(), 0);
     }
 
     #[test]

@@ -21,6 +21,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::notify::ChangeHub;
 
+/// How long a server→client request (elicitation may wait for a person) may go unanswered.
+pub const CLIENT_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Largest single message accepted from a backend (a stdio line, an HTTP body, an SSE event).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 

@@ -184,7 +184,7 @@ impl Peer {
             }
             "notifications/message" => {
                 let st = self.state.lock().expect("peer lock");
-                if let Some(events) = newest_with_events(&st) {
+                if let Some(events) = sole_call_with_events(&st) {
                     let _ = events.try_send(CallEvent::Notification(msg));
                 } else {
                     tracing::debug!(server = %self.server, params = ?msg.params, "server log message");
@@ -206,7 +206,7 @@ impl Peer {
             self.send(&Message::result(server_id, &json!({})));
             return;
         }
-        let events = newest_with_events(&self.state.lock().expect("peer lock"));
+        let events = sole_call_with_events(&self.state.lock().expect("peer lock"));
         let Some(events) = events else {
             let reply = if msg.method() == "roots/list" {
                 Message::result(server_id, &json!({"roots": []}))
@@ -215,7 +215,7 @@ impl Peer {
                     server_id,
                     ErrorObject::new(
                         codes::METHOD_NOT_FOUND,
-                        "no client call is in progress to answer this request",
+                        "no single client call this request belongs to: the gateway will not guess which client to ask",
                     ),
                 )
             };
@@ -238,12 +238,12 @@ impl Peer {
         }
         let peer = self.clone();
         tokio::spawn(async move {
-            let answer = match rx.await {
-                Ok(mut m) => {
+            let answer = match tokio::time::timeout(super::CLIENT_ANSWER_TIMEOUT, rx).await {
+                Ok(Ok(mut m)) => {
                     m.id = Some(server_id);
                     m
                 }
-                Err(_) => Message::error(
+                _ => Message::error(
                     server_id,
                     ErrorObject::new(codes::INTERNAL_ERROR, "the client did not answer"),
                 ),
@@ -253,12 +253,17 @@ impl Peer {
     }
 }
 
-fn newest_with_events(st: &PeerState) -> Option<mpsc::Sender<CallEvent>> {
-    st.pending
-        .iter()
-        .filter(|(_, c)| c.events.is_some())
-        .max_by_key(|(id, _)| **id)
-        .and_then(|(_, c)| c.events.clone())
+/// The one call that server-initiated traffic without a request id can belong to.
+///
+/// Over a pipe shared by several calls, a server→client request or log message names no call.
+/// Guessing would show one client another's prompt or data, so it is only routed when exactly
+/// one call could have caused it.
+fn sole_call_with_events(st: &PeerState) -> Option<mpsc::Sender<CallEvent>> {
+    let mut with_events = st.pending.values().filter_map(|c| c.events.as_ref());
+    match (with_events.next(), with_events.next()) {
+        (Some(only), None) => Some(only.clone()),
+        _ => None,
+    }
 }
 
 struct CancelGuard {

@@ -106,15 +106,26 @@ impl SseBackend {
                 .ok_or_else(|| self.unavailable("event stream ended before the endpoint event"))?
                 .map_err(|e| self.unavailable(e.to_string()))?;
             let mut events = decoder.feed(&chunk).into_iter();
+            if decoder.buffered() > super::MAX_MESSAGE_BYTES {
+                return Err(self.unavailable("event stream sent an oversized event"));
+            }
             if let Some(ev) = events
                 .by_ref()
                 .find(|e| e.event.as_deref() == Some("endpoint"))
             {
                 pending.extend(events);
-                break self
+                let endpoint = self
                     .url
                     .join(ev.data.trim())
                     .map_err(|e| self.unavailable(format!("bad endpoint {:?}: {e}", ev.data)))?;
+                // The endpoint gets the configured headers and client certificate: it must be
+                // the same origin as the configured URL.
+                if endpoint.origin() != self.url.origin() {
+                    return Err(self.unavailable(format!(
+                        "endpoint {endpoint} is not on the server's origin"
+                    )));
+                }
+                break endpoint;
             }
         };
         let stop = tokio_util::sync::CancellationToken::new();
@@ -171,7 +182,13 @@ impl SseBackend {
                     _ = reader_stop.cancelled() => break,
                 };
                 match chunk {
-                    Some(Ok(chunk)) => decoder.feed(&chunk).into_iter().for_each(&deliver),
+                    Some(Ok(chunk)) => {
+                        decoder.feed(&chunk).into_iter().for_each(&deliver);
+                        if decoder.buffered() > super::MAX_MESSAGE_BYTES {
+                            tracing::error!(server = %name, "HTTP+SSE server sent an oversized event; disconnecting");
+                            break;
+                        }
+                    }
                     _ => break,
                 }
             }

@@ -21,6 +21,8 @@ use crate::notify::ChangeHub;
 
 /// Key of the process that serves unauthenticated callers.
 const ANONYMOUS: &str = "anonymous";
+/// How long to wait for an answer to the `server/discover` era probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Backoff ceiling between restarts of a crashing server.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long a process must live to count as healthy again (resets the backoff).
@@ -236,7 +238,14 @@ impl StdioBackend {
             reader_peer.close(&format!("server process exited ({status})"));
         });
 
-        let info = self.handshake(&peer, legacy_only).await?;
+        let info = match self.handshake(&peer, legacy_only).await {
+            Ok(info) => info,
+            Err(e) => {
+                // Nothing else would ever stop a process that failed its handshake.
+                kill_group(pid, libc::SIGKILL);
+                return Err(e);
+            }
+        };
         Ok(Proc {
             peer,
             info: Arc::new(info),
@@ -259,12 +268,14 @@ impl StdioBackend {
                 ProtocolSetting::Auto | ProtocolSetting::V2026_07_28
             );
         if probe_modern {
+            // A server that ignores the probe (some 2025-era servers drop requests before
+            // initialize) is restarted and spoken to with initialize instead.
             let r = tokio::time::timeout(
-                limit,
+                limit.min(PROBE_TIMEOUT),
                 peer.request("server/discover", Some(adapt::discover_params()), None),
             )
             .await
-            .map_err(|_| SpawnError::Handshake("no answer to server/discover".into()))?;
+            .map_err(|_| SpawnError::ExitedOnProbe)?;
             match r {
                 Ok(m) if m.result.is_some() => {
                     let v = m.result_value().unwrap_or(Value::Null);
@@ -406,7 +417,9 @@ impl SpawnError {
         let reason = match self {
             SpawnError::Start(r) => r,
             SpawnError::Handshake(r) => format!("handshake failed: {r}"),
-            SpawnError::ExitedOnProbe => "server exited during the protocol probe".into(),
+            SpawnError::ExitedOnProbe => {
+                "server exited or went silent during the protocol probe".into()
+            }
         };
         BackendError::Unavailable {
             server: server.to_string(),

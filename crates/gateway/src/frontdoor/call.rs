@@ -39,10 +39,31 @@ pub struct CallStream {
     can_stream: bool,
     /// What the client declared it can answer (elicitation, sampling, roots).
     client_caps: Arc<Value>,
+    /// What a retry must match to resume this call after MRTR: virtual server, method, target
+    /// and a digest of the arguments.
+    scope: String,
     events: mpsc::Receiver<CallEvent>,
     done: oneshot::Receiver<Message>,
     task: AbortOnDrop,
     finished: bool,
+}
+
+/// The binding of a request for MRTR: a retry resumes a parked call only if it asks for the same
+/// thing on the same virtual server.
+fn request_scope(vs_path: &str, msg: &Message) -> String {
+    use sha2::Digest;
+    let arguments = msg
+        .params
+        .as_ref()
+        .and_then(|p| p.get("arguments"))
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let digest = hex::encode(sha2::Sha256::digest(arguments.as_bytes()));
+    format!(
+        "{vs_path} {} {} {digest}",
+        msg.method(),
+        msg.target_name().unwrap_or("")
+    )
 }
 
 /// Starts dispatching `msg` on a task of its own; the task holds `snapshot` so a reload never
@@ -61,6 +82,7 @@ pub fn start(
     let method = msg.method().to_string();
     let era = ctx.era;
     let client_caps = ctx.client.capabilities.clone();
+    let scope = request_scope(&vs.path, &msg);
     ctx.events = Some(ev_tx);
     let task = tokio::spawn(async move {
         let reply = dispatch::dispatch(&vs, msg, &ctx).await;
@@ -80,6 +102,7 @@ pub fn start(
         session,
         can_stream,
         client_caps,
+        scope,
         events: ev_rx,
         done: done_rx,
         task: AbortOnDrop(task),
@@ -211,6 +234,7 @@ impl CallStream {
                 session: None,
                 can_stream: self.can_stream,
                 client_caps: self.client_caps.clone(),
+                scope: self.scope.clone(),
                 events: std::mem::replace(&mut self.events, mpsc::channel(1).1),
                 done: std::mem::replace(&mut self.done, oneshot::channel().1),
                 task: std::mem::replace(&mut self.task, AbortOnDrop(tokio::spawn(async {}))),
@@ -219,7 +243,10 @@ impl CallStream {
             replies,
             created: Instant::now(),
         });
-        let state = RequestState { call: handle };
+        let state = RequestState {
+            call: handle,
+            scope: self.scope.clone(),
+        };
         let token = format!(
             "{STATE_PREFIX}{}",
             keys.seal(
@@ -308,12 +335,15 @@ const CACHE_TTL_MS: u64 = 30_000;
 const STATE_PURPOSE: &str = "gatehouse/request-state/v1";
 /// Marks request states the gateway minted (others belong to a backend and are relayed).
 pub const STATE_PREFIX: &str = "gatehouse:";
+/// Most calls parked at once on this process.
+const MAX_PARKED: usize = 10_000;
 /// How long a parked call waits for the client's retry.
 const PARK_TTL: Duration = Duration::from_secs(600);
 
 #[derive(Serialize, Deserialize)]
 struct RequestState {
     call: u64,
+    scope: String,
 }
 
 /// A backend call waiting for a stateless client's `inputResponses`.
@@ -331,11 +361,25 @@ pub struct Parked {
 }
 
 impl Parked {
+    /// Drops parked calls whose client never came back.
+    pub fn sweep(&self) {
+        self.calls
+            .lock()
+            .expect("parked lock")
+            .retain(|_, c| c.created.elapsed() < PARK_TTL);
+    }
+
     fn insert(&self, call: ParkedCall) -> u64 {
         // Random, so a parked call cannot be guessed even apart from the sealed state.
         let id = rand::random::<u64>();
         let mut calls = self.calls.lock().expect("parked lock");
         calls.retain(|_, c| c.created.elapsed() < PARK_TTL);
+        if calls.len() >= MAX_PARKED {
+            // Refuse rather than grow: the oldest parked call is dropped (its backend call ends).
+            if let Some(oldest) = calls.iter().min_by_key(|(_, c)| c.created).map(|(k, _)| *k) {
+                calls.remove(&oldest);
+            }
+        }
         calls.insert(id, call);
         id
     }
@@ -347,6 +391,7 @@ impl Parked {
         keys: &Keyring,
         token: &str,
         retry: &Message,
+        vs_path: &str,
     ) -> Result<CallStream, ErrorObject> {
         let invalid =
             || ErrorObject::new(codes::INVALID_PARAMS, "requestState is invalid or expired");
@@ -356,6 +401,12 @@ impl Parked {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(invalid)?;
+        if state.scope != request_scope(vs_path, retry) {
+            return Err(ErrorObject::new(
+                codes::INVALID_PARAMS,
+                "requestState belongs to a different request",
+            ));
+        }
         let mut call = self
             .calls
             .lock()

@@ -90,6 +90,8 @@ pub(super) enum Handled {
     Rejected(Id, ErrorObject),
     /// A request now running.
     Call(CallStream),
+    /// A request the session layer answered itself.
+    Reply(Message),
 }
 
 /// Handles one message of an open session.
@@ -166,10 +168,15 @@ pub(super) async fn handle(
                     .and_then(Value::as_str),
             ) {
                 let mut subs = session.subscriptions.lock().expect("subscriptions lock");
-                if msg.method() == "resources/subscribe" {
-                    subs.insert(uri.to_string());
+                let changed = if msg.method() == "resources/subscribe" {
+                    subs.insert(uri.to_string())
                 } else {
-                    subs.remove(uri);
+                    subs.remove(uri)
+                };
+                if !changed {
+                    // Already (un)subscribed: nothing to tell the member, nothing to count twice.
+                    let id = msg.id.clone().unwrap_or(Id::Null);
+                    return Handled::Reply(Message::result(id, &json!({})));
                 }
             }
             if msg.method() == "logging/setLevel"

@@ -151,6 +151,12 @@ async fn legacy(
         Handled::Accepted => StatusCode::ACCEPTED.into_response(),
         Handled::Rejected(id, e) => rpc_error(StatusCode::BAD_REQUEST, id, e, &request_id),
         Handled::Call(stream) => respond(gw, stream, request_id, Era::Handshake).await,
+        Handled::Reply(m) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            m.to_bytes(),
+        )
+            .into_response(),
     }
 }
 
@@ -276,7 +282,7 @@ async fn stateless(
         .and_then(Value::as_str)
         && token.starts_with(call::STATE_PREFIX)
     {
-        return match gw.parked.resume(&gw.keys, token, &msg) {
+        return match gw.parked.resume(&gw.keys, token, &msg, &vs.path) {
             Ok(stream) => respond(gw, stream, request_id, Era::Stateless).await,
             Err(e) => rpc_error(StatusCode::OK, id, e, &request_id),
         };

@@ -19,6 +19,8 @@ use crate::Gateway;
 
 /// Most events kept per stream for replay.
 const MAX_EVENTS: usize = 1024;
+/// How long a stalled reader is waited for before its events only go to the replay buffer.
+const LIVE_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a finished stream stays resumable.
 const KEEP_FINISHED: Duration = Duration::from_secs(300);
 
@@ -53,28 +55,41 @@ impl Streams {
         id
     }
 
-    /// Records an event and sends it to the live connection, if there is one.
-    fn push(&self, stream: u64, msg: &Message, last: bool) {
-        let mut logs = self.logs.lock().expect("streams lock");
-        let Some(log) = logs.get_mut(&stream) else {
-            return;
+    /// Records an event and sends it to the live connection, if there is one. A reader that is
+    /// merely slow is waited for; one that is gone (or stalled for long) is detached, and the
+    /// events stay buffered for a resume.
+    async fn push(&self, stream: u64, msg: &Message, last: bool) {
+        let live = {
+            let mut logs = self.logs.lock().expect("streams lock");
+            let Some(log) = logs.get_mut(&stream) else {
+                return;
+            };
+            log.next_seq += 1;
+            let id = format!("{stream}-{}", log.next_seq);
+            let frame = sse::encode(Some(&id), None, &String::from_utf8_lossy(&msg.to_bytes()));
+            if log.events.len() == MAX_EVENTS {
+                log.events.pop_front();
+            }
+            log.events.push_back((log.next_seq, frame.clone()));
+            let live = log.live.clone().map(|l| (l, frame));
+            if last {
+                log.finished = Some(Instant::now());
+                log.live = None;
+            }
+            live
         };
-        log.next_seq += 1;
-        let id = format!("{stream}-{}", log.next_seq);
-        let frame = sse::encode(Some(&id), None, &String::from_utf8_lossy(&msg.to_bytes()));
-        if log.events.len() == MAX_EVENTS {
-            log.events.pop_front();
-        }
-        log.events.push_back((log.next_seq, frame.clone()));
-        if let Some(live) = &log.live
-            && live.try_send(frame).is_err()
+        if let Some((live, frame)) = live
+            && !matches!(
+                tokio::time::timeout(LIVE_SEND_TIMEOUT, live.send(frame)).await,
+                Ok(Ok(()))
+            )
         {
-            // The client went away (or cannot keep up): keep buffering for a resume.
-            log.live = None;
-        }
-        if last {
-            log.finished = Some(Instant::now());
-            log.live = None;
+            let mut logs = self.logs.lock().expect("streams lock");
+            if let Some(log) = logs.get_mut(&stream)
+                && log.live.as_ref().is_some_and(|l| l.same_channel(&live))
+            {
+                log.live = None;
+            }
         }
     }
 
@@ -115,12 +130,12 @@ pub(super) fn spawn(
 ) -> mpsc::Receiver<Bytes> {
     let (tx, rx) = mpsc::channel(64);
     let stream = streams.open(tx);
-    streams.push(stream, &first, false);
     tokio::spawn(async move {
+        streams.push(stream, &first, false).await;
         while let Some(step) = call.next(&gw.keys, &gw.parked).await {
             match step {
-                Step::Message(m) => streams.push(stream, &m, false),
-                Step::Final(m) => streams.push(stream, &m, true),
+                Step::Message(m) => streams.push(stream, &m, false).await,
+                Step::Final(m) => streams.push(stream, &m, true).await,
             }
         }
     });
@@ -133,27 +148,57 @@ mod tests {
     use gatehouse_wire::Id;
     use serde_json::json;
 
-    #[test]
-    fn replays_after_the_last_seen_event_and_reattaches() {
+    #[tokio::test]
+    async fn replays_after_the_last_seen_event_and_reattaches() {
         let streams = Streams::default();
         let (tx, rx) = mpsc::channel(1);
         let s = streams.open(tx);
         drop(rx); // the client disconnects
         for i in 0..3 {
-            streams.push(
-                s,
-                &Message::notification("notifications/progress", Some(json!({"progress": i}))),
-                false,
-            );
+            streams
+                .push(
+                    s,
+                    &Message::notification("notifications/progress", Some(json!({"progress": i}))),
+                    false,
+                )
+                .await;
         }
         let (replay, rest) = streams.resume(&format!("{s}-1")).unwrap();
         assert_eq!(replay.len(), 2, "events 2 and 3");
         assert!(String::from_utf8_lossy(&replay[0]).contains(&format!("id: {s}-2")));
         let mut rest = rest.expect("still running");
-        streams.push(s, &Message::result(Id::Number(1), &json!({})), true);
+        streams
+            .push(s, &Message::result(Id::Number(1), &json!({})), true)
+            .await;
         assert!(String::from_utf8_lossy(&rest.try_recv().unwrap()).contains("\"result\""));
         assert!(streams.resume("99-1").is_none());
         let (_, rest) = streams.resume(&format!("{s}-0")).unwrap();
         assert!(rest.is_none(), "a finished stream only replays");
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_still_gets_every_event() {
+        let streams = Arc::new(Streams::default());
+        let (tx, mut rx) = mpsc::channel(1);
+        let s = streams.open(tx);
+        let writer = {
+            let streams = streams.clone();
+            tokio::spawn(async move {
+                for i in 0..100 {
+                    let m = Message::notification("n", Some(json!({ "i": i })));
+                    streams.push(s, &m, i == 99).await;
+                }
+            })
+        };
+        let mut got = 0;
+        while let Some(_frame) = rx.recv().await {
+            got += 1;
+            tokio::task::yield_now().await;
+        }
+        writer.await.unwrap();
+        assert_eq!(
+            got, 100,
+            "a burst larger than the channel is delivered, not dropped"
+        );
     }
 }

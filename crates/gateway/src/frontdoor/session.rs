@@ -82,10 +82,11 @@ impl Session {
             "gatehouse-{}",
             self.next_request.fetch_add(1, Ordering::Relaxed)
         );
-        self.pending
-            .lock()
-            .expect("pending lock")
-            .insert(id.clone(), reply);
+        let mut pending = self.pending.lock().expect("pending lock");
+        // Requests whose waiter gave up (timed out, call ended) will never be answered usefully.
+        pending.retain(|_, waiter| !waiter.is_closed());
+        pending.insert(id.clone(), reply);
+        drop(pending);
         request.id = Some(Id::String(id));
         request
     }

@@ -141,6 +141,9 @@ pub(super) async fn message(
         Handled::Rejected(id, e) => {
             let _ = conn.tx.send(Message::error(id, e)).await;
         }
+        Handled::Reply(m) => {
+            let _ = conn.tx.send(m).await;
+        }
         Handled::Call(mut stream) => {
             let tx = conn.tx.clone();
             tokio::spawn(async move {

@@ -300,10 +300,19 @@ impl HttpBackend {
                 method,
                 adapt::for_era(Era::Handshake, params.clone(), client),
             );
-            match self
+            // An abandoned call (client cancelled) is cancelled at the server too.
+            let mut guard = CancelGuard {
+                backend: self,
+                session: Some(own.id.clone()),
+                version,
+                id,
+                armed: true,
+            };
+            let r = self
                 .post(&msg, Some(&own.id), version, &[], events.clone())
-                .await
-            {
+                .await;
+            guard.armed = false;
+            match r {
                 // The server forgot the client's session (it restarted): serve the call on the
                 // gateway's own session rather than fail it.
                 Err(BackendError::SessionExpired { .. }) => {

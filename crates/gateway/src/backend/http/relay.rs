@@ -62,8 +62,9 @@ impl Relay {
         let url = self.url.clone();
         let session = session.map(str::to_string);
         tokio::spawn(async move {
-            let mut answer = match (delivered, rx.await) {
-                (true, Ok(a)) => a,
+            let answered = tokio::time::timeout(crate::backend::CLIENT_ANSWER_TIMEOUT, rx).await;
+            let mut answer = match (delivered, answered) {
+                (true, Ok(Ok(a))) => a,
                 _ => Message::error(
                     Id::Null,
                     gatehouse_wire::ErrorObject::new(

@@ -98,7 +98,12 @@ impl HttpBackend {
                     _ = tx.closed() => return,
                 };
                 let Some(Ok(chunk)) = chunk else { return };
-                for ev in decoder.feed(&chunk) {
+                let decoded = decoder.feed(&chunk);
+                if decoder.buffered() > crate::backend::MAX_MESSAGE_BYTES {
+                    tracing::error!(server = %relay.name, "server stream sent an oversized event; closing it");
+                    return;
+                }
+                for ev in decoded {
                     let Ok(m) = Message::parse(ev.data.as_bytes()) else {
                         continue;
                     };
