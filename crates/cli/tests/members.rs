@@ -299,3 +299,28 @@ async fn resource_updates_from_a_stateless_member_reach_a_subscribed_legacy_clie
     drop(gh);
     fixture.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_the_member_closes_early_is_resumed() {
+    // The fixture's test_reconnection closes the response stream after its priming event and
+    // delivers the result only to a GET with Last-Event-ID (2025-11-25 SSE polling).
+    let fixture = fixture(Era::Legacy).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &fixture_only_yaml(&fixture.url));
+    let gh = Gatehouse::start(&["--config", cfg.to_str().unwrap()]);
+    let legacy = Legacy::connect(&gh.url("/mcp")).await;
+    let (s, r) = legacy
+        .request(
+            1,
+            "tools/call",
+            json!({"name":"test_reconnection","arguments":{}}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        r["result"]["content"][0]["text"], "Reconnection test completed",
+        "{r}"
+    );
+    drop(gh);
+    fixture.shutdown().await.unwrap();
+}

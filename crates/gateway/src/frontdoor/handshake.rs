@@ -146,7 +146,9 @@ pub(super) async fn handle(
                     for m in &vs.members {
                         let mut c = client.clone();
                         c.upstream_session = session.claims.up.get(&m.server.config.name).cloned();
-                        let _ = m.server.backend.notify(other, msg.params.clone(), &c).await;
+                        // A member that does not take the notification must not hold up the client.
+                        let notify = m.server.backend.notify(other, msg.params.clone(), &c);
+                        let _ = tokio::time::timeout(m.server.backend.timeout(), notify).await;
                     }
                 }
             }

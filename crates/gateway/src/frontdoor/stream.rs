@@ -111,7 +111,13 @@ async fn relay_member_streams(
         ) else {
             continue;
         };
-        let mut rx = match b.open_stream(Some(up), &[]).await {
+        let opened = tokio::time::timeout(b.timeout(), b.open_stream(Some(up), &[])).await;
+        let mut rx = match opened.unwrap_or_else(|_| {
+            Err(crate::backend::BackendError::Timeout {
+                server: m.server.config.name.clone(),
+                timeout: b.timeout(),
+            })
+        }) {
             Ok(rx) => rx,
             Err(e) => {
                 tracing::debug!(server = %m.server.config.name, error = %e, "member has no session stream");
@@ -194,7 +200,11 @@ pub(super) async fn delete(
     }
     for m in &vs.members {
         if let Some(up) = session.claims.up.get(&m.server.config.name) {
-            m.server.backend.close_session(up).await;
+            let _ = tokio::time::timeout(
+                m.server.backend.timeout(),
+                m.server.backend.close_session(up),
+            )
+            .await;
         }
     }
     tracing::info!(request_id, virtual_server = %vs.name, "session ended by the client");

@@ -46,6 +46,9 @@ pub struct HttpBackend {
     next_id: AtomicI64,
 }
 
+/// How often one call may resume a response stream the server closed early.
+const MAX_STREAM_RESUMES: usize = 16;
+
 /// What one POST produced.
 enum Posted {
     Accepted,
@@ -518,37 +521,75 @@ impl HttpBackend {
         version: ProtocolVersion,
         events: Option<mpsc::Sender<CallEvent>>,
     ) -> Result<Message, BackendError> {
-        let mut decoder = sse::Decoder::new();
-        let mut body = resp.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| BackendError::Failed {
-                server: self.name.clone(),
-                reason: describe_reqwest(&e),
-            })?;
-            let decoded = decoder.feed(&chunk);
-            if decoder.buffered() > super::MAX_MESSAGE_BYTES {
-                return Err(self.too_large());
-            }
-            for ev in decoded {
-                if ev.data.is_empty() {
-                    continue;
+        let mut resp = resp;
+        let mut last_event_id: Option<String> = None;
+        let mut retry = Duration::ZERO;
+        for attempt in 0..=MAX_STREAM_RESUMES {
+            let mut decoder = sse::Decoder::new();
+            let mut body = resp.bytes_stream();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| BackendError::Failed {
+                    server: self.name.clone(),
+                    reason: describe_reqwest(&e),
+                })?;
+                let decoded = decoder.feed(&chunk);
+                if decoder.buffered() > super::MAX_MESSAGE_BYTES {
+                    return Err(self.too_large());
                 }
-                let Ok(m) = Message::parse(ev.data.as_bytes()) else {
-                    tracing::warn!(server = %self.name, "server sent an SSE event that is not JSON-RPC");
-                    continue;
-                };
-                match m.kind() {
-                    MessageKind::Result | MessageKind::Error if m.id.as_ref() == want => {
-                        return Ok(m);
+                for ev in decoded {
+                    if let Some(id) = ev.id {
+                        last_event_id = Some(id);
                     }
-                    MessageKind::Result | MessageKind::Error => {}
-                    MessageKind::Notification => self.relay.on_notification(m, events.as_ref()),
-                    MessageKind::Request => {
-                        self.relay
-                            .on_server_request(m, session, version, events.as_ref())
+                    if let Some(ms) = ev.retry {
+                        retry = Duration::from_millis(ms.min(30_000));
+                    }
+                    if ev.data.is_empty() {
+                        continue;
+                    }
+                    let Ok(m) = Message::parse(ev.data.as_bytes()) else {
+                        tracing::warn!(server = %self.name, "server sent an SSE event that is not JSON-RPC");
+                        continue;
+                    };
+                    match m.kind() {
+                        MessageKind::Result | MessageKind::Error if m.id.as_ref() == want => {
+                            return Ok(m);
+                        }
+                        MessageKind::Result | MessageKind::Error => {}
+                        MessageKind::Notification => self.relay.on_notification(m, events.as_ref()),
+                        MessageKind::Request => {
+                            self.relay
+                                .on_server_request(m, session, version, events.as_ref())
+                        }
                     }
                 }
             }
+            // The stream ended before the response. A 2025-11-25 server may do that on purpose
+            // (SSE polling, SEP-1699): come back after `retry` with Last-Event-ID.
+            let (Some(session), Some(last)) = (session, last_event_id.as_deref()) else {
+                break;
+            };
+            // The first time, come back at once: some servers keep a closed stream's events only
+            // while the request is still running (rmcp drops them once it completes).
+            if attempt > 0 {
+                tokio::time::sleep(retry).await;
+            }
+            let r = self
+                .client
+                .get(self.url.clone())
+                .header(ACCEPT, "text/event-stream")
+                .header(h::SESSION_ID, session)
+                .header(h::PROTOCOL_VERSION, version.as_str())
+                .header(h::LAST_EVENT_ID, last)
+                .send()
+                .await
+                .map_err(|e| BackendError::Failed {
+                    server: self.name.clone(),
+                    reason: describe_reqwest(&e),
+                })?;
+            if !r.status().is_success() {
+                break;
+            }
+            resp = r;
         }
         Err(BackendError::Failed {
             server: self.name.clone(),
