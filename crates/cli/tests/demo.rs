@@ -212,6 +212,10 @@ async fn bad_input_gets_specific_errors() {
     )
     .await;
     assert_eq!(s, 400);
+    // A client whose capabilities would not fit a session id header.
+    let huge = json!({"jsonrpc":"2.0","id":5,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"experimental":{"x":"y".repeat(10_000)}},"clientInfo":{"name":"big","version":"1"}}});
+    let (s, _, v) = post(&http, &url, &[], &huge).await;
+    assert_eq!((s, v["error"]["code"].clone()), (400, json!(-32602)), "{v}");
     // Unknown virtual server path.
     assert_eq!(
         http.post(gh.url("/nope"))

@@ -24,6 +24,9 @@ use crate::notify::ChangeHub;
 /// How long a server→client request (elicitation may wait for a person) may go unanswered.
 pub const CLIENT_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// Messages queued for a server that reads its input over a pipe or endpoint before calls fail.
+pub const OUTGOING_QUEUE: usize = 1024;
+
 /// Largest single message accepted from a backend (a stdio line, an HTTP body, an SSE event).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 

@@ -30,7 +30,7 @@ struct PeerState {
 /// The client side of one JSON-RPC connection to a server.
 pub struct Peer {
     server: String,
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    out: mpsc::Sender<Vec<u8>>,
     state: Mutex<PeerState>,
     next_id: AtomicI64,
     hub: Arc<ChangeHub>,
@@ -48,11 +48,7 @@ const PROGRESS_PREFIX: &str = "gatehouse-progress-";
 
 impl Peer {
     /// A peer writing serialised messages (without trailing newline) into `out`.
-    pub fn new(
-        server: String,
-        out: mpsc::UnboundedSender<Vec<u8>>,
-        hub: Arc<ChangeHub>,
-    ) -> Arc<Peer> {
+    pub fn new(server: String, out: mpsc::Sender<Vec<u8>>, hub: Arc<ChangeHub>) -> Arc<Peer> {
         Arc::new(Peer {
             server,
             out,
@@ -104,7 +100,12 @@ impl Peer {
             id,
             armed: true,
         };
-        self.send(&Message::request(Id::Number(id), method, params));
+        if !self.send(&Message::request(Id::Number(id), method, params)) {
+            return Err(BackendError::Unavailable {
+                server: self.server.clone(),
+                reason: "the server is not reading its input (outgoing queue full)".into(),
+            });
+        }
         let result = rx.await;
         let mut guard = guard;
         guard.armed = false;
@@ -119,11 +120,13 @@ impl Peer {
 
     /// Sends a notification.
     pub fn notify(&self, method: &str, params: Option<Value>) {
-        self.send(&Message::notification(method, params));
+        let _ = self.send(&Message::notification(method, params));
     }
 
-    fn send(&self, msg: &Message) {
-        let _ = self.out.send(msg.to_bytes());
+    /// Queues a message for the server; false when the queue is full (the server stopped
+    /// reading) or the connection is gone, so memory never grows behind a stuck server.
+    fn send(&self, msg: &Message) -> bool {
+        self.out.try_send(msg.to_bytes()).is_ok()
     }
 
     /// True once the connection closed.
@@ -248,7 +251,7 @@ impl Peer {
                     ErrorObject::new(codes::INTERNAL_ERROR, "the client did not answer"),
                 ),
             };
-            peer.send(&answer);
+            let _ = peer.send(&answer);
         });
     }
 }

@@ -129,7 +129,7 @@ impl SseBackend {
             }
         };
         let stop = tokio_util::sync::CancellationToken::new();
-        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(super::OUTGOING_QUEUE);
         let peer = Peer::new(self.name.clone(), out_tx, self.hub.clone());
         // Writer: POST each message in order.
         let client = self.client.clone();

@@ -178,7 +178,7 @@ impl StdioBackend {
         let name = self.config.name.clone();
         tracing::info!(server = %name, pid, command = %command, "started stdio server");
 
-        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(super::OUTGOING_QUEUE);
         let peer = Peer::new(name.clone(), out_tx, self.hub.clone());
         let mut stdin = child.stdin.take().expect("piped stdin");
         tokio::spawn(async move {

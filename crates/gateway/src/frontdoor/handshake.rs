@@ -17,6 +17,9 @@ use crate::backend::{ClientContext, UpstreamSession};
 use crate::dispatch::{self, CallCtx};
 use crate::snapshot::{Snapshot, VirtualServer};
 
+/// Most bytes of client capabilities and info a session id may carry.
+const MAX_CARRIED_CLIENT_BYTES: usize = 4096;
+
 /// Opens a session for an `initialize` request: negotiates the version, opens the client's own
 /// upstream sessions at handshake-era HTTP members, seals them into the session id. Returns the
 /// session and the `initialize` response.
@@ -50,6 +53,20 @@ pub(super) async fn open_session(
         ),
         ..Default::default()
     };
+    // Capabilities and client info travel inside the sealed session id, a header on every
+    // request: keep them to a size any proxy accepts.
+    let carried = client.capabilities.to_string().len() + client.client_info.to_string().len();
+    if carried > MAX_CARRIED_CLIENT_BYTES {
+        return Err((
+            id,
+            ErrorObject::new(
+                codes::INVALID_PARAMS,
+                format!(
+                    "capabilities and clientInfo together exceed {MAX_CARRIED_CLIENT_BYTES} bytes"
+                ),
+            ),
+        ));
+    }
     let opens = vs.members.iter().map(|m| {
         let client = client.clone();
         async move {
