@@ -13,7 +13,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Gatehouse — one binary that runs, governs and observes the MCP servers your AI agents call.
 #[derive(Debug, Parser)]
-#[command(name = "gatehouse", version, about, long_about = None, propagate_version = true)]
+#[command(name = "gatehouse", version, about, long_about = None, propagate_version = true,
+    after_help = "Examples:\n  gatehouse up                                  built-in demo at http://127.0.0.1:8080/mcp\n  gatehouse up --config gatehouse.yaml          your servers; edits reload live\n  gatehouse validate --config gatehouse.yaml    check a config, every problem with its position\n  gatehouse schema > gatehouse.schema.json      JSON Schema for editors")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
