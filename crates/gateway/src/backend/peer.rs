@@ -296,3 +296,63 @@ impl Drop for CancelGuard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_request() -> Message {
+        Message::request(
+            Id::Number(77),
+            "elicitation/create",
+            Some(json!({"message": "secret prompt"})),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_unsolicited_request_reaches_only_a_sole_call() {
+        let (out_tx, mut out_rx) = mpsc::channel(16);
+        let peer = Peer::new("s".into(), out_tx, Arc::new(ChangeHub::default()));
+        let (ev_a, mut rx_a) = mpsc::channel(4);
+        let (ev_b, mut rx_b) = mpsc::channel(4);
+        let a = {
+            let peer = peer.clone();
+            tokio::spawn(async move { peer.request("tools/call", None, Some(ev_a)).await })
+        };
+        let b = {
+            let peer = peer.clone();
+            tokio::spawn(async move { peer.request("tools/call", None, Some(ev_b)).await })
+        };
+        // Both requests went out; now the server asks something that names no call.
+        let _ = out_rx.recv().await;
+        let _ = out_rx.recv().await;
+        peer.handle_incoming(server_request());
+        let answer = Message::parse(&out_rx.recv().await.unwrap()).unwrap();
+        assert_eq!(answer.id, Some(Id::Number(77)));
+        assert!(answer.error.is_some(), "refused, not guessed");
+        assert!(
+            rx_a.try_recv().is_err() && rx_b.try_recv().is_err(),
+            "no client saw the prompt"
+        );
+        a.abort();
+        b.abort();
+        let _ = (a.await, b.await);
+        // With exactly one call in flight, it is that call's.
+        let (ev_c, mut rx_c) = mpsc::channel(4);
+        let c = {
+            let peer = peer.clone();
+            tokio::spawn(async move { peer.request("tools/call", None, Some(ev_c)).await })
+        };
+        while let Ok(Some(m)) =
+            tokio::time::timeout(std::time::Duration::from_millis(100), out_rx.recv()).await
+        {
+            let _ = m; // the cancellations of a and b, then c's request
+        }
+        peer.handle_incoming(server_request());
+        assert!(matches!(
+            rx_c.recv().await,
+            Some(CallEvent::ServerRequest { .. })
+        ));
+        c.abort();
+    }
+}

@@ -448,3 +448,40 @@ pub fn negotiate(requested: Option<&str>) -> ProtocolVersion {
         _ => ProtocolVersion::LATEST_HANDSHAKE,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(name: &str, args: Value) -> Message {
+        Message::request(
+            Id::Number(1),
+            "tools/call",
+            Some(json!({"name": name, "arguments": args})),
+        )
+    }
+
+    #[test]
+    fn request_scope_binds_server_target_and_arguments() {
+        let base = request_scope("/mcp", &call("delete", json!({"id": 1})));
+        let mut retry = call("delete", json!({"id": 1}));
+        retry.params.as_mut().unwrap()["inputResponses"] = json!({"k": {}});
+        assert_eq!(
+            request_scope("/mcp", &retry),
+            base,
+            "a retry with answers matches"
+        );
+        assert_ne!(
+            request_scope("/mcp", &call("delete", json!({"id": 2}))),
+            base
+        );
+        assert_ne!(
+            request_scope("/mcp", &call("harmless", json!({"id": 1}))),
+            base
+        );
+        assert_ne!(
+            request_scope("/other", &call("delete", json!({"id": 1}))),
+            base
+        );
+    }
+}
