@@ -40,6 +40,10 @@ enum Command {
         /// Where Gatehouse keeps its state (keys, later the database and audit journal).
         #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = ".gatehouse")]
         data_dir: PathBuf,
+        /// Database for persistent state: `sqlite://PATH` or `postgres://…` (overrides `store.url`;
+        /// default: SQLite at <data-dir>/gatehouse.db).
+        #[arg(long, env = "GATEHOUSE_DATABASE_URL")]
+        database_url: Option<String>,
         /// Address to listen on (overrides `gateway.listen` in the config). Port 0 picks a free port.
         #[arg(long, env = "GATEHOUSE_LISTEN")]
         listen: Option<String>,
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
             config,
             data_dir,
             listen,
+            database_url,
             workers,
             log_format,
             log,
@@ -95,6 +100,7 @@ fn main() -> ExitCode {
                 config,
                 data_dir,
                 listen,
+                database_url,
             })) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -15,6 +15,7 @@ pub struct UpArgs {
     pub config: Option<PathBuf>,
     pub data_dir: PathBuf,
     pub listen: Option<String>,
+    pub database_url: Option<String>,
 }
 
 fn demo_config() -> anyhow::Result<Config> {
@@ -49,6 +50,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("--listen {listen:?} is not an IP:port address"))?;
     let grace = config.gateway.shutdown_grace.get();
     let keys = Keyring::load_or_create(&data_dir)?;
+    // The store is opened (and migrated) before anything listens: a database this binary cannot
+    // use stops the start with the reason, instead of failing requests later.
+    let database_url = args
+        .database_url
+        .clone()
+        .or_else(|| config.store.as_ref().map(|s| s.url.clone()));
+    let store = match &database_url {
+        Some(url) => gatehouse_store::Store::open(url).await?,
+        None => gatehouse_store::Store::open_sqlite_in(&data_dir).await?,
+    };
+    let store_label = match &database_url {
+        Some(url) => gatehouse_store::redact_url(url),
+        None => data_dir.join("gatehouse.db").display().to_string(),
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -59,7 +74,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             Arc::new(|p: &Path| gatehouse_config::load_file(p).map_err(|e| e.to_string()));
         gatehouse_gateway::reload::watch(&gw, path.clone(), Duration::from_secs(1), loader);
     }
-    print_banner(&gw, bound, &data_dir, args.config.as_deref());
+    print_banner(&gw, bound, &data_dir, args.config.as_deref(), &store_label);
     if !bound.ip().is_loopback() {
         tracing::warn!(%bound, "listening on a non-loopback address without authentication: anyone who can reach it can call every tool");
     }
@@ -88,11 +103,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ),
     }
     gw.shutdown_backends().await;
+    store.close().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-fn print_banner(gw: &Gateway, bound: SocketAddr, data_dir: &Path, config: Option<&Path>) {
+fn print_banner(
+    gw: &Gateway,
+    bound: SocketAddr,
+    data_dir: &Path,
+    config: Option<&Path>,
+    store: &str,
+) {
     let snap = gw.snapshot();
     println!(
         "Gatehouse {} listening on http://{bound}",
@@ -103,6 +125,10 @@ fn print_banner(gw: &Gateway, bound: SocketAddr, data_dir: &Path, config: Option
         None => println!("  config:    built-in demo (servers: demo — tools echo, add, countdown)"),
     }
     println!("  data dir:  {}", data_dir.display());
+    println!(
+        "  store:     {store} (schema version {})",
+        gatehouse_store::SCHEMA_VERSION
+    );
     let mut paths: Vec<_> = snap.virtual_servers.values().collect();
     paths.sort_by(|a, b| a.path.cmp(&b.path));
     for vs in paths {

@@ -52,7 +52,7 @@ pub use duration::{DURATION_PATTERN, DurationSpec};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     Config, GatewayConfig, MemberConfig, NAME_PATTERN, ProtocolSetting, ServerConfig, ServerKind,
-    TlsConfig, Transport, VirtualServerConfig,
+    StoreConfig, TlsConfig, Transport, VirtualServerConfig,
 };
 pub use validate::valid_tool_name;
 

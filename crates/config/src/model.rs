@@ -36,6 +36,18 @@ pub struct Config {
     /// or more upstream servers.
     #[serde(default)]
     pub virtual_servers: Vec<VirtualServerConfig>,
+    /// Where Gatehouse persists state (default: SQLite in the data directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreConfig>,
+}
+
+/// The database Gatehouse persists state in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` or `postgres://USER@HOST:PORT/DB` (use `${ENV}` for a password; the CLI's
+    /// `--database-url` overrides it).
+    pub url: String,
 }
 
 impl Config {

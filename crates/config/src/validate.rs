@@ -25,6 +25,18 @@ pub(crate) fn validate(config: &Config, positions: &Positions) -> Vec<Problem> {
         );
     }
     v.gateway(&config.gateway);
+    if let Some(store) = &config.store {
+        let url = &store.url;
+        if !["sqlite://", "postgres://", "postgresql://"]
+            .iter()
+            .any(|p| url.starts_with(p))
+        {
+            v.at_value(
+                "store.url",
+                "found an unsupported database URL, expected sqlite://PATH or postgres://…".into(),
+            );
+        }
+    }
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (i, server) in config.servers.iter().enumerate() {
         let p = path::index("servers", i);
