@@ -12,17 +12,7 @@ async fn progress_is_relayed_on_the_response_stream() {
     let gh = Gatehouse::start(&[]);
     let legacy = Legacy::connect(&gh.url("/mcp")).await;
     let body = json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"countdown","arguments":{"seconds":2},"_meta":{"progressToken":"tok-1"}}});
-    let resp = legacy
-        .http
-        .post(&legacy.url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-session-id", &legacy.session)
-        .header("mcp-protocol-version", "2025-06-18")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+    let resp = legacy.post_raw(&body).await;
     assert!(
         resp.headers()["content-type"]
             .to_str()
@@ -112,17 +102,7 @@ async fn dropped_stream_resumes_with_last_event_id() {
     let gh = Gatehouse::start(&[]);
     let legacy = Legacy::connect(&gh.url("/mcp")).await;
     let body = json!({"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"countdown","arguments":{"seconds":3},"_meta":{"progressToken":"p"}}});
-    let mut resp = legacy
-        .http
-        .post(&legacy.url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-session-id", &legacy.session)
-        .header("mcp-protocol-version", "2025-06-18")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+    let mut resp = legacy.post_raw(&body).await;
     // Read the first event (the first progress notification), note its id, hang up.
     let mut seen = String::new();
     while !seen.contains("\n\n") {

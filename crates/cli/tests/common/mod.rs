@@ -185,6 +185,20 @@ impl Legacy {
         }
     }
 
+    /// POSTs a raw message on this session and returns the response unread (to read a stream).
+    pub async fn post_raw(&self, body: &Value) -> reqwest::Response {
+        self.http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &self.session)
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn request(&self, id: i64, method: &str, params: Value) -> (u16, Value) {
         let body = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params});
         let (s, _, v) = post(

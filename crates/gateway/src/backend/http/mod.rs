@@ -10,17 +10,19 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use gatehouse_config::{ProtocolSetting, ServerConfig, ServerKind};
+use gatehouse_config::{ProtocolSetting, ServerConfig};
 use gatehouse_wire::{Era, Id, Message, MessageKind, ProtocolVersion, headers as h, sse};
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::Value;
 use tokio::sync::{Mutex, mpsc};
 
+mod client;
 mod relay;
 mod watch;
 
 use relay::{CancelGuard, Relay};
 
+pub(crate) use client::build_client;
 pub use watch::spawn_watch;
 
 use super::adapt;
@@ -53,64 +55,6 @@ const MAX_STREAM_RESUMES: usize = 16;
 enum Posted {
     Accepted,
     Reply(Message, Option<String>),
-}
-
-/// The pooled HTTP client and URL for a remote server entry: static headers, TLS roots and the
-/// client certificate (mTLS). Shared by the Streamable HTTP and HTTP+SSE backends.
-pub(crate) fn build_client(
-    config: &ServerConfig,
-) -> Result<(reqwest::Url, reqwest::Client), BackendError> {
-    let unavailable = |reason: String| BackendError::Unavailable {
-        server: config.name.clone(),
-        reason,
-    };
-    let ServerKind::Remote {
-        url, headers, tls, ..
-    } = config.kind()
-    else {
-        return Err(unavailable("not a remote server".into()));
-    };
-    let url = reqwest::Url::parse(url).map_err(|e| unavailable(format!("invalid url: {e}")))?;
-    let mut default_headers = HeaderMap::new();
-    for (k, v) in headers {
-        let name = HeaderName::from_bytes(k.as_bytes())
-            .map_err(|e| unavailable(format!("header {k:?}: {e}")))?;
-        let value =
-            HeaderValue::from_str(v).map_err(|e| unavailable(format!("header {k:?}: {e}")))?;
-        default_headers.insert(name, value);
-    }
-    let mut builder = reqwest::Client::builder()
-        .default_headers(default_headers)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(64)
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(10));
-    if let Some(tls) = tls {
-        if let Some(ca) = &tls.ca {
-            let pem = std::fs::read(ca)
-                .map_err(|e| unavailable(format!("tls.ca {}: {e}", ca.display())))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| unavailable(format!("tls.ca: {e}")))?
-            {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
-            let mut pem = std::fs::read(cert)
-                .map_err(|e| unavailable(format!("tls.cert {}: {e}", cert.display())))?;
-            pem.extend(
-                std::fs::read(key)
-                    .map_err(|e| unavailable(format!("tls.key {}: {e}", key.display())))?,
-            );
-            let id = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| unavailable(format!("tls client identity: {e}")))?;
-            builder = builder.identity(id);
-        }
-    }
-    let client = builder
-        .build()
-        .map_err(|e| unavailable(format!("http client: {e}")))?;
-    Ok((url, client))
 }
 
 impl HttpBackend {
