@@ -81,6 +81,21 @@ fn cpu_us(pid: u32) -> u64 {
     ticks * 1_000_000 / hz
 }
 
+/// The base URL a child server announces in its first stdout line (`… listening on URL`); the
+/// rest of its output is drained so it never blocks on a full pipe.
+fn listening_url(child: &mut Child) -> anyhow::Result<String> {
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().context("the server printed nothing")??;
+    let base = first
+        .split("listening on ")
+        .nth(1)
+        .context("no listening line")?
+        .trim()
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    Ok(base)
+}
+
 fn start_gateway(
     bin: &PathBuf,
     backend: std::net::SocketAddr,
@@ -108,15 +123,7 @@ fn start_gateway(
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let first = lines.next().context("gateway printed nothing")??;
-    let base = first
-        .split("listening on ")
-        .nth(1)
-        .context("no listening line")?
-        .trim()
-        .to_string();
-    std::thread::spawn(move || for _ in lines {});
+    let base = listening_url(&mut child)?;
     Ok(Gateway {
         child,
         base,
@@ -176,14 +183,7 @@ fn start_relay(backend: std::net::SocketAddr) -> anyhow::Result<Gateway> {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let first = lines.next().context("relay printed nothing")??;
-    let base = first
-        .strip_prefix("listening on ")
-        .context("no listening line")?
-        .trim()
-        .to_string();
-    std::thread::spawn(move || for _ in lines {});
+    let base = listening_url(&mut child)?;
     Ok(Gateway {
         child,
         base,

@@ -24,14 +24,7 @@ async fn demo_serves_both_eras() {
         .await;
     assert_eq!(r["result"]["content"][0]["text"], "42");
     assert_eq!(r["result"]["structuredContent"], json!({"sum": 42}));
-    let (_, r) = legacy
-        .request(
-            3,
-            "tools/call",
-            json!({"name":"echo","arguments":{"text":"hello"}}),
-        )
-        .await;
-    assert_eq!(r["result"]["content"][0]["text"], "hello");
+    assert_eq!(legacy.echo(3, "hello").await, "hello");
 
     let http = client();
     let (s, r) = modern(

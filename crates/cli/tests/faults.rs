@@ -54,14 +54,7 @@ async fn killed_stdio_backend_fails_the_call_and_restarts() {
         took < Duration::from_secs(10),
         "error arrives promptly, took {took:?}"
     );
-    let (_, r) = legacy
-        .request(
-            3,
-            "tools/call",
-            json!({"name":"echo","arguments":{"text":"back"}}),
-        )
-        .await;
-    assert_eq!(r["result"]["content"][0]["text"], "back", "restarted: {r}");
+    assert_eq!(legacy.echo(3, "back").await, "back", "restarted");
     let again = children(gh.child.id());
     assert_eq!(again.len(), 1);
     assert_ne!(again[0], kids[0]);
@@ -99,14 +92,7 @@ async fn remote_backend_down_leaves_others_working() {
         r["error"]["message"].as_str().unwrap().contains("\"gone\""),
         "names the member: {r}"
     );
-    let (_, r) = legacy
-        .request(
-            3,
-            "tools/call",
-            json!({"name":"echo","arguments":{"text":"still"}}),
-        )
-        .await;
-    assert_eq!(r["result"]["content"][0]["text"], "still");
+    assert_eq!(legacy.echo(3, "still").await, "still");
 }
 
 #[tokio::test]
@@ -251,12 +237,5 @@ async fn oversized_message_from_a_stdio_server_stops_it_not_the_gateway() {
         "the flooding member's tools are missing: {list}"
     );
     assert!(gh.logged("over the size limit"), "the flood was detected");
-    let (_, r) = legacy
-        .request(
-            2,
-            "tools/call",
-            json!({"name":"echo","arguments":{"text":"fine"}}),
-        )
-        .await;
-    assert_eq!(r["result"]["content"][0]["text"], "fine");
+    assert_eq!(legacy.echo(2, "fine").await, "fine");
 }

@@ -61,14 +61,7 @@ async fn first_include_wins_a_runtime_name_clash() {
         .await,
         "clash logged"
     );
-    let (_, r) = legacy
-        .request(
-            2,
-            "tools/call",
-            json!({"name":"echo","arguments":{"text":"x"}}),
-        )
-        .await;
-    assert_eq!(r["result"]["content"][0]["text"], "x");
+    assert_eq!(legacy.echo(2, "x").await, "x");
 }
 
 #[tokio::test]

@@ -114,14 +114,7 @@ async fn in_flight_call_survives_a_reload() {
         r["result"]["content"][0]["text"], "countdown of 3 s finished",
         "in-flight call completed on the old snapshot: {r}"
     );
-    let (_, r) = legacy
-        .request(
-            3,
-            "tools/call",
-            json!({"name":"echo","arguments":{"text":"new"}}),
-        )
-        .await;
-    assert_eq!(r["result"]["content"][0]["text"], "new");
+    assert_eq!(legacy.echo(3, "new").await, "new");
     assert!(
         eventually(Duration::from_secs(5), || !alive(old[0])).await,
         "the retired process stops once its calls finished"

@@ -87,14 +87,7 @@ async fn cancellation_reaches_the_backend() {
         .await,
         "backend never saw the cancellation"
     );
-    let (_, r) = legacy
-        .request(
-            6,
-            "tools/call",
-            json!({"name":"echo","arguments":{"text":"after"}}),
-        )
-        .await;
-    assert_eq!(r["result"]["content"][0]["text"], "after");
+    assert_eq!(legacy.echo(6, "after").await, "after");
 }
 
 #[tokio::test]

@@ -185,6 +185,18 @@ impl Legacy {
         }
     }
 
+    /// Calls the demo's `echo` tool and returns the text it answered (`Null` on an error).
+    pub async fn echo(&self, id: i64, text: &str) -> Value {
+        let (_, r) = self
+            .request(
+                id,
+                "tools/call",
+                json!({"name": "echo", "arguments": {"text": text}}),
+            )
+            .await;
+        r["result"]["content"][0]["text"].clone()
+    }
+
     /// POSTs a raw message on this session and returns the response unread (to read a stream).
     pub async fn post_raw(&self, body: &Value) -> reqwest::Response {
         self.http

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gatehouse_config::{ProtocolSetting, ServerConfig, ServerKind};
-use gatehouse_wire::{Era, Message, ProtocolVersion};
+use gatehouse_wire::{Message, ProtocolVersion};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
@@ -384,17 +384,6 @@ impl StdioBackend {
                 drop(p);
             }
         }
-    }
-
-    /// The era the running process speaks, if one runs.
-    pub async fn era(&self) -> Option<Era> {
-        self.slot(ANONYMOUS)
-            .state
-            .lock()
-            .await
-            .proc
-            .as_ref()
-            .map(|p| p.info.era())
     }
 }
 

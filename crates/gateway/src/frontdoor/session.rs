@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use gatehouse_wire::{Id, Message, ProtocolVersion};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
 use crate::backend::{ClientContext, UpstreamSession};
@@ -45,8 +45,6 @@ pub struct Session {
     pub claims: SessionClaims,
     /// Negotiated version.
     pub version: ProtocolVersion,
-    /// The standalone GET stream, if one is open.
-    pub standalone: Mutex<Option<mpsc::Sender<Message>>>,
     /// Server→client requests waiting for the client's answer, by the id the gateway gave them.
     pub pending: Mutex<HashMap<String, oneshot::Sender<Message>>>,
     /// The level set by `logging/setLevel` (held by this process only).
@@ -210,27 +208,6 @@ impl SessionStore {
         }
         s
     }
-
-    /// Number of live sessions held in memory.
-    pub fn len(&self) -> usize {
-        self.live.lock().expect("sessions lock").len()
-    }
-
-    /// True when no session is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Live sessions of a virtual server (for list_changed fan-out).
-    pub fn of_virtual_server(&self, vs_path: &str) -> Vec<Arc<Session>> {
-        self.live
-            .lock()
-            .expect("sessions lock")
-            .values()
-            .filter(|s| s.claims.vs == vs_path)
-            .cloned()
-            .collect()
-    }
 }
 
 impl Session {
@@ -239,7 +216,6 @@ impl Session {
             id,
             claims,
             version,
-            standalone: Mutex::new(None),
             pending: Mutex::default(),
             log_level: Mutex::new(None),
             streams: Arc::default(),

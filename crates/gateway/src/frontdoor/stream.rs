@@ -90,7 +90,6 @@ pub(super) async fn get(
         }
     }
     let (tx, rx) = mpsc::channel::<Message>(64);
-    *session.standalone.lock().expect("standalone lock") = Some(tx.clone());
     relay_member_streams(&vs, &session, &tx).await;
     let changes = gw.hub.subscribe();
     let stream = merged_stream(vs, changes, rx, None, Some(session));
