@@ -33,6 +33,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod auth;
 mod duration;
 mod error;
 mod interpolate;
@@ -48,13 +49,17 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+pub use auth::{
+    AuthConfig, ClaimMapping, CredentialKind, CredentialsConfig, IntrospectionConfig, ListenerTls,
+    SecretRef, SecretSource, ToolScopes, WorkloadIssuerConfig, WorkloadKind,
+};
 pub use duration::{DURATION_PATTERN, DurationSpec};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     Config, GatewayConfig, MemberConfig, NAME_PATTERN, ProtocolSetting, ServerConfig, ServerKind,
     StoreConfig, TlsConfig, Transport, VirtualServerConfig,
 };
-pub use validate::valid_tool_name;
+pub use validate::{is_loopback_host, valid_tool_name};
 
 use error::Mark;
 
@@ -189,5 +194,34 @@ fn resolve_paths(config: &mut Config, origin: &Path) {
         if let Some(cwd) = &mut server.cwd {
             resolve(cwd);
         }
+        if let Some(c) = &mut server.credentials {
+            for secret in [&mut c.client_secret, &mut c.secret].into_iter().flatten() {
+                resolve_secret(secret, &resolve);
+            }
+        }
+    }
+    if let Some(tls) = &mut config.gateway.tls {
+        resolve(&mut tls.cert);
+        resolve(&mut tls.key);
+    }
+    for vs in &mut config.virtual_servers {
+        let Some(auth) = &mut vs.auth else { continue };
+        if let Some(i) = &mut auth.introspection {
+            resolve_secret(&mut i.client_secret, &resolve);
+        }
+        for w in &mut auth.workloads {
+            if let Some(f) = &mut w.jwks_file {
+                resolve(f);
+            }
+        }
+    }
+}
+
+/// A `file:` secret reference relative to the config file becomes absolute.
+fn resolve_secret(secret: &mut SecretRef, resolve: &dyn Fn(&mut PathBuf)) {
+    if let Some(SecretSource::File(p)) = secret.source() {
+        let mut p = PathBuf::from(p);
+        resolve(&mut p);
+        secret.0 = format!("file:{}", p.display());
     }
 }

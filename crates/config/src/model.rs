@@ -14,6 +14,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{AuthConfig, CredentialsConfig, ListenerTls, ToolScopes};
 use crate::duration::DurationSpec;
 
 /// Pattern for server and virtual server names.
@@ -87,6 +88,13 @@ pub struct GatewayConfig {
     pub allowed_origins: Vec<String>,
     /// How long a sealed session id stays valid.
     pub session_ttl: DurationSpec,
+    /// Serve HTTPS with this certificate (recommended for any non-loopback listener).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTls>,
+    /// The URL clients reach the gateway at (behind a proxy or load balancer), e.g.
+    /// `https://mcp.example.com`; default: derived from `listen`. Used for OAuth redirect URIs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 impl GatewayConfig {
@@ -110,6 +118,8 @@ impl Default for GatewayConfig {
             shutdown_grace: DurationSpec::from_secs(10),
             allowed_origins: Vec::new(),
             session_ttl: DurationSpec::from_secs(24 * 60 * 60),
+            tls: None,
+            public_url: None,
         }
     }
 }
@@ -158,6 +168,14 @@ pub struct ServerConfig {
     /// (default 10m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<DurationSpec>,
+    /// Scopes a caller needs per tool (by the server's own tool names), e.g.
+    /// `{ update_issue: [jira:write] }`. A caller lacking them gets `403 insufficient_scope`.
+    #[serde(default, skip_serializing_if = "ToolScopes::is_empty")]
+    pub scopes: ToolScopes,
+    /// The credential Gatehouse sends upstream on the caller's behalf (never the caller's own
+    /// token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<CredentialsConfig>,
 }
 
 static EMPTY_MAP: BTreeMap<String, String> = BTreeMap::new();
@@ -319,6 +337,10 @@ pub struct VirtualServerConfig {
     /// just having its items missing.
     #[serde(default)]
     pub fail_closed: bool,
+    /// OAuth 2.1 resource-server settings; without it the endpoint is unauthenticated (allowed
+    /// only on loopback listeners unless `--insecure`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthConfig>,
     /// The upstream servers whose tools this endpoint exposes.
     pub include: Vec<MemberConfig>,
 }

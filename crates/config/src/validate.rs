@@ -8,7 +8,10 @@ use crate::error::{Mark, Problem};
 use crate::model::{Config, GatewayConfig, ServerConfig};
 use crate::path::{self, Positions};
 
+mod identity;
 mod members;
+
+pub use identity::is_loopback_host;
 
 /// Every semantic problem in `config`.
 pub(crate) fn validate(config: &Config, positions: &Positions) -> Vec<Problem> {
@@ -83,7 +86,11 @@ pub(crate) fn validate(config: &Config, positions: &Positions) -> Vec<Problem> {
             vs_paths.insert(&vs.path, i);
         }
         v.virtual_server(vs, &p, &server_names);
+        if let Some(auth) = &vs.auth {
+            v.auth(auth, &path::key(&p, "auth"));
+        }
     }
+    v.per_user_servers_need_auth(config);
     v.problems
 }
 
@@ -147,6 +154,15 @@ impl Validator<'_> {
         }
         self.positive("gateway.request_timeout", g.request_timeout.get());
         self.positive("gateway.session_ttl", g.session_ttl.get());
+        if let Some(url) = &g.public_url
+            && !url::Url::parse(url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        {
+            self.at_value(
+                "gateway.public_url",
+                format!("found \"{url}\", expected the http(s) URL clients reach the gateway at"),
+            );
+        }
         for (i, origin) in g.allowed_origins.iter().enumerate() {
             if !valid_origin(origin) {
                 self.at_value(
@@ -223,6 +239,17 @@ impl Validator<'_> {
         }
         if let Some(d) = s.timeout {
             self.positive(&field("timeout"), d.get());
+        }
+        if let Some(c) = &s.credentials {
+            self.credentials(s, c, p);
+        }
+        for (tool, scopes) in &s.scopes {
+            if scopes.iter().any(|s| s.is_empty() || s.contains(' ')) {
+                self.at_value(
+                    &path::key(&field("scopes"), tool),
+                    "found an empty scope or one with a space, expected scope tokens such as jira:write".into(),
+                );
+            }
         }
     }
 

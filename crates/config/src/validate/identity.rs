@@ -1,0 +1,257 @@
+//! Rules for `auth` on virtual servers and `credentials`/`scopes` on servers.
+
+use crate::auth::{AuthConfig, CredentialKind, CredentialsConfig, SecretRef};
+use crate::model::{Config, ServerConfig};
+use crate::path;
+
+use super::Validator;
+
+/// Whether `host` is a loopback name or address (where plain `http://` is tolerated).
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl Validator<'_> {
+    /// An authorization-server URL: `https://`, or `http://` on a loopback host.
+    fn auth_url(&mut self, p: &str, url: &str, what: &str) {
+        match url::Url::parse(url) {
+            Ok(u) if u.scheme() == "https" && u.host().is_some() => {}
+            Ok(u) if u.scheme() == "http" && u.host_str().is_some_and(is_loopback_host) => {}
+            Ok(u) if u.scheme() == "http" => self.at_value(
+                p,
+                format!("found {what} \"{url}\" over plain http on a non-loopback host, expected https:// (http:// is accepted only on loopback, for development)"),
+            ),
+            Ok(_) | Err(_) => self.at_value(
+                p,
+                format!("found {what} \"{url}\", expected an https:// URL"),
+            ),
+        }
+    }
+
+    fn secret(&mut self, p: &str, secret: &SecretRef) {
+        if secret.source().is_none() {
+            // The value is not echoed: it may be the secret itself.
+            self.at_value(
+                p,
+                "found a literal value, expected a secret reference env:NAME or file:PATH (secrets are never written in the config)".into(),
+            );
+        }
+    }
+
+    pub(super) fn auth(&mut self, auth: &AuthConfig, p: &str) {
+        let field = |f: &str| path::key(p, f);
+        self.auth_url(&field("issuer"), &auth.issuer, "issuer");
+        if auth.audience.trim().is_empty() {
+            self.at_value(
+                &field("audience"),
+                "found an empty audience, expected this endpoint's canonical URI, e.g. \"https://mcp.example.com/tools\"".into(),
+            );
+        }
+        if let Some(url) = &auth.jwks_url {
+            self.auth_url(&field("jwks_url"), url, "jwks_url");
+        }
+        if let Some(intro) = &auth.introspection {
+            let ip = field("introspection");
+            if let Some(url) = &intro.url {
+                self.auth_url(&path::key(&ip, "url"), url, "introspection url");
+            }
+            self.secret(&path::key(&ip, "client_secret"), &intro.client_secret);
+        }
+        for (i, w) in auth.workloads.iter().enumerate() {
+            let wp = path::index(&field("workloads"), i);
+            match (&w.jwks_url, &w.jwks_file) {
+                (None, None) => self.at_value(
+                    &wp,
+                    "found a workload issuer without a trust bundle, expected jwks_url or jwks_file"
+                        .into(),
+                ),
+                (Some(_), Some(_)) => self.at_key(
+                    &path::key(&wp, "jwks_file"),
+                    "found both jwks_url and jwks_file, expected one trust bundle".into(),
+                ),
+                (Some(url), None) => self.auth_url(&path::key(&wp, "jwks_url"), url, "jwks_url"),
+                (None, Some(_)) => {}
+            }
+        }
+        self.positive(
+            &field("clock_skew"),
+            auth.clock_skew
+                .map_or(AuthConfig::DEFAULT_CLOCK_SKEW, |d| d.get()),
+        );
+    }
+
+    pub(super) fn credentials(&mut self, s: &ServerConfig, c: &CredentialsConfig, p: &str) {
+        let cp = path::key(p, "credentials");
+        let field = |f: &str| path::key(&cp, f);
+        let kind = c.kind.as_str();
+        let stdio = s.url.is_none();
+        let need = |v: &mut Self, present: bool, name: &str, why: &str| {
+            if !present {
+                v.at_value(
+                    &cp,
+                    format!("credentials of type {kind} need {name} ({why})"),
+                );
+            }
+        };
+        for (value, name) in [
+            (&c.token_url, "token_url"),
+            (&c.issuer, "issuer"),
+            (&c.authorization_url, "authorization_url"),
+        ] {
+            if let Some(url) = value {
+                self.auth_url(&field(name), url, name);
+            }
+        }
+        if let Some(secret) = &c.client_secret {
+            self.secret(&field("client_secret"), secret);
+        }
+        if let Some(secret) = &c.secret {
+            self.secret(&field("secret"), secret);
+        }
+        if let Some(h) = &c.header
+            && http::HeaderName::from_bytes(h.as_bytes()).is_err()
+        {
+            self.at_value(
+                &field("header"),
+                format!("found header name \"{h}\", expected an HTTP header name"),
+            );
+        }
+        let oauth = c.kind != CredentialKind::StaticSecret;
+        if oauth {
+            need(
+                self,
+                c.client_id.is_some(),
+                "client_id",
+                "Gatehouse's client at the authorization server",
+            );
+            if stdio {
+                self.at_value(
+                    &cp,
+                    format!("credentials of type {kind} are for remote servers (with url); a stdio server gets secrets as environment variables with type static_secret"),
+                );
+            }
+        }
+        match c.kind {
+            CredentialKind::TokenExchange | CredentialKind::ClientCredentials => {
+                need(
+                    self,
+                    c.client_secret.is_some(),
+                    "client_secret",
+                    "to authenticate at the token endpoint",
+                );
+                need(
+                    self,
+                    c.token_url.is_some() || c.issuer.is_some(),
+                    "token_url or issuer",
+                    "where to get tokens",
+                );
+                if c.kind == CredentialKind::TokenExchange {
+                    need(
+                        self,
+                        c.audience.is_some() || c.resource.is_some(),
+                        "audience or resource",
+                        "the downstream API the exchanged token is for",
+                    );
+                }
+            }
+            CredentialKind::EntraObo => {
+                need(
+                    self,
+                    c.client_secret.is_some(),
+                    "client_secret",
+                    "to authenticate at Entra",
+                );
+                need(
+                    self,
+                    c.tenant.is_some() || c.token_url.is_some(),
+                    "tenant or token_url",
+                    "which Entra tenant issues the token",
+                );
+                need(
+                    self,
+                    !c.scopes.is_empty(),
+                    "scopes",
+                    "e.g. api://downstream/.default",
+                );
+            }
+            CredentialKind::UserOauth => {
+                need(
+                    self,
+                    c.issuer.is_some() || (c.authorization_url.is_some() && c.token_url.is_some()),
+                    "issuer, or authorization_url and token_url",
+                    "where users authorize",
+                );
+            }
+            CredentialKind::StaticSecret => {
+                need(self, c.secret.is_some(), "secret", "env:NAME or file:PATH");
+                if stdio {
+                    need(
+                        self,
+                        c.env.is_some(),
+                        "env",
+                        "the environment variable a stdio server reads the secret from",
+                    );
+                    if c.header.is_some() {
+                        self.at_key(
+                            &field("header"),
+                            "header is for remote servers; a stdio server gets the secret in env"
+                                .into(),
+                        );
+                    }
+                } else if c.env.is_some() {
+                    self.at_key(
+                        &field("env"),
+                        "env is for stdio servers; a remote server gets the secret in header"
+                            .into(),
+                    );
+                }
+            }
+        }
+    }
+
+    /// A server whose credential depends on the caller must only be reachable by authenticated
+    /// callers: otherwise there is no user to act for.
+    pub(super) fn per_user_servers_need_auth(&mut self, config: &Config) {
+        for (i, vs) in config.virtual_servers.iter().enumerate() {
+            if vs.auth.is_some() {
+                continue;
+            }
+            for (j, m) in vs.include.iter().enumerate() {
+                let Some(server) = config.server(&m.server) else {
+                    continue;
+                };
+                if let Some(c) = &server.credentials
+                    && c.kind.is_per_user()
+                {
+                    self.at_value(
+                        &path::key(&path::index(&path::key(&path::index("virtual_servers", i), "include"), j), "server"),
+                        format!(
+                            "server \"{}\" uses {} credentials, which act for the calling user, but virtual server \"{}\" has no auth, expected an auth section (who is the user?)",
+                            server.name,
+                            c.kind.as_str(),
+                            vs.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        assert!(is_loopback_host("localhost"));
+        assert!(is_loopback_host("127.0.0.1"));
+        assert!(is_loopback_host("[::1]"));
+        assert!(!is_loopback_host("idp.example.com"));
+        assert!(!is_loopback_host("10.0.0.1"));
+    }
+}
