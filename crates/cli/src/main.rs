@@ -47,6 +47,10 @@ enum Command {
         /// Address to listen on (overrides `gateway.listen` in the config). Port 0 picks a free port.
         #[arg(long, env = "GATEHOUSE_LISTEN")]
         listen: Option<String>,
+        /// Allow virtual servers without `auth` on a non-loopback address. Without it, Gatehouse
+        /// refuses to expose unauthenticated endpoints beyond this machine.
+        #[arg(long)]
+        insecure: bool,
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Human, env = "GATEHOUSE_LOG_FORMAT")]
         log_format: LogFormat,
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
             data_dir,
             listen,
             database_url,
+            insecure,
             workers,
             log_format,
             log,
@@ -101,6 +106,7 @@ fn main() -> ExitCode {
                 data_dir,
                 listen,
                 database_url,
+                insecure,
             })) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -16,6 +16,32 @@ pub struct UpArgs {
     pub data_dir: PathBuf,
     pub listen: Option<String>,
     pub database_url: Option<String>,
+    pub insecure: bool,
+}
+
+/// Refuses (unless `insecure`) a config that exposes an endpoint without `auth` on an address
+/// other machines can reach.
+pub fn check_exposure(config: &Config, listen: SocketAddr, insecure: bool) -> Result<(), String> {
+    if listen.ip().is_loopback() {
+        return Ok(());
+    }
+    let open: Vec<&str> = config
+        .virtual_servers
+        .iter()
+        .filter(|v| v.auth.is_none())
+        .map(|v| v.path.as_str())
+        .collect();
+    if open.is_empty() {
+        return Ok(());
+    }
+    if insecure {
+        tracing::warn!(%listen, endpoints = ?open, "--insecure: serving endpoints without authentication on a non-loopback address; anyone who can reach it can call their tools");
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to serve {} without authentication on {listen}, which other machines can reach: add an auth section to each (see README, Identity), listen on 127.0.0.1, or pass --insecure",
+        open.join(", ")
+    ))
 }
 
 fn demo_config() -> anyhow::Result<Config> {
@@ -64,20 +90,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         Some(url) => gatehouse_store::redact_url(url),
         None => data_dir.join("gatehouse.db").display().to_string(),
     };
+    check_exposure(&config, listen, args.insecure).map_err(|e| anyhow::anyhow!(e))?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let bound = listener.local_addr()?;
-    let gw = Gateway::new(config, keys, bound)?;
+    let vault = gatehouse_identity::outbound::Vault::open(&data_dir, store.credentials())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let gw = Gateway::new(config, keys, bound, Some(Arc::new(vault)))?;
     if let Some(path) = &args.config {
-        let loader: Arc<gatehouse_gateway::reload::Loader> =
-            Arc::new(|p: &Path| gatehouse_config::load_file(p).map_err(|e| e.to_string()));
+        let insecure = args.insecure;
+        let loader: Arc<gatehouse_gateway::reload::Loader> = Arc::new(move |p: &Path| {
+            let config = gatehouse_config::load_file(p).map_err(|e| e.to_string())?;
+            check_exposure(&config, bound, insecure)?;
+            Ok(config)
+        });
         gatehouse_gateway::reload::watch(&gw, path.clone(), Duration::from_secs(1), loader);
     }
     print_banner(&gw, bound, &data_dir, args.config.as_deref(), &store_label);
-    if !bound.ip().is_loopback() {
-        tracing::warn!(%bound, "listening on a non-loopback address without authentication: anyone who can reach it can call every tool");
-    }
 
     let app = gw.router();
     let drain_gw = gw.clone();

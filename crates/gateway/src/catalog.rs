@@ -121,7 +121,7 @@ pub async fn server_list(
         return Ok(hit.clone());
     }
     let generation = server.lists.generation();
-    let info = server.backend.info().await?;
+    let info = server.backend.info(client).await?;
     if client.upstream_session.is_none() && info.capabilities.get(kind.capability()).is_none() {
         return Ok(Arc::new(Vec::new()));
     }

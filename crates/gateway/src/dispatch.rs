@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 
 use crate::backend::CallEvent;
+use crate::backend::ClientContext;
 
 use crate::catalog::{self, ListKind};
 pub use crate::context::CallCtx;
@@ -44,12 +45,18 @@ pub fn server_capabilities(era: Era) -> Value {
 
 /// Capabilities plus the union of the members' `extensions` and `experimental` entries, so
 /// extension-aware clients see what the members offer.
-pub async fn aggregated_capabilities(vs: &VirtualServer, era: Era) -> Value {
+pub async fn aggregated_capabilities(
+    vs: &VirtualServer,
+    era: Era,
+    client: &ClientContext,
+) -> Value {
     let mut caps = server_capabilities(era);
-    let infos = vs
-        .members
-        .iter()
-        .map(|m| tokio::time::timeout(std::time::Duration::from_secs(10), m.server.backend.info()));
+    let infos = vs.members.iter().map(|m| {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            m.server.backend.info(client),
+        )
+    });
     for info in futures::future::join_all(infos)
         .await
         .into_iter()
@@ -81,10 +88,14 @@ pub fn server_info(vs: &VirtualServer) -> Value {
 }
 
 /// The `initialize` result for a handshake-era client.
-pub async fn initialize_result(vs: &VirtualServer, version: ProtocolVersion) -> Value {
+pub async fn initialize_result(
+    vs: &VirtualServer,
+    version: ProtocolVersion,
+    client: &ClientContext,
+) -> Value {
     json!({
         "protocolVersion": version.as_str(),
-        "capabilities": aggregated_capabilities(vs, Era::Handshake).await,
+        "capabilities": aggregated_capabilities(vs, Era::Handshake, client).await,
         "serverInfo": server_info(vs),
     })
 }
@@ -99,7 +110,7 @@ pub async fn dispatch(vs: &VirtualServer, msg: Message, ctx: &CallCtx) -> Messag
             id,
             &json!({
                 "supportedVersions": ProtocolVersion::supported_strings(),
-                "capabilities": aggregated_capabilities(vs, Era::Stateless).await,
+                "capabilities": aggregated_capabilities(vs, Era::Stateless, &ctx.client).await,
                 "serverInfo": server_info(vs),
                 "_meta": {meta::SERVER_INFO: server_info(vs)},
             }),
@@ -124,7 +135,7 @@ pub async fn dispatch(vs: &VirtualServer, msg: Message, ctx: &CallCtx) -> Messag
                 Some(m)
                     if method != "resources/read"
                         && !ctx.has_own_session(&vs.members[m])
-                        && member_is_stateless(&vs.members[m]).await =>
+                        && member_is_stateless(&vs.members[m], &ctx.client).await =>
                 {
                     // 2026-07-28 servers have no resources/subscribe: the gateway acknowledges
                     // it and listens for the URI on the server's change feed instead.
@@ -186,11 +197,11 @@ pub async fn dispatch(vs: &VirtualServer, msg: Message, ctx: &CallCtx) -> Messag
     }
 }
 
-async fn member_is_stateless(member: &Member) -> bool {
+async fn member_is_stateless(member: &Member, client: &ClientContext) -> bool {
     member
         .server
         .backend
-        .info()
+        .info(client)
         .await
         .is_ok_and(|i| i.era() == Era::Stateless)
 }

@@ -27,7 +27,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use gatehouse_config::Config;
 
-use crate::backend::BackendError;
 use crate::catalog::ListKind;
 use crate::frontdoor::call::Parked;
 use crate::frontdoor::guard::OriginPolicy;
@@ -35,6 +34,7 @@ use crate::frontdoor::session::SessionStore;
 use crate::notify::ChangeHub;
 use crate::seal::Keyring;
 use crate::snapshot::Snapshot;
+use crate::snapshot::{BuildContext, BuildError};
 
 /// How long stopping the backends may take at shutdown.
 const BACKEND_SHUTDOWN: Duration = Duration::from_secs(3);
@@ -57,7 +57,24 @@ pub struct Gateway {
     pub origin_policy: OriginPolicy,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// What snapshot builds need (hub, vault, public URL).
+    build: BuildContext,
     draining: AtomicBool,
+}
+
+/// The gateway's external base URL: `gateway.public_url`, else derived from the listener.
+pub fn public_base(config: &Config, listen: SocketAddr) -> String {
+    match &config.gateway.public_url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => {
+            let scheme = if config.gateway.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{listen}")
+        }
+    }
 }
 
 impl Gateway {
@@ -66,15 +83,21 @@ impl Gateway {
         config: Config,
         keys: Keyring,
         listen: SocketAddr,
-    ) -> Result<Arc<Gateway>, BackendError> {
+        vault: Option<Arc<gatehouse_identity::outbound::Vault>>,
+    ) -> Result<Arc<Gateway>, BuildError> {
         let hub = Arc::new(ChangeHub::default());
+        let build = BuildContext {
+            hub: hub.clone(),
+            vault,
+            public_base: public_base(&config, listen),
+        };
         let origin_policy = OriginPolicy {
             loopback: listen.ip().is_loopback(),
             allowed_origins: config.gateway.allowed_origins.clone(),
         };
         let max_body_bytes = usize::try_from(config.gateway.max_body_bytes).unwrap_or(usize::MAX);
         let sessions = SessionStore::new(config.gateway.session_ttl.get());
-        let snapshot = Snapshot::build(config, None, &hub)?;
+        let snapshot = Snapshot::build(config, None, &build)?;
         let gw = Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             hub,
@@ -84,6 +107,7 @@ impl Gateway {
             sse: Default::default(),
             origin_policy,
             max_body_bytes,
+            build,
             draining: AtomicBool::new(false),
         });
         gw.spawn_cache_invalidation();
@@ -98,9 +122,9 @@ impl Gateway {
 
     /// Swaps in a new config. In-flight requests keep the snapshot they started with; backends
     /// of unchanged servers carry over; removed ones stop once their last request finishes.
-    pub fn reload(&self, config: Config) -> Result<u64, BackendError> {
+    pub fn reload(&self, config: Config) -> Result<u64, BuildError> {
         let old = self.snapshot();
-        let next = Snapshot::build(config, Some(&old), &self.hub)?;
+        let next = Snapshot::build(config, Some(&old), &self.build)?;
         let version = next.version;
         let retired = old.retired_by(&next);
         self.snapshot.store(Arc::new(next));
@@ -114,6 +138,11 @@ impl Gateway {
             });
         }
         Ok(version)
+    }
+
+    /// The vault holding users' delegated tokens, if the gateway has a store.
+    pub fn vault(&self) -> Option<&Arc<gatehouse_identity::outbound::Vault>> {
+        self.build.vault.as_ref()
     }
 
     /// The HTTP router serving every virtual server and the health endpoints.

@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use gatehouse_config::{Config, MemberConfig, ServerConfig};
 
+use gatehouse_identity::outbound::Vault;
+use gatehouse_identity::{IdentityError, OutboundCredential, ResourceServer};
+
 use crate::backend::{Backend, BackendError};
 use crate::catalog::{ListCache, MergedCache};
 use crate::notify::ChangeHub;
@@ -24,8 +27,21 @@ pub struct ServerHandle {
     /// Resources clients subscribed to through the gateway (for servers without
     /// `resources/subscribe`): the change feed listens for their updates.
     pub resources: ResourceSubscriptions,
+    /// The credential sent upstream, if the server has `credentials`.
+    pub credentials: Option<Arc<OutboundCredential>>,
     /// Stops the server's change feed when the handle goes away.
     _watch: Option<tokio_util::sync::DropGuard>,
+}
+
+/// What building a snapshot needs besides the config.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    /// Where backends announce changes.
+    pub hub: Arc<ChangeHub>,
+    /// Encrypted storage of users' tokens (`user_oauth`); `None` without a store.
+    pub vault: Option<Arc<Vault>>,
+    /// The gateway's externally visible base URL (OAuth redirect URIs).
+    pub public_base: String,
 }
 
 /// Reference-counted resource subscriptions the gateway holds at one server for its clients.
@@ -106,6 +122,10 @@ pub struct VirtualServer {
     pub members: Vec<Member>,
     /// Merged, renamed tool/prompt views, rebuilt when a member's lists change.
     pub merged: MergedCache,
+    /// Token validation when the endpoint has `auth` (kept across reloads while its settings
+    /// do not change, so cached keys and tokens survive).
+    pub auth: Option<Arc<ResourceServer>>,
+    auth_config: Option<(gatehouse_config::AuthConfig, Vec<String>)>,
 }
 
 impl VirtualServer {
@@ -135,8 +155,9 @@ impl Snapshot {
     pub fn build(
         config: Config,
         previous: Option<&Snapshot>,
-        hub: &Arc<ChangeHub>,
-    ) -> Result<Snapshot, BackendError> {
+        ctx: &BuildContext,
+    ) -> Result<Snapshot, BuildError> {
+        let hub = &ctx.hub;
         let mut servers = HashMap::new();
         for sc in &config.servers {
             let reused = previous.and_then(|p| {
@@ -147,7 +168,23 @@ impl Snapshot {
             let handle = match reused {
                 Some(h) => h.clone(),
                 None => {
-                    let backend = Backend::build(sc, config.call_timeout(sc), hub.clone())?;
+                    let credentials = OutboundCredential::build(
+                        sc,
+                        gatehouse_identity::idp_client(),
+                        ctx.vault.clone(),
+                        &ctx.public_base,
+                    )
+                    .map_err(|source| BuildError::Identity {
+                        virtual_server: format!("(server {})", sc.name),
+                        source,
+                    })?
+                    .map(Arc::new);
+                    let backend = Backend::build(
+                        sc,
+                        config.call_timeout(sc),
+                        hub.clone(),
+                        credentials.clone(),
+                    )?;
                     let stop = tokio_util::sync::CancellationToken::new();
                     let remote = matches!(backend, Backend::Http(_));
                     let handle = Arc::new(ServerHandle {
@@ -155,6 +192,7 @@ impl Snapshot {
                         backend,
                         lists: ListCache::default(),
                         resources: ResourceSubscriptions::default(),
+                        credentials,
                         _watch: remote.then(|| stop.clone().drop_guard()),
                     });
                     if remote {
@@ -167,6 +205,41 @@ impl Snapshot {
         }
         let mut virtual_servers = HashMap::new();
         for vs in &config.virtual_servers {
+            let auth = match &vs.auth {
+                None => None,
+                Some(auth_config) => {
+                    let tool_scopes = tool_scopes(&config, vs);
+                    let reused = previous
+                        .and_then(|p| p.virtual_servers.get(&vs.path))
+                        .filter(|p| {
+                            p.auth_config.as_ref()
+                                == Some(&(auth_config.clone(), tool_scopes.clone()))
+                        })
+                        .and_then(|p| p.auth.clone());
+                    Some(match reused {
+                        Some(rs) => rs,
+                        None => {
+                            let rs = Arc::new(
+                                ResourceServer::build(
+                                    &vs.name,
+                                    auth_config,
+                                    tool_scopes,
+                                    gatehouse_identity::idp_client(),
+                                )
+                                .map_err(|source| {
+                                    BuildError::Identity {
+                                        virtual_server: format!("virtual server {}", vs.name),
+                                        source,
+                                    }
+                                })?,
+                            );
+                            let warm = rs.clone();
+                            tokio::spawn(async move { warm.warm_up().await });
+                            rs
+                        }
+                    })
+                }
+            };
             let members = vs
                 .include
                 .iter()
@@ -185,6 +258,8 @@ impl Snapshot {
                     fail_closed: vs.fail_closed,
                     members,
                     merged: MergedCache::default(),
+                    auth_config: vs.auth.clone().map(|a| (a, tool_scopes(&config, vs))),
+                    auth,
                 }),
             );
         }
@@ -204,6 +279,41 @@ impl Snapshot {
             .map(|(_, h)| h.clone())
             .collect()
     }
+}
+
+/// Why a configuration could not be compiled into a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A backend could not be set up.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// A virtual server's `auth` or a server's `credentials` could not be set up.
+    #[error("{virtual_server}: {source}")]
+    Identity {
+        /// Which part of the config (virtual server or server).
+        virtual_server: String,
+        /// What failed.
+        source: IdentityError,
+    },
+}
+
+/// Every per-tool scope of the members of `vs` (advertised in its metadata).
+fn tool_scopes(config: &Config, vs: &gatehouse_config::VirtualServerConfig) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for m in &vs.include {
+        for scopes in config
+            .server(&m.server)
+            .iter()
+            .flat_map(|s| s.scopes.values())
+        {
+            for s in scopes {
+                if !out.contains(s) {
+                    out.push(s.clone());
+                }
+            }
+        }
+    }
+    out
 }
 
 fn same_timeout(prev: &Snapshot, next: &Config, sc: &ServerConfig) -> bool {

@@ -15,11 +15,13 @@ pub mod discovery;
 mod error;
 mod introspect;
 pub mod jwks;
+pub mod outbound;
 pub mod principal;
 mod resource;
 pub mod verify;
 
 pub use error::{CredentialError, IdentityError};
+pub use outbound::OutboundCredential;
 pub use principal::{Caller, InboundToken, Principal, PrincipalKind};
 pub use resource::{AuthFailure, MAX_TOKEN_BYTES, ResourceServer, idp_client};
 pub use verify::{Reason, Refusal};

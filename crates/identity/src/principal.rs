@@ -193,6 +193,12 @@ impl std::fmt::Debug for Caller {
     }
 }
 
+impl Default for Caller {
+    fn default() -> Self {
+        Caller::anonymous()
+    }
+}
+
 impl Caller {
     /// An unauthenticated caller.
     pub fn anonymous() -> Caller {

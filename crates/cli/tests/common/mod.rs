@@ -1,6 +1,8 @@
 //! Helpers for end-to-end tests: run the real `gatehouse` binary and talk MCP to it over HTTP.
 #![allow(dead_code)]
 
+pub mod idp;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -45,10 +47,20 @@ impl Gatehouse {
         Self::start_full(args, env, tempfile::tempdir().unwrap())
     }
 
-    fn start_full(args: &[&str], env: &[(&str, &str)], data_dir: tempfile::TempDir) -> Gatehouse {
+    pub fn start_full(
+        args: &[&str],
+        env: &[(&str, &str)],
+        data_dir: tempfile::TempDir,
+    ) -> Gatehouse {
+        let listen: &[&str] = if args.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(bin())
             .arg("up")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(listen)
+            .arg("--data-dir")
             .arg(data_dir.path())
             .args(args)
             .env("GATEHOUSE_LOG", "info")
@@ -168,7 +180,11 @@ pub async fn post(
 
 impl Legacy {
     pub async fn connect(url: &str) -> Legacy {
-        let http = client();
+        Self::connect_with(client(), url).await
+    }
+
+    /// Connects with a given HTTP client (e.g. one that sends a bearer token).
+    pub async fn connect_with(http: reqwest::Client, url: &str) -> Legacy {
         let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}});
         let (status, headers, body) = post(&http, url, &[], &init).await;
         assert_eq!(status, 200, "initialize: {body}");

@@ -59,6 +59,8 @@ pub struct ClientContext {
     /// The log level a handshake-era client set with `logging/setLevel`, sent to stateless
     /// backends as the per-request `_meta` log level.
     pub log_level: Option<String>,
+    /// Who is calling: selects per-user processes and outbound credentials.
+    pub caller: gatehouse_identity::Caller,
 }
 
 /// A handshake-era session a client holds at an HTTP backend (opened when it initialized).
@@ -121,11 +123,37 @@ pub enum BackendError {
         /// Server name.
         server: String,
     },
+    /// No credential could be obtained for the call; nothing was sent upstream (the caller's
+    /// own token is never a fallback).
+    #[error("{0}")]
+    Credential(gatehouse_identity::CredentialError),
 }
+
+/// JSON-RPC code of URL-mode elicitation required (2025-11-25): the user must open a URL
+/// (here: to authorize Gatehouse at a server's authorization server), then retry.
+pub const URL_ELICITATION_REQUIRED: i64 = -32042;
 
 impl BackendError {
     /// The JSON-RPC error the client receives.
     pub fn to_error_object(&self) -> ErrorObject {
+        if let BackendError::Credential(
+            gatehouse_identity::CredentialError::AuthorizationRequired { server, url },
+        ) = self
+        {
+            let message = format!(
+                "Authorization required: open the link to let Gatehouse act for you at {server}, then retry"
+            );
+            return ErrorObject::with_data(
+                URL_ELICITATION_REQUIRED,
+                message.clone(),
+                serde_json::json!({"elicitations": [{
+                    "mode": "url",
+                    "elicitationId": format!("gatehouse-authorize-{server}"),
+                    "url": url,
+                    "message": message,
+                }]}),
+            );
+        }
         let code = match self {
             BackendError::Timeout { .. } => codes::REQUEST_TIMEOUT,
             BackendError::Protocol { .. } => codes::INTERNAL_ERROR,
@@ -193,20 +221,25 @@ impl Backend {
         config: &ServerConfig,
         timeout: Duration,
         hub: Arc<ChangeHub>,
+        credentials: Option<Arc<gatehouse_identity::OutboundCredential>>,
     ) -> Result<Backend, BackendError> {
         match config.kind() {
             ServerKind::Stdio { .. } => Ok(Backend::Stdio(stdio::StdioBackend::new(
                 config.clone(),
                 timeout,
                 hub,
+                credentials,
             ))),
             ServerKind::Remote {
                 transport: Transport::Sse,
                 ..
             } => Ok(Backend::Sse(sse::SseBackend::new(config, timeout, hub)?)),
-            ServerKind::Remote { .. } => {
-                Ok(Backend::Http(http::HttpBackend::new(config, timeout, hub)?))
-            }
+            ServerKind::Remote { .. } => Ok(Backend::Http(http::HttpBackend::new(
+                config,
+                timeout,
+                hub,
+                credentials,
+            )?)),
         }
     }
 
@@ -261,17 +294,17 @@ impl Backend {
         client: &ClientContext,
     ) -> Result<(), BackendError> {
         match self {
-            Backend::Stdio(b) => b.notify(method, params).await,
+            Backend::Stdio(b) => b.notify(method, params, client).await,
             Backend::Http(b) => b.notify(method, params, client).await,
             Backend::Sse(b) => b.notify(method, params).await,
         }
     }
 
     /// What the server said about itself, contacting it first if needed.
-    pub async fn info(&self) -> Result<Arc<BackendInfo>, BackendError> {
+    pub async fn info(&self, client: &ClientContext) -> Result<Arc<BackendInfo>, BackendError> {
         match self {
-            Backend::Stdio(b) => b.info().await,
-            Backend::Http(b) => b.info().await,
+            Backend::Stdio(b) => b.info(client).await,
+            Backend::Http(b) => b.info(client).await,
             Backend::Sse(b) => b.info().await,
         }
     }

@@ -19,8 +19,6 @@ use super::peer::Peer;
 use super::{BackendError, BackendInfo, CallEvent, ClientContext, handshake_version};
 use crate::notify::ChangeHub;
 
-/// Key of the process that serves unauthenticated callers.
-const ANONYMOUS: &str = "anonymous";
 /// How long to wait for an answer to the `server/discover` era probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Backoff ceiling between restarts of a crashing server.
@@ -35,6 +33,8 @@ pub struct StdioBackend {
     timeout: Duration,
     hub: Arc<ChangeHub>,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// A `static_secret` reaches the process as an environment variable (never in argv).
+    credentials: Option<Arc<gatehouse_identity::OutboundCredential>>,
 }
 
 #[derive(Debug, Default)]
@@ -78,12 +78,18 @@ fn kill_group(pid: i32, signal: i32) {
 
 impl StdioBackend {
     /// A backend for a `command:` server entry.
-    pub fn new(config: ServerConfig, timeout: Duration, hub: Arc<ChangeHub>) -> Self {
+    pub fn new(
+        config: ServerConfig,
+        timeout: Duration,
+        hub: Arc<ChangeHub>,
+        credentials: Option<Arc<gatehouse_identity::OutboundCredential>>,
+    ) -> Self {
         StdioBackend {
             config,
             timeout,
             hub,
             slots: Mutex::default(),
+            credentials,
         }
     }
 
@@ -163,6 +169,7 @@ impl StdioBackend {
         let mut cmd = Command::new(command);
         cmd.args(args.iter())
             .envs(env.iter())
+            .envs(self.credentials.as_ref().and_then(|c| c.env()))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -317,7 +324,7 @@ impl StdioBackend {
         client: &ClientContext,
         events: Option<mpsc::Sender<CallEvent>>,
     ) -> Result<Message, BackendError> {
-        let proc = self.proc_for(ANONYMOUS).await?;
+        let proc = self.proc_for(&client.caller.principal.key()).await?;
         proc.last_used
             .store(proc.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
         let params = adapt::for_era(proc.info.era(), params, client);
@@ -328,18 +335,27 @@ impl StdioBackend {
     }
 
     /// Sends a notification to the caller's process if one runs.
-    pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), BackendError> {
-        let slot = self.slot(ANONYMOUS);
+    pub async fn notify(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        client: &ClientContext,
+    ) -> Result<(), BackendError> {
+        let slot = self.slot(&client.caller.principal.key());
         if let Some(p) = &slot.state.lock().await.proc {
-            let params = adapt::for_era(p.info.era(), params, &ClientContext::default());
+            let params = adapt::for_era(p.info.era(), params, client);
             p.peer.notify(method, params);
         }
         Ok(())
     }
 
     /// Starts the process if needed and reports what the server said about itself.
-    pub async fn info(&self) -> Result<Arc<BackendInfo>, BackendError> {
-        Ok(self.proc_for(ANONYMOUS).await?.info.clone())
+    pub async fn info(&self, client: &ClientContext) -> Result<Arc<BackendInfo>, BackendError> {
+        Ok(self
+            .proc_for(&client.caller.principal.key())
+            .await?
+            .info
+            .clone())
     }
 
     /// Reaps processes idle for longer than the server's `idle_timeout`.

@@ -42,15 +42,17 @@ pub struct CallStream {
     /// What a retry must match to resume this call after MRTR: virtual server, method, target
     /// and a digest of the arguments.
     scope: String,
+    /// Results are for this caller only (`cacheScope: private`): the caller is authenticated.
+    private: bool,
     events: mpsc::Receiver<CallEvent>,
     done: oneshot::Receiver<Message>,
     task: AbortOnDrop,
     finished: bool,
 }
 
-/// The binding of a request for MRTR: a retry resumes a parked call only if it asks for the same
-/// thing on the same virtual server.
-fn request_scope(vs_path: &str, msg: &Message) -> String {
+/// The binding of a request for MRTR: a retry resumes a parked call only if the same principal
+/// asks for the same thing on the same virtual server.
+fn request_scope(vs_path: &str, principal: &str, msg: &Message) -> String {
     use sha2::Digest;
     let arguments = msg
         .params
@@ -60,7 +62,7 @@ fn request_scope(vs_path: &str, msg: &Message) -> String {
         .unwrap_or_default();
     let digest = hex::encode(sha2::Sha256::digest(arguments.as_bytes()));
     format!(
-        "{vs_path} {} {} {digest}",
+        "{vs_path} {principal} {} {} {digest}",
         msg.method(),
         msg.target_name().unwrap_or("")
     )
@@ -82,7 +84,9 @@ pub fn start(
     let method = msg.method().to_string();
     let era = ctx.era;
     let client_caps = ctx.client.capabilities.clone();
-    let scope = request_scope(&vs.path, &msg);
+    let principal = &ctx.client.caller.principal;
+    let scope = request_scope(&vs.path, &principal.key(), &msg);
+    let private = principal.kind != gatehouse_identity::PrincipalKind::Anonymous;
     ctx.events = Some(ev_tx);
     let task = tokio::spawn(async move {
         let reply = dispatch::dispatch(&vs, msg, &ctx).await;
@@ -103,6 +107,7 @@ pub fn start(
         can_stream,
         client_caps,
         scope,
+        private,
         events: ev_rx,
         done: done_rx,
         task: AbortOnDrop(task),
@@ -235,6 +240,7 @@ impl CallStream {
                 can_stream: self.can_stream,
                 client_caps: self.client_caps.clone(),
                 scope: self.scope.clone(),
+                private: self.private,
                 events: std::mem::replace(&mut self.events, mpsc::channel(1).1),
                 done: std::mem::replace(&mut self.done, oneshot::channel().1),
                 task: std::mem::replace(&mut self.task, AbortOnDrop(tokio::spawn(async {}))),
@@ -269,7 +275,7 @@ impl CallStream {
                 .remove(&self.client_id);
         }
         if self.era == Era::Stateless {
-            stamp_stateless_result(&mut reply, &self.method);
+            stamp_stateless_result(&mut reply, &self.method, self.private);
         }
         reply
     }
@@ -298,7 +304,7 @@ fn cacheable(method: &str) -> bool {
 /// Adds what a 2026-07-28 client requires on results: `resultType`, and `ttlMs`/`cacheScope` on
 /// cacheable results. Lists are filtered per caller once authorization lands, so they are
 /// `private` then; today every caller of a virtual server sees the same view.
-pub fn stamp_stateless_result(reply: &mut Message, method: &str) {
+pub fn stamp_stateless_result(reply: &mut Message, method: &str, private: bool) {
     if let Some(e) = reply.error.as_mut()
         && e.code == codes::RESOURCE_NOT_FOUND_LEGACY
     {
@@ -316,7 +322,8 @@ pub fn stamp_stateless_result(reply: &mut Message, method: &str) {
     );
     let mut out = raw;
     if cacheable(method) && !has_scope {
-        out = insert_first(&out, "cacheScope", &Value::from("public"));
+        let scope = if private { "private" } else { "public" };
+        out = insert_first(&out, "cacheScope", &Value::from(scope));
     }
     if cacheable(method) && !has_ttl {
         out = insert_first(&out, "ttlMs", &Value::from(CACHE_TTL_MS));
@@ -392,6 +399,7 @@ impl Parked {
         token: &str,
         retry: &Message,
         vs_path: &str,
+        principal: &str,
     ) -> Result<CallStream, ErrorObject> {
         let invalid =
             || ErrorObject::new(codes::INVALID_PARAMS, "requestState is invalid or expired");
@@ -401,7 +409,7 @@ impl Parked {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(invalid)?;
-        if state.scope != request_scope(vs_path, retry) {
+        if state.scope != request_scope(vs_path, principal, retry) {
             return Err(ErrorObject::new(
                 codes::INVALID_PARAMS,
                 "requestState belongs to a different request",
@@ -463,24 +471,24 @@ mod tests {
 
     #[test]
     fn request_scope_binds_server_target_and_arguments() {
-        let base = request_scope("/mcp", &call("delete", json!({"id": 1})));
+        let base = request_scope("/mcp", "anonymous", &call("delete", json!({"id": 1})));
         let mut retry = call("delete", json!({"id": 1}));
         retry.params.as_mut().unwrap()["inputResponses"] = json!({"k": {}});
         assert_eq!(
-            request_scope("/mcp", &retry),
+            request_scope("/mcp", "anonymous", &retry),
             base,
             "a retry with answers matches"
         );
         assert_ne!(
-            request_scope("/mcp", &call("delete", json!({"id": 2}))),
+            request_scope("/mcp", "anonymous", &call("delete", json!({"id": 2}))),
             base
         );
         assert_ne!(
-            request_scope("/mcp", &call("harmless", json!({"id": 1}))),
+            request_scope("/mcp", "anonymous", &call("harmless", json!({"id": 1}))),
             base
         );
         assert_ne!(
-            request_scope("/other", &call("delete", json!({"id": 1}))),
+            request_scope("/other", "anonymous", &call("delete", json!({"id": 1}))),
             base
         );
     }

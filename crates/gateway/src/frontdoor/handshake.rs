@@ -27,6 +27,7 @@ pub(super) async fn open_session(
     gw: &Gateway,
     vs: &VirtualServer,
     msg: Message,
+    caller: &gatehouse_identity::Caller,
     request_id: &str,
 ) -> Result<(Arc<Session>, Message), (Id, ErrorObject)> {
     let id = msg.id.clone().unwrap_or(Id::Null);
@@ -39,6 +40,7 @@ pub(super) async fn open_session(
     let params = msg.params.clone().unwrap_or(Value::Null);
     let version = call::negotiate(params.get("protocolVersion").and_then(Value::as_str));
     let client = ClientContext {
+        caller: caller.clone(),
         capabilities: Arc::new(
             params
                 .get("capabilities")
@@ -92,10 +94,11 @@ pub(super) async fn open_session(
         info: (*client.client_info).clone(),
         up,
         iat: 0,
+        sub: caller.principal.key(),
     };
     let session = gw.sessions.create(&gw.keys, claims, version);
     tracing::info!(request_id, virtual_server = %vs.name, version = %version, client = %session.claims.info, "session started");
-    let reply = Message::result(id, &dispatch::initialize_result(vs, version).await);
+    let reply = Message::result(id, &dispatch::initialize_result(vs, version, &client).await);
     Ok((session, reply))
 }
 
@@ -117,6 +120,7 @@ pub(super) async fn handle(
     vs: Arc<VirtualServer>,
     msg: Message,
     session: Arc<Session>,
+    caller: &gatehouse_identity::Caller,
     can_stream: bool,
     request_id: &str,
 ) -> Handled {
@@ -159,7 +163,7 @@ pub(super) async fn handle(
                 }
                 "notifications/initialized" => {}
                 other => {
-                    let client = session.client();
+                    let client = session.client(caller);
                     for m in &vs.members {
                         let mut c = client.clone();
                         c.upstream_session = session.claims.up.get(&m.server.config.name).cloned();
@@ -208,7 +212,7 @@ pub(super) async fn handle(
                 *session.log_level.lock().expect("log level lock") = Some(level.to_string());
             }
             let ctx = CallCtx {
-                client: session.client(),
+                client: session.client(caller),
                 upstream: session.claims.up.clone(),
                 era: Era::Handshake,
                 events: None,

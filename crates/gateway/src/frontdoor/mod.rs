@@ -5,9 +5,11 @@
 //! names a protocol version is a stateless 2026-07-28 request (header validation, MRTR, cache
 //! hints). GET opens a session's standalone stream; DELETE ends a session.
 
+pub mod authn;
 pub mod call;
 pub mod guard;
 mod handshake;
+mod oauth;
 mod post;
 pub mod resume;
 pub mod session;
@@ -67,6 +69,14 @@ async fn entry(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let snapshot = gw.snapshot();
     // The legacy HTTP+SSE transport lives under the virtual server's path.
     let path = parts.uri.path();
+    if parts.method == Method::GET {
+        if let Some(resp) = authn::metadata(&snapshot, path) {
+            return resp;
+        }
+        if path == gatehouse_identity::outbound::user_oauth::CALLBACK_PATH {
+            return oauth::callback(&gw, parts.uri.query()).await;
+        }
+    }
     let (vs_path, legacy_sse) = match (path.strip_suffix("/sse"), path.strip_suffix("/message")) {
         (Some(base), _)
             if parts.method == Method::GET && !snapshot.virtual_servers.contains_key(path) =>
@@ -104,8 +114,20 @@ async fn entry(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
             &request_id,
         );
     }
+    let caller = match authn::authenticate(
+        &snapshot,
+        &vs,
+        &parts.headers,
+        parts.uri.query(),
+        &request_id,
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(refusal) => return refusal,
+    };
     if legacy_sse == Some(true) {
-        return sse::open(gw, vs, &request_id);
+        return sse::open(gw, vs, &caller, &request_id);
     }
     match parts.method {
         Method::POST => {
@@ -126,12 +148,21 @@ async fn entry(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
                 }
             };
             if legacy_sse == Some(false) {
-                return sse::message(gw, snapshot, vs, parts.uri.query(), bytes, request_id).await;
+                return sse::message(
+                    gw,
+                    snapshot,
+                    vs,
+                    parts.uri.query(),
+                    bytes,
+                    caller,
+                    request_id,
+                )
+                .await;
             }
-            post::handle(gw, snapshot, vs, parts.headers, bytes, request_id).await
+            post::handle(gw, snapshot, vs, parts.headers, bytes, caller, request_id).await
         }
-        Method::GET => stream::get(gw, vs, parts.headers, request_id).await,
-        Method::DELETE => stream::delete(gw, vs, parts.headers, request_id).await,
+        Method::GET => stream::get(gw, vs, parts.headers, caller, request_id).await,
+        Method::DELETE => stream::delete(gw, vs, parts.headers, caller, request_id).await,
         _ => (
             StatusCode::METHOD_NOT_ALLOWED,
             [("allow", "GET, POST, DELETE")],

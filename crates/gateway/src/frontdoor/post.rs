@@ -20,6 +20,7 @@ use crate::Gateway;
 use crate::backend::ClientContext;
 use crate::dispatch::CallCtx;
 use crate::snapshot::{Snapshot, VirtualServer};
+use gatehouse_identity::Caller;
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -36,6 +37,7 @@ pub(super) async fn handle(
     vs: Arc<crate::snapshot::VirtualServer>,
     headers: HeaderMap,
     body: Bytes,
+    caller: Caller,
     request_id: String,
 ) -> Response {
     let msg = match Message::parse(&body) {
@@ -51,6 +53,11 @@ pub(super) async fn handle(
             );
         }
     };
+    if let Err(refusal) =
+        super::authn::check_tool_scopes(&snapshot, &vs, &headers, &msg, &caller, &request_id)
+    {
+        return refusal;
+    }
     let id = msg.id.clone().unwrap_or(Id::Null);
     let modern_version = msg
         .meta()
@@ -60,14 +67,14 @@ pub(super) async fn handle(
     let session_id = header(&headers, h::SESSION_ID).map(str::to_string);
 
     if msg.method() == "initialize" && modern_version.is_none() {
-        return initialize(&gw, &vs, msg, &request_id).await;
+        return initialize(&gw, &vs, msg, &caller, &request_id).await;
     }
     if let Some(version) = modern_version.or_else(|| {
         header(&headers, h::PROTOCOL_VERSION)
             .filter(|v| *v == "2026-07-28")
             .map(str::to_string)
     }) {
-        return stateless(gw, snapshot, vs, headers, msg, version, request_id).await;
+        return stateless(gw, snapshot, vs, headers, msg, version, caller, request_id).await;
     }
     let Some(session_id) = session_id else {
         return rpc_error(
@@ -80,7 +87,10 @@ pub(super) async fn handle(
             &request_id,
         );
     };
-    let session = match gw.sessions.get(&gw.keys, &session_id, &vs.path) {
+    let session = match gw
+        .sessions
+        .get(&gw.keys, &session_id, &vs.path, &caller.principal.key())
+    {
         Ok(s) => s,
         Err(SessionLookup::Gone) | Err(SessionLookup::Unknown) => {
             return rpc_error(
@@ -108,11 +118,17 @@ pub(super) async fn handle(
             &request_id,
         );
     }
-    legacy(gw, snapshot, vs, headers, msg, session, request_id).await
+    legacy(gw, snapshot, vs, headers, msg, session, caller, request_id).await
 }
 
-async fn initialize(gw: &Gateway, vs: &VirtualServer, msg: Message, request_id: &str) -> Response {
-    let (session, reply) = match handshake::open_session(gw, vs, msg, request_id).await {
+async fn initialize(
+    gw: &Gateway,
+    vs: &VirtualServer,
+    msg: Message,
+    caller: &Caller,
+    request_id: &str,
+) -> Response {
+    let (session, reply) = match handshake::open_session(gw, vs, msg, caller, request_id).await {
         Ok(ok) => ok,
         Err((id, e)) => return rpc_error(StatusCode::BAD_REQUEST, id, e, request_id),
     };
@@ -129,6 +145,7 @@ async fn initialize(gw: &Gateway, vs: &VirtualServer, msg: Message, request_id: 
     resp
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn legacy(
     gw: Arc<Gateway>,
     snapshot: Arc<Snapshot>,
@@ -136,6 +153,7 @@ async fn legacy(
     headers: HeaderMap,
     msg: Message,
     session: Arc<Session>,
+    caller: Caller,
     request_id: String,
 ) -> Response {
     match handshake::handle(
@@ -143,6 +161,7 @@ async fn legacy(
         vs,
         msg,
         session,
+        &caller,
         accepts_sse(&headers),
         &request_id,
     )
@@ -168,6 +187,7 @@ async fn stateless(
     headers: HeaderMap,
     msg: Message,
     version: String,
+    caller: Caller,
     request_id: String,
 ) -> Response {
     let id = msg.id.clone().unwrap_or(Id::Null);
@@ -253,6 +273,7 @@ async fn stateless(
         );
     };
     let client = ClientContext {
+        caller,
         capabilities: Arc::new(caps),
         client_info: Arc::new(meta.get(meta::CLIENT_INFO).cloned().unwrap_or(Value::Null)),
         ..Default::default()
@@ -282,7 +303,11 @@ async fn stateless(
         .and_then(Value::as_str)
         && token.starts_with(call::STATE_PREFIX)
     {
-        return match gw.parked.resume(&gw.keys, token, &msg, &vs.path) {
+        let principal = client.caller.principal.key();
+        return match gw
+            .parked
+            .resume(&gw.keys, token, &msg, &vs.path, &principal)
+        {
             Ok(stream) => respond(gw, stream, request_id, Era::Stateless).await,
             Err(e) => rpc_error(StatusCode::OK, id, e, &request_id),
         };

@@ -34,6 +34,9 @@ pub struct SessionClaims {
     pub up: HashMap<String, UpstreamSession>,
     /// Issued at, seconds since the epoch.
     pub iat: u64,
+    /// The principal that opened the session (issuer and subject); only it may use the id.
+    #[serde(default)]
+    pub sub: String,
 }
 
 /// A live session on this process.
@@ -59,9 +62,11 @@ pub struct Session {
 }
 
 impl Session {
-    /// The client context for backend calls.
-    pub fn client(&self) -> ClientContext {
+    /// The client context for backend calls made for `caller` (who presented this request's
+    /// token: tokens are refreshed while a session lives).
+    pub fn client(&self, caller: &gatehouse_identity::Caller) -> ClientContext {
         ClientContext {
+            caller: caller.clone(),
             capabilities: Arc::new(self.claims.caps.clone()),
             client_info: Arc::new(self.claims.info.clone()),
             log_level: self.log_level.lock().expect("log level lock").clone(),
@@ -154,13 +159,22 @@ impl SessionStore {
     }
 
     /// Finds a session by id: live here, or re-opened from its sealed id (another replica, or
-    /// a restart, minted it).
+    /// a restart, minted it). A session opened by another principal is unknown to this one.
     pub fn get(
         &self,
         keys: &Keyring,
         id: &str,
         vs_path: &str,
+        principal: &str,
     ) -> Result<Arc<Session>, SessionLookup> {
+        let s = self.find(keys, id, vs_path)?;
+        if s.claims.sub != principal {
+            return Err(SessionLookup::Unknown);
+        }
+        Ok(s)
+    }
+
+    fn find(&self, keys: &Keyring, id: &str, vs_path: &str) -> Result<Arc<Session>, SessionLookup> {
         if self.ended.lock().expect("sessions lock").contains_key(id) {
             return Err(SessionLookup::Gone);
         }
@@ -245,6 +259,7 @@ mod tests {
                 },
             )]),
             iat: 0,
+            sub: "https://idp#alice".into(),
         }
     }
 
@@ -254,21 +269,34 @@ mod tests {
         let a = SessionStore::new(Duration::from_secs(60));
         let s = a.create(&keys, claims(), ProtocolVersion::V2025_06_18);
         let b = SessionStore::new(Duration::from_secs(60));
-        let again = b.get(&keys, &s.id, "/mcp").unwrap();
+        let again = b.get(&keys, &s.id, "/mcp", "https://idp#alice").unwrap();
+        assert_eq!(
+            b.get(&keys, &s.id, "/mcp", "https://idp#mallory")
+                .unwrap_err(),
+            SessionLookup::Unknown,
+            "another principal cannot use the session"
+        );
         assert_eq!(again.claims.up["echo"].id, "up-1");
         assert_eq!(again.version, ProtocolVersion::V2025_06_18);
         assert_eq!(
-            b.get(&keys, &s.id, "/other").unwrap_err(),
+            b.get(&keys, &s.id, "/other", "https://idp#alice")
+                .unwrap_err(),
             SessionLookup::Unknown
         );
         assert_eq!(
-            b.get(&Keyring::ephemeral(), &s.id.replace('.', "x."), "/mcp")
-                .unwrap_err(),
+            b.get(
+                &Keyring::ephemeral(),
+                &s.id.replace('.', "x."),
+                "/mcp",
+                "https://idp#alice"
+            )
+            .unwrap_err(),
             SessionLookup::Unknown
         );
         b.end(&s.id);
         assert_eq!(
-            b.get(&keys, &s.id, "/mcp").unwrap_err(),
+            b.get(&keys, &s.id, "/mcp", "https://idp#alice")
+                .unwrap_err(),
             SessionLookup::Gone
         );
     }

@@ -9,6 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use gatehouse_identity::Caller;
 use gatehouse_wire::{ErrorObject, Id, Message, codes, sse};
 use tokio::sync::mpsc;
 
@@ -24,6 +25,8 @@ use crate::snapshot::{Snapshot, VirtualServer};
 pub struct SseConnection {
     tx: mpsc::Sender<Message>,
     vs_path: String,
+    /// The principal that opened the connection; only it may post messages into it.
+    principal: String,
     session: Mutex<Option<Arc<Session>>>,
 }
 
@@ -45,12 +48,18 @@ impl Drop for Unregister {
     }
 }
 
-pub(super) fn open(gw: Arc<Gateway>, vs: Arc<VirtualServer>, request_id: &str) -> Response {
+pub(super) fn open(
+    gw: Arc<Gateway>,
+    vs: Arc<VirtualServer>,
+    caller: &Caller,
+    request_id: &str,
+) -> Response {
     let id = format!("{:032x}", rand::random::<u128>());
     let (tx, rx) = mpsc::channel(64);
     let conn = Arc::new(SseConnection {
         tx,
         vs_path: vs.path.clone(),
+        principal: caller.principal.key(),
         session: Mutex::new(None),
     });
     gw.sse
@@ -86,6 +95,7 @@ pub(super) async fn message(
     vs: Arc<VirtualServer>,
     query: Option<&str>,
     body: Bytes,
+    caller: Caller,
     request_id: String,
 ) -> Response {
     let conn_id = query
@@ -94,7 +104,9 @@ pub(super) async fn message(
         .find_map(|kv| kv.strip_prefix("sessionId="))
         .map(str::to_string);
     let conn = conn_id.and_then(|id| gw.sse.open.lock().expect("sse lock").get(&id).cloned());
-    let Some(conn) = conn.filter(|c| c.vs_path == vs.path) else {
+    // Another principal cannot post into a connection (the id is in a URL, not a secret).
+    let principal = caller.principal.key();
+    let Some(conn) = conn.filter(|c| c.vs_path == vs.path && c.principal == principal) else {
         return rpc_error(
             StatusCode::NOT_FOUND,
             Id::Null,
@@ -114,8 +126,18 @@ pub(super) async fn message(
             );
         }
     };
+    if let Err(refusal) = super::authn::check_tool_scopes(
+        &snapshot,
+        &vs,
+        &axum::http::HeaderMap::new(),
+        &msg,
+        &caller,
+        &request_id,
+    ) {
+        return refusal;
+    }
     if msg.method() == "initialize" {
-        match handshake::open_session(&gw, &vs, msg, &request_id).await {
+        match handshake::open_session(&gw, &vs, msg, &caller, &request_id).await {
             Ok((session, reply)) => {
                 *conn.session.lock().expect("sse session lock") = Some(session);
                 let _ = conn.tx.send(reply).await;
@@ -136,7 +158,7 @@ pub(super) async fn message(
             &request_id,
         );
     };
-    match handshake::handle(snapshot, vs, msg, session, true, &request_id).await {
+    match handshake::handle(snapshot, vs, msg, session, &caller, true, &request_id).await {
         Handled::Accepted => {}
         Handled::Rejected(id, e) => {
             let _ = conn.tx.send(Message::error(id, e)).await;

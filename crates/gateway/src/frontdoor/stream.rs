@@ -51,6 +51,7 @@ pub(super) async fn get(
     gw: Arc<Gateway>,
     vs: Arc<VirtualServer>,
     headers: HeaderMap,
+    caller: gatehouse_identity::Caller,
     request_id: String,
 ) -> Response {
     let Some(sid) = headers.get(h::SESSION_ID).and_then(|v| v.to_str().ok()) else {
@@ -61,7 +62,10 @@ pub(super) async fn get(
         )
             .into_response();
     };
-    let session = match gw.sessions.get(&gw.keys, sid, &vs.path) {
+    let session = match gw
+        .sessions
+        .get(&gw.keys, sid, &vs.path, &caller.principal.key())
+    {
         Ok(s) => s,
         Err(_) => {
             return rpc_error(
@@ -90,7 +94,7 @@ pub(super) async fn get(
         }
     }
     let (tx, rx) = mpsc::channel::<Message>(64);
-    relay_member_streams(&vs, &session, &tx).await;
+    relay_member_streams(&vs, &session, &caller, &tx).await;
     let changes = gw.hub.subscribe();
     let stream = merged_stream(vs, changes, rx, None, Some(session));
     sse_response(Body::from_stream(stream), &request_id)
@@ -101,8 +105,10 @@ pub(super) async fn get(
 async fn relay_member_streams(
     vs: &VirtualServer,
     session: &Arc<Session>,
+    caller: &gatehouse_identity::Caller,
     tx: &mpsc::Sender<Message>,
 ) {
+    let client = session.client(caller);
     for m in &vs.members {
         let (Some(up), Backend::Http(b)) = (
             session.claims.up.get(&m.server.config.name),
@@ -110,7 +116,7 @@ async fn relay_member_streams(
         ) else {
             continue;
         };
-        let opened = tokio::time::timeout(b.timeout(), b.open_stream(Some(up), &[])).await;
+        let opened = tokio::time::timeout(b.timeout(), b.open_stream(Some(up), &[], &client)).await;
         let mut rx = match opened.unwrap_or_else(|_| {
             Err(crate::backend::BackendError::Timeout {
                 server: m.server.config.name.clone(),
@@ -150,6 +156,7 @@ pub(super) async fn delete(
     gw: Arc<Gateway>,
     vs: Arc<VirtualServer>,
     headers: HeaderMap,
+    caller: gatehouse_identity::Caller,
     request_id: String,
 ) -> Response {
     let Some(sid) = headers.get(h::SESSION_ID).and_then(|v| v.to_str().ok()) else {
@@ -160,7 +167,10 @@ pub(super) async fn delete(
             &request_id,
         );
     };
-    let session = match gw.sessions.get(&gw.keys, sid, &vs.path) {
+    let session = match gw
+        .sessions
+        .get(&gw.keys, sid, &vs.path, &caller.principal.key())
+    {
         Ok(s) => s,
         Err(_) => {
             return rpc_error(
@@ -182,7 +192,7 @@ pub(super) async fn delete(
         .collect();
     if !uris.is_empty() {
         let ctx = crate::dispatch::CallCtx {
-            client: session.client(),
+            client: session.client(&caller),
             upstream: session.claims.up.clone(),
             era: gatehouse_wire::Era::Handshake,
             events: None,

@@ -46,7 +46,12 @@ pub struct HttpBackend {
     probing: Mutex<()>,
     shared_session: Mutex<Option<String>>,
     next_id: AtomicI64,
+    /// Where the credential sent upstream comes from (never the caller's own token).
+    credentials: Option<Arc<gatehouse_identity::OutboundCredential>>,
 }
+
+/// The credential header of one upstream request.
+pub(crate) type Auth = Option<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>;
 
 /// How often one call may resume a response stream the server closed early.
 const MAX_STREAM_RESUMES: usize = 16;
@@ -63,6 +68,7 @@ impl HttpBackend {
         config: &ServerConfig,
         timeout: Duration,
         hub: Arc<ChangeHub>,
+        credentials: Option<Arc<gatehouse_identity::OutboundCredential>>,
     ) -> Result<Self, BackendError> {
         let (url, client) = build_client(config)?;
         Ok(HttpBackend {
@@ -81,6 +87,7 @@ impl HttpBackend {
             probing: Mutex::new(()),
             shared_session: Mutex::new(None),
             next_id: AtomicI64::new(1),
+            credentials,
         })
     }
 
@@ -128,8 +135,20 @@ impl HttpBackend {
         }
     }
 
+    /// The credential header for a request made for `client`'s caller.
+    async fn authorize(&self, client: &ClientContext) -> Result<Auth, BackendError> {
+        match &self.credentials {
+            None => Ok(None),
+            Some(c) => c
+                .header(&client.caller)
+                .await
+                .map(Some)
+                .map_err(BackendError::Credential),
+        }
+    }
+
     /// Probes the era (once) and reports what the server said about itself.
-    pub async fn info(&self) -> Result<Arc<BackendInfo>, BackendError> {
+    pub async fn info(&self, client: &ClientContext) -> Result<Arc<BackendInfo>, BackendError> {
         if let Some(i) = self.info.load_full() {
             return Ok(i);
         }
@@ -137,12 +156,13 @@ impl HttpBackend {
         if let Some(i) = self.info.load_full() {
             return Ok(i);
         }
-        let info = Arc::new(self.probe().await?);
+        let auth = self.authorize(client).await?;
+        let info = Arc::new(self.probe(&auth).await?);
         self.info.store(Some(info.clone()));
         Ok(info)
     }
 
-    async fn probe(&self) -> Result<BackendInfo, BackendError> {
+    async fn probe(&self, auth: &Auth) -> Result<BackendInfo, BackendError> {
         if matches!(
             self.setting,
             ProtocolSetting::Auto | ProtocolSetting::V2026_07_28
@@ -154,7 +174,7 @@ impl HttpBackend {
                 Some(adapt::discover_params()),
             );
             match self
-                .post(&msg, None, ProtocolVersion::V2026_07_28, &[], None)
+                .post(&msg, None, ProtocolVersion::V2026_07_28, &[], None, auth)
                 .await
             {
                 Ok(Posted::Reply(m, _)) if m.result.is_some() => {
@@ -170,7 +190,7 @@ impl HttpBackend {
                 _ => {}
             }
         }
-        let (info, session) = self.initialize(&ClientContext::default()).await?;
+        let (info, session) = self.initialize(&ClientContext::default(), auth).await?;
         *self.shared_session.lock().await = session;
         Ok(info)
     }
@@ -178,6 +198,7 @@ impl HttpBackend {
     async fn initialize(
         &self,
         client: &ClientContext,
+        auth: &Auth,
     ) -> Result<(BackendInfo, Option<String>), BackendError> {
         let version = handshake_version(self.setting);
         let mut params = adapt::initialize_params(version);
@@ -189,7 +210,8 @@ impl HttpBackend {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let msg = Message::request(Id::Number(id), "initialize", Some(params));
-        let Posted::Reply(reply, session) = self.post(&msg, None, version, &[], None).await? else {
+        let Posted::Reply(reply, session) = self.post(&msg, None, version, &[], None, auth).await?
+        else {
             return Err(self.unavailable("initialize was not answered"));
         };
         if let Some(e) = reply.error {
@@ -203,7 +225,14 @@ impl HttpBackend {
             .unwrap_or(version);
         let initialized = Message::notification("notifications/initialized", None);
         let _ = self
-            .post(&initialized, session.as_deref(), negotiated, &[], None)
+            .post(
+                &initialized,
+                session.as_deref(),
+                negotiated,
+                &[],
+                None,
+                auth,
+            )
             .await;
         Ok((BackendInfo::from_result(negotiated, &v), session))
     }
@@ -211,11 +240,12 @@ impl HttpBackend {
     /// Opens an upstream session for one handshake-era client; `None` when the server does not
     /// speak the handshake era (it is then called statelessly on the client's behalf).
     pub async fn open_session(&self, client: &ClientContext) -> Option<UpstreamSession> {
-        self.info().await.ok()?;
+        self.info(client).await.ok()?;
         if self.setting == ProtocolSetting::V2026_07_28 {
             return None;
         }
-        match self.initialize(client).await {
+        let auth = self.authorize(client).await.ok()?;
+        match self.initialize(client, &auth).await {
             Ok((info, Some(id))) => Some(UpstreamSession {
                 id,
                 version: info.version.as_str().to_string(),
@@ -237,6 +267,7 @@ impl HttpBackend {
         events: Option<mpsc::Sender<CallEvent>>,
     ) -> Result<Message, BackendError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let auth = self.authorize(client).await?;
         if let Some(own) = &client.upstream_session {
             let version = own
                 .version
@@ -254,9 +285,10 @@ impl HttpBackend {
                 version,
                 id,
                 armed: true,
+                auth: auth.clone(),
             };
             let r = self
-                .post(&msg, Some(&own.id), version, &[], events.clone())
+                .post(&msg, Some(&own.id), version, &[], events.clone(), &auth)
                 .await;
             guard.armed = false;
             match r {
@@ -268,26 +300,41 @@ impl HttpBackend {
                 r => return self.expect_reply(r?),
             }
         }
-        let info = self.info().await?;
+        let info = self.info(client).await?;
         let params = adapt::for_era(info.era(), params, client);
         let msg = Message::request(Id::Number(id), method, params);
         if info.era() == Era::Stateless {
             return self.expect_reply(
-                self.post(&msg, None, info.version, &client.extra_headers, events)
-                    .await?,
+                self.post(
+                    &msg,
+                    None,
+                    info.version,
+                    &client.extra_headers,
+                    events,
+                    &auth,
+                )
+                .await?,
             );
         }
         for attempt in 0..2 {
-            let session = self.shared(attempt > 0).await?;
+            let session = self.shared(attempt > 0, &auth).await?;
             let guard = CancelGuard {
                 backend: self,
                 session: session.clone(),
                 version: info.version,
                 id,
                 armed: true,
+                auth: auth.clone(),
             };
             match self
-                .post(&msg, session.as_deref(), info.version, &[], events.clone())
+                .post(
+                    &msg,
+                    session.as_deref(),
+                    info.version,
+                    &[],
+                    events.clone(),
+                    &auth,
+                )
                 .await
             {
                 Err(BackendError::SessionExpired { .. }) if attempt == 0 => {
@@ -306,10 +353,10 @@ impl HttpBackend {
         })
     }
 
-    async fn shared(&self, renew: bool) -> Result<Option<String>, BackendError> {
+    async fn shared(&self, renew: bool, auth: &Auth) -> Result<Option<String>, BackendError> {
         let mut s = self.shared_session.lock().await;
         if renew || s.is_none() {
-            let (_, session) = self.initialize(&ClientContext::default()).await?;
+            let (_, session) = self.initialize(&ClientContext::default(), auth).await?;
             *s = session;
         }
         Ok(s.clone())
@@ -332,7 +379,8 @@ impl HttpBackend {
         params: Option<Value>,
         client: &ClientContext,
     ) -> Result<(), BackendError> {
-        let info = self.info().await?;
+        let info = self.info(client).await?;
+        let auth = self.authorize(client).await?;
         let params = adapt::for_era(info.era(), params, client);
         let msg = Message::notification(method, params);
         if let Some(own) = &client.upstream_session {
@@ -345,7 +393,7 @@ impl HttpBackend {
                 gatehouse_wire::meta::strip_protocol_keys(p);
             }
             return self
-                .post(&msg, Some(&own.id), version, &[], None)
+                .post(&msg, Some(&own.id), version, &[], None, &auth)
                 .await
                 .map(|_| ());
         }
@@ -353,7 +401,7 @@ impl HttpBackend {
             Era::Stateless => None,
             Era::Handshake => self.shared_session.lock().await.clone(),
         };
-        self.post(&msg, session.as_deref(), info.version, &[], None)
+        self.post(&msg, session.as_deref(), info.version, &[], None, &auth)
             .await
             .map(|_| ())
     }
@@ -387,6 +435,7 @@ impl HttpBackend {
         version: ProtocolVersion,
         extra_headers: &[(String, String)],
         events: Option<mpsc::Sender<CallEvent>>,
+        auth: &Auth,
     ) -> Result<Posted, BackendError> {
         let mut req = self
             .client
@@ -398,6 +447,9 @@ impl HttpBackend {
         }
         if let Some(s) = session {
             req = req.header(h::SESSION_ID, s);
+        }
+        if let Some((name, value)) = auth {
+            req = req.header(name, value);
         }
         if version.era() == Era::Stateless && msg.method.is_some() {
             req = req.header(h::METHOD, msg.method());
@@ -436,7 +488,7 @@ impl HttpBackend {
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
         if is_sse && status.is_success() {
             return self
-                .read_stream(resp, msg.id.as_ref(), session, version, events)
+                .read_stream(resp, msg.id.as_ref(), session, version, events, auth)
                 .await
                 .map(|m| Posted::Reply(m, new_session));
         }
@@ -464,6 +516,7 @@ impl HttpBackend {
         session: Option<&str>,
         version: ProtocolVersion,
         events: Option<mpsc::Sender<CallEvent>>,
+        auth: &Auth,
     ) -> Result<Message, BackendError> {
         let mut resp = resp;
         let mut last_event_id: Option<String> = None;
@@ -502,7 +555,7 @@ impl HttpBackend {
                         MessageKind::Notification => self.relay.on_notification(m, events.as_ref()),
                         MessageKind::Request => {
                             self.relay
-                                .on_server_request(m, session, version, events.as_ref())
+                                .on_server_request(m, session, version, events.as_ref(), auth)
                         }
                     }
                 }
@@ -517,19 +570,20 @@ impl HttpBackend {
             if attempt > 0 {
                 tokio::time::sleep(retry).await;
             }
-            let r = self
+            let mut get = self
                 .client
                 .get(self.url.clone())
                 .header(ACCEPT, "text/event-stream")
                 .header(h::SESSION_ID, session)
                 .header(h::PROTOCOL_VERSION, version.as_str())
-                .header(h::LAST_EVENT_ID, last)
-                .send()
-                .await
-                .map_err(|e| BackendError::Failed {
-                    server: self.name.clone(),
-                    reason: describe_reqwest(&e),
-                })?;
+                .header(h::LAST_EVENT_ID, last);
+            if let Some((name, value)) = auth {
+                get = get.header(name, value);
+            }
+            let r = get.send().await.map_err(|e| BackendError::Failed {
+                server: self.name.clone(),
+                reason: describe_reqwest(&e),
+            })?;
             if !r.status().is_success() {
                 break;
             }

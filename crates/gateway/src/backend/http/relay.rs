@@ -43,6 +43,7 @@ impl Relay {
         session: Option<&str>,
         version: ProtocolVersion,
         events: Option<&mpsc::Sender<CallEvent>>,
+        auth: &super::Auth,
     ) {
         let server_id = m.id.clone().unwrap_or(Id::Null);
         let (tx, rx) = oneshot::channel();
@@ -61,6 +62,7 @@ impl Relay {
         let client = self.client.clone();
         let url = self.url.clone();
         let session = session.map(str::to_string);
+        let auth = auth.clone();
         tokio::spawn(async move {
             let answered = tokio::time::timeout(crate::backend::CLIENT_ANSWER_TIMEOUT, rx).await;
             let mut answer = match (delivered, answered) {
@@ -82,6 +84,9 @@ impl Relay {
             if let Some(s) = session {
                 req = req.header(h::SESSION_ID, s);
             }
+            if let Some((name, value)) = auth {
+                req = req.header(name, value);
+            }
             let _ = req.body(answer.to_bytes()).send().await;
         });
     }
@@ -93,6 +98,7 @@ pub(super) struct CancelGuard<'a> {
     pub(super) version: ProtocolVersion,
     pub(super) id: i64,
     pub(super) armed: bool,
+    pub(super) auth: super::Auth,
 }
 
 impl Drop for CancelGuard<'_> {
@@ -113,6 +119,9 @@ impl Drop for CancelGuard<'_> {
             .header(h::PROTOCOL_VERSION, self.version.as_str());
         if let Some(s) = &self.session {
             req = req.header(h::SESSION_ID, s);
+        }
+        if let Some((name, value)) = &self.auth {
+            req = req.header(name, value);
         }
         let req = req.body(msg.to_bytes());
         tokio::spawn(async move {

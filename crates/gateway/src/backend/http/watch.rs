@@ -14,18 +14,22 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::HttpBackend;
-use crate::backend::{BackendError, CallEvent, UpstreamSession, adapt};
+use crate::backend::{BackendError, CallEvent, ClientContext, UpstreamSession, adapt};
 use crate::snapshot::ServerHandle;
 
 impl HttpBackend {
     /// Opens the server's stream of server-initiated messages. With `session`, the GET stream of
     /// that handshake-era session; without, the gateway's own view: `subscriptions/listen` at a
     /// stateless server, the shared session's GET stream at a handshake-era one.
+    /// `client` is who the stream is for (its credential goes upstream); the gateway's own
+    /// stream is anonymous, so servers with per-user credentials have none.
     pub async fn open_stream(
         &self,
         session: Option<&UpstreamSession>,
         resources: &[String],
+        client: &ClientContext,
     ) -> Result<mpsc::Receiver<CallEvent>, BackendError> {
+        let auth = self.authorize(client).await?;
         let (req, session_id, version) = match session {
             Some(s) => {
                 let version = s
@@ -39,7 +43,7 @@ impl HttpBackend {
                 )
             }
             None => {
-                let info = self.info().await?;
+                let info = self.info(client).await?;
                 match info.era() {
                     Era::Stateless => {
                         let mut filter = json!({"toolsListChanged": true, "promptsListChanged": true, "resourcesListChanged": true});
@@ -68,7 +72,7 @@ impl HttpBackend {
                     }
                     Era::Handshake => {
                         let sid = self
-                            .shared(false)
+                            .shared(false, &auth)
                             .await?
                             .ok_or_else(|| self.unavailable("server gave no session id"))?;
                         (
@@ -80,6 +84,10 @@ impl HttpBackend {
                 }
             }
         };
+        let req = match &auth {
+            Some((name, value)) => req.header(name, value),
+            None => req,
+        };
         let resp = req
             .send()
             .await
@@ -90,6 +98,7 @@ impl HttpBackend {
         let (tx, rx) = mpsc::channel(64);
         let relay = self.relay.clone();
         tokio::spawn(async move {
+            let auth = auth;
             let mut decoder = sse::Decoder::new();
             let mut body = resp.bytes_stream();
             loop {
@@ -109,9 +118,13 @@ impl HttpBackend {
                     };
                     match m.kind() {
                         MessageKind::Notification => relay.on_notification(m, Some(&tx)),
-                        MessageKind::Request => {
-                            relay.on_server_request(m, session_id.as_deref(), version, Some(&tx))
-                        }
+                        MessageKind::Request => relay.on_server_request(
+                            m,
+                            session_id.as_deref(),
+                            version,
+                            Some(&tx),
+                            &auth,
+                        ),
                         _ => {}
                     }
                 }
@@ -140,7 +153,9 @@ pub fn spawn_watch(handle: Weak<ServerHandle>, stop: CancellationToken) {
                 return;
             };
             let changed = h.resources.changed.clone();
-            let opened = b.open_stream(None, &h.resources.uris()).await;
+            let opened = b
+                .open_stream(None, &h.resources.uris(), &Default::default())
+                .await;
             drop(h);
             match opened {
                 Ok(mut rx) => {

@@ -1,0 +1,191 @@
+//! Authentication at the front door: every request to a virtual server with `auth` must carry a
+//! valid bearer token; refusals carry the RFC 6750 / RFC 9728 challenge that tells an MCP
+//! client where to get one. Also serves the protected-resource metadata documents.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use gatehouse_identity::{AuthFailure, Caller};
+use gatehouse_wire::{ErrorObject, Id};
+
+use super::guard::rpc_error;
+use crate::snapshot::{Snapshot, VirtualServer};
+
+/// Path prefix of RFC 9728 metadata documents.
+pub const METADATA_PREFIX: &str = "/.well-known/oauth-protected-resource";
+
+/// JSON-RPC code of authentication refusals (the HTTP status and challenge say the rest).
+const UNAUTHORIZED: i64 = -32001;
+
+/// The caller of a request to `vs`, or the refusal to send.
+pub(super) async fn authenticate(
+    snapshot: &Snapshot,
+    vs: &VirtualServer,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    request_id: &str,
+) -> Result<Caller, Response> {
+    let Some(rs) = &vs.auth else {
+        return Ok(Caller::anonymous());
+    };
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match rs.authenticate(authorization, query).await {
+        Ok(caller) => {
+            tracing::debug!(request_id, virtual_server = %vs.name, principal = %caller.principal.key(), "authenticated");
+            Ok(caller)
+        }
+        Err(failure) => {
+            let level_is_info = failure.refusal.reason == gatehouse_identity::Reason::MissingToken;
+            if level_is_info {
+                tracing::info!(request_id, virtual_server = %vs.name, reason = failure.refusal.reason.code(), "request without a token refused");
+            } else {
+                tracing::warn!(request_id, virtual_server = %vs.name, reason = failure.refusal.reason.code(), detail = %failure.refusal.detail, status = failure.status, "request refused by authentication");
+            }
+            Err(refusal(snapshot, vs, headers, &failure, request_id))
+        }
+    }
+}
+
+/// The scopes `vs` requires for calling the tool exposed as `name` (per-tool `scopes` of its
+/// member server, by the server's own tool name; the first member exposing the name wins, as
+/// in the merged list).
+fn tool_scopes<'a>(vs: &'a VirtualServer, name: &str) -> Option<&'a [String]> {
+    vs.members.iter().find_map(|m| {
+        m.server
+            .config
+            .scopes
+            .iter()
+            .find(|(tool, _)| m.config.exposed_name(tool).as_deref() == Some(name))
+            .map(|(_, scopes)| scopes.as_slice())
+    })
+}
+
+/// Step-up check of a `tools/call`: a caller lacking the tool's scopes gets `403
+/// insufficient_scope` naming them (RFC 6750 §3.1), so its client can ask for more.
+pub(super) fn check_tool_scopes(
+    snapshot: &Snapshot,
+    vs: &VirtualServer,
+    headers: &HeaderMap,
+    msg: &gatehouse_wire::Message,
+    caller: &Caller,
+    request_id: &str,
+) -> Result<(), Response> {
+    if vs.auth.is_none() || msg.method() != "tools/call" {
+        return Ok(());
+    }
+    let Some(needed) = msg.target_name().and_then(|n| tool_scopes(vs, n)) else {
+        return Ok(());
+    };
+    let missing = caller.principal.missing_scopes(needed);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut scope: Vec<String> = vs
+        .auth
+        .as_ref()
+        .map(|a| a.required_scopes().to_vec())
+        .unwrap_or_default();
+    for s in needed {
+        if !scope.contains(s) {
+            scope.push(s.clone());
+        }
+    }
+    let failure = AuthFailure::insufficient_scope(&missing, scope);
+    tracing::warn!(request_id, virtual_server = %vs.name, principal = %caller.principal.key(), tool = msg.target_name().unwrap_or(""), reason = failure.refusal.reason.code(), "tool call refused: missing scope");
+    Err(refusal(snapshot, vs, headers, &failure, request_id))
+}
+
+/// The HTTP response for an authentication or scope refusal.
+pub(crate) fn refusal(
+    snapshot: &Snapshot,
+    vs: &VirtualServer,
+    headers: &HeaderMap,
+    failure: &AuthFailure,
+    request_id: &str,
+) -> Response {
+    let status = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::UNAUTHORIZED);
+    let message = match failure.status {
+        503 => format!(
+            "Service unavailable: the identity provider's keys are not loaded ({})",
+            failure.refusal.detail
+        ),
+        403 => format!("Forbidden: {}", failure.refusal.detail),
+        _ => format!("Unauthorized: {}", failure.refusal.detail),
+    };
+    let mut resp = rpc_error(
+        status,
+        Id::Null,
+        ErrorObject::new(UNAUTHORIZED, message),
+        request_id,
+    );
+    let metadata = metadata_url(snapshot, headers, &vs.path);
+    if let Ok(v) = HeaderValue::from_str(&failure.challenge(&metadata)) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    if let Some(secs) = failure.retry_after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
+/// The absolute URL of `vs_path`'s metadata document: under `gateway.public_url` when set,
+/// else the request's own Host (already checked against DNS rebinding).
+fn metadata_url(snapshot: &Snapshot, headers: &HeaderMap, vs_path: &str) -> String {
+    let gw = &snapshot.config.gateway;
+    let base = match &gw.public_url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => {
+            let scheme = if gw.tls.is_some() { "https" } else { "http" };
+            let host = headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(&gw.listen);
+            format!("{scheme}://{host}")
+        }
+    };
+    format!("{base}{METADATA_PREFIX}{vs_path}")
+}
+
+/// Serves `GET /.well-known/oauth-protected-resource[/<path>]`: the metadata of the virtual
+/// server at `<path>`, or — at the bare root — of the only authenticated one.
+pub(super) fn metadata(snapshot: &Arc<Snapshot>, path: &str) -> Option<Response> {
+    let rest = path.strip_prefix(METADATA_PREFIX)?;
+    let vs = if rest.is_empty() || rest == "/" {
+        let mut authed = snapshot
+            .virtual_servers
+            .values()
+            .filter(|v| v.auth.is_some());
+        match (authed.next(), authed.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        }
+    } else {
+        snapshot.virtual_servers.get(rest)
+    };
+    let Some(rs) = vs.and_then(|v| v.auth.as_ref()) else {
+        return Some(
+            (
+                StatusCode::NOT_FOUND,
+                "no protected resource here (endpoints without auth publish no metadata)\n",
+            )
+                .into_response(),
+        );
+    };
+    Some(
+        (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                // Browser-based MCP clients fetch this cross-origin.
+                (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+                (header::CACHE_CONTROL, "max-age=300"),
+            ],
+            rs.metadata().to_string(),
+        )
+            .into_response(),
+    )
+}

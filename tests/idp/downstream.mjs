@@ -1,0 +1,84 @@
+// The downstream API of Gatehouse's identity tests: an MCP server built with the official
+// TypeScript SDK (Streamable HTTP, stateless) that is itself an OAuth resource server. It
+// accepts only tokens from the test OP whose `aud` is its own URL, records every Authorization
+// header it receives, and has one tool, `whoami`, that returns the verified claims it saw.
+//
+// GET /seen lists every bearer token received (so tests can prove the caller's own token never
+// arrived). Usage: node downstream.mjs --issuer URL [--port N] [--static-token T]
+// With --static-token it accepts exactly that token instead (a legacy API with an API key).
+// Prints {"url": ...} on stdout once listening.
+import { createServer } from 'node:http';
+import { parseArgs } from 'node:util';
+
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
+
+const { values: args } = parseArgs({
+  options: {
+    issuer: { type: 'string' },
+    port: { type: 'string', default: '0' },
+    'static-token': { type: 'string' },
+  },
+});
+
+const seen = [];
+const server = createServer();
+await new Promise((resolve) => server.listen(Number(args.port), '127.0.0.1', resolve));
+const url = `http://127.0.0.1:${server.address().port}/mcp`;
+const jwks = args.issuer ? createRemoteJWKSet(new URL(`${args.issuer}/jwks`)) : null;
+
+async function authenticate(req) {
+  const header = req.headers.authorization || '';
+  seen.push(header);
+  const token = header.startsWith('Bearer ') ? header.slice(7) : null;
+  if (!token) return null;
+  if (args['static-token']) {
+    return token === args['static-token'] ? { api_key: true } : null;
+  }
+  try {
+    const { payload } = await jwtVerify(token, jwks, { issuer: args.issuer, audience: url });
+    return payload;
+  } catch (e) {
+    return null;
+  }
+}
+
+function mcpServer(claims) {
+  const mcp = new McpServer({ name: 'downstream-api', version: '1.0.0' });
+  mcp.registerTool(
+    'whoami',
+    { description: 'Returns the identity the downstream API sees.' },
+    async () => ({ content: [{ type: 'text', text: JSON.stringify(claims) }] }),
+  );
+  mcp.registerTool(
+    'update_issue',
+    { description: 'A write operation guarded by the jira:write scope at the gateway.' },
+    async () => ({ content: [{ type: 'text', text: 'updated' }] }),
+  );
+  return mcp;
+}
+
+server.on('request', async (req, res) => {
+  if (req.method === 'GET' && req.url === '/seen') {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(seen));
+    return;
+  }
+  if (!req.url.startsWith('/mcp')) {
+    res.writeHead(404).end();
+    return;
+  }
+  const claims = await authenticate(req);
+  if (!claims) {
+    res.writeHead(401, { 'www-authenticate': 'Bearer error="invalid_token"', 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: 'invalid_token' }));
+    return;
+  }
+  const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+  res.on('close', () => transport.close());
+  await mcpServer(claims).connect(transport);
+  await transport.handleRequest(req, res);
+});
+
+process.stdout.write(`${JSON.stringify({ url })}\n`);
