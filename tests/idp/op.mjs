@@ -187,8 +187,12 @@ provider.registerGrantType(
     const subject = await verifyOwnToken(p.subject_token, 'subject_token');
     let act;
     if (p.actor_token) {
-      const actor = await verifyOwnToken(p.actor_token, 'actor_token');
-      if (actor.client_id !== ctx.oidc.client.clientId) {
+      // The actor token is the client's own client-credentials token (opaque without a resource).
+      const actor = p.actor_token.split('.').length === 3
+        ? await verifyOwnToken(p.actor_token, 'actor_token')
+        : await provider.ClientCredentials.find(p.actor_token);
+      const actorClient = actor && (actor.client_id || actor.clientId);
+      if (actorClient !== ctx.oidc.client.clientId) {
         throw new errors.InvalidGrant('actor_token was not issued to this client');
       }
       act = { sub: ctx.oidc.client.clientId };

@@ -179,7 +179,7 @@ pub struct Merged {
     /// Exposed name (or URI) → member and original name.
     pub routes: HashMap<String, Route>,
     /// Members whose list could not be fetched, with the reason.
-    pub failures: Vec<(String, String)>,
+    pub failures: Vec<(String, BackendError)>,
 }
 
 /// Cache of merged views, keyed by the member caches' generations.
@@ -221,7 +221,7 @@ pub async fn merged(vs: &VirtualServer, kind: ListKind, ctx: &CallCtx) -> Arc<Me
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(virtual_server = %vs.name, server = %server, error = %e, "member list unavailable; its items are missing");
-                out.failures.push((server.clone(), e.to_string()));
+                out.failures.push((server.clone(), e.clone()));
                 continue;
             }
         };

@@ -270,6 +270,17 @@ async fn call_named(
         } else {
             "prompt"
         };
+        // A user who must first authorize Gatehouse at a member gets the link, not "unknown".
+        if let Some((_, e)) = merged.failures.iter().find(|(_, e)| {
+            matches!(
+                e,
+                crate::backend::BackendError::Credential(
+                    gatehouse_identity::CredentialError::AuthorizationRequired { .. }
+                )
+            )
+        }) {
+            return Message::error(id, e.to_error_object());
+        }
         if let Some((server, reason)) = merged.failures.first() {
             return Message::error(
                 id,

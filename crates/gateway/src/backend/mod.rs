@@ -206,6 +206,8 @@ impl BackendInfo {
 
 /// A live connection to one configured server.
 #[derive(Debug)]
+// One per configured server, held behind an Arc: the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Backend {
     /// A local stdio child process (one per user).
     Stdio(stdio::StdioBackend),

@@ -64,7 +64,8 @@ fn tool_scopes<'a>(vs: &'a VirtualServer, name: &str) -> Option<&'a [String]> {
 }
 
 /// Step-up check of a `tools/call`: a caller lacking the tool's scopes gets `403
-/// insufficient_scope` naming them (RFC 6750 §3.1), so its client can ask for more.
+/// insufficient_scope` naming them (RFC 6750 §3.1), so its client can ask for more. Returns the
+/// refusal to send, if any.
 pub(super) fn check_tool_scopes(
     snapshot: &Snapshot,
     vs: &VirtualServer,
@@ -72,16 +73,14 @@ pub(super) fn check_tool_scopes(
     msg: &gatehouse_wire::Message,
     caller: &Caller,
     request_id: &str,
-) -> Result<(), Response> {
+) -> Option<Response> {
     if vs.auth.is_none() || msg.method() != "tools/call" {
-        return Ok(());
+        return None;
     }
-    let Some(needed) = msg.target_name().and_then(|n| tool_scopes(vs, n)) else {
-        return Ok(());
-    };
+    let needed = msg.target_name().and_then(|n| tool_scopes(vs, n))?;
     let missing = caller.principal.missing_scopes(needed);
     if missing.is_empty() {
-        return Ok(());
+        return None;
     }
     let mut scope: Vec<String> = vs
         .auth
@@ -95,7 +94,7 @@ pub(super) fn check_tool_scopes(
     }
     let failure = AuthFailure::insufficient_scope(&missing, scope);
     tracing::warn!(request_id, virtual_server = %vs.name, principal = %caller.principal.key(), tool = msg.target_name().unwrap_or(""), reason = failure.refusal.reason.code(), "tool call refused: missing scope");
-    Err(refusal(snapshot, vs, headers, &failure, request_id))
+    Some(refusal(snapshot, vs, headers, &failure, request_id))
 }
 
 /// The HTTP response for an authentication or scope refusal.

@@ -53,7 +53,7 @@ pub(super) async fn handle(
             );
         }
     };
-    if let Err(refusal) =
+    if let Some(refusal) =
         super::authn::check_tool_scopes(&snapshot, &vs, &headers, &msg, &caller, &request_id)
     {
         return refusal;

@@ -126,7 +126,7 @@ pub(super) async fn message(
             );
         }
     };
-    if let Err(refusal) = super::authn::check_tool_scopes(
+    if let Some(refusal) = super::authn::check_tool_scopes(
         &snapshot,
         &vs,
         &axum::http::HeaderMap::new(),

@@ -53,14 +53,7 @@ enum Source {
     /// Gatehouse's own token (client credentials).
     Own(OwnToken),
     /// RFC 8693 exchange of the caller's token.
-    Exchange {
-        endpoint: TokenEndpoint,
-        audience: Option<String>,
-        resource: Option<String>,
-        scope: String,
-        actor: Option<OwnToken>,
-        cache: ExpiringCache<String, Arc<str>>,
-    },
+    Exchange(Box<Exchange>),
     /// Entra on-behalf-of.
     EntraObo {
         endpoint: TokenEndpoint,
@@ -69,6 +62,16 @@ enum Source {
     },
     /// The user's own delegated token.
     User(Arc<UserOauth>),
+}
+
+/// RFC 8693 settings and the cache of exchanged tokens.
+struct Exchange {
+    endpoint: TokenEndpoint,
+    audience: Option<String>,
+    resource: Option<String>,
+    scope: String,
+    actor: Option<OwnToken>,
+    cache: ExpiringCache<String, Arc<str>>,
 }
 
 /// A client-credentials token of Gatehouse itself, cached until shortly before expiry.
@@ -172,7 +175,7 @@ impl OutboundCredential {
                 form: own_token_form(c),
                 cached: ExpiringCache::new(1),
             }),
-            CredentialKind::TokenExchange => Source::Exchange {
+            CredentialKind::TokenExchange => Source::Exchange(Box::new(Exchange {
                 endpoint: endpoint(ClientAuth::Basic, c.token_url.clone())?,
                 audience: c.audience.clone(),
                 resource: c.resource.clone(),
@@ -188,7 +191,7 @@ impl OutboundCredential {
                     })
                     .transpose()?,
                 cache: ExpiringCache::new(EXCHANGE_CACHE_CAPACITY),
-            },
+            })),
             CredentialKind::EntraObo => {
                 let url = match (&c.token_url, &c.tenant) {
                     (Some(u), _) => u.clone(),
@@ -257,14 +260,15 @@ impl OutboundCredential {
         let token: Arc<str> = match &self.source {
             Source::Static { value, .. } => return Ok((self.header.clone(), value.clone())),
             Source::Own(own) => own.get().await?,
-            Source::Exchange {
-                endpoint,
-                audience,
-                resource,
-                scope,
-                actor,
-                cache,
-            } => {
+            Source::Exchange(x) => {
+                let Exchange {
+                    endpoint,
+                    audience,
+                    resource,
+                    scope,
+                    actor,
+                    cache,
+                } = &**x;
                 let (key, subject) = self.user_token(caller)?;
                 if let Some(t) = cache.get(&key, EXPIRY_MARGIN_SECS) {
                     t
@@ -378,4 +382,34 @@ fn remember(
     }
     cache.insert(key, token.clone(), deadline);
     token
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(expires_in: i64) -> TokenResponse {
+        TokenResponse {
+            access_token: "t".into(),
+            expires_in: Some(expires_in),
+            refresh_token: None,
+            scope: None,
+        }
+    }
+
+    #[test]
+    fn exchanged_tokens_are_cached_no_longer_than_the_inbound_token_lives() {
+        let cache = ExpiringCache::new(4);
+        let now = unix_now();
+        // The downstream token would live an hour, the inbound one 100 s more.
+        remember(&cache, "k".into(), response(3600), Some(now + 100));
+        assert!(cache.get(&"k".to_string(), 0).is_some());
+        assert!(
+            cache.get(&"k".to_string(), 101).is_none(),
+            "cached past the inbound token's expiry"
+        );
+        // An inbound token that already expired caches nothing usable.
+        remember(&cache, "gone".into(), response(3600), Some(now - 1));
+        assert!(cache.get(&"gone".to_string(), 0).is_none());
+    }
 }

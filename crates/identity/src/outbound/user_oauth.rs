@@ -375,6 +375,10 @@ impl UserOauth {
             if !self.scope.is_empty() {
                 q.append_pair("scope", &self.scope);
             }
+            // OpenID Connect grants offline_access (a refresh token) only with prompt=consent.
+            if self.scope.split(' ').any(|s| s == "offline_access") {
+                q.append_pair("prompt", "consent");
+            }
             if let Some(r) = &self.resource {
                 q.append_pair("resource", r);
             }

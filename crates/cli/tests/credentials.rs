@@ -1,0 +1,286 @@
+//! Outbound credentials end to end: what a downstream MCP API (official TypeScript SDK, itself
+//! an OAuth resource server) sees when a user calls it through Gatehouse. Tokens come from a
+//! real OpenID Provider (node-oidc-provider) — token exchange, client credentials, an
+//! Entra-shaped on-behalf-of grant, and per-user authorization code + PKCE. The caller's own
+//! token must never reach the downstream API.
+
+mod common;
+
+use common::idp::{Downstream, Op, bearer_client, free_port};
+use common::{Gatehouse, modern, write_config};
+use serde_json::{Value, json};
+
+const AUDIENCE: &str = "https://gatehouse.test/mcp";
+
+fn config(op: &Op, downstream: &Downstream, credentials: &str) -> String {
+    format!(
+        r#"servers:
+  - name: api
+    url: {url}
+    credentials:
+{credentials}
+virtual_servers:
+  - name: tools
+    path: /mcp
+    include: [{{ server: api }}]
+    auth:
+      issuer: {issuer}
+      audience: {AUDIENCE}
+"#,
+        url = downstream.url,
+        issuer = op.issuer,
+    )
+}
+
+fn start(yaml: &str, args: &[&str]) -> (Gatehouse, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), yaml);
+    let mut all = vec!["--config", path.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let gw = Gatehouse::start_full(
+        &all,
+        &[("GH_TEST_SECRET", "gatehouse-secret")],
+        tempfile::tempdir().unwrap(),
+    );
+    (gw, dir)
+}
+
+async fn whoami(gw: &Gatehouse, token: &str) -> (u16, Value) {
+    modern(
+        &bearer_client(token),
+        &gw.url("/mcp"),
+        1,
+        "tools/call",
+        json!({"name": "whoami", "arguments": {}}),
+    )
+    .await
+}
+
+fn claims(reply: &Value) -> Value {
+    let text = reply["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no result: {reply}"));
+    serde_json::from_str(text).unwrap()
+}
+
+#[tokio::test]
+async fn token_exchange_gives_the_downstream_the_user_with_gatehouse_as_actor_never_the_inbound_token()
+ {
+    let op = Op::start();
+    let api = Downstream::start(&op.issuer);
+    let creds = format!(
+        "      type: token_exchange\n      issuer: {}\n      client_id: gatehouse\n      client_secret: env:GH_TEST_SECRET\n      resource: {}\n      scopes: [downstream:read]\n      actor_token: true\n",
+        op.issuer, api.url
+    );
+    let (gw, _dir) = start(&config(&op, &api, &creds), &[]);
+    let alice = op.user_token("alice", AUDIENCE, "mcp:tools").await;
+    let (status, reply) = whoami(&gw, &alice).await;
+    assert_eq!(status, 200, "{reply}");
+    let seen = claims(&reply);
+    assert_eq!(seen["sub"], "alice", "{seen}");
+    assert_eq!(
+        seen["aud"],
+        api.url.as_str(),
+        "the token is for the downstream API"
+    );
+    assert_eq!(
+        seen["act"]["sub"], "gatehouse",
+        "Gatehouse is the actor: {seen}"
+    );
+    assert_eq!(seen["scope"], "downstream:read");
+    let inbound_exp = {
+        use base64::Engine;
+        let payload = alice.split('.').nth(1).unwrap();
+        let v: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        v["exp"].as_i64().unwrap()
+    };
+    // The OP caps the exchanged token at the subject token's expiry (to its 1 s clock).
+    assert!(
+        seen["exp"].as_i64().unwrap() <= inbound_exp + 1,
+        "never longer-lived than the inbound token"
+    );
+    // A second call reuses the cached exchanged token: still alice, still works.
+    let (status, reply) = whoami(&gw, &alice).await;
+    assert_eq!(status, 200);
+    assert_eq!(claims(&reply)["sub"], "alice");
+
+    let headers = api.seen().await;
+    assert!(!headers.is_empty());
+    assert!(
+        headers.iter().all(|h| !h.contains(&alice)),
+        "the caller's own token reached the downstream API"
+    );
+    // Exchanged tokens are secrets too: none appears in the gateway's log.
+    for h in &headers {
+        let token = h.trim_start_matches("Bearer ");
+        assert!(!gw.logged(token), "an exchanged token was logged");
+    }
+    assert!(!gw.logged(&alice));
+}
+
+#[tokio::test]
+async fn a_dead_token_endpoint_fails_the_call_clearly_without_falling_back_to_passthrough() {
+    let op = Op::start();
+    let api = Downstream::start(&op.issuer);
+    let creds = format!(
+        "      type: token_exchange\n      token_url: http://127.0.0.1:{}/token\n      client_id: gatehouse\n      client_secret: env:GH_TEST_SECRET\n      resource: {}\n",
+        free_port(),
+        api.url
+    );
+    let (gw, _dir) = start(&config(&op, &api, &creds), &[]);
+    let alice = op.user_token("alice", AUDIENCE, "mcp:tools").await;
+    let (_, reply) = whoami(&gw, &alice).await;
+    let message = reply["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{reply}"));
+    assert!(
+        message.contains("token endpoint") && message.contains("unreachable"),
+        "{message}"
+    );
+    assert!(
+        api.seen().await.iter().all(|h| !h.contains(&alice)),
+        "no fallback to passthrough"
+    );
+}
+
+#[tokio::test]
+async fn client_credentials_and_entra_style_on_behalf_of_reach_the_downstream() {
+    let op = Op::start();
+    let api = Downstream::start(&op.issuer);
+    let cc = format!(
+        "      type: client_credentials\n      issuer: {}\n      client_id: gatehouse\n      client_secret: env:GH_TEST_SECRET\n      resource: {}\n      scopes: [downstream:read]\n",
+        op.issuer, api.url
+    );
+    let (gw, _dir) = start(&config(&op, &api, &cc), &[]);
+    let alice = op.user_token("alice", AUDIENCE, "mcp:tools").await;
+    let (status, reply) = whoami(&gw, &alice).await;
+    assert_eq!(status, 200, "{reply}");
+    let seen = claims(&reply);
+    assert_eq!(
+        seen["sub"], "gatehouse",
+        "a workload token names Gatehouse: {seen}"
+    );
+    assert_eq!(seen["aud"], api.url.as_str());
+    drop(gw);
+
+    // On-behalf-of, shaped like Entra's (jwt-bearer grant, requested_token_use=on_behalf_of,
+    // scope <resource>/.default), served by the test OP because Entra cannot run here.
+    let obo = format!(
+        "      type: entra_obo\n      token_url: {}/token\n      client_id: gatehouse\n      client_secret: env:GH_TEST_SECRET\n      scopes: [\"{}/.default\"]\n",
+        op.issuer, api.url
+    );
+    let (gw, _dir) = start(&config(&op, &api, &obo), &[]);
+    let (status, reply) = whoami(&gw, &alice).await;
+    assert_eq!(status, 200, "{reply}");
+    let seen = claims(&reply);
+    assert_eq!(seen["sub"], "alice", "{seen}");
+    assert_eq!(seen["aud"], api.url.as_str());
+    assert!(api.seen().await.iter().all(|h| !h.contains(&alice)));
+}
+
+#[tokio::test]
+async fn a_static_secret_from_the_environment_reaches_a_legacy_api() {
+    let op = Op::start();
+    let api = Downstream::start_static("legacy-api-key-123");
+    let creds = "      type: static_secret\n      secret: env:GH_API_KEY\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &config(&op, &api, creds));
+    let gw = Gatehouse::start_full(
+        &["--config", path.to_str().unwrap()],
+        &[("GH_API_KEY", "legacy-api-key-123")],
+        tempfile::tempdir().unwrap(),
+    );
+    let alice = op.user_token("alice", AUDIENCE, "mcp:tools").await;
+    let (status, reply) = whoami(&gw, &alice).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(claims(&reply)["api_key"], true);
+    assert!(!gw.logged("legacy-api-key-123"), "secrets are never logged");
+}
+
+#[tokio::test]
+async fn user_oauth_asks_the_user_to_authorize_once_then_sends_their_own_token() {
+    let op = Op::start();
+    let api = Downstream::start(&op.issuer);
+    let port = free_port();
+    let callback = format!("http://127.0.0.1:{port}/oauth/callback");
+    let (client_id, secret) = op
+        .register(&callback, &["authorization_code", "refresh_token"])
+        .await;
+    let creds = format!(
+        "      type: user_oauth\n      issuer: {}\n      client_id: {client_id}\n      client_secret: env:GH_USER_OAUTH_SECRET\n      resource: {}\n      scopes: [openid, offline_access, downstream:read]\n",
+        op.issuer, api.url
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &config(&op, &api, &creds));
+    let listen = format!("127.0.0.1:{port}");
+    let data_dir = tempfile::tempdir().unwrap();
+    let env = [("GH_USER_OAUTH_SECRET", secret.as_str())];
+    let args = [
+        "--config",
+        path.to_str().unwrap(),
+        "--listen",
+        listen.as_str(),
+    ];
+    let gw = Gatehouse::start_full(&args, &env, data_dir);
+    let alice = op.user_token("alice", AUDIENCE, "mcp:tools").await;
+
+    // First call: the user has not authorized; the answer carries the URL (URL elicitation).
+    let (_, reply) = whoami(&gw, &alice).await;
+    assert_eq!(reply["error"]["code"], -32042, "{reply}");
+    let url = reply["error"]["data"]["elicitations"][0]["url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{reply}"))
+        .to_string();
+    assert!(
+        url.starts_with(&op.issuer) && url.contains("code_challenge="),
+        "{url}"
+    );
+    assert!(
+        api.seen().await.is_empty(),
+        "nothing reached the API before authorization"
+    );
+
+    // The user logs in at the IdP; the browser lands on Gatehouse's callback.
+    let back = op.login(&url, "alice").await;
+    assert!(back.starts_with(&callback), "{back}");
+    let page = reqwest::get(&back).await.unwrap();
+    assert_eq!(page.status(), 200, "{}", page.text().await.unwrap());
+
+    // Now the call goes through with alice's own delegated token.
+    let (status, reply) = whoami(&gw, &alice).await;
+    assert_eq!(status, 200, "{reply}");
+    let seen = claims(&reply);
+    assert_eq!(seen["sub"], "alice");
+    assert_eq!(seen["aud"], api.url.as_str());
+    assert_eq!(seen["client_id"], client_id.as_str());
+    assert!(api.seen().await.iter().all(|h| !h.contains(&alice)));
+
+    // The refresh token survives a restart (encrypted in the store), and is never in the log.
+    let restart = |mut gw: Gatehouse| {
+        let data_dir = std::mem::replace(&mut gw.data_dir, tempfile::tempdir().unwrap());
+        drop(gw);
+        Gatehouse::start_full(&args, &env, data_dir)
+    };
+    let gw = restart(gw);
+    let (status, reply) = whoami(&gw, &alice).await;
+    assert_eq!(
+        status, 200,
+        "after a restart the stored refresh token is used: {reply}"
+    );
+    assert_eq!(claims(&reply)["sub"], "alice");
+
+    // An administrator revokes alice's consent at the IdP: the stored refresh token stops
+    // working, and alice is asked to authorize again (no stale access).
+    op.revoke_user("alice").await;
+    let gw = restart(gw);
+    let (_, reply) = whoami(&gw, &alice).await;
+    assert_eq!(
+        reply["error"]["code"], -32042,
+        "revoked: authorize again: {reply}"
+    );
+}
