@@ -91,6 +91,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         None => data_dir.join("gatehouse.db").display().to_string(),
     };
     check_exposure(&config, listen, args.insecure).map_err(|e| anyhow::anyhow!(e))?;
+    // Serving plain HTTP to someone who configured TLS would be worse than not starting.
+    if config.gateway.tls.is_some() {
+        anyhow::bail!(
+            "gateway.tls is not served yet: terminate TLS at a reverse proxy or load balancer and set gateway.public_url to its https:// URL"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
