@@ -62,8 +62,9 @@ pub struct Gateway {
     draining: AtomicBool,
 }
 
-/// The gateway's external base URL: `gateway.public_url`, else derived from the listener.
-pub fn public_base(config: &Config, listen: SocketAddr) -> String {
+/// The gateway's external base URL: `gateway.public_url`, else `http(s)://<host>` with `host`
+/// the listener's address or, for a request, its (rebinding-checked) Host header.
+pub fn public_base(config: &Config, host: &str) -> String {
     match &config.gateway.public_url {
         Some(u) => u.trim_end_matches('/').to_string(),
         None => {
@@ -72,7 +73,7 @@ pub fn public_base(config: &Config, listen: SocketAddr) -> String {
             } else {
                 "http"
             };
-            format!("{scheme}://{listen}")
+            format!("{scheme}://{host}")
         }
     }
 }
@@ -89,7 +90,7 @@ impl Gateway {
         let build = BuildContext {
             hub: hub.clone(),
             vault,
-            public_base: public_base(&config, listen),
+            public_base: public_base(&config, &listen.to_string()),
         };
         let origin_policy = OriginPolicy {
             loopback: listen.ip().is_loopback(),

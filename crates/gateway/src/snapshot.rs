@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use gatehouse_config::{Config, MemberConfig, ServerConfig};
+use gatehouse_config::{Config, MemberConfig, ServerConfig, VirtualServerConfig};
 
 use gatehouse_identity::outbound::Vault;
 use gatehouse_identity::{IdentityError, OutboundCredential, ResourceServer};
@@ -125,7 +125,6 @@ pub struct VirtualServer {
     /// Token validation when the endpoint has `auth` (kept across reloads while its settings
     /// do not change, so cached keys and tokens survive).
     pub auth: Option<Arc<ResourceServer>>,
-    auth_config: Option<(gatehouse_config::AuthConfig, Vec<String>)>,
 }
 
 impl VirtualServer {
@@ -205,41 +204,7 @@ impl Snapshot {
         }
         let mut virtual_servers = HashMap::new();
         for vs in &config.virtual_servers {
-            let auth = match &vs.auth {
-                None => None,
-                Some(auth_config) => {
-                    let tool_scopes = tool_scopes(&config, vs);
-                    let reused = previous
-                        .and_then(|p| p.virtual_servers.get(&vs.path))
-                        .filter(|p| {
-                            p.auth_config.as_ref()
-                                == Some(&(auth_config.clone(), tool_scopes.clone()))
-                        })
-                        .and_then(|p| p.auth.clone());
-                    Some(match reused {
-                        Some(rs) => rs,
-                        None => {
-                            let rs = Arc::new(
-                                ResourceServer::build(
-                                    &vs.name,
-                                    auth_config,
-                                    tool_scopes,
-                                    gatehouse_identity::idp_client(),
-                                )
-                                .map_err(|source| {
-                                    BuildError::Identity {
-                                        virtual_server: format!("virtual server {}", vs.name),
-                                        source,
-                                    }
-                                })?,
-                            );
-                            let warm = rs.clone();
-                            tokio::spawn(async move { warm.warm_up().await });
-                            rs
-                        }
-                    })
-                }
-            };
+            let auth = resource_server(&config, vs, previous)?;
             let members = vs
                 .include
                 .iter()
@@ -258,7 +223,6 @@ impl Snapshot {
                     fail_closed: vs.fail_closed,
                     members,
                     merged: MergedCache::default(),
-                    auth_config: vs.auth.clone().map(|a| (a, tool_scopes(&config, vs))),
                     auth,
                 }),
             );
@@ -297,8 +261,42 @@ pub enum BuildError {
     },
 }
 
+/// The token validation of `vs`: `previous`'s when its `auth` and its members' scopes did not
+/// change (cached keys and tokens survive a reload), else a new one whose keys start loading.
+fn resource_server(
+    config: &Config,
+    vs: &VirtualServerConfig,
+    previous: Option<&Snapshot>,
+) -> Result<Option<Arc<ResourceServer>>, BuildError> {
+    let Some(auth) = &vs.auth else {
+        return Ok(None);
+    };
+    let scopes = tool_scopes(config, vs);
+    let reused = previous.and_then(|p| {
+        let before = p
+            .config
+            .virtual_servers
+            .iter()
+            .find(|v| v.path == vs.path)?;
+        let same = before.auth.as_ref() == Some(auth) && tool_scopes(&p.config, before) == scopes;
+        same.then(|| p.virtual_servers.get(&vs.path)?.auth.clone())?
+    });
+    if let Some(rs) = reused {
+        return Ok(Some(rs));
+    }
+    let rs = ResourceServer::build(&vs.name, auth, scopes, gatehouse_identity::idp_client())
+        .map_err(|source| BuildError::Identity {
+            virtual_server: format!("virtual server {}", vs.name),
+            source,
+        })?;
+    let rs = Arc::new(rs);
+    let warm = rs.clone();
+    tokio::spawn(async move { warm.warm_up().await });
+    Ok(Some(rs))
+}
+
 /// Every per-tool scope of the members of `vs` (advertised in its metadata).
-fn tool_scopes(config: &Config, vs: &gatehouse_config::VirtualServerConfig) -> Vec<String> {
+fn tool_scopes(config: &Config, vs: &VirtualServerConfig) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for m in &vs.include {
         for scopes in config

@@ -109,11 +109,8 @@ fn check_introspection(
             "the token is for another audience (resource)",
         ));
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
     let expires_at = body.get("exp").and_then(Value::as_i64);
-    if expires_at.is_some_and(|e| e <= now) {
+    if expires_at.is_some_and(|e| e <= crate::cache::unix_now()) {
         return Err(Refusal::new(Reason::Expired, "the token has expired"));
     }
     body.entry("iss").or_insert_with(|| Value::from(issuer));

@@ -295,7 +295,7 @@ impl ResourceServer {
         }
         let verified = if looks_like_jwt(token) {
             let p = peek(token)?;
-            let verifier = self.verifier_for(p.iss.as_deref(), token)?;
+            let verifier = self.verifier_for(p.iss.as_deref())?;
             verifier.verify(token, &p).await?
         } else if let Some(i) = &self.introspector {
             i.introspect(token).await?
@@ -315,7 +315,7 @@ impl ResourceServer {
         Ok(verified)
     }
 
-    fn verifier_for(&self, iss: Option<&str>, _token: &str) -> Result<&JwtVerifier, Refusal> {
+    fn verifier_for(&self, iss: Option<&str>) -> Result<&JwtVerifier, Refusal> {
         let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
         if iss.is_some_and(|i| same(i, &self.issuer)) {
             return Ok(&self.main);

@@ -124,24 +124,17 @@ impl Op {
         resource: &str,
         scope: &str,
     ) -> String {
-        let r: Value = http()
-            .post(self.url("/token"))
-            .basic_auth(client, Some(secret))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("resource", resource),
-                ("scope", scope),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        r["access_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no token: {r}"))
-            .to_string()
+        access_token(
+            http()
+                .post(self.url("/token"))
+                .basic_auth(client, Some(secret))
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("resource", resource),
+                    ("scope", scope),
+                ]),
+        )
+        .await
     }
 
     /// Logs `user` in at an authorization URL (as a browser would: follow redirects, post the
@@ -215,26 +208,15 @@ impl Op {
             .unwrap_or_else(|| panic!("no code in {back}"))
             .1
             .to_string();
-        let r: Value = http()
-            .post(self.url("/token"))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("client_id", "mcp-client"),
-                ("code", &code),
-                ("redirect_uri", redirect),
-                ("code_verifier", &verifier),
-                ("resource", resource),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        r["access_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no token: {r}"))
-            .to_string()
+        access_token(http().post(self.url("/token")).form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "mcp-client"),
+            ("code", &code),
+            ("redirect_uri", redirect),
+            ("code_verifier", &verifier),
+            ("resource", resource),
+        ]))
+        .await
     }
 
     /// Registers a confidential client (RFC 7591) and returns (client_id, client_secret).
@@ -278,6 +260,15 @@ fn rand_bytes() -> [u8; 32] {
     let mut b = [0u8; 32];
     getrandom::fill(&mut b).unwrap();
     b
+}
+
+/// Sends a token request and returns the `access_token` of the response.
+async fn access_token(request: reqwest::RequestBuilder) -> String {
+    let r: Value = request.send().await.unwrap().json().await.unwrap();
+    r["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token: {r}"))
+        .to_string()
 }
 
 fn http() -> reqwest::Client {

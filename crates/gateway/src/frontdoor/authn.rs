@@ -38,8 +38,8 @@ pub(super) async fn authenticate(
             Ok(caller)
         }
         Err(failure) => {
-            let level_is_info = failure.refusal.reason == gatehouse_identity::Reason::MissingToken;
-            if level_is_info {
+            // A client's first, token-less request is the normal start of the OAuth dance.
+            if failure.refusal.reason == gatehouse_identity::Reason::MissingToken {
                 tracing::info!(request_id, virtual_server = %vs.name, reason = failure.refusal.reason.code(), "request without a token refused");
             } else {
                 tracing::warn!(request_id, virtual_server = %vs.name, reason = failure.refusal.reason.code(), detail = %failure.refusal.detail, status = failure.status, "request refused by authentication");
@@ -135,17 +135,11 @@ pub(crate) fn refusal(
 /// else the request's own Host (already checked against DNS rebinding).
 fn metadata_url(snapshot: &Snapshot, headers: &HeaderMap, vs_path: &str) -> String {
     let gw = &snapshot.config.gateway;
-    let base = match &gw.public_url {
-        Some(u) => u.trim_end_matches('/').to_string(),
-        None => {
-            let scheme = if gw.tls.is_some() { "https" } else { "http" };
-            let host = headers
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or(&gw.listen);
-            format!("{scheme}://{host}")
-        }
-    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(&gw.listen);
+    let base = crate::public_base(&snapshot.config, host);
     format!("{base}{METADATA_PREFIX}{vs_path}")
 }
 
