@@ -39,12 +39,20 @@ fn body(i: u64) -> String {
     .to_string()
 }
 
-/// Runs `concurrency` closed loops against `url` for `duration`.
-pub async fn run(url: &str, concurrency: usize, duration: Duration) -> anyhow::Result<Outcome> {
+/// Runs `concurrency` closed loops against `url` for `duration`, sending `bearer` as the
+/// access token if given.
+pub async fn run(
+    url: &str,
+    concurrency: usize,
+    duration: Duration,
+    bearer: Option<&str>,
+) -> anyhow::Result<Outcome> {
     let start = Instant::now();
     let deadline = start + duration;
+    let authorization = bearer.map(|t| format!("Bearer {t}"));
     let workers = (0..concurrency).map(|_| {
         let url = url.to_string();
+        let authorization = authorization.clone();
         tokio::spawn(async move {
             let http = reqwest::Client::builder()
                 .http1_only()
@@ -56,8 +64,11 @@ pub async fn run(url: &str, concurrency: usize, duration: Duration) -> anyhow::R
             while Instant::now() < deadline {
                 i += 1;
                 let t = Instant::now();
-                let resp = http
-                    .post(&url)
+                let mut req = http.post(&url);
+                if let Some(a) = &authorization {
+                    req = req.header("authorization", a);
+                }
+                let resp = req
                     .header("content-type", "application/json")
                     .header("accept", "application/json, text/event-stream")
                     .header("mcp-protocol-version", "2026-07-28")

@@ -5,6 +5,8 @@
 //! then run `target/release/gatehouse-bench`. Results print as a Markdown table.
 
 mod echo;
+mod identity;
+mod issuer;
 mod load;
 mod relay;
 
@@ -18,7 +20,7 @@ use clap::Parser;
 
 /// Benchmark the gateway's per-call overhead and memory.
 #[derive(Debug, Parser)]
-struct Args {
+pub(crate) struct Args {
     /// Seconds of measurement per scenario (after a 1 s warm-up).
     #[arg(long, default_value_t = 5)]
     seconds: u64,
@@ -38,6 +40,10 @@ struct Args {
     /// Also measure the floor: a minimal HTTP relay (no parsing) run the same way as the gateway.
     #[arg(long)]
     floor: bool,
+    /// Also measure identity: JWT validation per request (in process, uncached and cached), and
+    /// tool calls through an authenticated endpoint with and without a cached token exchange.
+    #[arg(long)]
+    identity: bool,
     /// Internal: serve the minimal relay to this backend address (used by --floor).
     #[arg(long, hide = true)]
     serve_relay: Option<std::net::SocketAddr>,
@@ -96,19 +102,17 @@ fn listening_url(child: &mut Child) -> anyhow::Result<String> {
     Ok(base)
 }
 
-fn start_gateway(
-    bin: &PathBuf,
-    backend: std::net::SocketAddr,
-    workers: Option<usize>,
-) -> anyhow::Result<Gateway> {
+/// The benchmark's config: the echo backend at `/mcp`.
+fn echo_config(backend: std::net::SocketAddr) -> String {
+    format!(
+        "servers:\n  - name: echo\n    url: http://{backend}/mcp\nvirtual_servers:\n  - name: bench\n    path: /mcp\n    include:\n      - server: echo\n"
+    )
+}
+
+fn start_gateway(bin: &PathBuf, config: &str, workers: Option<usize>) -> anyhow::Result<Gateway> {
     let dir = tempfile::tempdir()?;
     let cfg = dir.path().join("bench.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "servers:\n  - name: echo\n    url: http://{backend}/mcp\nvirtual_servers:\n  - name: bench\n    path: /mcp\n    include:\n      - server: echo\n"
-        ),
-    )?;
+    std::fs::write(&cfg, config)?;
     let mut cmd = Command::new(bin);
     cmd.args(["up", "--listen", "127.0.0.1:0", "--log", "warn"]);
     if let Some(w) = workers {
@@ -192,7 +196,7 @@ fn start_relay(backend: std::net::SocketAddr) -> anyhow::Result<Gateway> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let bin = match args.gatehouse {
+    let bin = match args.gatehouse.clone() {
         Some(b) => b,
         None => std::env::current_exe()?.with_file_name("gatehouse"),
     };
@@ -205,7 +209,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let backend = echo::start().await?;
     let direct_url = format!("http://{backend}/mcp");
     // Pinned to one core, the gateway runs one worker thread: two would only take turns.
-    let gw = start_gateway(&bin, backend, args.pin.then_some(1))?;
+    let gw = start_gateway(&bin, &echo_config(backend), args.pin.then_some(1))?;
     let gw_url = format!("{}/mcp", gw.base);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = gw.child.id();
@@ -213,7 +217,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         pin(pid)?;
     }
     // Warm the gateway's backend discovery and route cache.
-    load::run(&gw_url, 1, Duration::from_millis(500)).await?;
+    load::run(&gw_url, 1, Duration::from_millis(500), None).await?;
     let idle_rss = rss_kib(pid);
     let floor = if args.floor {
         let r = start_relay(backend)?;
@@ -230,11 +234,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|");
     let measure = Duration::from_secs(args.seconds);
     for &c in &args.concurrency {
-        let _ = load::run(&direct_url, c, Duration::from_secs(1)).await?;
-        let direct = load::run(&direct_url, c, measure).await?;
-        let _ = load::run(&gw_url, c, Duration::from_secs(1)).await?;
+        let _ = load::run(&direct_url, c, Duration::from_secs(1), None).await?;
+        let direct = load::run(&direct_url, c, measure, None).await?;
+        let _ = load::run(&gw_url, c, Duration::from_secs(1), None).await?;
         let cpu_before = cpu_us(pid);
-        let via = load::run(&gw_url, c, measure).await?;
+        let via = load::run(&gw_url, c, measure, None).await?;
         let cpu_per_call = cpu_us(pid).saturating_sub(cpu_before) as f64 / via.calls() as f64;
         let (dt, d50, d99) = (direct.throughput(), direct.p(50.0), direct.p(99.0));
         let (vt, v50, v99) = (via.throughput(), via.p(50.0), via.p(99.0));
@@ -242,9 +246,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         println!("| gateway | {c} | {vt:.0} | {v50} | {v99} | {cpu_per_call:.0} |");
         if let Some(r) = &floor {
             let url = format!("{}/mcp", r.base);
-            let _ = load::run(&url, c, Duration::from_secs(1)).await?;
+            let _ = load::run(&url, c, Duration::from_secs(1), None).await?;
             let cpu_before = cpu_us(r.child.id());
-            let relayed = load::run(&url, c, measure).await?;
+            let relayed = load::run(&url, c, measure, None).await?;
             let cpu =
                 cpu_us(r.child.id()).saturating_sub(cpu_before) as f64 / relayed.calls() as f64;
             println!(
@@ -274,5 +278,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "| with {opened} open sessions | {:.1} MiB |",
         sessions_rss as f64 / 1024.0
     );
+    drop(gw);
+    if args.identity {
+        identity::run(&bin, backend, &args).await?;
+    }
     Ok(())
 }

@@ -4,14 +4,19 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use sha2::{Digest, Sha256};
-
 /// SHA-256 of a secret, the cache key.
 pub type SecretHash = [u8; 32];
 
-/// Hashes a secret for use as a key.
+/// Hashes a secret for use as a key (SHA-256, aws-lc's assembly: this runs on every
+/// authenticated request).
 pub fn hash_secret(secret: &str) -> SecretHash {
-    Sha256::digest(secret.as_bytes()).into()
+    sha256(secret.as_bytes())
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    d.as_ref().try_into().expect("SHA-256 is 32 bytes")
 }
 
 /// Values that stay valid until a unix-second deadline.

@@ -179,6 +179,8 @@ pub struct Caller {
 pub struct InboundToken {
     /// The token as presented.
     pub(crate) value: String,
+    /// Its SHA-256: the key of everything cached for it (computed once, at validation).
+    pub(crate) hash: crate::cache::SecretHash,
     /// When it expires (unix seconds), if known.
     pub expires_at: Option<i64>,
 }
@@ -217,10 +219,22 @@ impl Caller {
         token: String,
         expires_at: Option<i64>,
     ) -> Self {
+        let hash = crate::cache::hash_secret(&token);
+        Self::verified(principal, token, hash, expires_at)
+    }
+
+    /// As [`Caller::authenticated`], with the token's hash already computed.
+    pub(crate) fn verified(
+        principal: Arc<Principal>,
+        token: String,
+        hash: crate::cache::SecretHash,
+        expires_at: Option<i64>,
+    ) -> Self {
         Caller {
             principal,
             token: Some(Arc::new(InboundToken {
                 value: token,
+                hash,
                 expires_at,
             })),
         }

@@ -273,7 +273,8 @@ impl ResourceServer {
                 format!("the token exceeds {MAX_TOKEN_BYTES} bytes"),
             )));
         }
-        let verified = self.verify(token).await.map_err(fail)?;
+        let hash = hash_secret(token);
+        let verified = self.verify(token, hash).await.map_err(fail)?;
         if !verified.principal.has_scopes(&self.required_scopes) {
             let missing = verified.principal.missing_scopes(&self.required_scopes);
             return Err(AuthFailure::insufficient_scope(
@@ -281,15 +282,15 @@ impl ResourceServer {
                 self.required_scopes.clone(),
             ));
         }
-        Ok(Caller::authenticated(
+        Ok(Caller::verified(
             verified.principal,
             token.to_string(),
+            hash,
             verified.expires_at,
         ))
     }
 
-    async fn verify(&self, token: &str) -> Result<Verified, Refusal> {
-        let key = hash_secret(token);
+    async fn verify(&self, token: &str, key: SecretHash) -> Result<Verified, Refusal> {
         if let Some(v) = self.cache.get(&key, 0) {
             return Ok(v);
         }

@@ -11,7 +11,7 @@ use http::{HeaderName, HeaderValue};
 
 use gatehouse_config::{CredentialKind, CredentialsConfig, SecretRef, ServerConfig};
 
-use crate::cache::{ExpiringCache, unix_now};
+use crate::cache::{ExpiringCache, SecretHash, unix_now};
 use crate::error::{CredentialError, IdentityError};
 use crate::principal::Caller;
 
@@ -58,7 +58,7 @@ enum Source {
     EntraObo {
         endpoint: TokenEndpoint,
         scope: String,
-        cache: ExpiringCache<String, Arc<str>>,
+        cache: DerivedTokens,
     },
     /// The user's own delegated token.
     User(Arc<UserOauth>),
@@ -71,8 +71,12 @@ struct Exchange {
     resource: Option<String>,
     scope: String,
     actor: Option<OwnToken>,
-    cache: ExpiringCache<String, Arc<str>>,
+    cache: DerivedTokens,
 }
+
+/// Header values derived from inbound tokens, keyed by the inbound token's hash (which also
+/// fixes the user): ready to send, so a cached call formats nothing.
+type DerivedTokens = ExpiringCache<SecretHash, HeaderValue>;
 
 /// A client-credentials token of Gatehouse itself, cached until shortly before expiry.
 struct OwnToken {
@@ -257,47 +261,17 @@ impl OutboundCredential {
         &self,
         caller: &Caller,
     ) -> Result<(HeaderName, HeaderValue), CredentialError> {
-        let token: Arc<str> = match &self.source {
-            Source::Static { value, .. } => return Ok((self.header.clone(), value.clone())),
-            Source::Own(own) => own.get().await?,
+        let value = match &self.source {
+            Source::Static { value, .. } => value.clone(),
+            Source::Own(own) => bearer(&self.server, &own.get().await?)?,
             Source::Exchange(x) => {
-                let Exchange {
-                    endpoint,
-                    audience,
-                    resource,
-                    scope,
-                    actor,
-                    cache,
-                } = &**x;
-                let (key, subject) = self.user_token(caller)?;
-                if let Some(t) = cache.get(&key, EXPIRY_MARGIN_SECS) {
-                    t
-                } else {
-                    let actor_token = match actor {
-                        Some(a) => Some(a.get().await?),
-                        None => None,
-                    };
-                    let mut form = vec![
-                        ("grant_type", TOKEN_EXCHANGE),
-                        ("subject_token", subject.secret()),
-                        ("subject_token_type", ACCESS_TOKEN_TYPE),
-                        ("requested_token_type", ACCESS_TOKEN_TYPE),
-                    ];
-                    if let Some(a) = &actor_token {
-                        form.push(("actor_token", a));
-                        form.push(("actor_token_type", ACCESS_TOKEN_TYPE));
+                let subject = self.subject(caller)?;
+                match x.cache.get(&subject.hash, EXPIRY_MARGIN_SECS) {
+                    Some(v) => v,
+                    None => {
+                        let r = x.exchange(subject).await?;
+                        remember(&self.server, &x.cache, subject, r)?
                     }
-                    if let Some(a) = audience {
-                        form.push(("audience", a));
-                    }
-                    if let Some(r) = resource {
-                        form.push(("resource", r));
-                    }
-                    if !scope.is_empty() {
-                        form.push(("scope", scope));
-                    }
-                    let r = endpoint.request(&form).await?;
-                    remember(cache, key, r, subject.expires_at)
                 }
             }
             Source::EntraObo {
@@ -305,53 +279,78 @@ impl OutboundCredential {
                 scope,
                 cache,
             } => {
-                let (key, subject) = self.user_token(caller)?;
-                if let Some(t) = cache.get(&key, EXPIRY_MARGIN_SECS) {
-                    t
-                } else {
-                    let form = [
-                        ("grant_type", JWT_BEARER),
-                        ("assertion", subject.secret()),
-                        ("requested_token_use", "on_behalf_of"),
-                        ("scope", scope.as_str()),
-                    ];
-                    let r = endpoint.request(&form).await?;
-                    remember(cache, key, r, subject.expires_at)
+                let subject = self.subject(caller)?;
+                match cache.get(&subject.hash, EXPIRY_MARGIN_SECS) {
+                    Some(v) => v,
+                    None => {
+                        let form = [
+                            ("grant_type", JWT_BEARER),
+                            ("assertion", subject.secret()),
+                            ("requested_token_use", "on_behalf_of"),
+                            ("scope", scope.as_str()),
+                        ];
+                        let r = endpoint.request(&form).await?;
+                        remember(&self.server, cache, subject, r)?
+                    }
                 }
             }
-            Source::User(u) => u.access_token(caller).await?,
+            Source::User(u) => bearer(&self.server, &u.access_token(caller).await?)?,
         };
-        let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-            CredentialError::Unavailable {
-                server: self.server.clone(),
-                reason: "the authorization server issued a token that is not a valid header value"
-                    .into(),
-            }
-        })?;
-        value.set_sensitive(true);
         Ok((self.header.clone(), value))
     }
 
-    /// The caller's token and the cache key for tokens derived from it: the principal and the
-    /// token's hash (a new inbound token — new scopes, say — gets a fresh exchange).
-    fn user_token<'a>(
-        &self,
-        caller: &'a Caller,
-    ) -> Result<(String, &'a crate::InboundToken), CredentialError> {
-        let token = caller.token().ok_or_else(|| CredentialError::NoUser {
+    /// The caller's token, the input of an exchange.
+    fn subject<'a>(&self, caller: &'a Caller) -> Result<&'a crate::InboundToken, CredentialError> {
+        caller.token().ok_or_else(|| CredentialError::NoUser {
             server: self.server.clone(),
-        })?;
-        let hash = crate::cache::hash_secret(token.secret());
-        let key = format!(
-            "{}#{}",
-            caller.principal.key(),
-            base64::Engine::encode(
-                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-                &hash[..12]
-            )
-        );
-        Ok((key, token))
+        })
     }
+}
+
+impl Exchange {
+    /// One RFC 8693 request for `subject`.
+    async fn exchange(
+        &self,
+        subject: &crate::InboundToken,
+    ) -> Result<TokenResponse, CredentialError> {
+        let actor_token = match &self.actor {
+            Some(a) => Some(a.get().await?),
+            None => None,
+        };
+        let mut form = vec![
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", subject.secret()),
+            ("subject_token_type", ACCESS_TOKEN_TYPE),
+            ("requested_token_type", ACCESS_TOKEN_TYPE),
+        ];
+        if let Some(a) = &actor_token {
+            form.push(("actor_token", a));
+            form.push(("actor_token_type", ACCESS_TOKEN_TYPE));
+        }
+        if let Some(a) = &self.audience {
+            form.push(("audience", a));
+        }
+        if let Some(r) = &self.resource {
+            form.push(("resource", r));
+        }
+        if !self.scope.is_empty() {
+            form.push(("scope", &self.scope));
+        }
+        self.endpoint.request(&form).await
+    }
+}
+
+/// `Authorization: Bearer <token>` as a sensitive header value.
+fn bearer(server: &str, token: &str) -> Result<HeaderValue, CredentialError> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+        CredentialError::Unavailable {
+            server: server.to_string(),
+            reason: "the authorization server issued a token that is not a valid header value"
+                .into(),
+        }
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 fn own_token_form(c: &CredentialsConfig) -> Vec<(String, String)> {
@@ -370,18 +369,18 @@ fn own_token_form(c: &CredentialsConfig) -> Vec<(String, String)> {
 
 /// Caches an exchanged token no longer than it lives, and never past the inbound token's expiry.
 fn remember(
-    cache: &ExpiringCache<String, Arc<str>>,
-    key: String,
+    server: &str,
+    cache: &DerivedTokens,
+    subject: &crate::InboundToken,
     r: TokenResponse,
-    inbound_exp: Option<i64>,
-) -> Arc<str> {
-    let token: Arc<str> = r.access_token.into();
+) -> Result<HeaderValue, CredentialError> {
+    let value = bearer(server, &r.access_token)?;
     let mut deadline = unix_now() + r.expires_in.unwrap_or(300);
-    if let Some(exp) = inbound_exp {
+    if let Some(exp) = subject.expires_at {
         deadline = deadline.min(exp);
     }
-    cache.insert(key, token.clone(), deadline);
-    token
+    cache.insert(subject.hash, value.clone(), deadline);
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -397,19 +396,29 @@ mod tests {
         }
     }
 
+    fn inbound(token: &str, expires_at: i64) -> crate::InboundToken {
+        crate::InboundToken {
+            value: token.into(),
+            hash: crate::cache::hash_secret(token),
+            expires_at: Some(expires_at),
+        }
+    }
+
     #[test]
     fn exchanged_tokens_are_cached_no_longer_than_the_inbound_token_lives() {
         let cache = ExpiringCache::new(4);
         let now = unix_now();
         // The downstream token would live an hour, the inbound one 100 s more.
-        remember(&cache, "k".into(), response(3600), Some(now + 100));
-        assert!(cache.get(&"k".to_string(), 0).is_some());
+        let k = inbound("k", now + 100);
+        remember("s", &cache, &k, response(3600)).unwrap();
+        assert!(cache.get(&k.hash, 0).is_some());
         assert!(
-            cache.get(&"k".to_string(), 101).is_none(),
+            cache.get(&k.hash, 101).is_none(),
             "cached past the inbound token's expiry"
         );
         // An inbound token that already expired caches nothing usable.
-        remember(&cache, "gone".into(), response(3600), Some(now - 1));
-        assert!(cache.get(&"gone".to_string(), 0).is_none());
+        let gone = inbound("gone", now - 1);
+        remember("s", &cache, &gone, response(3600)).unwrap();
+        assert!(cache.get(&gone.hash, 0).is_none());
     }
 }

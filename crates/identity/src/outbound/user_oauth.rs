@@ -15,7 +15,6 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use gatehouse_config::CredentialsConfig;
 use gatehouse_store::{CredentialKey, CredentialRecord, Credentials};
@@ -62,7 +61,7 @@ impl Vault {
 
     /// A vault with an explicit key (tests).
     pub fn with_key(key: &[u8; 32], credentials: Credentials) -> Vault {
-        let key_id = hex_prefix(&Sha256::digest(key));
+        let key_id = hex_prefix(&crate::cache::sha256(key));
         Vault {
             credentials,
             cipher: XChaCha20Poly1305::new(key.into()),
@@ -348,7 +347,7 @@ impl UserOauth {
         let mut verifier = [0u8; 32];
         rand::rng().fill_bytes(&mut verifier);
         let verifier = B64.encode(verifier);
-        let challenge = B64.encode(Sha256::digest(verifier.as_bytes()));
+        let challenge = B64.encode(crate::cache::sha256(verifier.as_bytes()));
         let state = FlowState {
             s: self.server.clone(),
             i: issuer.to_string(),
