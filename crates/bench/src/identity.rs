@@ -96,6 +96,8 @@ pub async fn run(bin: &PathBuf, backend: std::net::SocketAddr, args: &Args) -> a
             "/exchange",
             Some(token.as_str()),
         ),
+        // Again last: drift over the run (warming, noise) shows as a difference to the first row.
+        ("open endpoint (again)", "/mcp", None),
     ];
     for (_, path, bearer) in &scenarios {
         load::run(
