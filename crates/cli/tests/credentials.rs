@@ -204,6 +204,17 @@ async fn a_static_secret_from_the_environment_reaches_a_legacy_api() {
 
 #[tokio::test]
 async fn user_oauth_asks_the_user_to_authorize_once_then_sends_their_own_token() {
+    user_oauth_flow(None).await;
+}
+
+/// The same flow with the vault in PostgreSQL (the real server on this machine).
+#[tokio::test]
+async fn user_oauth_keeps_refresh_tokens_in_postgres_too() {
+    let db = common::PostgresDb::create("gatehouse_vault");
+    user_oauth_flow(Some(&db.url)).await;
+}
+
+async fn user_oauth_flow(database_url: Option<&str>) {
     let op = Op::start();
     let api = Downstream::start(&op.issuer);
     let port = free_port();
@@ -220,12 +231,15 @@ async fn user_oauth_asks_the_user_to_authorize_once_then_sends_their_own_token()
     let listen = format!("127.0.0.1:{port}");
     let data_dir = tempfile::tempdir().unwrap();
     let env = [("GH_USER_OAUTH_SECRET", secret.as_str())];
-    let args = [
+    let mut args = vec![
         "--config",
         path.to_str().unwrap(),
         "--listen",
         listen.as_str(),
     ];
+    if let Some(url) = database_url {
+        args.extend(["--database-url", url]);
+    }
     let gw = Gatehouse::start_full(&args, &env, data_dir);
     let alice = op.user_token("alice", AUDIENCE, "mcp:tools").await;
 

@@ -8,28 +8,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn psql(sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-tAc",
-            sql,
-        ])
-        .output()
-        .expect("psql runs (PostgreSQL client)");
-    assert!(
-        out.status.success(),
-        "psql {sql:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 #[test]
 fn default_store_is_sqlite_in_the_data_dir() {
     let gh = Gatehouse::start(&[]);
@@ -38,10 +16,9 @@ fn default_store_is_sqlite_in_the_data_dir() {
 
 #[tokio::test]
 async fn postgres_store_by_url_is_migrated_on_start() {
-    let db = format!("gatehouse_cli_{}_{}", std::process::id(), rand_suffix());
-    psql(&format!("CREATE DATABASE {db}"));
-    let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
-    let gh = Gatehouse::start(&["--database-url", &url]);
+    let pg = PostgresDb::create("gatehouse_cli");
+    let db = pg.name.clone();
+    let gh = Gatehouse::start(&["--database-url", &pg.url]);
     let tables = Command::new("psql")
         .args([
             "-h",
@@ -65,7 +42,6 @@ async fn postgres_store_by_url_is_migrated_on_start() {
     let (s, _) = legacy.request(1, "tools/list", serde_json::json!({})).await;
     assert_eq!(s, 200);
     drop(gh);
-    psql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
 }
 
 #[test]
@@ -105,11 +81,4 @@ fn a_database_from_a_newer_binary_is_refused() {
         err.contains("99") && err.contains("newer than this gatehouse binary supports"),
         "{err}"
     );
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64
 }

@@ -321,11 +321,13 @@ impl ResourceServer {
         if iss.is_some_and(|i| same(i, &self.issuer)) {
             return Ok(&self.main);
         }
-        if let Some(w) = self.workloads.iter().find(|w| match (&w.issuer, iss) {
+        // An issuer named in the config wins; trust bundles without an issuer (SPIFFE) take the
+        // rest.
+        let named = self.workloads.iter().find(|w| match (&w.issuer, iss) {
             (Some(expected), Some(i)) => same(expected, i),
-            (None, _) => true,
             _ => false,
-        }) {
+        });
+        if let Some(w) = named.or_else(|| self.workloads.iter().find(|w| w.issuer.is_none())) {
             return Ok(w);
         }
         Err(Refusal::new(
