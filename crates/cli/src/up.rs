@@ -91,12 +91,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         None => data_dir.join("gatehouse.db").display().to_string(),
     };
     check_exposure(&config, listen, args.insecure).map_err(|e| anyhow::anyhow!(e))?;
-    // Serving plain HTTP to someone who configured TLS would be worse than not starting.
-    if config.gateway.tls.is_some() {
-        anyhow::bail!(
-            "gateway.tls is not served yet: terminate TLS at a reverse proxy or load balancer and set gateway.public_url to its https:// URL"
-        );
-    }
+    // Read before anything listens: a listener that cannot serve TLS must not start at all.
+    let tls = match &config.gateway.tls {
+        Some(t) => Some(tls_config(&t.cert, &t.key).await?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -118,13 +117,30 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let app = gw.router();
     let drain_gw = gw.clone();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
+    let server = match tls {
+        None => tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.await;
+                })
+                .await
+        }),
+        Some(tls) => {
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
                 let _ = stop_rx.await;
+                stopper.graceful_shutdown(Some(grace));
+            });
+            let listener = listener.into_std()?;
+            tokio::spawn(async move {
+                axum_server::from_tcp_rustls(listener, tls)?
+                    .handle(handle)
+                    .serve(app.into_make_service())
+                    .await
             })
-            .await
-    });
+        }
+    };
     wait_for_signal().await;
     tracing::info!(?grace, "shutting down: draining in-flight calls");
     drain_gw.start_draining();
@@ -152,8 +168,13 @@ fn print_banner(
     store: &str,
 ) {
     let snap = gw.snapshot();
+    let scheme = if snap.config.gateway.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     println!(
-        "Gatehouse {} listening on http://{bound}",
+        "Gatehouse {} listening on {scheme}://{bound}",
         env!("CARGO_PKG_VERSION")
     );
     match config {
@@ -182,6 +203,24 @@ fn print_banner(
     }
     println!("  health:    http://{bound}/healthz  http://{bound}/readyz");
     println!("Press Ctrl-C to stop.");
+}
+
+/// The listener's TLS settings from PEM files, with errors that name the file.
+async fn tls_config(
+    cert: &Path,
+    key: &Path,
+) -> anyhow::Result<axum_server::tls_rustls::RustlsConfig> {
+    // Several crates bring rustls; the process uses aws-lc-rs, like the HTTP client.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+        .await
+        .with_context(|| {
+            format!(
+                "gateway.tls: cannot use certificate {} with key {}",
+                cert.display(),
+                key.display()
+            )
+        })
 }
 
 async fn wait_for_signal() {

@@ -552,3 +552,114 @@ async fn spiffe_and_kubernetes_workload_tokens_are_checked_against_their_trust_b
     );
     assert_eq!(call(crossed).await, 401);
 }
+
+#[tokio::test]
+async fn the_listener_serves_tls_with_the_configured_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    // A test CA and a server certificate it signed for 127.0.0.1.
+    let openssl = |args: &[&str]| {
+        let ok = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "openssl {args:?} failed");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=gatehouse.test",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+    ]);
+    std::fs::write(
+        dir.path().join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "cert.pem",
+    ]);
+    let yaml = format!(
+        "gateway:\n  tls: {{ cert: cert.pem, key: key.pem }}\nservers:\n  - name: demo\n    command: {}\n    args: [demo-server]\nvirtual_servers:\n  - name: demo\n    path: /mcp\n    include: [{{ server: demo }}]\n",
+        common::bin().display()
+    );
+    let path = write_config(dir.path(), &yaml);
+    let gw = Gatehouse::start(&["--config", path.to_str().unwrap()]);
+    assert!(gw.base.starts_with("https://"), "{}", gw.base);
+    let https = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(dir.path().join("ca.pem")).unwrap())
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let (s, v) = modern(&https, &gw.url("/mcp"), 1, "tools/list", json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    // Plain HTTP on the TLS port gets no MCP answer.
+    let plain = gw.url("/mcp").replace("https://", "http://");
+    let r = common::client()
+        .post(&plain)
+        .header("content-type", "application/json")
+        .body(echo_call().to_string())
+        .send()
+        .await;
+    assert!(r.is_err() || !r.unwrap().status().is_success());
+
+    // A key that does not exist stops the start with the file named.
+    let bad = write_config(dir.path(), &yaml.replace("key.pem", "missing.pem"));
+    let out = std::process::Command::new(common::bin())
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            bad.to_str().unwrap(),
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data2"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("gateway.tls") && err.contains("missing.pem"),
+        "{err}"
+    );
+}
