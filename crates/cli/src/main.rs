@@ -4,6 +4,7 @@
 //! the gateway, handle signals.
 
 mod demo;
+mod login;
 mod up;
 
 use std::path::PathBuf;
@@ -31,6 +32,27 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Authorize Gatehouse to act for you at a server with `user_oauth` credentials: opens the
+    /// server's sign-in page and waits until the gateway has stored your grant.
+    Login {
+        /// The server (as named in the gateway's config).
+        server: String,
+        /// The MCP endpoint that includes the server, e.g. https://mcp.example.com/eng.
+        #[arg(long, env = "GATEHOUSE_URL")]
+        url: String,
+        /// Your access token for that endpoint (as your MCP client sends it).
+        #[arg(long, env = "GATEHOUSE_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Print the URL instead of opening a browser.
+        #[arg(long)]
+        no_browser: bool,
+        /// Authorize again even if a grant is stored (e.g. to change account or scopes).
+        #[arg(long)]
+        force: bool,
+        /// How long to wait for the browser flow.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Start the gateway. Without --config, serves a built-in demo MCP server at /mcp (offline).
     Up {
         /// Configuration file (YAML). Watched: edits apply without a restart; invalid edits are
@@ -107,6 +129,33 @@ fn main() -> ExitCode {
                 listen,
                 database_url,
                 insecure,
+            })) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Login {
+            server,
+            url,
+            token,
+            no_browser,
+            force,
+            timeout,
+        } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            match runtime.block_on(login::run(login::LoginArgs {
+                server,
+                url,
+                token,
+                open_browser: !no_browser,
+                force,
+                timeout,
             })) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -147,6 +147,9 @@ impl CallStream {
                         match self.deliver(ev, keys, parked).await { Some(step) => return Some(step), None => continue }
                     }
                     self.finished = true;
+                    if let Some(round) = self.authorize_round(&reply, keys) {
+                        return Some(Step::Final(round));
+                    }
                     return Some(Step::Final(self.finish(reply)));
                 }
             };
@@ -249,21 +252,42 @@ impl CallStream {
             replies,
             created: Instant::now(),
         });
-        let state = RequestState {
-            call: handle,
+        let token = RequestState {
+            call: Some(handle),
             scope: self.scope.clone(),
-        };
-        let token = format!(
-            "{STATE_PREFIX}{}",
-            keys.seal(
-                STATE_PURPOSE,
-                &serde_json::to_vec(&state).expect("state serialises")
-            )
-        );
+        }
+        .seal(keys);
         Message::result(
             self.client_id.clone(),
             &json!({"resultType": "input_required", "inputRequests": input_requests, "requestState": token}),
         )
+    }
+
+    /// A stateless client that can open URLs is asked to authorize Gatehouse at a server (a
+    /// `user_oauth` credential) with an MRTR URL elicitation instead of the `-32042` error;
+    /// its retry runs the request again.
+    fn authorize_round(&self, reply: &Message, keys: &Keyring) -> Option<Message> {
+        if self.era != Era::Stateless
+            || !capability::declared(&self.client_caps, ("elicitation", Some("url")))
+        {
+            return None;
+        }
+        let error = reply
+            .error
+            .as_ref()
+            .filter(|e| e.code == crate::backend::URL_ELICITATION_REQUIRED)?;
+        let elicitation = error.data.as_ref()?.get("elicitations")?.get(0)?;
+        let token = RequestState {
+            call: None,
+            scope: self.scope.clone(),
+        }
+        .seal(keys);
+        let request = json!({"method": "elicitation/create", "params": {
+            "mode": "url", "url": elicitation.get("url")?, "message": elicitation.get("message")?}});
+        Some(Message::result(
+            self.client_id.clone(),
+            &json!({"resultType": "input_required", "inputRequests": {"authorize": request}, "requestState": token}),
+        ))
     }
 
     fn finish(&self, mut reply: Message) -> Message {
@@ -349,8 +373,29 @@ const PARK_TTL: Duration = Duration::from_secs(600);
 
 #[derive(Serialize, Deserialize)]
 struct RequestState {
-    call: u64,
+    /// The parked call; `None` when nothing is parked and the retry runs the request again
+    /// (the gateway's own input requests, such as "authorize at this URL").
+    call: Option<u64>,
     scope: String,
+}
+
+impl RequestState {
+    fn seal(&self, keys: &Keyring) -> String {
+        let plaintext = serde_json::to_vec(self).expect("state serialises");
+        format!("{STATE_PREFIX}{}", keys.seal(STATE_PURPOSE, &plaintext))
+    }
+}
+
+/// What a retry carrying a gateway `requestState` resumes.
+pub enum Resumed {
+    /// The parked backend call, now answering to the retry.
+    Parked(CallStream),
+    /// Nothing was parked: run the request again (without `requestState`/`inputResponses`).
+    /// `declined` when the user declined the gateway's input request.
+    Again {
+        /// The user answered `decline` or `cancel`.
+        declined: bool,
+    },
 }
 
 /// A backend call waiting for a stateless client's `inputResponses`.
@@ -400,7 +445,7 @@ impl Parked {
         retry: &Message,
         vs_path: &str,
         principal: &str,
-    ) -> Result<CallStream, ErrorObject> {
+    ) -> Result<Resumed, ErrorObject> {
         let invalid =
             || ErrorObject::new(codes::INVALID_PARAMS, "requestState is invalid or expired");
         let sealed = token.strip_prefix(STATE_PREFIX).ok_or_else(invalid)?;
@@ -415,15 +460,6 @@ impl Parked {
                 "requestState belongs to a different request",
             ));
         }
-        let mut call = self
-            .calls
-            .lock()
-            .expect("parked lock")
-            .remove(&state.call)
-            .ok_or_else(invalid)?;
-        if call.created.elapsed() > PARK_TTL {
-            return Err(invalid());
-        }
         let responses = retry
             .params
             .as_ref()
@@ -431,6 +467,25 @@ impl Parked {
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
+        let Some(parked) = state.call else {
+            let action = responses
+                .values()
+                .next()
+                .and_then(|r| r.get("action"))
+                .and_then(Value::as_str);
+            return Ok(Resumed::Again {
+                declined: matches!(action, Some("decline" | "cancel")),
+            });
+        };
+        let mut call = self
+            .calls
+            .lock()
+            .expect("parked lock")
+            .remove(&parked)
+            .ok_or_else(invalid)?;
+        if call.created.elapsed() > PARK_TTL {
+            return Err(invalid());
+        }
         for (key, reply) in call.replies.drain() {
             let answer = match responses.get(&key) {
                 Some(v) => Message::result(Id::Null, v),
@@ -445,7 +500,7 @@ impl Parked {
             let _ = reply.send(answer);
         }
         call.stream.client_id = retry.id.clone().unwrap_or(Id::Null);
-        Ok(call.stream)
+        Ok(Resumed::Parked(call.stream))
     }
 }
 

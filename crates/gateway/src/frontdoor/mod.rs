@@ -77,6 +77,11 @@ async fn entry(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
             return oauth::callback(&gw, parts.uri.query()).await;
         }
     }
+    // `<endpoint>/.gatehouse/authorize/<server>` belongs to the endpoint (and its auth).
+    let authorize = path
+        .split_once(oauth::AUTHORIZE_SEGMENT)
+        .filter(|_| parts.method == Method::GET);
+    let path = authorize.map_or(path, |(vs_path, _)| vs_path);
     let (vs_path, legacy_sse) = match (path.strip_suffix("/sse"), path.strip_suffix("/message")) {
         (Some(base), _)
             if parts.method == Method::GET && !snapshot.virtual_servers.contains_key(path) =>
@@ -126,6 +131,9 @@ async fn entry(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         Ok(c) => c,
         Err(refusal) => return refusal,
     };
+    if let Some((_, server)) = authorize {
+        return oauth::authorize(&vs, server, parts.uri.query(), &caller).await;
+    }
     if legacy_sse == Some(true) {
         return sse::open(gw, vs, &caller, &request_id);
     }

@@ -1,13 +1,87 @@
-//! The OAuth redirect endpoint of `user_oauth` credentials: the browser comes back here from a
-//! server's authorization server with a code; Gatehouse exchanges it and stores the user's
-//! refresh token. No bearer token is needed: the sealed `state` (bound to the user who started
-//! the flow, with its PKCE verifier) is the proof.
+//! The endpoints of `user_oauth` credentials.
+//!
+//! - `GET /oauth/callback`: the browser comes back here from a server's authorization server
+//!   with a code; Gatehouse exchanges it and stores the user's refresh token. No bearer token is
+//!   needed: the sealed `state` (bound to the user who started the flow, with its PKCE
+//!   verifier) is the proof.
+//! - `GET <endpoint>/.gatehouse/authorize/<server>`: for an authenticated caller, whether they
+//!   have authorized Gatehouse at a member server and, if not (or with `?force=1`), the URL that
+//!   starts it. `gatehouse login` uses it.
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use gatehouse_identity::Caller;
 use gatehouse_identity::outbound::UserOauth;
+use serde_json::json;
 
 use crate::Gateway;
+use crate::snapshot::VirtualServer;
+
+/// Path segment of the authorize endpoint under a virtual server's path.
+pub(super) const AUTHORIZE_SEGMENT: &str = "/.gatehouse/authorize/";
+
+fn json_reply(status: StatusCode, body: serde_json::Value) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Handles `GET <endpoint>/.gatehouse/authorize/<server>[?force=1]`.
+pub(super) async fn authorize(
+    vs: &VirtualServer,
+    server: &str,
+    query: Option<&str>,
+    caller: &Caller,
+) -> Response {
+    if caller.principal.kind == gatehouse_identity::PrincipalKind::Anonymous {
+        return json_reply(
+            StatusCode::FORBIDDEN,
+            json!({"error": "this endpoint has no auth: there is no user to authorize for"}),
+        );
+    }
+    let flow = vs
+        .members
+        .iter()
+        .find(|m| m.server.config.name == server)
+        .and_then(|m| m.server.credentials.as_ref())
+        .and_then(|c| c.user_oauth().cloned());
+    let Some(flow) = flow else {
+        return json_reply(
+            StatusCode::NOT_FOUND,
+            json!({"error": format!("{server} is not a member of this endpoint with user_oauth credentials")}),
+        );
+    };
+    let force = query.is_some_and(|q| q.split('&').any(|kv| kv == "force=1"));
+    let authorized = match flow.is_authorized(caller).await {
+        Ok(a) => a,
+        Err(e) => {
+            return json_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": e.to_string()}),
+            );
+        }
+    };
+    if authorized && !force {
+        return json_reply(
+            StatusCode::OK,
+            json!({"server": server, "authorized": true}),
+        );
+    }
+    let p = &caller.principal;
+    match flow.authorization_url_for(&p.issuer, &p.subject).await {
+        Ok(url) => json_reply(
+            StatusCode::OK,
+            json!({"server": server, "authorized": authorized, "url": url}),
+        ),
+        Err(e) => json_reply(StatusCode::BAD_GATEWAY, json!({"error": e.to_string()})),
+    }
+}
 
 fn page(status: StatusCode, title: &str, text: &str) -> Response {
     let escape = |s: &str| {

@@ -296,6 +296,7 @@ async fn stateless(
         return super::stream::listen(gw, vs, msg, request_id).await;
     }
     let can_stream = accepts_sse(&headers);
+    let mut msg = msg;
     if let Some(token) = msg
         .params
         .as_ref()
@@ -304,13 +305,29 @@ async fn stateless(
         && token.starts_with(call::STATE_PREFIX)
     {
         let principal = client.caller.principal.key();
-        return match gw
+        match gw
             .parked
             .resume(&gw.keys, token, &msg, &vs.path, &principal)
         {
-            Ok(stream) => respond(gw, stream, request_id, Era::Stateless).await,
-            Err(e) => rpc_error(StatusCode::OK, id, e, &request_id),
-        };
+            Ok(call::Resumed::Parked(stream)) => {
+                return respond(gw, stream, request_id, Era::Stateless).await;
+            }
+            Ok(call::Resumed::Again { declined: true }) => {
+                let e = ErrorObject::new(
+                    codes::INVALID_REQUEST,
+                    "the user declined the authorization; the request was not run",
+                );
+                return rpc_error(StatusCode::OK, id, e, &request_id);
+            }
+            Ok(call::Resumed::Again { declined: false }) => {
+                // The gateway's own input request is answered: run the request afresh.
+                if let Some(p) = msg.params.as_mut().and_then(Value::as_object_mut) {
+                    p.remove("requestState");
+                    p.remove("inputResponses");
+                }
+            }
+            Err(e) => return rpc_error(StatusCode::OK, id, e, &request_id),
+        }
     }
     let param_headers = headers
         .iter()

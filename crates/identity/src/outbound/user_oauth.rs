@@ -325,6 +325,20 @@ impl UserOauth {
         Ok(token)
     }
 
+    /// Whether the user has authorized Gatehouse (a usable access token or a stored refresh
+    /// token; a revoked one shows only when next used).
+    pub async fn is_authorized(&self, caller: &Caller) -> Result<bool, CredentialError> {
+        let p = &caller.principal;
+        if self.access.get(&p.key(), EXPIRY_MARGIN_SECS).is_some() {
+            return Ok(true);
+        }
+        Ok(self
+            .vault
+            .get(&self.vault_key(&p.issuer, &p.subject))
+            .await?
+            .is_some())
+    }
+
     /// Starts an authorization for a user: the URL to open in a browser.
     pub async fn authorization_url_for(
         &self,
