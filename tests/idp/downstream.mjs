@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 
 const { values: args } = parseArgs({
@@ -19,13 +20,16 @@ const { values: args } = parseArgs({
     issuer: { type: 'string' },
     port: { type: 'string', default: '0' },
     'static-token': { type: 'string' },
+    sse: { type: 'boolean', default: false },
   },
 });
 
 const seen = [];
 const server = createServer();
 await new Promise((resolve) => server.listen(Number(args.port), '127.0.0.1', resolve));
-const url = `http://127.0.0.1:${server.address().port}/mcp`;
+const base = `http://127.0.0.1:${server.address().port}`;
+const url = args.sse ? `${base}/sse` : `${base}/mcp`;
+const sseSessions = new Map();
 const jwks = args.issuer ? createRemoteJWKSet(new URL(`${args.issuer}/jwks`)) : null;
 
 async function authenticate(req) {
@@ -65,7 +69,8 @@ server.on('request', async (req, res) => {
     res.end(JSON.stringify(seen));
     return;
   }
-  if (!req.url.startsWith('/mcp')) {
+  const known = args.sse ? req.url.startsWith('/sse') || req.url.startsWith('/messages') : req.url.startsWith('/mcp');
+  if (!known) {
     res.writeHead(404).end();
     return;
   }
@@ -73,6 +78,23 @@ server.on('request', async (req, res) => {
   if (!claims) {
     res.writeHead(401, { 'www-authenticate': 'Bearer error="invalid_token"', 'content-type': 'application/json' });
     res.end(JSON.stringify({ error: 'invalid_token' }));
+    return;
+  }
+  if (args.sse) {
+    if (req.method === 'GET') {
+      const transport = new SSEServerTransport('/messages', res);
+      sseSessions.set(transport.sessionId, transport);
+      res.on('close', () => sseSessions.delete(transport.sessionId));
+      await mcpServer(claims).connect(transport);
+    } else {
+      const id = new URL(req.url, base).searchParams.get('sessionId');
+      const transport = sseSessions.get(id);
+      if (!transport) {
+        res.writeHead(404).end();
+        return;
+      }
+      await transport.handlePostMessage(req, res);
+    }
     return;
   }
   const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });

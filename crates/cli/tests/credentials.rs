@@ -203,6 +203,37 @@ async fn a_static_secret_from_the_environment_reaches_a_legacy_api() {
 }
 
 #[tokio::test]
+async fn a_legacy_http_sse_server_gets_the_static_secret_on_its_stream_and_every_message() {
+    let op = Op::start();
+    let api = Downstream::start_static_sse("sse-api-key-456");
+    let creds = "      type: static_secret\n      secret: env:GH_API_KEY\n";
+    let yaml = config(&op, &api, creds).replace(
+        &format!("    url: {}\n", api.url),
+        &format!("    url: {}\n    transport: sse\n", api.url),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &yaml);
+    let gw = Gatehouse::start_full(
+        &["--config", path.to_str().unwrap()],
+        &[("GH_API_KEY", "sse-api-key-456")],
+        tempfile::tempdir().unwrap(),
+    );
+    let alice = op.user_token("alice", AUDIENCE, "mcp:tools").await;
+    let (status, reply) = whoami(&gw, &alice).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(claims(&reply)["api_key"], true);
+    let seen = api.seen().await;
+    assert!(
+        seen.len() >= 3,
+        "the GET stream and the POSTed messages: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|h| h == "Bearer sse-api-key-456"),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
 async fn user_oauth_asks_the_user_to_authorize_once_then_sends_their_own_token() {
     user_oauth_flow(None).await;
 }

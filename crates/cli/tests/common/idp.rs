@@ -296,9 +296,17 @@ impl Downstream {
         Downstream { proc, url }
     }
 
+    /// The same API on the legacy HTTP+SSE transport (`url` is its `/sse` endpoint), accepting
+    /// exactly one static bearer token.
+    pub fn start_static_sse(token: &str) -> Downstream {
+        let proc = NodeProc::start("downstream.mjs", &["--static-token", token, "--sse"]);
+        let url = proc.ready["url"].as_str().unwrap().to_string();
+        Downstream { proc, url }
+    }
+
     /// Every Authorization header the API received.
     pub async fn seen(&self) -> Vec<String> {
-        let base = self.url.trim_end_matches("/mcp");
+        let base = self.url.trim_end_matches("/mcp").trim_end_matches("/sse");
         http()
             .get(format!("{base}/seen"))
             .send()

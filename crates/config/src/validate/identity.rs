@@ -120,6 +120,12 @@ impl Validator<'_> {
                 format!("found header name \"{h}\", expected an HTTP header name"),
             );
         }
+        if c.kind.is_per_user() && s.transport == Some(crate::model::Transport::Sse) {
+            self.at_value(
+                &field("type"),
+                format!("credentials of type {kind} act for each user, but a transport: sse server has one connection shared by all users, expected static_secret or client_credentials (or the server's Streamable HTTP endpoint)"),
+            );
+        }
         let oauth = c.kind != CredentialKind::StaticSecret;
         if oauth {
             need(
@@ -245,6 +251,41 @@ impl Validator<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn problems(yaml: &str) -> String {
+        crate::load_str(yaml, std::path::Path::new("g.yaml"), &|_| None)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn credential_rules_are_checked_with_positions() {
+        let base = "servers:\n  - name: api\n    url: https://api.example.com/sse\n    transport: sse\n    credentials:\n      type: token_exchange\n      issuer: https://idp.example.com\n      client_id: gh\n      client_secret: env:S\n      audience: https://api.example.com\nvirtual_servers:\n  - name: v\n    path: /v\n    include: [{ server: api }]\n    auth: { issuer: https://idp.example.com, audience: https://gw/v }\n";
+        let e = problems(base);
+        assert!(
+            e.contains("servers[0].credentials.type") && e.contains("shared by all users"),
+            "{e}"
+        );
+        let literal = problems(&base.replace("env:S", "hunter2"));
+        assert!(literal.contains("expected a secret reference"), "{literal}");
+        assert!(
+            !literal.contains("hunter2"),
+            "a literal secret must not be echoed: {literal}"
+        );
+        let plain = problems(&base.replace(
+            "issuer: https://idp.example.com\n",
+            "issuer: http://idp.example.com\n",
+        ));
+        assert!(
+            plain.contains("plain http on a non-loopback host"),
+            "{plain}"
+        );
+        let no_auth = problems(&base.replace("    transport: sse\n", "").replace(
+            "    auth: { issuer: https://idp.example.com, audience: https://gw/v }\n",
+            "",
+        ));
+        assert!(no_auth.contains("has no auth"), "{no_auth}");
+    }
 
     #[test]
     fn loopback_hosts() {

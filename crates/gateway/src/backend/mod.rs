@@ -235,7 +235,12 @@ impl Backend {
             ServerKind::Remote {
                 transport: Transport::Sse,
                 ..
-            } => Ok(Backend::Sse(sse::SseBackend::new(config, timeout, hub)?)),
+            } => Ok(Backend::Sse(sse::SseBackend::new(
+                config,
+                timeout,
+                hub,
+                credentials,
+            )?)),
             ServerKind::Remote { .. } => Ok(Backend::Http(http::HttpBackend::new(
                 config,
                 timeout,

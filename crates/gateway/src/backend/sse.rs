@@ -2,6 +2,9 @@
 //! event stream carries every server message; the first event names the endpoint the client
 //! POSTs its messages to. Over that pair the server is an ordinary JSON-RPC peer, so the
 //! multiplexing of [`Peer`] (ids, progress tokens, server→client requests) applies unchanged.
+//!
+//! The connection is shared by every caller, so its credential can only be Gatehouse's own
+//! (`static_secret`, `client_credentials`); configuration validation refuses per-user kinds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +15,8 @@ use gatehouse_wire::{Era, Message, ProtocolVersion, sse};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::Value;
 use tokio::sync::{Mutex, mpsc};
+
+use gatehouse_identity::{Caller, OutboundCredential};
 
 use super::peer::Peer;
 use super::{BackendError, BackendInfo, CallEvent, ClientContext, adapt, handshake_version};
@@ -27,6 +32,22 @@ pub struct SseBackend {
     setting: ProtocolSetting,
     hub: Arc<ChangeHub>,
     conn: Mutex<Option<Arc<Connection>>>,
+    credentials: Option<Arc<OutboundCredential>>,
+}
+
+/// The connection's credential header, fetched for each request (a client-credentials token
+/// is renewed before it expires; the credential caches it).
+async fn authorize(
+    credentials: &Option<Arc<OutboundCredential>>,
+) -> Result<super::http::Auth, BackendError> {
+    match credentials {
+        None => Ok(None),
+        Some(c) => c
+            .header(&Caller::anonymous())
+            .await
+            .map(Some)
+            .map_err(BackendError::Credential),
+    }
 }
 
 #[derive(Debug)]
@@ -43,6 +64,7 @@ impl SseBackend {
         config: &ServerConfig,
         timeout: Duration,
         hub: Arc<ChangeHub>,
+        credentials: Option<Arc<OutboundCredential>>,
     ) -> Result<Self, BackendError> {
         let (url, client) = super::http::build_client(config)?;
         Ok(SseBackend {
@@ -53,6 +75,7 @@ impl SseBackend {
             setting: config.protocol,
             hub,
             conn: Mutex::new(None),
+            credentials,
         })
     }
 
@@ -86,10 +109,14 @@ impl SseBackend {
     }
 
     async fn connect(&self) -> Result<Connection, BackendError> {
-        let resp = self
+        let mut get = self
             .client
             .get(self.url.clone())
-            .header(ACCEPT, "text/event-stream")
+            .header(ACCEPT, "text/event-stream");
+        if let Some((name, value)) = authorize(&self.credentials).await? {
+            get = get.header(name, value);
+        }
+        let resp = get
             .send()
             .await
             .map_err(|e| self.unavailable(format!("cannot open the event stream: {e}")))?;
@@ -135,18 +162,26 @@ impl SseBackend {
         let client = self.client.clone();
         let name = self.name.clone();
         let writer_stop = stop.clone();
+        let credentials = self.credentials.clone();
         tokio::spawn(async move {
             loop {
                 let bytes = tokio::select! {
                     b = out_rx.recv() => match b { Some(b) => b, None => return },
                     _ = writer_stop.cancelled() => return,
                 };
-                let r = client
+                let mut post = client
                     .post(endpoint.clone())
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(bytes)
-                    .send()
-                    .await;
+                    .header(CONTENT_TYPE, "application/json");
+                match authorize(&credentials).await {
+                    Ok(Some((name, value))) => post = post.header(name, value),
+                    Ok(None) => {}
+                    Err(e) => {
+                        // Nothing is sent without its credential; the call times out.
+                        tracing::warn!(server = %name, error = %e, "no credential for an HTTP+SSE message; not sent");
+                        continue;
+                    }
+                }
+                let r = post.body(bytes).send().await;
                 match r {
                     Ok(resp) if resp.status().is_success() => {}
                     Ok(resp) => {
