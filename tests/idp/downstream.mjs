@@ -1,13 +1,18 @@
 // The downstream API of Gatehouse's identity tests: an MCP server built with the official
-// TypeScript SDK (Streamable HTTP, stateless) that is itself an OAuth resource server. It
-// accepts only tokens from the test OP whose `aud` is its own URL, records every Authorization
-// header it receives, and has one tool, `whoami`, that returns the verified claims it saw.
+// TypeScript SDK that is itself an OAuth resource server. It accepts only tokens from the test
+// OP whose `aud` is its own URL, records every Authorization header it receives, and has the
+// tool `whoami`, which returns the verified claims it saw.
 //
+// Usage: node downstream.mjs --issuer URL [--port N] [--static-token T] [--sse] [--sessions]
+//   --static-token  accept exactly that token instead (a legacy API with an API key)
+//   --sse           speak the legacy HTTP+SSE transport (GET /sse, POST /messages), every
+//                   request of both authenticated
+//   --sessions      keep 2025-era sessions, each bound to the user who opened it (a request on
+//                   another user's session gets 403), as careful servers do
 // GET /seen lists every bearer token received (so tests can prove the caller's own token never
-// arrived). Usage: node downstream.mjs --issuer URL [--port N] [--static-token T]
-// With --static-token it accepts exactly that token instead (a legacy API with an API key).
-// Prints {"url": ...} on stdout once listening.
+// arrived). Prints {"url": ...} on stdout once listening.
 import { createServer } from 'node:http';
+import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
@@ -21,6 +26,7 @@ const { values: args } = parseArgs({
     port: { type: 'string', default: '0' },
     'static-token': { type: 'string' },
     sse: { type: 'boolean', default: false },
+    sessions: { type: 'boolean', default: false },
   },
 });
 
@@ -30,6 +36,7 @@ await new Promise((resolve) => server.listen(Number(args.port), '127.0.0.1', res
 const base = `http://127.0.0.1:${server.address().port}`;
 const url = args.sse ? `${base}/sse` : `${base}/mcp`;
 const sseSessions = new Map();
+const httpSessions = new Map();
 const jwks = args.issuer ? createRemoteJWKSet(new URL(`${args.issuer}/jwks`)) : null;
 
 async function authenticate(req) {
@@ -55,7 +62,8 @@ function mcpServer(claims) {
     { description: 'Returns the identity the downstream API sees.' },
     async () => ({ content: [{ type: 'text', text: JSON.stringify(claims) }] }),
   );
-  mcp.registerTool(
+  // Like a real API, it shows each user only what they may use: bob cannot update issues.
+  if (claims.sub !== 'bob') mcp.registerTool(
     'update_issue',
     { description: 'A write operation guarded by the jira:write scope at the gateway.' },
     async () => ({ content: [{ type: 'text', text: 'updated' }] }),
@@ -95,6 +103,29 @@ server.on('request', async (req, res) => {
       }
       await transport.handlePostMessage(req, res);
     }
+    return;
+  }
+  if (args.sessions) {
+    const sid = req.headers['mcp-session-id'];
+    if (sid) {
+      const s = httpSessions.get(sid);
+      if (!s) {
+        res.writeHead(404).end();
+      } else if (s.sub !== claims.sub) {
+        res.writeHead(403, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: 'this session belongs to another user' }));
+      } else {
+        await s.transport.handleRequest(req, res);
+      }
+      return;
+    }
+    const transport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      enableJsonResponse: true,
+      onsessioninitialized: (id) => httpSessions.set(id, { transport, sub: claims.sub }),
+    });
+    await mcpServer(claims).connect(transport);
+    await transport.handleRequest(req, res);
     return;
   }
   const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });

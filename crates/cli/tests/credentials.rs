@@ -104,6 +104,37 @@ async fn token_exchange_gives_the_downstream_the_user_with_gatehouse_as_actor_ne
         seen["exp"].as_i64().unwrap() <= inbound_exp + 1,
         "never longer-lived than the inbound token"
     );
+    // Lists are per user when the server sees each user: bob's has no update_issue, alice's has.
+    let tools = |token: String| {
+        let gw = &gw;
+        async move {
+            let (_, v) = modern(
+                &bearer_client(&token),
+                &gw.url("/mcp"),
+                3,
+                "tools/list",
+                json!({}),
+            )
+            .await;
+            common::tool_names(&v)
+        }
+    };
+    let bob = op.user_token("bob", AUDIENCE, "mcp:tools").await;
+    assert!(
+        tools(alice.clone())
+            .await
+            .contains(&"update_issue".to_string())
+    );
+    assert!(
+        !tools(bob.clone())
+            .await
+            .contains(&"update_issue".to_string())
+    );
+    assert!(
+        tools(alice.clone())
+            .await
+            .contains(&"update_issue".to_string())
+    );
     // A second call reuses the cached exchanged token: still alice, still works.
     let (status, reply) = whoami(&gw, &alice).await;
     assert_eq!(status, 200);
@@ -121,6 +152,31 @@ async fn token_exchange_gives_the_downstream_the_user_with_gatehouse_as_actor_ne
         assert!(!gw.logged(token), "an exchanged token was logged");
     }
     assert!(!gw.logged(&alice));
+}
+
+#[tokio::test]
+async fn each_user_gets_their_own_upstream_session_at_a_session_binding_server() {
+    let op = Op::start();
+    let api = Downstream::start_with_sessions(&op.issuer);
+    let creds = format!(
+        "      type: token_exchange\n      issuer: {}\n      client_id: gatehouse\n      client_secret: env:GH_TEST_SECRET\n      resource: {}\n",
+        op.issuer, api.url
+    );
+    let (gw, _dir) = start(&config(&op, &api, &creds), &[]);
+    let alice = op.user_token("alice", AUDIENCE, "mcp:tools").await;
+    let bob = op.user_token("bob", AUDIENCE, "mcp:tools").await;
+    // Stateless clients; the server only speaks the 2025 era, so the gateway holds upstream
+    // sessions for them: one per user, each opened with that user's exchanged token.
+    for (token, sub) in [
+        (&alice, "alice"),
+        (&bob, "bob"),
+        (&alice, "alice"),
+        (&bob, "bob"),
+    ] {
+        let (status, reply) = whoami(&gw, token).await;
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(claims(&reply)["sub"], sub, "{reply}");
+    }
 }
 
 #[tokio::test]

@@ -68,10 +68,22 @@ impl ListKind {
     }
 }
 
-/// A server list's cache key: the kind, and whether it was fetched on a client's own session.
-type ListKey = (ListKind, bool);
-/// A merged view's cache key: the kind, and per member whether the caller has its own session.
-type MergedKey = (ListKind, Vec<bool>);
+/// A server list's cache key: the kind, whether it was fetched on a client's own session, and
+/// for whom when the server sees each user with their own credential (it may show each user
+/// other items).
+type ListKey = (ListKind, bool, Option<String>);
+/// A merged view's cache key: the kind, per member whether the caller has its own session, and
+/// the caller when a member sees each user with their own credential.
+type MergedKey = (ListKind, Vec<bool>, Option<String>);
+
+/// For whom `server`'s lists are cached: the caller, when the server gets a per-user credential.
+fn list_owner(server: &ServerHandle, client: &ClientContext) -> Option<String> {
+    server
+        .credentials
+        .as_ref()
+        .filter(|c| c.kind().is_per_user())
+        .map(|_| client.caller.principal.key())
+}
 /// A merged view and the member list generations it was built from.
 type MergedEntry = (Vec<u64>, Arc<Merged>);
 
@@ -87,11 +99,10 @@ pub struct ListCache {
 impl ListCache {
     /// Drops cached lists of these kinds.
     pub fn invalidate(&self, kinds: &[ListKind]) {
-        let mut e = self.entries.lock().expect("list cache lock");
-        for k in kinds {
-            e.remove(&(*k, false));
-            e.remove(&(*k, true));
-        }
+        self.entries
+            .lock()
+            .expect("list cache lock")
+            .retain(|(kind, _, _), _| !kinds.contains(kind));
         self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -110,7 +121,11 @@ pub async fn server_list(
     kind: ListKind,
     client: &ClientContext,
 ) -> Result<Arc<Vec<Value>>, BackendError> {
-    let key = (kind, client.upstream_session.is_some());
+    let key = (
+        kind,
+        client.upstream_session.is_some(),
+        list_owner(server, client),
+    );
     if let Some(hit) = server
         .lists
         .entries
@@ -200,7 +215,11 @@ pub async fn merged(vs: &VirtualServer, kind: ListKind, ctx: &CallCtx) -> Arc<Me
     } else {
         vs.members.iter().map(|m| ctx.has_own_session(m)).collect()
     };
-    let key = (kind, view);
+    let owner = vs
+        .members
+        .iter()
+        .find_map(|m| list_owner(&m.server, &ctx.client));
+    let key = (kind, view, owner);
     if let Some((g, m)) = vs.merged.entries.lock().expect("merged lock").get(&key)
         && *g == gens
         && m.failures.is_empty()

@@ -289,6 +289,13 @@ impl Downstream {
         Downstream { proc, url }
     }
 
+    /// Like [`Downstream::start`], with 2025-era sessions bound to the user who opened them.
+    pub fn start_with_sessions(issuer: &str) -> Downstream {
+        let proc = NodeProc::start("downstream.mjs", &["--issuer", issuer, "--sessions"]);
+        let url = proc.ready["url"].as_str().unwrap().to_string();
+        Downstream { proc, url }
+    }
+
     /// Accepts exactly one static bearer token (a legacy API key).
     pub fn start_static(token: &str) -> Downstream {
         let proc = NodeProc::start("downstream.mjs", &["--static-token", token]);

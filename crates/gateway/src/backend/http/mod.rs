@@ -5,6 +5,7 @@
 //! own (opened when the client initialized, carried in the sealed gateway session id) or, for
 //! stateless clients, one shared session the gateway owns and re-opens when it expires.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -44,7 +45,9 @@ pub struct HttpBackend {
     info: arc_swap::ArcSwapOption<BackendInfo>,
     /// Serialises probes so a burst of first calls probes once.
     probing: Mutex<()>,
-    shared_session: Mutex<Option<String>>,
+    /// Upstream sessions the gateway holds for stateless clients: one, or one per user when the
+    /// server gets a per-user credential (a session opened with one user's token is theirs).
+    shared_sessions: Mutex<HashMap<String, String>>,
     next_id: AtomicI64,
     /// Where the credential sent upstream comes from (never the caller's own token).
     credentials: Option<Arc<gatehouse_identity::OutboundCredential>>,
@@ -76,7 +79,7 @@ impl HttpBackend {
             setting: config.protocol,
             info: arc_swap::ArcSwapOption::empty(),
             probing: Mutex::new(()),
-            shared_session: Mutex::new(None),
+            shared_sessions: Mutex::default(),
             next_id: AtomicI64::new(1),
             credentials,
         })
@@ -121,12 +124,21 @@ impl HttpBackend {
             return Ok(i);
         }
         let auth = self.authorize(client).await?;
-        let info = Arc::new(self.probe(&auth).await?);
+        let info = Arc::new(self.probe(&auth, &self.session_owner(client)).await?);
         self.info.store(Some(info.clone()));
         Ok(info)
     }
 
-    async fn probe(&self, auth: &Auth) -> Result<BackendInfo, BackendError> {
+    /// Whose shared upstream session serves `client`: the caller's with a per-user credential,
+    /// else the gateway's (`""`).
+    fn session_owner(&self, client: &ClientContext) -> String {
+        match &self.credentials {
+            Some(c) if c.kind().is_per_user() => client.caller.principal.key(),
+            _ => String::new(),
+        }
+    }
+
+    async fn probe(&self, auth: &Auth, owner: &str) -> Result<BackendInfo, BackendError> {
         if matches!(
             self.setting,
             ProtocolSetting::Auto | ProtocolSetting::V2026_07_28
@@ -155,7 +167,12 @@ impl HttpBackend {
             }
         }
         let (info, session) = self.initialize(&ClientContext::default(), auth).await?;
-        *self.shared_session.lock().await = session;
+        if let Some(s) = session {
+            self.shared_sessions
+                .lock()
+                .await
+                .insert(owner.to_string(), s);
+        }
         Ok(info)
     }
 
@@ -281,7 +298,9 @@ impl HttpBackend {
             );
         }
         for attempt in 0..2 {
-            let session = self.shared(attempt > 0, &auth).await?;
+            let session = self
+                .shared(attempt > 0, &auth, &self.session_owner(client))
+                .await?;
             let guard = CancelGuard {
                 backend: self,
                 session: session.clone(),
@@ -317,13 +336,20 @@ impl HttpBackend {
         })
     }
 
-    async fn shared(&self, renew: bool, auth: &Auth) -> Result<Option<String>, BackendError> {
-        let mut s = self.shared_session.lock().await;
-        if renew || s.is_none() {
-            let (_, session) = self.initialize(&ClientContext::default(), auth).await?;
-            *s = session;
+    async fn shared(
+        &self,
+        renew: bool,
+        auth: &Auth,
+        owner: &str,
+    ) -> Result<Option<String>, BackendError> {
+        let mut sessions = self.shared_sessions.lock().await;
+        if renew || !sessions.contains_key(owner) {
+            match self.initialize(&ClientContext::default(), auth).await? {
+                (_, Some(s)) => sessions.insert(owner.to_string(), s),
+                (_, None) => sessions.remove(owner),
+            };
         }
-        Ok(s.clone())
+        Ok(sessions.get(owner).cloned())
     }
 
     fn expect_reply(&self, posted: Posted) -> Result<Message, BackendError> {
@@ -363,7 +389,12 @@ impl HttpBackend {
         }
         let session = match info.era() {
             Era::Stateless => None,
-            Era::Handshake => self.shared_session.lock().await.clone(),
+            Era::Handshake => self
+                .shared_sessions
+                .lock()
+                .await
+                .get(&self.session_owner(client))
+                .cloned(),
         };
         self.post(&msg, session.as_deref(), info.version, &[], None, &auth)
             .await
@@ -380,9 +411,16 @@ impl HttpBackend {
             .await;
     }
 
-    /// Ends the shared upstream session.
+    /// Ends the shared upstream sessions.
     pub async fn shutdown(&self) {
-        if let Some(s) = self.shared_session.lock().await.take() {
+        let sessions: Vec<String> = self
+            .shared_sessions
+            .lock()
+            .await
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        for s in sessions {
             let _ = self
                 .client
                 .delete(self.url.clone())

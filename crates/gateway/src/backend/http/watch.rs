@@ -72,7 +72,7 @@ impl HttpBackend {
                     }
                     Era::Handshake => {
                         let sid = self
-                            .shared(false, &auth)
+                            .shared(false, &auth, &self.session_owner(client))
                             .await?
                             .ok_or_else(|| self.unavailable("server gave no session id"))?;
                         (
