@@ -561,3 +561,36 @@ async fn a_2026_client_is_asked_to_authorize_with_an_mrtr_url_elicitation() {
         "{replay}"
     );
 }
+
+#[tokio::test]
+async fn a_stdio_server_gets_its_static_secret_in_the_environment_never_in_argv() {
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/idp/env-server.mjs");
+    let yaml = format!(
+        "servers:\n  - name: local\n    command: node\n    args: [\"{}\"]\n    credentials:\n      type: static_secret\n      secret: env:GH_STDIO_SECRET\n      env: API_KEY\nvirtual_servers:\n  - name: tools\n    path: /mcp\n    include: [{{ server: local }}]\n",
+        script.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &yaml);
+    let gw = Gatehouse::start_full(
+        &["--config", path.to_str().unwrap()],
+        &[("GH_STDIO_SECRET", "stdio-secret-789")],
+        tempfile::tempdir().unwrap(),
+    );
+    let (status, reply) = modern(
+        &common::client(),
+        &gw.url("/mcp"),
+        1,
+        "tools/call",
+        json!({"name": "env", "arguments": {}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    let seen = claims(&reply);
+    assert_eq!(seen["api_key"], "stdio-secret-789");
+    assert!(
+        !seen["argv"].to_string().contains("stdio-secret-789"),
+        "{seen}"
+    );
+    assert!(!gw.logged("stdio-secret-789"));
+}

@@ -163,6 +163,23 @@ async fn user_tokens_from_the_idp_reach_tools_and_a_missing_token_gets_the_chall
 }
 
 #[tokio::test]
+async fn each_user_gets_their_own_stdio_server_process() {
+    let op = Op::start();
+    let (gw, _dir) = start(&op.issuer, "");
+    let pid = gw.child.id();
+    for user in ["alice", "bob", "alice"] {
+        let token = op.user_token(user, AUDIENCE, "mcp:tools").await;
+        let (s, _, v) = call_with(&gw, &[("authorization", &format!("Bearer {token}"))]).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    assert_eq!(
+        common::children(pid).len(),
+        2,
+        "one demo process for alice and one for bob"
+    );
+}
+
+#[tokio::test]
 async fn step_up_is_asked_only_of_callers_who_can_see_the_tool() {
     let op = Op::start();
     let (gw, _dir) = start(&op.issuer, "");
@@ -363,6 +380,10 @@ async fn every_kind_of_bad_token_is_refused_with_invalid_token_and_a_logged_reas
             "{what}: the log names the reason {reason}"
         );
     }
+    // Clock skew: a token that expired 30 s ago is still accepted (default tolerance 60 s).
+    let skewed = with(&|c| c["exp"] = json!(now() - 30));
+    let (s, _, v) = call_with(&gw, &[("authorization", &format!("Bearer {skewed}"))]).await;
+    assert_eq!(s, 200, "within the clock-skew tolerance: {v}");
     // A token in the query string is refused even when it is valid.
     let url = format!("{}?access_token={valid}", gw.url("/mcp"));
     let (status, headers, _) = post(

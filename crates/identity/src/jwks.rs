@@ -284,6 +284,70 @@ fn key_set(set: &JwkSet) -> KeySet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A JWKS endpoint whose document the test changes, counting fetches. (A test double: the
+    /// rotation timing is what is tested; real IdPs are used in the end-to-end tests.)
+    async fn jwks_server(body: Arc<std::sync::Mutex<String>>, hits: Arc<AtomicUsize>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                hits.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let b = body.lock().unwrap().clone();
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}",
+                    b.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    fn doc(kids: &[&str]) -> String {
+        let keys: Vec<serde_json::Value> = kids
+            .iter()
+            .map(|k| {
+                serde_json::json!({"kty": "EC", "kid": k, "crv": "P-256", "alg": "ES256",
+                "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"})
+            })
+            .collect();
+        serde_json::json!({ "keys": keys }).to_string()
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_refreshes_at_most_once_per_interval_and_finds_a_rotated_key() {
+        let body = Arc::new(std::sync::Mutex::new(doc(&["old"])));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let url = jwks_server(body.clone(), hits.clone()).await;
+        let jwks = Arc::new(
+            Jwks::new(KeySource::Url(url), reqwest::Client::new())
+                .with_intervals(Duration::from_millis(300), Duration::from_secs(600)),
+        );
+        assert!(jwks.key("old").await.is_ok());
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        // The IdP rotates; a token with the new kid arrives within the interval: no refetch yet.
+        *body.lock().unwrap() = doc(&["old", "new"]);
+        assert_eq!(jwks.key("new").await.err(), Some(KeyLookup::UnknownKid));
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "rate-limited");
+        // After the interval, one refetch finds it.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(jwks.key("new").await.is_ok());
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        // A flood of made-up kids does not hammer the IdP.
+        for i in 0..20 {
+            assert!(jwks.key(&format!("forged-{i}")).await.is_err());
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+    }
 
     #[test]
     fn symmetric_and_encryption_keys_are_ignored() {
