@@ -82,7 +82,7 @@ fn list_owner(server: &ServerHandle, client: &ClientContext) -> Option<String> {
         .credentials
         .as_ref()
         .filter(|c| c.kind().is_per_user())
-        .map(|_| client.caller.principal.key())
+        .map(|_| client.caller.principal.key().to_string())
 }
 /// A merged view and the member list generations it was built from.
 type MergedEntry = (Vec<u64>, Arc<Merged>);

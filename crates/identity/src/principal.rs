@@ -55,12 +55,16 @@ pub struct Principal {
     pub client_id: Option<String>,
     /// Every claim of the token, for policy conditions.
     pub claims: Map<String, Value>,
+    /// `issuer#subject`, computed once: per-user state is looked up by it on every call.
+    #[serde(skip)]
+    key: String,
 }
 
 impl Principal {
     /// The principal of an unauthenticated caller.
     pub fn anonymous() -> Principal {
         Principal {
+            key: "anonymous".into(),
             kind: PrincipalKind::Anonymous,
             subject: "anonymous".into(),
             issuer: String::new(),
@@ -75,11 +79,8 @@ impl Principal {
     }
 
     /// A stable key for per-user state (processes, cached tokens): issuer and subject.
-    pub fn key(&self) -> String {
-        if self.kind == PrincipalKind::Anonymous {
-            return "anonymous".into();
-        }
-        format!("{}#{}", self.issuer, self.subject)
+    pub fn key(&self) -> &str {
+        &self.key
     }
 
     /// Whether every scope in `needed` was granted.
@@ -119,9 +120,11 @@ impl Principal {
         } else {
             subject
         };
+        let issuer = text("iss").unwrap_or_default();
         Principal {
+            key: format!("{issuer}#{subject}"),
             kind,
-            issuer: text("iss").unwrap_or_default(),
+            issuer,
             email: text(&mapping.email),
             groups: list(claims.get(&mapping.groups)),
             roles: list(claims.get(&mapping.roles)),

@@ -14,7 +14,7 @@ use crate::error::IdentityError;
 use crate::introspect::Introspector;
 use crate::jwks::{Jwks, KeySource};
 use crate::principal::Caller;
-use crate::verify::{JwtVerifier, Reason, Refusal, Verified, looks_like_jwt, peek};
+use crate::verify::{JwtVerifier, Reason, Refusal, looks_like_jwt, peek};
 
 /// Largest token accepted; real access tokens are a few KiB at most.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -107,7 +107,7 @@ pub struct ResourceServer {
     main: JwtVerifier,
     workloads: Vec<JwtVerifier>,
     introspector: Option<Introspector>,
-    cache: ExpiringCache<SecretHash, Verified>,
+    cache: ExpiringCache<SecretHash, Caller>,
 }
 
 /// The HTTP client used for IdP traffic: short timeouts, no redirects to other hosts.
@@ -273,26 +273,23 @@ impl ResourceServer {
                 format!("the token exceeds {MAX_TOKEN_BYTES} bytes"),
             )));
         }
-        let hash = hash_secret(token);
-        let verified = self.verify(token, hash).await.map_err(fail)?;
-        if !verified.principal.has_scopes(&self.required_scopes) {
-            let missing = verified.principal.missing_scopes(&self.required_scopes);
+        let caller = self.verify(token).await.map_err(fail)?;
+        if !caller.principal.has_scopes(&self.required_scopes) {
+            let missing = caller.principal.missing_scopes(&self.required_scopes);
             return Err(AuthFailure::insufficient_scope(
                 &missing,
                 self.required_scopes.clone(),
             ));
         }
-        Ok(Caller::verified(
-            verified.principal,
-            token.to_string(),
-            hash,
-            verified.expires_at,
-        ))
+        Ok(caller)
     }
 
-    async fn verify(&self, token: &str, key: SecretHash) -> Result<Verified, Refusal> {
-        if let Some(v) = self.cache.get(&key, 0) {
-            return Ok(v);
+    /// The caller a token stands for; a token seen before costs one hash and one lookup (the
+    /// cached `Caller` already holds the principal and the token).
+    async fn verify(&self, token: &str) -> Result<Caller, Refusal> {
+        let key = hash_secret(token);
+        if let Some(caller) = self.cache.get(&key, 0) {
+            return Ok(caller);
         }
         let verified = if looks_like_jwt(token) {
             let p = peek(token)?;
@@ -312,8 +309,14 @@ impl ResourceServer {
             .expires_at
             .unwrap_or(i64::MAX)
             .min(unix_now() + 300);
-        self.cache.insert(key, verified.clone(), deadline);
-        Ok(verified)
+        let caller = Caller::verified(
+            verified.principal,
+            token.to_string(),
+            key,
+            verified.expires_at,
+        );
+        self.cache.insert(key, caller.clone(), deadline);
+        Ok(caller)
     }
 
     fn verifier_for(&self, iss: Option<&str>) -> Result<&JwtVerifier, Refusal> {

@@ -324,7 +324,7 @@ impl StdioBackend {
         client: &ClientContext,
         events: Option<mpsc::Sender<CallEvent>>,
     ) -> Result<Message, BackendError> {
-        let proc = self.proc_for(&client.caller.principal.key()).await?;
+        let proc = self.proc_for(client.caller.principal.key()).await?;
         proc.last_used
             .store(proc.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
         let params = adapt::for_era(proc.info.era(), params, client);
@@ -341,7 +341,7 @@ impl StdioBackend {
         params: Option<Value>,
         client: &ClientContext,
     ) -> Result<(), BackendError> {
-        let slot = self.slot(&client.caller.principal.key());
+        let slot = self.slot(client.caller.principal.key());
         if let Some(p) = &slot.state.lock().await.proc {
             let params = adapt::for_era(p.info.era(), params, client);
             p.peer.notify(method, params);
@@ -352,7 +352,7 @@ impl StdioBackend {
     /// Starts the process if needed and reports what the server said about itself.
     pub async fn info(&self, client: &ClientContext) -> Result<Arc<BackendInfo>, BackendError> {
         Ok(self
-            .proc_for(&client.caller.principal.key())
+            .proc_for(client.caller.principal.key())
             .await?
             .info
             .clone())

@@ -85,7 +85,7 @@ pub fn start(
     let era = ctx.era;
     let client_caps = ctx.client.capabilities.clone();
     let principal = &ctx.client.caller.principal;
-    let scope = request_scope(&vs.path, &principal.key(), &msg);
+    let scope = request_scope(&vs.path, principal.key(), &msg);
     let private = principal.kind != gatehouse_identity::PrincipalKind::Anonymous;
     ctx.events = Some(ev_tx);
     let task = tokio::spawn(async move {

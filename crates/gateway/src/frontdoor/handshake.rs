@@ -94,7 +94,7 @@ pub(super) async fn open_session(
         info: (*client.client_info).clone(),
         up,
         iat: 0,
-        sub: caller.principal.key(),
+        sub: caller.principal.key().to_string(),
     };
     let session = gw.sessions.create(&gw.keys, claims, version);
     tracing::info!(request_id, virtual_server = %vs.name, version = %version, client = %session.claims.info, "session started");

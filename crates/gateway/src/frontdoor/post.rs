@@ -89,7 +89,7 @@ pub(super) async fn handle(
     };
     let session = match gw
         .sessions
-        .get(&gw.keys, &session_id, &vs.path, &caller.principal.key())
+        .get(&gw.keys, &session_id, &vs.path, caller.principal.key())
     {
         Ok(s) => s,
         Err(SessionLookup::Gone) | Err(SessionLookup::Unknown) => {
@@ -305,10 +305,7 @@ async fn stateless(
         && token.starts_with(call::STATE_PREFIX)
     {
         let principal = client.caller.principal.key();
-        match gw
-            .parked
-            .resume(&gw.keys, token, &msg, &vs.path, &principal)
-        {
+        match gw.parked.resume(&gw.keys, token, &msg, &vs.path, principal) {
             Ok(call::Resumed::Parked(stream)) => {
                 return respond(gw, stream, request_id, Era::Stateless).await;
             }

@@ -59,7 +59,7 @@ pub(super) fn open(
     let conn = Arc::new(SseConnection {
         tx,
         vs_path: vs.path.clone(),
-        principal: caller.principal.key(),
+        principal: caller.principal.key().to_string(),
         session: Mutex::new(None),
     });
     gw.sse

@@ -64,7 +64,7 @@ pub(super) async fn get(
     };
     let session = match gw
         .sessions
-        .get(&gw.keys, sid, &vs.path, &caller.principal.key())
+        .get(&gw.keys, sid, &vs.path, caller.principal.key())
     {
         Ok(s) => s,
         Err(_) => {
@@ -169,7 +169,7 @@ pub(super) async fn delete(
     };
     let session = match gw
         .sessions
-        .get(&gw.keys, sid, &vs.path, &caller.principal.key())
+        .get(&gw.keys, sid, &vs.path, caller.principal.key())
     {
         Ok(s) => s,
         Err(_) => {

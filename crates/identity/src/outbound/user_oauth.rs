@@ -279,7 +279,7 @@ impl UserOauth {
                 server: self.server.clone(),
             });
         }
-        let cache_key = p.key();
+        let cache_key = p.key().to_string();
         if let Some(t) = self.access.get(&cache_key, EXPIRY_MARGIN_SECS) {
             return Ok(t);
         }
@@ -329,7 +329,11 @@ impl UserOauth {
     /// token; a revoked one shows only when next used).
     pub async fn is_authorized(&self, caller: &Caller) -> Result<bool, CredentialError> {
         let p = &caller.principal;
-        if self.access.get(&p.key(), EXPIRY_MARGIN_SECS).is_some() {
+        if self
+            .access
+            .get(&p.key().to_string(), EXPIRY_MARGIN_SECS)
+            .is_some()
+        {
             return Ok(true);
         }
         Ok(self

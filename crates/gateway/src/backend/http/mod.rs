@@ -133,7 +133,7 @@ impl HttpBackend {
     /// else the gateway's (`""`).
     fn session_owner(&self, client: &ClientContext) -> String {
         match &self.credentials {
-            Some(c) if c.kind().is_per_user() => client.caller.principal.key(),
+            Some(c) if c.kind().is_per_user() => client.caller.principal.key().to_string(),
             _ => String::new(),
         }
     }
