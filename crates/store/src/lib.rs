@@ -128,14 +128,28 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .foreign_keys(true)
             .busy_timeout(WAIT);
-        let pool = SqlitePoolOptions::new()
-            .acquire_timeout(WAIT)
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Connect {
-                url: redact_url(shown_url),
-                source,
-            })?;
+        // Switching a fresh file to WAL takes an exclusive lock that SQLite's busy handler does
+        // not wait for: processes opening the same new database together see SQLITE_BUSY
+        // once. Retry briefly rather than fail a start.
+        let started = std::time::Instant::now();
+        let pool = loop {
+            match SqlitePoolOptions::new()
+                .acquire_timeout(WAIT)
+                .connect_with(options.clone())
+                .await
+            {
+                Ok(pool) => break pool,
+                Err(e) if is_busy(&e) && started.elapsed() < WAIT => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(source) => {
+                    return Err(StoreError::Connect {
+                        url: redact_url(shown_url),
+                        source,
+                    });
+                }
+            }
+        };
         migrate::migrate_sqlite(&pool).await?;
         Ok(Store {
             pool: Pool::Sqlite(pool),
@@ -176,4 +190,9 @@ pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Whether SQLite answered "database is locked" (SQLITE_BUSY, code 5).
+fn is_busy(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("5"))
 }
