@@ -39,20 +39,20 @@ fn body(i: u64) -> String {
     .to_string()
 }
 
-/// Runs `concurrency` closed loops against `url` for `duration`, sending `bearer` as the
-/// access token if given.
+/// Runs `concurrency` closed loops against `url` for `duration`, sending `header` (a name and
+/// value, e.g. the access token) with every call if given.
 pub async fn run(
     url: &str,
     concurrency: usize,
     duration: Duration,
-    bearer: Option<&str>,
+    header: Option<(&str, &str)>,
 ) -> anyhow::Result<Outcome> {
     let start = Instant::now();
     let deadline = start + duration;
-    let authorization = bearer.map(|t| format!("Bearer {t}"));
+    let header = header.map(|(k, v)| (k.to_string(), v.to_string()));
     let workers = (0..concurrency).map(|_| {
         let url = url.to_string();
-        let authorization = authorization.clone();
+        let header = header.clone();
         tokio::spawn(async move {
             let http = reqwest::Client::builder()
                 .http1_only()
@@ -65,8 +65,8 @@ pub async fn run(
                 i += 1;
                 let t = Instant::now();
                 let mut req = http.post(&url);
-                if let Some(a) = &authorization {
-                    req = req.header("authorization", a);
+                if let Some((k, v)) = &header {
+                    req = req.header(k, v);
                 }
                 let resp = req
                     .header("content-type", "application/json")

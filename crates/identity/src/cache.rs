@@ -1,5 +1,5 @@
-//! A bounded cache keyed by a secret (a token) that never stores the secret itself: entries are
-//! keyed by its SHA-256 and expire at a deadline the caller gives (a token's `exp`).
+//! A bounded cache whose entries expire at a deadline the caller gives (a token's `exp`), and
+//! the SHA-256 that keys caches of values derived from a secret without storing the secret.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -43,7 +43,11 @@ impl<K: std::hash::Hash + Eq + Clone, V: Clone> ExpiringCache<K, V> {
     }
 
     /// The value for `key` if its deadline is later than `now + margin`.
-    pub fn get(&self, key: &K, margin: i64) -> Option<V> {
+    pub fn get<Q>(&self, key: &Q, margin: i64) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let (v, deadline) = entries.get(key)?;
         (*deadline > unix_now() + margin).then(|| v.clone())

@@ -216,23 +216,14 @@ impl Caller {
         }
     }
 
-    /// An authenticated caller with the token it presented.
+    /// An authenticated caller with the token it presented (hashed once, here: derived
+    /// credentials are cached by that hash).
     pub fn authenticated(
         principal: Arc<Principal>,
         token: String,
         expires_at: Option<i64>,
     ) -> Self {
         let hash = crate::cache::hash_secret(&token);
-        Self::verified(principal, token, hash, expires_at)
-    }
-
-    /// As [`Caller::authenticated`], with the token's hash already computed.
-    pub(crate) fn verified(
-        principal: Arc<Principal>,
-        token: String,
-        hash: crate::cache::SecretHash,
-        expires_at: Option<i64>,
-    ) -> Self {
         Caller {
             principal,
             token: Some(Arc::new(InboundToken {

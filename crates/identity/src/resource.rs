@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use gatehouse_config::{AuthConfig, WorkloadKind};
 
-use crate::cache::{ExpiringCache, SecretHash, hash_secret, unix_now};
+use crate::cache::{ExpiringCache, unix_now};
 use crate::error::IdentityError;
 use crate::introspect::Introspector;
 use crate::jwks::{Jwks, KeySource};
@@ -107,7 +107,10 @@ pub struct ResourceServer {
     main: JwtVerifier,
     workloads: Vec<JwtVerifier>,
     introspector: Option<Introspector>,
-    cache: ExpiringCache<SecretHash, Caller>,
+    /// Verified callers by their token. Keyed by the token itself (the `Caller` holds it
+    /// anyway): a lookup hashes it with the map's fast hasher and compares it in full, cheaper
+    /// on every request than a SHA-256.
+    cache: ExpiringCache<String, Caller>,
 }
 
 /// The HTTP client used for IdP traffic: short timeouts, no redirects to other hosts.
@@ -287,8 +290,7 @@ impl ResourceServer {
     /// The caller a token stands for; a token seen before costs one hash and one lookup (the
     /// cached `Caller` already holds the principal and the token).
     async fn verify(&self, token: &str) -> Result<Caller, Refusal> {
-        let key = hash_secret(token);
-        if let Some(caller) = self.cache.get(&key, 0) {
+        if let Some(caller) = self.cache.get(token, 0) {
             return Ok(caller);
         }
         let verified = if looks_like_jwt(token) {
@@ -309,13 +311,10 @@ impl ResourceServer {
             .expires_at
             .unwrap_or(i64::MAX)
             .min(unix_now() + 300);
-        let caller = Caller::verified(
-            verified.principal,
-            token.to_string(),
-            key,
-            verified.expires_at,
-        );
-        self.cache.insert(key, caller.clone(), deadline);
+        let caller =
+            Caller::authenticated(verified.principal, token.to_string(), verified.expires_at);
+        self.cache
+            .insert(token.to_string(), caller.clone(), deadline);
         Ok(caller)
     }
 
