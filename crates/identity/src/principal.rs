@@ -181,7 +181,7 @@ pub struct Caller {
 /// A validated inbound token.
 pub struct InboundToken {
     /// The token as presented.
-    pub(crate) value: String,
+    pub(crate) value: Arc<str>,
     /// Its SHA-256: the key of everything cached for it (computed once, at validation).
     pub(crate) hash: crate::cache::SecretHash,
     /// When it expires (unix seconds), if known.
@@ -227,7 +227,7 @@ impl Caller {
         Caller {
             principal,
             token: Some(Arc::new(InboundToken {
-                value: token,
+                value: token.into(),
                 hash,
                 expires_at,
             })),

@@ -110,7 +110,7 @@ pub struct ResourceServer {
     /// Verified callers by their token. Keyed by the token itself (the `Caller` holds it
     /// anyway): a lookup hashes it with the map's fast hasher and compares it in full, cheaper
     /// on every request than a SHA-256.
-    cache: ExpiringCache<String, Caller>,
+    cache: ExpiringCache<Arc<str>, Caller>,
 }
 
 /// The HTTP client used for IdP traffic: short timeouts, no redirects to other hosts.
@@ -313,8 +313,11 @@ impl ResourceServer {
             .min(unix_now() + 300);
         let caller =
             Caller::authenticated(verified.principal, token.to_string(), verified.expires_at);
-        self.cache
-            .insert(token.to_string(), caller.clone(), deadline);
+        // The key shares the caller's copy of the token.
+        let key = caller
+            .token()
+            .map_or_else(|| token.into(), |t| t.value.clone());
+        self.cache.insert(key, caller.clone(), deadline);
         Ok(caller)
     }
 
