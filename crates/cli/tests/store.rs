@@ -17,23 +17,9 @@ fn default_store_is_sqlite_in_the_data_dir() {
 #[tokio::test]
 async fn postgres_store_by_url_is_migrated_on_start() {
     let pg = PostgresDb::create("gatehouse_cli");
-    let db = pg.name.clone();
     let gh = Gatehouse::start(&["--database-url", &pg.url]);
-    let tables = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            &db,
-            "-tAc",
-            "SELECT max(version) FROM gatehouse_schema",
-        ])
-        .output()
-        .unwrap();
     assert_eq!(
-        String::from_utf8_lossy(&tables.stdout).trim(),
+        psql_in(&pg.name, "SELECT max(version) FROM gatehouse_schema"),
         "1",
         "schema recorded in PostgreSQL"
     );

@@ -334,17 +334,13 @@ pub async fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 /// Runs one SQL statement as the `postgres` superuser on the machine's PostgreSQL server.
 pub fn psql(sql: &str) -> String {
+    psql_in("postgres", sql)
+}
+
+/// Runs one SQL statement in database `db`; returns its output, trimmed.
+pub fn psql_in(db: &str, sql: &str) -> String {
     let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-tAc",
-            sql,
-        ])
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-tAc", sql])
         .output()
         .expect("psql runs (PostgreSQL client)");
     assert!(
