@@ -39,6 +39,7 @@ mod error;
 mod interpolate;
 mod model;
 mod path;
+mod policy;
 mod schema_check;
 mod validate;
 mod yaml;
@@ -59,6 +60,7 @@ pub use model::{
     Config, GatewayConfig, MemberConfig, NAME_PATTERN, ProtocolSetting, ServerConfig, ServerKind,
     StoreConfig, TlsConfig, Transport, VirtualServerConfig,
 };
+pub use policy::{Operation, PoliciesConfig, PolicyEngineKind, ToolOperations};
 pub use validate::{is_loopback_host, valid_tool_name};
 
 use error::Mark;
@@ -135,6 +137,25 @@ pub fn load_str(
     Ok(config)
 }
 
+/// Parses a YAML file other than the configuration (policy test cases, say) into `T`, with
+/// the same positioned errors: file, line, column and field path. `${VAR}` is not
+/// supported there (it is reported as an unset variable).
+pub fn load_yaml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &Path,
+) -> Result<T, ConfigErrors> {
+    let (doc, problems) =
+        yaml::parse(text, &|_| None).map_err(|p| ConfigErrors::from_problems(origin, vec![p]))?;
+    if !problems.is_empty() {
+        return Err(ConfigErrors::from_problems(origin, problems));
+    }
+    serde_path_to_error::deserialize(&doc.value).map_err(|e| {
+        let path = render_serde_path(e.path());
+        let mark = doc.positions.value(&path);
+        ConfigErrors::single(origin, mark, &path, e.into_inner().to_string())
+    })
+}
+
 /// The JSON Schema (draft 2020-12) of the configuration file, generated
 /// from the Rust types, with descriptions taken from their documentation.
 pub fn json_schema() -> Value {
@@ -198,6 +219,13 @@ fn resolve_paths(config: &mut Config, origin: &Path) {
             for secret in [&mut c.client_secret, &mut c.secret].into_iter().flatten() {
                 resolve_secret(secret, &resolve);
             }
+        }
+    }
+    if let Some(policies) = &mut config.policies {
+        for pattern in &mut policies.paths {
+            let mut p = PathBuf::from(&*pattern);
+            resolve(&mut p);
+            *pattern = p.to_string_lossy().into_owned();
         }
     }
     if let Some(tls) = &mut config.gateway.tls {

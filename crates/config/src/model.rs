@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthConfig, CredentialsConfig, ListenerTls, ToolScopes};
 use crate::duration::DurationSpec;
+use crate::policy::{PoliciesConfig, ToolOperations};
 
 /// Pattern for server and virtual server names.
 pub const NAME_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
@@ -40,6 +41,11 @@ pub struct Config {
     /// Where Gatehouse persists state (default: SQLite in the data directory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreConfig>,
+    /// Authorization of every tool call, resource read and prompt by declarative policy.
+    /// Without it authorization is off (a startup warning says so); with it the default is
+    /// deny.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<PoliciesConfig>,
 }
 
 /// The database Gatehouse persists state in.
@@ -176,6 +182,16 @@ pub struct ServerConfig {
     /// token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<CredentialsConfig>,
+    /// What each tool does, for policies (`resource.operation`), keyed by the server's own
+    /// tool names, e.g. `{ search: read, update_issue: write }`. Tools not listed are
+    /// derived from their annotations when `trust_annotations` is set, else `write`.
+    #[serde(default, skip_serializing_if = "ToolOperations::is_empty")]
+    pub operations: ToolOperations,
+    /// Believe the server's tool annotations (`readOnlyHint` → read, `destructiveHint` →
+    /// delete) when classifying operations and show them to policies. Off by default:
+    /// annotations are the server's claims about itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trust_annotations: bool,
 }
 
 static EMPTY_MAP: BTreeMap<String, String> = BTreeMap::new();

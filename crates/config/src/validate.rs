@@ -28,6 +28,9 @@ pub(crate) fn validate(config: &Config, positions: &Positions) -> Vec<Problem> {
         );
     }
     v.gateway(&config.gateway);
+    if let Some(policies) = &config.policies {
+        v.policies(policies);
+    }
     if let Some(store) = &config.store {
         let url = &store.url;
         if !["sqlite://", "postgres://", "postgresql://"]
@@ -250,6 +253,51 @@ impl Validator<'_> {
                     "found an empty scope or one with a space, expected scope tokens such as jira:write".into(),
                 );
             }
+        }
+    }
+
+    fn policies(&mut self, p: &crate::policy::PoliciesConfig) {
+        use crate::policy::PolicyEngineKind as Kind;
+        match (p.engine, &p.url) {
+            (Kind::Http, None) => self.at_value(
+                "policies",
+                "engine http needs url: the base URL of the OPA server, such as \"http://127.0.0.1:8181\"".into(),
+            ),
+            (Kind::Http, Some(u)) => {
+                if !url::Url::parse(u)
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                {
+                    self.at_value(
+                        "policies.url",
+                        format!("found \"{u}\", expected an http(s) URL such as \"http://127.0.0.1:8181\""),
+                    );
+                }
+            }
+            (engine, Some(_)) => self.at_key(
+                "policies.url",
+                format!("url is only valid with engine http, but the engine is {}", engine.as_str()),
+            ),
+            (engine, None) if p.paths.is_empty() => self.at_value(
+                "policies",
+                format!(
+                    "engine {} needs paths: the policy files, such as [\"policies/*.{}\"]",
+                    engine.as_str(),
+                    engine.as_str()
+                ),
+            ),
+            _ => {}
+        }
+        for (i, pattern) in p.paths.iter().enumerate() {
+            if pattern.trim().is_empty() {
+                self.at_value(
+                    &path::index("policies.paths", i),
+                    "found an empty path, expected a file or a pattern such as policies/*.cedar"
+                        .into(),
+                );
+            }
+        }
+        if let Some(d) = p.timeout {
+            self.positive("policies.timeout", d.get());
         }
     }
 
