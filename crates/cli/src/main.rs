@@ -5,6 +5,7 @@
 
 mod demo;
 mod login;
+mod policy;
 mod up;
 
 use std::path::PathBuf;
@@ -92,8 +93,29 @@ enum Command {
     },
     /// Print the JSON Schema of the configuration file (for editors and CI checks).
     Schema,
+    /// Work with the policy set of a configuration: test it, explain a decision, print the
+    /// Cedar schema policies are validated against.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Run the built-in demo MCP server on stdin/stdout (what `gatehouse up` runs by default).
     DemoServer,
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Run the `*.tests.yaml` cases next to the policies and print a table; exits 1 when a
+    /// case fails.
+    Test {
+        /// Configuration file (YAML) with a `policies` block.
+        #[arg(long, short, env = "GATEHOUSE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Decide one request and show which policies decided it (exit 0 allow, 1 deny).
+    Explain(Box<policy::ExplainArgs>),
+    /// Print Gatehouse's Cedar schema (entities, actions, context).
+    Schema,
 }
 
 fn main() -> ExitCode {
@@ -187,6 +209,28 @@ fn main() -> ExitCode {
                     .expect("schema serialises")
             );
             ExitCode::SUCCESS
+        }
+        Command::Policy { command } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            let outcome = match command {
+                PolicyCommand::Test { config } => runtime.block_on(policy::test(&config)),
+                PolicyCommand::Explain(args) => runtime.block_on(policy::explain(&args)),
+                PolicyCommand::Schema => {
+                    print!("{}", gatehouse_policy::GATEHOUSE_SCHEMA);
+                    Ok(true)
+                }
+            };
+            match outcome {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Command::DemoServer => {
             let runtime = tokio::runtime::Builder::new_current_thread()

@@ -102,7 +102,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let bound = listener.local_addr()?;
     let vault = gatehouse_identity::outbound::Vault::open(&data_dir, store.credentials())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let gw = Gateway::new(config, keys, bound, Some(Arc::new(vault)))?;
+    let policies = gatehouse_gateway::authz::load(&config)
+        .await
+        .map_err(|e| anyhow::anyhow!("the policy set cannot be used:\n{e}"))?;
+    let gw = Gateway::new(config, keys, bound, Some(Arc::new(vault)), policies)?;
     if let Some(path) = &args.config {
         let insecure = args.insecure;
         let loader: Arc<gatehouse_gateway::reload::Loader> = Arc::new(move |p: &Path| {
@@ -119,11 +122,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = match tls {
         None => tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_rx.await;
-                })
-                .await
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .await
         }),
         Some(tls) => {
             let handle = axum_server::Handle::new();
@@ -136,7 +142,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             tokio::spawn(async move {
                 axum_server::from_tcp_rustls(listener, tls)?
                     .handle(handle)
-                    .serve(app.into_make_service())
+                    .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
                     .await
             })
         }

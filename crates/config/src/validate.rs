@@ -263,16 +263,16 @@ impl Validator<'_> {
                 "policies",
                 "engine http needs url: the base URL of the OPA server, such as \"http://127.0.0.1:8181\"".into(),
             ),
-            (Kind::Http, Some(u)) => {
+            (Kind::Http, Some(u))
                 if !url::Url::parse(u)
-                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-                {
-                    self.at_value(
-                        "policies.url",
-                        format!("found \"{u}\", expected an http(s) URL such as \"http://127.0.0.1:8181\""),
-                    );
-                }
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) =>
+            {
+                self.at_value(
+                    "policies.url",
+                    format!("found \"{u}\", expected an http(s) URL such as \"http://127.0.0.1:8181\""),
+                );
             }
+            (Kind::Http, Some(_)) => {}
             (engine, Some(_)) => self.at_key(
                 "policies.url",
                 format!("url is only valid with engine http, but the engine is {}", engine.as_str()),

@@ -17,6 +17,8 @@ pub struct CallCtx {
     pub upstream: HashMap<String, UpstreamSession>,
     /// The client's era.
     pub era: Era,
+    /// The protocol version the client speaks (shown to policies).
+    pub protocol_version: String,
     /// Where in-flight notifications and server→client requests go.
     pub events: Option<mpsc::Sender<CallEvent>>,
     /// The client's `Mcp-Param-*` headers (lower-case names), checked against the arguments of

@@ -11,9 +11,11 @@ use tokio::sync::oneshot;
 use crate::backend::CallEvent;
 use crate::backend::ClientContext;
 
+use crate::authz::Item;
 use crate::catalog::{self, ListKind};
 pub use crate::context::CallCtx;
 use crate::snapshot::{Member, VirtualServer};
+use gatehouse_policy::{Action, ItemKind};
 
 /// Largest page the gateway returns for an aggregated list.
 const PAGE_SIZE: usize = 500;
@@ -131,7 +133,22 @@ pub async fn dispatch(vs: &VirtualServer, msg: Message, ctx: &CallCtx) -> Messag
             else {
                 return err(&id, codes::INVALID_PARAMS, "params.uri is required");
             };
-            match catalog::route_resource(vs, &uri, ctx).await {
+            let mut member = catalog::route_resource(vs, &uri, ctx).await;
+            if method != "resources/unsubscribe"
+                && let Some(m) = member
+            {
+                let item = Item {
+                    kind: ItemKind::Resource,
+                    name: &uri,
+                    member: &vs.members[m],
+                    original: &uri,
+                    definition: None,
+                };
+                if !crate::authz::allows(vs, ctx, Action::ReadResource, &item, None).await {
+                    member = None;
+                }
+            }
+            match member {
                 Some(m)
                     if method != "resources/read"
                         && !ctx.has_own_session(&vs.members[m])
@@ -228,10 +245,20 @@ async fn list(vs: &VirtualServer, kind: ListKind, msg: &Message, ctx: &CallCtx) 
             ),
         );
     }
-    let page: Vec<&Value> = merged.items.iter().skip(offset).take(PAGE_SIZE).collect();
+    let shown = crate::authz::visible(vs, ctx, kind, &merged).await;
+    let total = shown.as_ref().map_or(merged.items.len(), Vec::len);
+    let page: Vec<&Value> = match &shown {
+        Some(shown) => shown
+            .iter()
+            .skip(offset)
+            .take(PAGE_SIZE)
+            .map(|&i| &merged.items[i])
+            .collect(),
+        None => merged.items.iter().skip(offset).take(PAGE_SIZE).collect(),
+    };
     let mut result = Map::new();
     result.insert(kind.field().into(), json!(page));
-    if offset + PAGE_SIZE < merged.items.len() {
+    if offset + PAGE_SIZE < total {
         result.insert(
             "nextCursor".into(),
             Value::from(encode_cursor(offset + PAGE_SIZE)),
@@ -297,6 +324,27 @@ async fn call_named(
             format!("Unknown {what}: {name}"),
         );
     };
+    let (action, item_kind, what) = if kind == ListKind::Tools {
+        (Action::CallTool, ItemKind::Tool, "tool")
+    } else {
+        (Action::GetPrompt, ItemKind::Prompt, "prompt")
+    };
+    let item = Item {
+        kind: item_kind,
+        name: &name,
+        member: &vs.members[route.member],
+        original: &route.original,
+        definition: merged.items.get(route.item),
+    };
+    let arguments = msg.params.as_ref().and_then(|p| p.get("arguments"));
+    if !crate::authz::allows(vs, ctx, action, &item, arguments).await {
+        // Exactly what a missing item gets: a denial must not reveal that the item exists.
+        return err(
+            &id,
+            codes::INVALID_PARAMS,
+            format!("Unknown {what}: {name}"),
+        );
+    }
     if let Some(p) = msg.params.as_mut() {
         p["name"] = Value::from(route.original.as_str());
     }
@@ -345,16 +393,44 @@ async fn complete(vs: &VirtualServer, mut msg: Message, ctx: &CallCtx) -> Messag
         Some("ref/prompt") => {
             let name = reference.get("name").and_then(Value::as_str).unwrap_or("");
             let merged = catalog::merged(vs, ListKind::Prompts, ctx).await;
-            merged.routes.get(name).map(|r| {
-                if let Some(p) = msg.params.as_mut() {
-                    p["ref"]["name"] = Value::from(r.original.as_str());
+            match merged.routes.get(name) {
+                Some(r) => {
+                    let item = Item {
+                        kind: ItemKind::Prompt,
+                        name,
+                        member: &vs.members[r.member],
+                        original: &r.original,
+                        definition: merged.items.get(r.item),
+                    };
+                    if crate::authz::allows(vs, ctx, Action::Complete, &item, None).await {
+                        if let Some(p) = msg.params.as_mut() {
+                            p["ref"]["name"] = Value::from(r.original.as_str());
+                        }
+                        Some(r.member)
+                    } else {
+                        None
+                    }
                 }
-                r.member
-            })
+                None => None,
+            }
         }
         Some("ref/resource") => {
             let uri = reference.get("uri").and_then(Value::as_str).unwrap_or("");
-            catalog::route_resource(vs, uri, ctx).await
+            match catalog::route_resource(vs, uri, ctx).await {
+                Some(m) => {
+                    let item = Item {
+                        kind: ItemKind::Resource,
+                        name: uri,
+                        member: &vs.members[m],
+                        original: uri,
+                        definition: None,
+                    };
+                    crate::authz::allows(vs, ctx, Action::Complete, &item, None)
+                        .await
+                        .then_some(m)
+                }
+                None => None,
+            }
         }
         _ => {
             return err(

@@ -7,6 +7,7 @@
 //! in its own era).
 #![warn(missing_docs)]
 
+pub mod authz;
 pub mod backend;
 pub mod catalog;
 pub mod context;
@@ -85,12 +86,14 @@ impl Gateway {
         keys: Keyring,
         listen: SocketAddr,
         vault: Option<Arc<gatehouse_identity::outbound::Vault>>,
+        policies: Option<Arc<gatehouse_policy::Policies>>,
     ) -> Result<Arc<Gateway>, BuildError> {
         let hub = Arc::new(ChangeHub::default());
         let build = BuildContext {
             hub: hub.clone(),
             vault,
             public_base: public_base(&config, &listen.to_string()),
+            decisions: Arc::new(authz::LogDecisions),
         };
         let origin_policy = OriginPolicy {
             loopback: listen.ip().is_loopback(),
@@ -98,7 +101,7 @@ impl Gateway {
         };
         let max_body_bytes = usize::try_from(config.gateway.max_body_bytes).unwrap_or(usize::MAX);
         let sessions = SessionStore::new(config.gateway.session_ttl.get());
-        let snapshot = Snapshot::build(config, None, &build)?;
+        let snapshot = Snapshot::build(config, None, &build, policies)?;
         let gw = Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             hub,
@@ -121,11 +124,16 @@ impl Gateway {
         self.snapshot.load_full()
     }
 
-    /// Swaps in a new config. In-flight requests keep the snapshot they started with; backends
-    /// of unchanged servers carry over; removed ones stop once their last request finishes.
-    pub fn reload(&self, config: Config) -> Result<u64, BuildError> {
+    /// Swaps in a new config and policy set. In-flight requests keep the snapshot they started
+    /// with; backends of unchanged servers carry over; removed ones stop once their last
+    /// request finishes.
+    pub fn reload(
+        &self,
+        config: Config,
+        policies: Option<Arc<gatehouse_policy::Policies>>,
+    ) -> Result<u64, BuildError> {
         let old = self.snapshot();
-        let next = Snapshot::build(config, Some(&old), &self.build)?;
+        let next = Snapshot::build(config, Some(&old), &self.build, policies)?;
         let version = next.version;
         let retired = old.retired_by(&next);
         self.snapshot.store(Arc::new(next));

@@ -1,4 +1,6 @@
-//! Hot reload: watch the config file and swap in a new snapshot when it changes.
+//! Hot reload: watch the config file and the policy files it names, and swap in a new
+//! snapshot when any of them changes. A config or policy set that does not load (or whose
+//! policy tests fail) is logged and the running snapshot keeps serving.
 //!
 //! Polling (content hash once a second) rather than inotify, because it sees every way a file
 //! gets replaced — editors' rename-over, Kubernetes ConfigMap symlink swaps — with no platform
@@ -16,28 +18,48 @@ use crate::Gateway;
 pub type Loader =
     dyn Fn(&std::path::Path) -> Result<gatehouse_config::Config, String> + Send + Sync;
 
-fn digest(path: &std::path::Path) -> Option<[u8; 32]> {
-    std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
+fn digest(path: &std::path::Path, gw: &Gateway) -> Option<[u8; 32]> {
+    let bytes = std::fs::read(path).ok()?;
+    let mut h = Sha256::new();
+    h.update(&bytes);
+    // The running config names the policy files; an edit to the config that changes them is
+    // seen through the config's own bytes.
+    if let Some(p) = &gw.snapshot().config.policies {
+        h.update(gatehouse_policy::fingerprint(p));
+    }
+    Some(h.finalize().into())
 }
 
 /// Watches `path` until the gateway is dropped; an invalid edit is logged and the running
 /// snapshot stays.
 pub fn watch(gw: &Arc<Gateway>, path: PathBuf, interval: Duration, load: Arc<Loader>) {
     let weak = Arc::downgrade(gw);
-    let mut last = digest(&path);
+    let mut last = digest(&path, gw);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         loop {
             tick.tick().await;
             let Some(gw) = weak.upgrade() else { return };
-            let now = digest(&path);
+            let now = digest(&path, &gw);
             if now.is_none() || now == last {
                 continue;
             }
             last = now;
-            match load(&path) {
-                Ok(config) => match gw.reload(config) {
+            let loaded = match load(&path) {
+                Ok(config) => match crate::authz::load(&config).await {
+                    Ok(policies) => Ok((config, policies)),
+                    Err(e) => {
+                        tracing::error!(config = %path.display(), "policy set rejected; the previous one keeps serving:\n{e}");
+                        continue;
+                    }
+                },
+                Err(e) => Err(e),
+            };
+            match loaded {
+                Ok((config, policies)) => match gw.reload(config, policies) {
                     Ok(v) => {
+                        // The new config may name other policy files: fingerprint those.
+                        last = digest(&path, &gw);
                         tracing::info!(config = %path.display(), version = v, "configuration reloaded")
                     }
                     Err(e) => {

@@ -42,6 +42,8 @@ pub struct BuildContext {
     pub vault: Option<Arc<Vault>>,
     /// The gateway's externally visible base URL (OAuth redirect URIs).
     pub public_base: String,
+    /// Where policy decisions are recorded.
+    pub decisions: Arc<dyn crate::authz::DecisionLog>,
 }
 
 /// Reference-counted resource subscriptions the gateway holds at one server for its clients.
@@ -125,6 +127,8 @@ pub struct VirtualServer {
     /// Token validation when the endpoint has `auth` (kept across reloads while its settings
     /// do not change, so cached keys and tokens survive).
     pub auth: Option<Arc<ResourceServer>>,
+    /// The policies deciding every use of an item; `None` when authorization is off.
+    pub authz: Option<crate::authz::Authz>,
 }
 
 impl VirtualServer {
@@ -143,6 +147,8 @@ pub struct Snapshot {
     pub config: Arc<Config>,
     /// Backends by server name.
     pub servers: HashMap<String, Arc<ServerHandle>>,
+    /// The active policy set; `None` when the config has no `policies` block.
+    pub policies: Option<Arc<gatehouse_policy::Policies>>,
     /// Virtual servers by path.
     pub virtual_servers: HashMap<String, Arc<VirtualServer>>,
 }
@@ -155,7 +161,12 @@ impl Snapshot {
         config: Config,
         previous: Option<&Snapshot>,
         ctx: &BuildContext,
+        policies: Option<Arc<gatehouse_policy::Policies>>,
     ) -> Result<Snapshot, BuildError> {
+        let authz = policies.as_ref().map(|p| crate::authz::Authz {
+            policies: p.clone(),
+            log: ctx.decisions.clone(),
+        });
         let hub = &ctx.hub;
         let mut servers = HashMap::new();
         for sc in &config.servers {
@@ -224,6 +235,7 @@ impl Snapshot {
                     members,
                     merged: MergedCache::default(),
                     auth,
+                    authz: authz.clone(),
                 }),
             );
         }
@@ -231,6 +243,7 @@ impl Snapshot {
             version: NEXT_VERSION.fetch_add(1, Ordering::Relaxed),
             config: Arc::new(config),
             servers,
+            policies,
             virtual_servers,
         })
     }

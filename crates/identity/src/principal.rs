@@ -176,6 +176,8 @@ pub struct Caller {
     /// Who is calling.
     pub principal: Arc<Principal>,
     token: Option<Arc<InboundToken>>,
+    /// The peer address of the connection the request came on, when the listener knows it.
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 /// A validated inbound token.
@@ -213,6 +215,7 @@ impl Caller {
                 .get_or_init(|| Arc::new(Principal::anonymous()))
                 .clone(),
             token: None,
+            source_ip: None,
         }
     }
 
@@ -231,6 +234,7 @@ impl Caller {
                 hash,
                 expires_at,
             })),
+            source_ip: None,
         }
     }
 

@@ -105,6 +105,28 @@ pub enum PolicyError {
     Http(String),
 }
 
+/// A hash of every file the policy set of `config` is made of (or of the reason they cannot be
+/// read): it changes whenever a policy, schema or test file is edited, added or removed.
+pub fn fingerprint(config: &PoliciesConfig) -> [u8; 32] {
+    let ext = match config.engine {
+        PolicyEngineKind::Cedar => "cedar",
+        PolicyEngineKind::Rego | PolicyEngineKind::Http => "rego",
+    };
+    let mut hash = Sha256::new();
+    match source::collect(&config.paths, ext) {
+        Ok(sources) => {
+            for f in sources.all() {
+                hash.update(f.path.to_string_lossy().as_bytes());
+                hash.update([0]);
+                hash.update(&f.text);
+                hash.update([0]);
+            }
+        }
+        Err(e) => hash.update(e.to_string()),
+    }
+    hash.finalize().into()
+}
+
 /// Where one policy comes from and what it carries (for `policy explain` and decision logs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyInfo {
@@ -124,8 +146,8 @@ pub struct PolicyInfo {
 
 #[derive(Debug)]
 enum Engine {
-    Cedar(cedar::CedarEngine),
-    Rego(rego::RegoEngine),
+    Cedar(Box<cedar::CedarEngine>),
+    Rego(Box<rego::RegoEngine>),
     Http(http::HttpEngine),
 }
 
@@ -148,13 +170,13 @@ impl Policies {
                 let sources = source::collect(&config.paths, "cedar")?;
                 let engine = cedar::CedarEngine::load(&sources.policies, &sources.schemas)?;
                 let warnings = engine.warnings.clone();
-                (Engine::Cedar(engine), sources, warnings)
+                (Engine::Cedar(Box::new(engine)), sources, warnings)
             }
             PolicyEngineKind::Rego => {
                 let sources = source::collect(&config.paths, "rego")?;
                 let engine =
                     rego::RegoEngine::load(&sources.policies, timeout.unwrap_or(DEFAULT_TIMEOUT))?;
-                (Engine::Rego(engine), sources, Vec::new())
+                (Engine::Rego(Box::new(engine)), sources, Vec::new())
             }
             PolicyEngineKind::Http => {
                 let sources = source::collect(&config.paths, "rego")?;

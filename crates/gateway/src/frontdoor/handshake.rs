@@ -215,6 +215,7 @@ pub(super) async fn handle(
                 client: session.client(caller),
                 upstream: session.claims.up.clone(),
                 era: Era::Handshake,
+                protocol_version: session.version.as_str().to_string(),
                 events: None,
                 param_headers: Vec::new(),
             };

@@ -131,6 +131,11 @@ async fn entry(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         Ok(c) => c,
         Err(refusal) => return refusal,
     };
+    let mut caller = caller;
+    caller.source_ip = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     if let Some((_, server)) = authorize {
         return oauth::authorize(&vs, server, parts.uri.query(), &caller).await;
     }

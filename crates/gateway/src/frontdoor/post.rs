@@ -335,6 +335,7 @@ async fn stateless(
         client,
         upstream: HashMap::new(),
         era: Era::Stateless,
+        protocol_version: version.clone(),
         events: None,
         param_headers,
     };

@@ -195,6 +195,7 @@ pub(super) async fn delete(
             client: session.client(&caller),
             upstream: session.claims.up.clone(),
             era: gatehouse_wire::Era::Handshake,
+            protocol_version: session.version.as_str().to_string(),
             events: None,
             param_headers: Vec::new(),
         };

@@ -354,7 +354,7 @@ impl HttpBackend {
 
     fn expect_reply(&self, posted: Posted) -> Result<Message, BackendError> {
         match posted {
-            Posted::Reply(m, _) => Ok(m),
+            Posted::Reply(m, _) => Ok(*m),
             Posted::Accepted => Err(BackendError::Protocol {
                 server: self.name.clone(),
                 reason: "request answered with 202".into(),

@@ -17,7 +17,7 @@ const MAX_STREAM_RESUMES: usize = 16;
 /// What one POST produced.
 pub(super) enum Posted {
     Accepted,
-    Reply(Message, Option<String>),
+    Reply(Box<Message>, Option<String>),
 }
 
 impl HttpBackend {
@@ -113,12 +113,12 @@ impl HttpBackend {
             return self
                 .read_stream(resp, msg.id.as_ref(), session, version, events, auth)
                 .await
-                .map(|m| Posted::Reply(m, new_session));
+                .map(|m| Posted::Reply(Box::new(m), new_session));
         }
         let body = self.read_limited(resp).await?;
         match Message::parse(&body) {
             Ok(m) if matches!(m.kind(), MessageKind::Result | MessageKind::Error) => {
-                Ok(Posted::Reply(m, new_session))
+                Ok(Posted::Reply(Box::new(m), new_session))
             }
             _ if !status.is_success() => Err(BackendError::HttpStatus {
                 server: self.name.clone(),
