@@ -28,8 +28,10 @@ pub struct CedarEngine {
     index: index::ScopeIndex,
     names: Names,
     authorizer: Authorizer,
-    /// Whether any policy reads `context.arguments` (else they are not converted).
-    reads_arguments: bool,
+    /// The attribute names the policies can read (others are not built).
+    reads: request::Reads,
+    extensions: request::ExtensionValues,
+    entities: request::EntityCache,
     /// Validation warnings, for the load report.
     pub warnings: Vec<String>,
 }
@@ -123,14 +125,17 @@ impl CedarEngine {
         let warnings = validate(&schema, &set, &origin)?;
         let policies: Vec<Policy> = set.policies().cloned().collect();
         let names = Names::default();
-        let reads_arguments = policies.iter().any(|p| p.to_string().contains("arguments"));
+        let texts: Vec<String> = policies.iter().map(ToString::to_string).collect();
+        let reads = request::Reads::of(texts.iter().map(String::as_str));
         Ok(CedarEngine {
             index: index::ScopeIndex::build(&policies, &names),
             policies,
             info,
             names,
             authorizer: Authorizer::new(),
-            reads_arguments,
+            reads,
+            extensions: request::ExtensionValues::default(),
+            entities: request::EntityCache::default(),
             warnings,
         })
     }
@@ -148,7 +153,13 @@ impl CedarEngine {
     /// Decides `req`. Denies when the request cannot be built, and when a `forbid` policy
     /// fails to evaluate (Cedar skips erroring policies; for a forbid that would fail open).
     pub fn decide(&self, req: &PolicyRequest) -> Verdict {
-        let (request, entities) = match request::build(&self.names, req, self.reads_arguments) {
+        let (request, entities) = match request::build(
+            &self.names,
+            req,
+            &self.reads,
+            &self.extensions,
+            &self.entities,
+        ) {
             Ok(r) => r,
             Err(e) => return Verdict::deny(format!("request cannot be evaluated: {e}")),
         };

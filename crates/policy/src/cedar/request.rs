@@ -81,80 +81,204 @@ impl Names {
 /// Why a request could not be put to Cedar.
 pub type BuildFailure = String;
 
-/// The Cedar request and entities for `req`; `arguments` false leaves `context.arguments`
-/// empty (no policy reads it, so converting it would be wasted work).
+/// Which attributes the policy set can read. Cedar reads an attribute only by its literal
+/// name, so an attribute whose name appears nowhere in the policies is never read and need not
+/// be built (building each costs an evaluation).
+#[derive(Debug, Clone, Default)]
+pub struct Reads {
+    words: std::collections::HashSet<String>,
+}
+
+impl Reads {
+    /// The identifiers and string literals of `texts`.
+    pub fn of<'a>(texts: impl IntoIterator<Item = &'a str>) -> Reads {
+        let mut words = std::collections::HashSet::new();
+        for t in texts {
+            for w in t.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+                if !w.is_empty() {
+                    words.insert(w.to_string());
+                }
+            }
+        }
+        Reads { words }
+    }
+
+    /// True when some policy may read `attr`.
+    pub fn reads(&self, attr: &str) -> bool {
+        self.words.contains(attr)
+    }
+}
+
+/// Extension values (`ip(…)`, `datetime(…)`) by their text. Building one from scratch parses
+/// the extension's name each time (several µs); the values repeat (a client's address, the
+/// current second), so they are built once.
+#[derive(Debug, Default)]
+pub struct ExtensionValues {
+    cache: std::sync::RwLock<HashMap<(bool, String), RestrictedExpression>>,
+    /// Whole contexts of requests whose arguments no policy reads.
+    contexts: std::sync::RwLock<HashMap<String, Context>>,
+}
+
+/// Most cached extension values before the cache starts over.
+const MAX_EXTENSION_VALUES: usize = 4096;
+
+impl ExtensionValues {
+    fn get(&self, datetime: bool, text: &str) -> RestrictedExpression {
+        let key = (datetime, text.to_string());
+        if let Some(v) = self.cache.read().expect("extension cache").get(&key) {
+            return v.clone();
+        }
+        let v = if datetime {
+            RestrictedExpression::new_datetime(text)
+        } else {
+            RestrictedExpression::new_ip(text)
+        };
+        let mut cache = self.cache.write().expect("extension cache");
+        if cache.len() >= MAX_EXTENSION_VALUES {
+            cache.clear();
+        }
+        cache.insert(key, v.clone());
+        v
+    }
+}
+
+/// What the entities of a request depend on: the principal and the item as policies see them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct EntitiesKey {
+    principal: crate::request::PrincipalInput,
+    kind: crate::request::ItemKind,
+    name: String,
+    server: String,
+    virtual_server: String,
+    operation: gatehouse_config::Operation,
+    annotations: serde_json::Map<String, Value>,
+}
+
+impl EntitiesKey {
+    fn of(req: &PolicyRequest) -> EntitiesKey {
+        let r = &req.resource;
+        EntitiesKey {
+            principal: req.principal.clone(),
+            kind: r.kind,
+            name: r.name.clone(),
+            server: r.server.clone(),
+            virtual_server: r.virtual_server.clone(),
+            operation: r.operation,
+            annotations: r.annotations.clone(),
+        }
+    }
+
+    /// Compares without building a key (lookups allocate nothing).
+    fn matches(&self, req: &PolicyRequest) -> bool {
+        let r = &req.resource;
+        self.principal == req.principal
+            && self.kind == r.kind
+            && self.name == r.name
+            && self.server == r.server
+            && self.virtual_server == r.virtual_server
+            && self.operation == r.operation
+            && self.annotations == r.annotations
+    }
+}
+
+/// Most cached entity sets before the cache starts over.
+const MAX_ENTITY_SETS: usize = 16_384;
+
+type EntityBucket = Vec<(EntitiesKey, std::sync::Arc<Entities>)>;
+
+/// Entity sets by principal and item. Building one costs more than deciding (Cedar computes
+/// the ancestor closure on every `Entities`); a caller calls the same items again and again.
+/// Keyed by the full attribute values (hashed with a per-process random key, compared in
+/// full), so a changed group membership is a different entry.
+#[derive(Debug, Default)]
+pub struct EntityCache {
+    hasher: std::collections::hash_map::RandomState,
+    sets: std::sync::RwLock<HashMap<u64, EntityBucket>>,
+}
+
+impl EntityCache {
+    fn hash(&self, req: &PolicyRequest) -> u64 {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = self.hasher.build_hasher();
+        let r = &req.resource;
+        req.principal.hash(&mut h);
+        (r.kind, &r.name, &r.server, &r.virtual_server, r.operation).hash(&mut h);
+        for (k, v) in &r.annotations {
+            k.hash(&mut h);
+            v.to_string().hash(&mut h);
+        }
+        h.finish()
+    }
+}
+
+/// The Cedar request for `req` and its entities (from `cache` when the same principal used
+/// the same item before), with only the attributes `reads` names.
 pub fn build(
     names: &Names,
     req: &PolicyRequest,
-    arguments: bool,
-) -> Result<(Request, Entities), BuildFailure> {
+    reads: &Reads,
+    extensions: &ExtensionValues,
+    cache: &EntityCache,
+) -> Result<(Request, std::sync::Arc<Entities>), BuildFailure> {
     let p = &req.principal;
     let ptype = match p.kind {
         PrincipalKind::User => &names.user,
         PrincipalKind::Workload => &names.workload,
     };
     let principal = EntityUid::from_type_name_and_id(ptype.clone(), EntityId::new(&p.sub));
-    let set = |v: &[String]| {
-        RestrictedExpression::new_set(
-            v.iter()
-                .map(|s| RestrictedExpression::new_string(s.clone())),
-        )
-    };
-    let str = |s: &str| RestrictedExpression::new_string(s.to_string());
-    let pattrs = HashMap::from([
-        ("sub".to_string(), str(&p.sub)),
-        ("email".to_string(), str(&p.email)),
-        ("groups".to_string(), set(&p.groups)),
-        ("roles".to_string(), set(&p.roles)),
-        ("tenant".to_string(), str(&p.tenant)),
-        ("issuer".to_string(), str(&p.issuer)),
-        ("scopes".to_string(), set(&p.scopes)),
-        ("client_id".to_string(), str(&p.client_id)),
-    ]);
     let r = &req.resource;
     let resource =
         EntityUid::from_type_name_and_id(names.item_type(r.kind).clone(), EntityId::new(r.id()));
-    let rattrs = HashMap::from([
-        ("name".to_string(), str(&r.name)),
-        ("server".to_string(), str(&r.server)),
-        ("virtual_server".to_string(), str(&r.virtual_server)),
-        ("operation".to_string(), str(r.operation.as_str())),
-        ("annotations".to_string(), annotations(&r.annotations)),
-    ]);
-    let parents = HashSet::from([
-        names.server(&r.server),
-        names.virtual_server(&r.virtual_server),
-    ]);
-    let entities = [
-        Entity::new(principal.clone(), pattrs, HashSet::new()).map_err(|e| e.to_string())?,
-        Entity::new(resource.clone(), rattrs, parents).map_err(|e| e.to_string())?,
-    ];
-    let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
-    let c = &req.context;
-    let args = if arguments {
-        json_to_cedar(&c.arguments)
-    } else {
-        RestrictedExpression::new_record([]).expect("an empty record")
+    let hash = cache.hash(req);
+    let cached = cache
+        .sets
+        .read()
+        .expect("entity cache")
+        .get(&hash)
+        .and_then(|bucket| bucket.iter().find(|(k, _)| k.matches(req)))
+        .map(|(_, e)| e.clone());
+    let entities = match cached {
+        Some(e) => e,
+        None => {
+            let e = std::sync::Arc::new(entities(names, req, reads, &principal, &resource)?);
+            let mut sets = cache.sets.write().expect("entity cache");
+            if sets.len() >= MAX_ENTITY_SETS {
+                sets.clear();
+            }
+            sets.entry(hash)
+                .or_default()
+                .push((EntitiesKey::of(req), e.clone()));
+            e
+        }
     };
-    let client = RestrictedExpression::new_record([
-        ("name".to_string(), str(&c.client.name)),
-        ("version".to_string(), str(&c.client.version)),
-    ])
-    .expect("distinct keys");
-    let context = Context::from_pairs([
-        ("arguments".to_string(), args),
-        ("client".to_string(), client),
-        (
-            "source_ip".to_string(),
-            RestrictedExpression::new_ip(&c.source_ip),
-        ),
-        (
-            "time".to_string(),
-            RestrictedExpression::new_datetime(&c.time),
-        ),
-        ("protocol_version".to_string(), str(&c.protocol_version)),
-    ])
-    .map_err(|e| format!("context: {}", crate::diagnostic_message(&e)))?;
+    let context = if reads.reads("arguments") {
+        context(req, reads, extensions)?
+    } else {
+        // Without arguments the context repeats (same client, address and second): reuse it.
+        let c = &req.context;
+        let key = format!(
+            "{}|{}|{}|{}|{}",
+            c.source_ip, c.time, c.client.name, c.client.version, c.protocol_version
+        );
+        let hit = extensions
+            .contexts
+            .read()
+            .expect("context cache")
+            .get(&key)
+            .cloned();
+        match hit {
+            Some(ctx) => ctx,
+            None => {
+                let ctx = context(req, reads, extensions)?;
+                let mut contexts = extensions.contexts.write().expect("context cache");
+                if contexts.len() >= MAX_EXTENSION_VALUES {
+                    contexts.clear();
+                }
+                contexts.insert(key, ctx.clone());
+                ctx
+            }
+        }
+    };
     let request = Request::new(
         principal,
         names.action(req.action).clone(),
@@ -164,6 +288,88 @@ pub fn build(
     )
     .map_err(|e| e.to_string())?;
     Ok((request, entities))
+}
+
+/// The context of `req`, with only the fields `reads` names.
+fn context(
+    req: &PolicyRequest,
+    reads: &Reads,
+    extensions: &ExtensionValues,
+) -> Result<Context, BuildFailure> {
+    let str = |s: &str| RestrictedExpression::new_string(s.to_string());
+    let c = &req.context;
+    let mut context: Vec<(String, RestrictedExpression)> = Vec::with_capacity(5);
+    if reads.reads("arguments") {
+        context.push(("arguments".into(), json_to_cedar(&c.arguments)));
+    }
+    if reads.reads("client") {
+        let client = RestrictedExpression::new_record([
+            ("name".to_string(), str(&c.client.name)),
+            ("version".to_string(), str(&c.client.version)),
+        ])
+        .expect("distinct keys");
+        context.push(("client".into(), client));
+    }
+    if reads.reads("source_ip") {
+        context.push(("source_ip".into(), extensions.get(false, &c.source_ip)));
+    }
+    if reads.reads("time") {
+        context.push(("time".into(), extensions.get(true, &c.time)));
+    }
+    if reads.reads("protocol_version") {
+        context.push(("protocol_version".into(), str(&c.protocol_version)));
+    }
+    Context::from_pairs(context).map_err(|e| format!("context: {}", crate::diagnostic_message(&e)))
+}
+
+/// The principal and item entities of `req`.
+fn entities(
+    names: &Names,
+    req: &PolicyRequest,
+    reads: &Reads,
+    principal: &EntityUid,
+    resource: &EntityUid,
+) -> Result<Entities, BuildFailure> {
+    let p = &req.principal;
+    let set = |v: &[String]| {
+        RestrictedExpression::new_set(
+            v.iter()
+                .map(|s| RestrictedExpression::new_string(s.clone())),
+        )
+    };
+    let str = |s: &str| RestrictedExpression::new_string(s.to_string());
+    let mut pattrs = HashMap::new();
+    let put = |map: &mut HashMap<String, RestrictedExpression>,
+               name: &str,
+               value: &dyn Fn() -> RestrictedExpression| {
+        if reads.reads(name) {
+            map.insert(name.to_string(), value());
+        }
+    };
+    put(&mut pattrs, "sub", &|| str(&p.sub));
+    put(&mut pattrs, "email", &|| str(&p.email));
+    put(&mut pattrs, "groups", &|| set(&p.groups));
+    put(&mut pattrs, "roles", &|| set(&p.roles));
+    put(&mut pattrs, "tenant", &|| str(&p.tenant));
+    put(&mut pattrs, "issuer", &|| str(&p.issuer));
+    put(&mut pattrs, "scopes", &|| set(&p.scopes));
+    put(&mut pattrs, "client_id", &|| str(&p.client_id));
+    let r = &req.resource;
+    let mut rattrs = HashMap::new();
+    put(&mut rattrs, "name", &|| str(&r.name));
+    put(&mut rattrs, "server", &|| str(&r.server));
+    put(&mut rattrs, "virtual_server", &|| str(&r.virtual_server));
+    put(&mut rattrs, "operation", &|| str(r.operation.as_str()));
+    put(&mut rattrs, "annotations", &|| annotations(&r.annotations));
+    let parents = HashSet::from([
+        names.server(&r.server),
+        names.virtual_server(&r.virtual_server),
+    ]);
+    let entities = [
+        Entity::new(principal.clone(), pattrs, HashSet::new()).map_err(|e| e.to_string())?,
+        Entity::new(resource.clone(), rattrs, parents).map_err(|e| e.to_string())?,
+    ];
+    Entities::from_entities(entities, None).map_err(|e| e.to_string())
 }
 
 /// MCP tool annotations with the types the schema declares; anything else is left out.
