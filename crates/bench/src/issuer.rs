@@ -43,7 +43,8 @@ impl Issuer {
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(KID.into());
         let claims = json!({"iss": self.url, "sub": sub, "aud": aud, "iat": now, "exp": now + 600,
-            "jti": self.serial.fetch_add(1, Ordering::Relaxed), "scope": "mcp:tools"});
+            "jti": self.serial.fetch_add(1, Ordering::Relaxed), "scope": "mcp:tools",
+            "groups": ["bench-users", "g1", "g2"]});
         jsonwebtoken::encode(&header, &claims, &self.key).expect("signing with a valid key")
     }
 }

@@ -8,6 +8,7 @@ mod echo;
 mod identity;
 mod issuer;
 mod load;
+mod policy;
 mod relay;
 
 use std::io::{BufRead, BufReader};
@@ -44,6 +45,11 @@ pub(crate) struct Args {
     /// tool calls through an authenticated endpoint with and without a cached token exchange.
     #[arg(long)]
     identity: bool,
+    /// Also measure authorization: tool calls through a gateway deciding each with a Cedar
+    /// policy set of 1,000 RBAC policies, open and with JWT authentication (and the decision
+    /// log written), against the same gateway without policies and the backend directly.
+    #[arg(long)]
+    policy: bool,
     /// Internal: serve the minimal relay to this backend address (used by --floor).
     #[arg(long, hide = true)]
     serve_relay: Option<std::net::SocketAddr>,
@@ -110,11 +116,31 @@ fn echo_config(backend: std::net::SocketAddr) -> String {
 }
 
 fn start_gateway(bin: &PathBuf, config: &str, workers: Option<usize>) -> anyhow::Result<Gateway> {
+    start_gateway_with(bin, config, workers, &[], "warn")
+}
+
+/// Starts the gateway with extra files next to its config (policies) and a log filter; with
+/// anything beyond `warn`, its log goes to a file in its folder rather than the terminal.
+fn start_gateway_with(
+    bin: &PathBuf,
+    config: &str,
+    workers: Option<usize>,
+    files: &[(&str, String)],
+    log: &str,
+) -> anyhow::Result<Gateway> {
     let dir = tempfile::tempdir()?;
     let cfg = dir.path().join("bench.yaml");
     std::fs::write(&cfg, config)?;
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text)?;
+    }
+    let stderr = if log == "warn" {
+        Stdio::inherit()
+    } else {
+        Stdio::from(std::fs::File::create(dir.path().join("gatehouse.log"))?)
+    };
     let mut cmd = Command::new(bin);
-    cmd.args(["up", "--listen", "127.0.0.1:0", "--log", "warn"]);
+    cmd.args(["up", "--listen", "127.0.0.1:0", "--log", log]);
     if let Some(w) = workers {
         cmd.arg("--workers").arg(w.to_string());
     }
@@ -124,7 +150,7 @@ fn start_gateway(bin: &PathBuf, config: &str, workers: Option<usize>) -> anyhow:
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
     let base = listening_url(&mut child)?;
@@ -281,6 +307,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     drop(gw);
     if args.identity {
         identity::run(&bin, backend, &args).await?;
+    }
+    if args.policy {
+        policy::run(&bin, backend, &args).await?;
     }
     Ok(())
 }

@@ -32,36 +32,59 @@ pub struct DecisionRecord<'a> {
     pub decision: &'a Decision,
 }
 
-/// Writes each decision as an `info` line with target `gatehouse::decision` (allowed and
-/// denied alike: the decision log is an audit trail).
+/// Writes each decision as a log line with target `gatehouse::decision`: denials at `info`,
+/// allowed requests at `debug` (`--log info,gatehouse::decision=debug` shows every decision).
+/// A line per allowed call costs more CPU than the decision itself (see README, Benchmark);
+/// the audit journal is the durable, complete record.
 #[derive(Debug, Default)]
 pub struct LogDecisions;
 
 impl DecisionLog for LogDecisions {
     fn record(&self, r: &DecisionRecord<'_>) {
         let d = r.decision;
-        let q = r.request;
-        let obligations: Vec<String> = d
-            .obligations
-            .iter()
-            .map(|o| format!("{}:{}", o.kind, o.target))
-            .collect();
-        tracing::info!(
-            target: "gatehouse::decision",
-            allowed = d.allowed,
-            principal = %format_args!("{}::{:?}", q.principal.kind.as_str(), q.principal.sub),
-            action = q.action.as_str(),
-            resource = %format_args!("{}::{:?}", q.resource.kind.as_str(), q.resource.id()),
-            server = %q.resource.server,
-            operation = q.resource.operation.as_str(),
-            policies = %d.policies.join(","),
-            reason = d.reason.as_deref().unwrap_or(""),
-            obligations = %obligations.join(","),
-            policy_version = %d.version,
-            engine = d.engine,
-            latency_us = d.latency.as_micros() as u64,
-            "policy decision"
-        );
+        if d.allowed {
+            if tracing::enabled!(target: "gatehouse::decision", tracing::Level::DEBUG) {
+                log_decision(r, tracing::Level::DEBUG);
+            }
+        } else {
+            log_decision(r, tracing::Level::INFO);
+        }
+    }
+}
+
+fn log_decision(r: &DecisionRecord<'_>, level: tracing::Level) {
+    let d = r.decision;
+    let q = r.request;
+    let obligations: Vec<String> = d
+        .obligations
+        .iter()
+        .map(|o| format!("{}:{}", o.kind, o.target))
+        .collect();
+    macro_rules! line {
+        ($lvl:expr) => {
+            tracing::event!(
+                target: "gatehouse::decision",
+                $lvl,
+                allowed = d.allowed,
+                principal = %format_args!("{}::{:?}", q.principal.kind.as_str(), q.principal.sub),
+                action = q.action.as_str(),
+                resource = %format_args!("{}::{:?}", q.resource.kind.as_str(), q.resource.id()),
+                server = %q.resource.server,
+                operation = q.resource.operation.as_str(),
+                policies = %d.policies.join(","),
+                reason = d.reason.as_deref().unwrap_or(""),
+                obligations = %obligations.join(","),
+                policy_version = %d.version,
+                engine = d.engine,
+                latency_us = d.latency.as_micros() as u64,
+                "policy decision"
+            )
+        };
+    }
+    if level == tracing::Level::DEBUG {
+        line!(tracing::Level::DEBUG);
+    } else {
+        line!(tracing::Level::INFO);
     }
 }
 
