@@ -60,6 +60,9 @@ pub struct Gateway {
     pub max_body_bytes: usize,
     /// What snapshot builds need (hub, vault, public URL).
     build: BuildContext,
+    /// Announces each change of the policy set to open streams (callers whose view changed
+    /// get `list_changed`).
+    pub policy_swaps: tokio::sync::broadcast::Sender<authz::PolicySwap>,
     draining: AtomicBool,
 }
 
@@ -112,6 +115,7 @@ impl Gateway {
             origin_policy,
             max_body_bytes,
             build,
+            policy_swaps: tokio::sync::broadcast::channel(16).0,
             draining: AtomicBool::new(false),
         });
         gw.spawn_cache_invalidation();
@@ -136,7 +140,25 @@ impl Gateway {
         let next = Snapshot::build(config, Some(&old), &self.build, policies)?;
         let version = next.version;
         let retired = old.retired_by(&next);
+        let swap = (old.policies.as_ref().map(|p| p.version().clone())
+            != next.policies.as_ref().map(|p| p.version().clone()))
+        .then(|| {
+            let authz = |p: &Option<Arc<gatehouse_policy::Policies>>| {
+                p.clone().map(|policies| authz::Authz {
+                    policies,
+                    log: self.build.decisions.clone(),
+                })
+            };
+            authz::PolicySwap {
+                before: authz(&old.policies),
+                after: authz(&next.policies),
+            }
+        });
         self.snapshot.store(Arc::new(next));
+        if let Some(swap) = swap {
+            // Nobody listening is fine.
+            let _ = self.policy_swaps.send(swap);
+        }
         for handle in retired {
             tokio::spawn(async move {
                 // Wait for in-flight calls (which hold the old snapshot) to let go.

@@ -293,7 +293,15 @@ async fn stateless(
         );
     }
     if msg.method() == "subscriptions/listen" {
-        return super::stream::listen(gw, vs, msg, request_id).await;
+        let ctx = CallCtx {
+            client: client.clone(),
+            upstream: HashMap::new(),
+            era: Era::Stateless,
+            protocol_version: version.clone(),
+            events: None,
+            param_headers: Vec::new(),
+        };
+        return super::stream::listen(gw, vs, msg, ctx, request_id).await;
     }
     let can_stream = accepts_sse(&headers);
     let mut msg = msg;

@@ -95,6 +95,15 @@ pub(super) async fn get(
     }
     let (tx, rx) = mpsc::channel::<Message>(64);
     relay_member_streams(&vs, &session, &caller, &tx).await;
+    let ctx = crate::dispatch::CallCtx {
+        client: session.client(&caller),
+        upstream: session.claims.up.clone(),
+        era: gatehouse_wire::Era::Handshake,
+        protocol_version: session.version.as_str().to_string(),
+        events: None,
+        param_headers: Vec::new(),
+    };
+    watch_policy(&gw, vs.path.clone(), ctx, tx.clone());
     let changes = gw.hub.subscribe();
     let stream = merged_stream(vs, changes, rx, None, Some(session));
     sse_response(Body::from_stream(stream), &request_id)
@@ -221,10 +230,54 @@ pub(super) async fn delete(
     StatusCode::OK.into_response()
 }
 
+/// Tells this stream's caller when a policy change alters what it may see: the lists whose
+/// visible items differ get `list_changed`. Ends with the stream.
+fn watch_policy(
+    gw: &Arc<Gateway>,
+    path: String,
+    ctx: crate::dispatch::CallCtx,
+    tx: mpsc::Sender<Message>,
+) {
+    let mut swaps = gw.policy_swaps.subscribe();
+    let weak = Arc::downgrade(gw);
+    tokio::spawn(async move {
+        loop {
+            let swap = tokio::select! {
+                r = swaps.recv() => r,
+                _ = tx.closed() => return,
+            };
+            let methods: Vec<&'static str> = match swap {
+                Ok(swap) => {
+                    let Some(vs) = weak
+                        .upgrade()
+                        .and_then(|gw| gw.snapshot().virtual_servers.get(&path).cloned())
+                    else {
+                        return;
+                    };
+                    crate::authz::changed_lists(&vs, &ctx, &swap).await
+                }
+                // Missed changes: tell the client to look again rather than leave it stale.
+                Err(broadcast::error::RecvError::Lagged(_)) => vec![
+                    "notifications/tools/list_changed",
+                    "notifications/prompts/list_changed",
+                    "notifications/resources/list_changed",
+                ],
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            for m in methods {
+                if tx.send(Message::notification(m, None)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+}
+
 pub(super) async fn listen(
     gw: Arc<Gateway>,
     vs: Arc<VirtualServer>,
     msg: Message,
+    ctx: crate::dispatch::CallCtx,
     request_id: String,
 ) -> Response {
     let id = msg.id.clone().unwrap_or(Id::Null);
@@ -254,8 +307,9 @@ pub(super) async fn listen(
         "notifications/subscriptions/acknowledged",
         Some(json!({"notifications": honoured.clone(), "_meta": ack_meta})),
     );
-    let (tx, rx) = mpsc::channel::<Message>(1);
+    let (tx, rx) = mpsc::channel::<Message>(4);
     let _ = tx.send(ack).await;
+    watch_policy(&gw, vs.path.clone(), ctx, tx.clone());
     let changes = gw.hub.subscribe();
     let stream = merged_stream(vs, changes, rx, Some((id, honoured, tx)), None);
     sse_response(Body::from_stream(stream), &request_id)

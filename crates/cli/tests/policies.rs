@@ -1,0 +1,126 @@
+//! Policy changes reach connected callers: a caller whose view a new policy set alters gets
+//! `list_changed` on its open stream (a 2025-era GET stream, a 2026-07-28
+//! `subscriptions/listen`); a change that alters nothing it can see sends nothing.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+const ECHO_ONLY: &str = r#"permit (principal, action == Gatehouse::Action::"call_tool", resource == Gatehouse::Tool::"default/echo");
+"#;
+
+fn count(gh: &Gatehouse, needle: &str) -> usize {
+    gh.log.lock().unwrap().matches(needle).count()
+}
+
+/// Reads `stream` for `within`, returning what arrived.
+async fn read_for(stream: &mut reqwest::Response, within: Duration) -> String {
+    let mut seen = String::new();
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.chunk()).await {
+            Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => break,
+        }
+    }
+    seen
+}
+
+/// Reads `stream` until `needle` arrives (or 15 s pass).
+async fn read_until(stream: &mut reqwest::Response, needle: &str) -> String {
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !seen.contains(needle) && Instant::now() < deadline {
+        if let Ok(Ok(Some(chunk))) =
+            tokio::time::timeout(Duration::from_millis(500), stream.chunk()).await
+        {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    seen
+}
+
+async fn wait_reloads(gh: &Gatehouse, n: usize) {
+    assert!(
+        eventually(Duration::from_secs(15), || count(gh, "configuration reloaded") >= n).await,
+        "the policy edit was not applied:\n{}",
+        gh.log.lock().unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_changes_send_list_changed_to_callers_whose_view_they_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(policies.join("base.cedar"), ECHO_ONLY).unwrap();
+    let yaml = format!(
+        "{}policies:\n  engine: cedar\n  paths: [policies]\n",
+        demo_member_yaml("")
+    );
+    let cfg = write_config(dir.path(), &yaml);
+    let gh = Gatehouse::start(&["--config", cfg.to_str().unwrap()]);
+    let url = gh.url("/mcp");
+
+    // A 2025-era session with its GET stream, and a 2026-07-28 subscriptions/listen stream.
+    let legacy = Legacy::connect(&url).await;
+    let mut get_stream = legacy
+        .http
+        .get(&legacy.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &legacy.session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get_stream.status(), 200);
+    let listen_body = json!({"jsonrpc":"2.0","id":"sub-1","method":"subscriptions/listen","params":{
+        "notifications": {"toolsListChanged": true},
+        "_meta": {"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}});
+    let mut listen_stream = client()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "subscriptions/listen")
+        .body(listen_body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listen_stream.status(), 200);
+    let ack = read_until(&mut listen_stream, "subscriptions/acknowledged").await;
+    assert!(ack.contains("subscriptions/acknowledged"), "{ack}");
+
+    let (_, list) = legacy.request(1, "tools/list", json!({})).await;
+    assert_eq!(tool_names(&list), ["echo"]);
+
+    // A permission for someone else: this caller sees the same tools, so hears nothing.
+    std::fs::write(
+        policies.join("other.cedar"),
+        r#"permit (principal == Gatehouse::User::"someone-else", action, resource);"#,
+    )
+    .unwrap();
+    wait_reloads(&gh, 1).await;
+    let quiet = read_for(&mut get_stream, Duration::from_secs(2)).await;
+    assert!(!quiet.contains("list_changed"), "{quiet}");
+    let quiet = read_for(&mut listen_stream, Duration::from_millis(500)).await;
+    assert!(!quiet.contains("list_changed"), "{quiet}");
+
+    // A permission for this caller: both streams hear that the tool list changed.
+    std::fs::write(
+        policies.join("add.cedar"),
+        r#"permit (principal, action == Gatehouse::Action::"call_tool", resource == Gatehouse::Tool::"default/add");"#,
+    )
+    .unwrap();
+    let seen = read_until(&mut get_stream, "notifications/tools/list_changed").await;
+    assert!(seen.contains("notifications/tools/list_changed"), "{seen}");
+    let seen = read_until(&mut listen_stream, "notifications/tools/list_changed").await;
+    assert!(seen.contains("notifications/tools/list_changed"), "{seen}");
+    assert!(seen.contains("sub-1"), "the notification names the subscription: {seen}");
+    let (_, list) = legacy.request(2, "tools/list", json!({})).await;
+    assert_eq!(tool_names(&list), ["add", "echo"]);
+}
