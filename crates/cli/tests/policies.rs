@@ -46,7 +46,11 @@ async fn read_until(stream: &mut reqwest::Response, needle: &str) -> String {
 
 async fn wait_reloads(gh: &Gatehouse, n: usize) {
     assert!(
-        eventually(Duration::from_secs(15), || count(gh, "configuration reloaded") >= n).await,
+        eventually(Duration::from_secs(15), || count(
+            gh,
+            "configuration reloaded"
+        ) >= n)
+        .await,
         "the policy edit was not applied:\n{}",
         gh.log.lock().unwrap()
     );
@@ -120,7 +124,10 @@ async fn policy_changes_send_list_changed_to_callers_whose_view_they_change() {
     assert!(seen.contains("notifications/tools/list_changed"), "{seen}");
     let seen = read_until(&mut listen_stream, "notifications/tools/list_changed").await;
     assert!(seen.contains("notifications/tools/list_changed"), "{seen}");
-    assert!(seen.contains("sub-1"), "the notification names the subscription: {seen}");
+    assert!(
+        seen.contains("sub-1"),
+        "the notification names the subscription: {seen}"
+    );
     let (_, list) = legacy.request(2, "tools/list", json!({})).await;
     assert_eq!(tool_names(&list), ["add", "echo"]);
 }
