@@ -131,3 +131,86 @@ async fn policy_changes_send_list_changed_to_callers_whose_view_they_change() {
     let (_, list) = legacy.request(2, "tools/list", json!({})).await;
     assert_eq!(tool_names(&list), ["add", "echo"]);
 }
+
+/// Groups, roles and e-mail from a real OpenID Provider's tokens reach the policies: each
+/// user sees and calls exactly what their attributes permit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idp_groups_and_roles_decide_what_each_user_sees_and_calls() {
+    use common::idp::{Op, bearer_client};
+    const AUDIENCE: &str = "https://gatehouse.test/mcp";
+    let op = Op::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rbac.cedar"),
+        r#"@id("mcp-users-echo")
+permit (principal, action == Gatehouse::Action::"call_tool", resource == Gatehouse::Tool::"tools/echo")
+when { principal.groups.contains("mcp-users") };
+
+@id("developers-add")
+permit (principal, action == Gatehouse::Action::"call_tool", resource == Gatehouse::Tool::"tools/add")
+when { principal.roles.contains("developer") && principal.email like "*@example.com" };
+"#,
+    )
+    .unwrap();
+    let yaml = format!(
+        r#"servers:
+  - name: demo
+    command: {bin}
+    args: [demo-server]
+virtual_servers:
+  - name: tools
+    path: /mcp
+    include: [{{ server: demo }}]
+    auth: {{ issuer: "{issuer}", audience: "{AUDIENCE}" }}
+policies:
+  engine: cedar
+  paths: [rbac.cedar]
+"#,
+        bin = common::bin().display(),
+        issuer = op.issuer,
+    );
+    let cfg = write_config(dir.path(), &yaml);
+    let gh = Gatehouse::start(&["--config", cfg.to_str().unwrap()]);
+    let url = gh.url("/mcp");
+
+    let alice = op
+        .user_token("alice", AUDIENCE, "openid email profile")
+        .await;
+    let (_, list) = modern(&bearer_client(&alice), &url, 1, "tools/list", json!({})).await;
+    assert_eq!(tool_names(&list), ["add", "echo"], "{list}");
+    let (_, sum) = modern(
+        &bearer_client(&alice),
+        &url,
+        2,
+        "tools/call",
+        json!({"name": "add", "arguments": {"a": 2, "b": 3}}),
+    )
+    .await;
+    assert!(sum["result"].is_object(), "{sum}");
+
+    let bob = op.user_token("bob", AUDIENCE, "openid email profile").await;
+    let (_, list) = modern(&bearer_client(&bob), &url, 3, "tools/list", json!({})).await;
+    assert!(tool_names(&list).is_empty(), "{list}");
+    let (_, denied) = modern(
+        &bearer_client(&bob),
+        &url,
+        4,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "x"}}),
+    )
+    .await;
+    assert_eq!(denied["error"]["code"], -32602, "{denied}");
+    assert_eq!(denied["error"]["message"], "Unknown tool: echo");
+    assert!(
+        eventually(Duration::from_secs(5), || gh.logged("allowed=false")).await,
+        "the denial is in the decision log"
+    );
+    let log = gh.log.lock().unwrap().clone();
+    let line = log.lines().find(|l| l.contains("allowed=false")).unwrap();
+    assert!(
+        line.contains("Tool::\\\"tools/echo\\\"") || line.contains("tools/echo"),
+        "{line}"
+    );
+    assert!(line.contains("bob"), "{line}");
+    assert!(!log.contains(&bob), "tokens are never logged");
+}
