@@ -153,7 +153,7 @@ impl CedarEngine {
     /// Decides `req`. Denies when the request cannot be built, and when a `forbid` policy
     /// fails to evaluate (Cedar skips erroring policies; for a forbid that would fail open).
     pub fn decide(&self, req: &PolicyRequest) -> Verdict {
-        let (request, entities) = match request::build(
+        let (request, prepared) = match request::build(
             &self.names,
             req,
             &self.reads,
@@ -163,8 +163,11 @@ impl CedarEngine {
             Ok(r) => r,
             Err(e) => return Verdict::deny(format!("request cannot be evaluated: {e}")),
         };
-        let slice = self.index.slice(&self.policies, &self.names, req);
-        let response = self.authorizer.is_authorized(&request, &slice, &entities);
+        let slice = prepared.slices[req.action.index()]
+            .get_or_init(|| self.index.slice(&self.policies, &self.names, req));
+        let response = self
+            .authorizer
+            .is_authorized(&request, slice, &prepared.entities);
         let diagnostics = response.diagnostics();
         let failed_forbid = diagnostics.errors().find_map(|e| {
             let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = e;

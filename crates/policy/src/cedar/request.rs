@@ -184,7 +184,18 @@ impl EntitiesKey {
 /// Most cached entity sets before the cache starts over.
 const MAX_ENTITY_SETS: usize = 16_384;
 
-type EntityBucket = Vec<(EntitiesKey, std::sync::Arc<Entities>)>;
+/// Everything about a request that depends only on its principal and item, built once.
+#[derive(Debug)]
+pub struct Prepared {
+    principal: EntityUid,
+    resource: EntityUid,
+    /// The principal and item entities.
+    pub entities: Entities,
+    /// The policies that can apply, per action (filled on first use).
+    pub slices: [std::sync::OnceLock<std::sync::Arc<cedar_policy::PolicySet>>; 4],
+}
+
+type EntityBucket = Vec<(EntitiesKey, std::sync::Arc<Prepared>)>;
 
 /// Entity sets by principal and item. Building one costs more than deciding (Cedar computes
 /// the ancestor closure on every `Entities`); a caller calls the same items again and again.
@@ -211,24 +222,16 @@ impl EntityCache {
     }
 }
 
-/// The Cedar request for `req` and its entities (from `cache` when the same principal used
-/// the same item before), with only the attributes `reads` names.
+/// The Cedar request for `req` and what is prepared for its principal and item (from
+/// `cache` when the same principal used the same item before), with only the attributes
+/// `reads` names.
 pub fn build(
     names: &Names,
     req: &PolicyRequest,
     reads: &Reads,
     extensions: &ExtensionValues,
     cache: &EntityCache,
-) -> Result<(Request, std::sync::Arc<Entities>), BuildFailure> {
-    let p = &req.principal;
-    let ptype = match p.kind {
-        PrincipalKind::User => &names.user,
-        PrincipalKind::Workload => &names.workload,
-    };
-    let principal = EntityUid::from_type_name_and_id(ptype.clone(), EntityId::new(&p.sub));
-    let r = &req.resource;
-    let resource =
-        EntityUid::from_type_name_and_id(names.item_type(r.kind).clone(), EntityId::new(r.id()));
+) -> Result<(Request, std::sync::Arc<Prepared>), BuildFailure> {
     let hash = cache.hash(req);
     let cached = cache
         .sets
@@ -237,10 +240,27 @@ pub fn build(
         .get(&hash)
         .and_then(|bucket| bucket.iter().find(|(k, _)| k.matches(req)))
         .map(|(_, e)| e.clone());
-    let entities = match cached {
+    let prepared = match cached {
         Some(e) => e,
         None => {
-            let e = std::sync::Arc::new(entities(names, req, reads, &principal, &resource)?);
+            let p = &req.principal;
+            let ptype = match p.kind {
+                PrincipalKind::User => &names.user,
+                PrincipalKind::Workload => &names.workload,
+            };
+            let principal = EntityUid::from_type_name_and_id(ptype.clone(), EntityId::new(&p.sub));
+            let r = &req.resource;
+            let resource = EntityUid::from_type_name_and_id(
+                names.item_type(r.kind).clone(),
+                EntityId::new(r.id()),
+            );
+            let entities = entities(names, req, reads, &principal, &resource)?;
+            let e = std::sync::Arc::new(Prepared {
+                principal,
+                resource,
+                entities,
+                slices: Default::default(),
+            });
             let mut sets = cache.sets.write().expect("entity cache");
             if sets.len() >= MAX_ENTITY_SETS {
                 sets.clear();
@@ -280,14 +300,14 @@ pub fn build(
         }
     };
     let request = Request::new(
-        principal,
+        prepared.principal.clone(),
         names.action(req.action).clone(),
-        resource,
+        prepared.resource.clone(),
         context,
         None,
     )
     .map_err(|e| e.to_string())?;
-    Ok((request, entities))
+    Ok((request, prepared))
 }
 
 /// The context of `req`, with only the fields `reads` names.
