@@ -376,3 +376,32 @@ fn several_schema_errors_are_all_reported_in_order() {
         "{text}"
     );
 }
+
+#[test]
+fn policies_block_is_checked_with_positions() {
+    let msg = one("policies:\n  engine: http\n", 2, 3, "policies");
+    assert!(msg.contains("engine http needs url"), "{msg}");
+    let msg = one(
+        "policies:\n  engine: cedar\n  paths: [p.cedar]\n  url: http://127.0.0.1:8181\n",
+        4,
+        3,
+        "policies.url",
+    );
+    assert!(msg.contains("only valid with engine http"), "{msg}");
+    let msg = one("policies:\n  engine: rego\n", 2, 3, "policies");
+    assert!(msg.contains("engine rego needs paths"), "{msg}");
+    let msg = one(
+        "policies:\n  engine: http\n  url: ftp://x\n",
+        3,
+        8,
+        "policies.url",
+    );
+    assert!(msg.contains("expected an http(s) URL"), "{msg}");
+    let msg = one(
+        "servers:\n  - name: s\n    command: x\n    operations: { t: readonly }\n",
+        4,
+        22,
+        "servers[0].operations.t",
+    );
+    assert!(msg.contains("read"), "{msg}");
+}

@@ -74,6 +74,18 @@ fn example_file_loads_with_every_field() {
     assert_eq!(env["LOG_LEVEL"], "info");
     assert_eq!(files.protocol, ProtocolSetting::V2025_06_18);
     assert_eq!(files.idle_timeout(), Duration::from_secs(600));
+    assert_eq!(
+        files.operations.get("read_text_file"),
+        Some(&gatehouse_config::Operation::Read)
+    );
+    assert!(!files.trust_annotations);
+    let policies = config.policies.as_ref().unwrap();
+    assert_eq!(policies.engine, gatehouse_config::PolicyEngineKind::Cedar);
+    assert_eq!(
+        policies.paths,
+        [examples.join("policies/*.cedar").display().to_string()],
+        "policy paths resolve against the config folder"
+    );
 
     let vs = config.virtual_server("default").unwrap();
     assert_eq!(vs.path, "/mcp");
