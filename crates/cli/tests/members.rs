@@ -229,16 +229,7 @@ async fn resource_updates_from_a_stateless_member_reach_a_subscribed_legacy_clie
     let gh = Gatehouse::start(&["--config", cfg.to_str().unwrap()]);
     let legacy = Legacy::connect(&gh.url("/mcp")).await;
     // The client's standalone stream, where server-initiated notifications arrive.
-    let mut stream = legacy
-        .http
-        .get(&legacy.url)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", &legacy.session)
-        .header("mcp-protocol-version", "2025-06-18")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stream.status(), 200);
+    let mut stream = legacy.open_stream().await;
     let (_, r) = legacy
         .request(
             1,

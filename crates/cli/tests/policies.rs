@@ -72,16 +72,7 @@ async fn policy_changes_send_list_changed_to_callers_whose_view_they_change() {
 
     // A 2025-era session with its GET stream, and a 2026-07-28 subscriptions/listen stream.
     let legacy = Legacy::connect(&url).await;
-    let mut get_stream = legacy
-        .http
-        .get(&legacy.url)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", &legacy.session)
-        .header("mcp-protocol-version", "2025-06-18")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(get_stream.status(), 200);
+    let mut get_stream = legacy.open_stream().await;
     let listen_body = json!({"jsonrpc":"2.0","id":"sub-1","method":"subscriptions/listen","params":{
         "notifications": {"toolsListChanged": true},
         "_meta": {"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}});

@@ -213,6 +213,21 @@ impl Legacy {
         r["result"]["content"][0]["text"].clone()
     }
 
+    /// Opens the session's standalone GET stream, where server-initiated notifications arrive.
+    pub async fn open_stream(&self) -> reqwest::Response {
+        let stream = self
+            .http
+            .get(&self.url)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", &self.session)
+            .header("mcp-protocol-version", "2025-06-18")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), 200);
+        stream
+    }
+
     /// POSTs a raw message on this session and returns the response unread (to read a stream).
     pub async fn post_raw(&self, body: &Value) -> reqwest::Response {
         self.http

@@ -7,14 +7,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_wire::{Era, ErrorObject, Id, Message, MessageKind, codes};
+use gatehouse_wire::{ErrorObject, Id, Message, MessageKind, codes};
 use serde_json::{Value, json};
 
 use super::call::{self, CallStream};
 use super::session::{Session, SessionClaims};
 use crate::Gateway;
 use crate::backend::{ClientContext, UpstreamSession};
-use crate::dispatch::{self, CallCtx};
+use crate::dispatch;
 use crate::snapshot::{Snapshot, VirtualServer};
 
 /// Most bytes of client capabilities and info a session id may carry.
@@ -211,14 +211,7 @@ pub(super) async fn handle(
             {
                 *session.log_level.lock().expect("log level lock") = Some(level.to_string());
             }
-            let ctx = CallCtx {
-                client: session.client(caller),
-                upstream: session.claims.up.clone(),
-                era: Era::Handshake,
-                protocol_version: session.version.as_str().to_string(),
-                events: None,
-                param_headers: Vec::new(),
-            };
+            let ctx = session.call_ctx(caller);
             Handled::Call(call::start(
                 snapshot,
                 vs,

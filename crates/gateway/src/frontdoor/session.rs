@@ -62,6 +62,18 @@ pub struct Session {
 }
 
 impl Session {
+    /// The context of a request on this session by `caller`.
+    pub fn call_ctx(&self, caller: &gatehouse_identity::Caller) -> crate::context::CallCtx {
+        crate::context::CallCtx {
+            client: self.client(caller),
+            upstream: self.claims.up.clone(),
+            era: gatehouse_wire::Era::Handshake,
+            protocol_version: self.version.as_str().to_string(),
+            events: None,
+            param_headers: Vec::new(),
+        }
+    }
+
     /// The client context for backend calls made for `caller` (who presented this request's
     /// token: tokens are refreshed while a session lives).
     pub fn client(&self, caller: &gatehouse_identity::Caller) -> ClientContext {

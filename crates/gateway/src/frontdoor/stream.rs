@@ -95,15 +95,7 @@ pub(super) async fn get(
     }
     let (tx, rx) = mpsc::channel::<Message>(64);
     relay_member_streams(&vs, &session, &caller, &tx).await;
-    let ctx = crate::dispatch::CallCtx {
-        client: session.client(&caller),
-        upstream: session.claims.up.clone(),
-        era: gatehouse_wire::Era::Handshake,
-        protocol_version: session.version.as_str().to_string(),
-        events: None,
-        param_headers: Vec::new(),
-    };
-    watch_policy(&gw, vs.path.clone(), ctx, tx.clone());
+    watch_policy(&gw, vs.path.clone(), session.call_ctx(&caller), tx.clone());
     let changes = gw.hub.subscribe();
     let stream = merged_stream(vs, changes, rx, None, Some(session));
     sse_response(Body::from_stream(stream), &request_id)
@@ -200,14 +192,7 @@ pub(super) async fn delete(
         .drain()
         .collect();
     if !uris.is_empty() {
-        let ctx = crate::dispatch::CallCtx {
-            client: session.client(&caller),
-            upstream: session.claims.up.clone(),
-            era: gatehouse_wire::Era::Handshake,
-            protocol_version: session.version.as_str().to_string(),
-            events: None,
-            param_headers: Vec::new(),
-        };
+        let ctx = session.call_ctx(&caller);
         for uri in uris {
             let unsubscribe = Message::request(
                 Id::String("gatehouse-cleanup".into()),
