@@ -167,7 +167,7 @@ pub async fn explain(args: &ExplainArgs) -> anyhow::Result<bool> {
     let req = request(args)?;
     let d = policies.decide(&req).await;
     println!(
-        "{} — {} {} {:?} on {}::{:?} (server {}, operation {})",
+        "{} — {} {} {} on {}::{:?} (server {}, operation {})",
         if d.allowed { "ALLOW" } else { "DENY" },
         req.principal.kind.as_str(),
         req.principal.sub,

@@ -121,6 +121,13 @@ async fn policy_changes_send_list_changed_to_callers_whose_view_they_change() {
     );
     let (_, list) = legacy.request(2, "tools/list", json!({})).await;
     assert_eq!(tool_names(&list), ["add", "echo"]);
+
+    // Under policies, a method the gateway cannot decide is refused, not relayed.
+    let (_, custom) = legacy.request(3, "demo/anything", json!({})).await;
+    assert_eq!(custom["error"]["code"], -32601, "{custom}");
+    // Protocol plumbing is never denied.
+    let (_, pong) = legacy.request(4, "ping", json!({})).await;
+    assert!(pong["result"].is_object(), "{pong}");
 }
 
 /// Groups, roles and e-mail from a real OpenID Provider's tokens reach the policies: each

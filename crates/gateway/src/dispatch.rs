@@ -205,6 +205,16 @@ pub async fn dispatch(vs: &VirtualServer, msg: Message, ctx: &CallCtx) -> Messag
             }
             Message::result(id, &json!({}))
         }
+        // With policies, only what they can decide reaches a server: a method the gateway does
+        // not know could reach a tool by another name (deny by default).
+        _ if vs.authz.is_some() => {
+            tracing::info!(target: "gatehouse::decision", virtual_server = %vs.name, %method, "method refused: policies cannot decide it");
+            err(
+                &id,
+                codes::METHOD_NOT_FOUND,
+                format!("Method not found: {method}"),
+            )
+        }
         _ if vs.members.len() == 1 => call_member(&vs.members[0], msg, ctx).await,
         _ => err(
             &id,
