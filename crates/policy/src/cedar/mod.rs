@@ -153,12 +153,23 @@ impl CedarEngine {
     /// Decides `req`. Denies when the request cannot be built, and when a `forbid` policy
     /// fails to evaluate (Cedar skips erroring policies; for a forbid that would fail open).
     pub fn decide(&self, req: &PolicyRequest) -> Verdict {
-        let (request, prepared) = match request::build(
+        let prepared = match request::prepare(&self.names, req, &self.reads, &self.entities) {
+            Ok(p) => p,
+            Err(e) => return Verdict::deny(format!("request cannot be evaluated: {e}")),
+        };
+        let key = request::context_key(req, &self.reads);
+        if let Some(k) = &key
+            && let Some(v) = prepared.verdict(req.action, k)
+        {
+            return v;
+        }
+        let request = match request::request(
             &self.names,
             req,
             &self.reads,
             &self.extensions,
-            &self.entities,
+            &prepared,
+            key.as_deref(),
         ) {
             Ok(r) => r,
             Err(e) => return Verdict::deny(format!("request cannot be evaluated: {e}")),
@@ -168,6 +179,14 @@ impl CedarEngine {
         let response = self
             .authorizer
             .is_authorized(&request, slice, &prepared.entities);
+        let verdict = self.verdict(&response);
+        if let Some(k) = key {
+            prepared.remember(req.action, k, &verdict);
+        }
+        verdict
+    }
+
+    fn verdict(&self, response: &cedar_policy::Response) -> Verdict {
         let diagnostics = response.diagnostics();
         let failed_forbid = diagnostics.errors().find_map(|e| {
             let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = e;

@@ -193,6 +193,42 @@ pub struct Prepared {
     pub entities: Entities,
     /// The policies that can apply, per action (filled on first use).
     pub slices: [std::sync::OnceLock<std::sync::Arc<cedar_policy::PolicySet>>; 4],
+    /// Recent verdicts by action and context (only for contexts without arguments: the
+    /// verdict is then a function of this entry, the action and the context key).
+    decisions: std::sync::Mutex<Vec<(crate::request::Action, String, crate::decision::Verdict)>>,
+}
+
+/// Verdicts kept per principal and item (a few seconds × actions × clients).
+const MAX_VERDICTS: usize = 16;
+
+impl Prepared {
+    /// The verdict decided before for `action` in the context `key`.
+    pub fn verdict(
+        &self,
+        action: crate::request::Action,
+        key: &str,
+    ) -> Option<crate::decision::Verdict> {
+        self.decisions
+            .lock()
+            .expect("verdict cache")
+            .iter()
+            .find(|(a, k, _)| *a == action && k == key)
+            .map(|(_, _, v)| v.clone())
+    }
+
+    /// Remembers a verdict.
+    pub fn remember(
+        &self,
+        action: crate::request::Action,
+        key: String,
+        verdict: &crate::decision::Verdict,
+    ) {
+        let mut d = self.decisions.lock().expect("verdict cache");
+        if d.len() >= MAX_VERDICTS {
+            d.remove(0);
+        }
+        d.push((action, key, verdict.clone()));
+    }
 }
 
 type EntityBucket = Vec<(EntitiesKey, std::sync::Arc<Prepared>)>;
@@ -222,16 +258,14 @@ impl EntityCache {
     }
 }
 
-/// The Cedar request for `req` and what is prepared for its principal and item (from
-/// `cache` when the same principal used the same item before), with only the attributes
-/// `reads` names.
-pub fn build(
+/// What is prepared for the principal and item of `req` (from `cache` when the same
+/// principal used the same item before), with only the attributes `reads` names.
+pub fn prepare(
     names: &Names,
     req: &PolicyRequest,
     reads: &Reads,
-    extensions: &ExtensionValues,
     cache: &EntityCache,
-) -> Result<(Request, std::sync::Arc<Prepared>), BuildFailure> {
+) -> Result<std::sync::Arc<Prepared>, BuildFailure> {
     let hash = cache.hash(req);
     let cached = cache
         .sets
@@ -260,6 +294,7 @@ pub fn build(
                 resource,
                 entities,
                 slices: Default::default(),
+                decisions: Default::default(),
             });
             let mut sets = cache.sets.write().expect("entity cache");
             if sets.len() >= MAX_ENTITY_SETS {
@@ -271,43 +306,63 @@ pub fn build(
             e
         }
     };
-    let context = if reads.reads("arguments") {
-        context(req, reads, extensions)?
-    } else {
-        // Without arguments the context repeats (same client, address and second): reuse it.
-        let c = &req.context;
-        let key = format!(
-            "{}|{}|{}|{}|{}",
-            c.source_ip, c.time, c.client.name, c.client.version, c.protocol_version
-        );
-        let hit = extensions
-            .contexts
-            .read()
-            .expect("context cache")
-            .get(&key)
-            .cloned();
-        match hit {
-            Some(ctx) => ctx,
-            None => {
-                let ctx = context(req, reads, extensions)?;
-                let mut contexts = extensions.contexts.write().expect("context cache");
-                if contexts.len() >= MAX_EXTENSION_VALUES {
-                    contexts.clear();
+    Ok(prepared)
+}
+
+/// The key of a context no policy reads arguments from (it repeats: same address, second
+/// and client), `None` when the arguments are read.
+pub fn context_key(req: &PolicyRequest, reads: &Reads) -> Option<String> {
+    if reads.reads("arguments") {
+        return None;
+    }
+    let c = &req.context;
+    Some(format!(
+        "{}|{}|{}|{}|{}",
+        c.source_ip, c.time, c.client.name, c.client.version, c.protocol_version
+    ))
+}
+
+/// The Cedar request for `req` on `prepared`; `key` (from [`context_key`]) reuses a context
+/// built before.
+pub fn request(
+    names: &Names,
+    req: &PolicyRequest,
+    reads: &Reads,
+    extensions: &ExtensionValues,
+    prepared: &Prepared,
+    key: Option<&str>,
+) -> Result<Request, BuildFailure> {
+    let context = match key {
+        None => context(req, reads, extensions)?,
+        Some(key) => {
+            let hit = extensions
+                .contexts
+                .read()
+                .expect("context cache")
+                .get(key)
+                .cloned();
+            match hit {
+                Some(ctx) => ctx,
+                None => {
+                    let ctx = context(req, reads, extensions)?;
+                    let mut contexts = extensions.contexts.write().expect("context cache");
+                    if contexts.len() >= MAX_EXTENSION_VALUES {
+                        contexts.clear();
+                    }
+                    contexts.insert(key.to_string(), ctx.clone());
+                    ctx
                 }
-                contexts.insert(key, ctx.clone());
-                ctx
             }
         }
     };
-    let request = Request::new(
+    Request::new(
         prepared.principal.clone(),
         names.action(req.action).clone(),
         prepared.resource.clone(),
         context,
         None,
     )
-    .map_err(|e| e.to_string())?;
-    Ok((request, prepared))
+    .map_err(|e| e.to_string())
 }
 
 /// The context of `req`, with only the fields `reads` names.
