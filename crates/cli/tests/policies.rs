@@ -122,6 +122,13 @@ async fn policy_changes_send_list_changed_to_callers_whose_view_they_change() {
     let (_, list) = legacy.request(2, "tools/list", json!({})).await;
     assert_eq!(tool_names(&list), ["add", "echo"]);
 
+    // Filtered lists are per caller, even for anonymous callers.
+    let (_, modern_list) = modern(&client(), &url, 5, "tools/list", json!({})).await;
+    assert_eq!(
+        modern_list["result"]["cacheScope"], "private",
+        "{modern_list}"
+    );
+
     // Under policies, a method the gateway cannot decide is refused, not relayed.
     let (_, custom) = legacy.request(3, "demo/anything", json!({})).await;
     assert_eq!(custom["error"]["code"], -32601, "{custom}");

@@ -144,10 +144,27 @@ pub struct PolicyInfo {
     pub obligations: Vec<Obligation>,
 }
 
+/// A Policy Decision Point that decides in process, without I/O: Cedar and Rego implement it.
+pub trait DecisionPoint: Send + Sync + std::fmt::Debug {
+    /// The engine's name (`cedar`, `rego`).
+    fn engine(&self) -> &'static str;
+    /// Decides one request. Never fails: an error is a denial with its reason.
+    fn decide(&self, req: &PolicyRequest) -> Verdict;
+    /// Number of policies (Cedar) or modules (Rego).
+    fn count(&self) -> usize;
+    /// Where a policy comes from, for engines that name their policies.
+    fn info(&self, _id: &str) -> Option<&PolicyInfo> {
+        None
+    }
+    /// Every rule evaluated for `req` (`policy explain`), for engines that can show them.
+    fn explain(&self, _req: &PolicyRequest) -> Option<Result<serde_json::Value, String>> {
+        None
+    }
+}
+
 #[derive(Debug)]
 enum Engine {
-    Cedar(Box<cedar::CedarEngine>),
-    Rego(Box<rego::RegoEngine>),
+    InProcess(Box<dyn DecisionPoint>),
     Http(http::HttpEngine),
 }
 
@@ -170,13 +187,13 @@ impl Policies {
                 let sources = source::collect(&config.paths, "cedar")?;
                 let engine = cedar::CedarEngine::load(&sources.policies, &sources.schemas)?;
                 let warnings = engine.warnings.clone();
-                (Engine::Cedar(Box::new(engine)), sources, warnings)
+                (Engine::InProcess(Box::new(engine)), sources, warnings)
             }
             PolicyEngineKind::Rego => {
                 let sources = source::collect(&config.paths, "rego")?;
                 let engine =
                     rego::RegoEngine::load(&sources.policies, timeout.unwrap_or(DEFAULT_TIMEOUT))?;
-                (Engine::Rego(Box::new(engine)), sources, Vec::new())
+                (Engine::InProcess(Box::new(engine)), sources, Vec::new())
             }
             PolicyEngineKind::Http => {
                 let sources = source::collect(&config.paths, "rego")?;
@@ -228,9 +245,8 @@ impl Policies {
 
     /// The engine's name.
     pub fn engine_name(&self) -> &'static str {
-        match self.engine {
-            Engine::Cedar(_) => "cedar",
-            Engine::Rego(_) => "rego",
+        match &self.engine {
+            Engine::InProcess(e) => e.engine(),
             Engine::Http(_) => "http",
         }
     }
@@ -238,8 +254,7 @@ impl Policies {
     /// Number of policies (Cedar) or modules (Rego); 0 for an external OPA.
     pub fn len(&self) -> usize {
         match &self.engine {
-            Engine::Cedar(e) => e.count(),
-            Engine::Rego(e) => e.count(),
+            Engine::InProcess(e) => e.count(),
             Engine::Http(_) => 0,
         }
     }
@@ -263,8 +278,7 @@ impl Policies {
     pub async fn decide(&self, req: &PolicyRequest) -> Decision {
         let start = Instant::now();
         let verdict = match &self.engine {
-            Engine::Cedar(e) => e.decide(req),
-            Engine::Rego(e) => e.decide(req),
+            Engine::InProcess(e) => e.decide(req),
             Engine::Http(e) => e.decide(req).await,
         };
         self.finish(verdict, start)
@@ -274,8 +288,7 @@ impl Policies {
     pub fn decide_now(&self, req: &PolicyRequest) -> Option<Decision> {
         let start = Instant::now();
         let verdict = match &self.engine {
-            Engine::Cedar(e) => e.decide(req),
-            Engine::Rego(e) => e.decide(req),
+            Engine::InProcess(e) => e.decide(req),
             Engine::Http(_) => return None,
         };
         Some(self.finish(verdict, start))
@@ -302,7 +315,7 @@ impl Policies {
     /// Where a Cedar policy comes from.
     pub fn policy_info(&self, id: &str) -> Option<&PolicyInfo> {
         match &self.engine {
-            Engine::Cedar(e) => e.info(id),
+            Engine::InProcess(e) => e.info(id),
             _ => None,
         }
     }
@@ -310,7 +323,7 @@ impl Policies {
     /// For Rego, every rule of `package gatehouse` as evaluated for `req`.
     pub fn rego_rules(&self, req: &PolicyRequest) -> Option<Result<serde_json::Value, String>> {
         match &self.engine {
-            Engine::Rego(e) => Some(e.explain(req)),
+            Engine::InProcess(e) => e.explain(req),
             _ => None,
         }
     }

@@ -71,11 +71,6 @@ impl RegoEngine {
         })
     }
 
-    /// Number of modules.
-    pub fn count(&self) -> usize {
-        self.modules
-    }
-
     fn engine_for(&self, req: &PolicyRequest) -> Result<Engine, String> {
         let mut engine = self.base.clone();
         engine.set_execution_timer_config(self.timer);
@@ -85,7 +80,7 @@ impl RegoEngine {
     }
 
     /// Decides `req`; an evaluation error or the time limit denies with the reason.
-    pub fn decide(&self, req: &PolicyRequest) -> Verdict {
+    fn decide_inner(&self, req: &PolicyRequest) -> Verdict {
         let mut engine = match self.engine_for(req) {
             Ok(e) => e,
             Err(e) => return Verdict::deny(format!("request cannot be evaluated: {e}")),
@@ -135,7 +130,7 @@ impl RegoEngine {
     }
 
     /// Every rule of `package gatehouse` as evaluated for `req` (for `policy explain`).
-    pub fn explain(&self, req: &PolicyRequest) -> Result<serde_json::Value, String> {
+    fn explain_inner(&self, req: &PolicyRequest) -> Result<serde_json::Value, String> {
         let mut engine = self.engine_for(req)?;
         let results = engine
             .eval_query("data.gatehouse".to_string(), false)
@@ -148,6 +143,24 @@ impl RegoEngine {
             .unwrap_or(regorus::Value::Undefined);
         serde_json::from_str(&value.to_json_str().map_err(|e| e.to_string())?)
             .map_err(|e| e.to_string())
+    }
+}
+
+impl crate::DecisionPoint for RegoEngine {
+    fn engine(&self) -> &'static str {
+        "rego"
+    }
+
+    fn decide(&self, req: &PolicyRequest) -> Verdict {
+        self.decide_inner(req)
+    }
+
+    fn count(&self) -> usize {
+        self.modules
+    }
+
+    fn explain(&self, req: &PolicyRequest) -> Option<Result<serde_json::Value, String>> {
+        Some(self.explain_inner(req))
     }
 }
 

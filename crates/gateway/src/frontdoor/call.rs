@@ -42,7 +42,8 @@ pub struct CallStream {
     /// What a retry must match to resume this call after MRTR: virtual server, method, target
     /// and a digest of the arguments.
     scope: String,
-    /// Results are for this caller only (`cacheScope: private`): the caller is authenticated.
+    /// Results are for this caller only (`cacheScope: private`): the caller is authenticated,
+    /// or policies decide what it sees.
     private: bool,
     events: mpsc::Receiver<CallEvent>,
     done: oneshot::Receiver<Message>,
@@ -86,7 +87,10 @@ pub fn start(
     let client_caps = ctx.client.capabilities.clone();
     let principal = &ctx.client.caller.principal;
     let scope = request_scope(&vs.path, principal.key(), &msg);
-    let private = principal.kind != gatehouse_identity::PrincipalKind::Anonymous;
+    // Results are per caller when the caller is authenticated or policies filter what it
+    // sees (a policy may look at the address or the time, even for anonymous callers).
+    let private =
+        principal.kind != gatehouse_identity::PrincipalKind::Anonymous || vs.authz.is_some();
     ctx.events = Some(ev_tx);
     let task = tokio::spawn(async move {
         let reply = dispatch::dispatch(&vs, msg, &ctx).await;
@@ -326,8 +330,8 @@ fn cacheable(method: &str) -> bool {
 }
 
 /// Adds what a 2026-07-28 client requires on results: `resultType`, and `ttlMs`/`cacheScope` on
-/// cacheable results. Lists are filtered per caller once authorization lands, so they are
-/// `private` then; today every caller of a virtual server sees the same view.
+/// cacheable results: `private` when results depend on the caller (authenticated, or lists
+/// filtered by policy), else `public`.
 pub fn stamp_stateless_result(reply: &mut Message, method: &str, private: bool) {
     if let Some(e) = reply.error.as_mut()
         && e.code == codes::RESOURCE_NOT_FOUND_LEGACY

@@ -140,19 +140,9 @@ impl CedarEngine {
         })
     }
 
-    /// Number of policies.
-    pub fn count(&self) -> usize {
-        self.policies.len()
-    }
-
-    /// Where a policy comes from.
-    pub fn info(&self, id: &str) -> Option<&PolicyInfo> {
-        self.info.get(&PolicyId::new(id)).map(|i| &**i)
-    }
-
     /// Decides `req`. Denies when the request cannot be built, and when a `forbid` policy
     /// fails to evaluate (Cedar skips erroring policies; for a forbid that would fail open).
-    pub fn decide(&self, req: &PolicyRequest) -> Verdict {
+    fn decide_inner(&self, req: &PolicyRequest) -> Verdict {
         let prepared = match request::prepare(&self.names, req, &self.reads, &self.entities) {
             Ok(p) => p,
             Err(e) => return Verdict::deny(format!("request cannot be evaluated: {e}")),
@@ -249,6 +239,24 @@ impl CedarEngine {
             reason,
             obligations,
         }
+    }
+}
+
+impl crate::DecisionPoint for CedarEngine {
+    fn engine(&self) -> &'static str {
+        "cedar"
+    }
+
+    fn decide(&self, req: &PolicyRequest) -> Verdict {
+        self.decide_inner(req)
+    }
+
+    fn count(&self) -> usize {
+        self.policies.len()
+    }
+
+    fn info(&self, id: &str) -> Option<&PolicyInfo> {
+        self.info.get(&PolicyId::new(id)).map(|i| &**i)
     }
 }
 
