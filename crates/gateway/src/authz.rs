@@ -191,6 +191,16 @@ fn request(
     item: &Item<'_>,
     arguments: Value,
 ) -> PolicyRequest {
+    PolicyRequest {
+        principal: principal_input(&ctx.client.caller.principal),
+        action,
+        resource: resource(vs, item),
+        context: context(ctx, arguments),
+    }
+}
+
+/// The item as policies see it.
+fn resource(vs: &VirtualServer, item: &Item<'_>) -> ResourceInput {
     let annotations = if item.member.server.config.trust_annotations {
         item.definition
             .and_then(|d| d.get("annotations"))
@@ -200,6 +210,18 @@ fn request(
     } else {
         Map::new()
     };
+    ResourceInput {
+        kind: item.kind,
+        name: item.name.to_string(),
+        server: item.member.server.config.name.clone(),
+        virtual_server: vs.name.clone(),
+        operation: operation(item),
+        annotations,
+    }
+}
+
+/// The circumstances of the caller's request as policies see them.
+fn context(ctx: &CallCtx, arguments: Value) -> ContextInput {
     let info = &ctx.client.client_info;
     let text = |k: &str| {
         info.get(k)
@@ -207,31 +229,19 @@ fn request(
             .unwrap_or("")
             .to_string()
     };
-    PolicyRequest {
-        principal: principal_input(&ctx.client.caller.principal),
-        action,
-        resource: ResourceInput {
-            kind: item.kind,
-            name: item.name.to_string(),
-            server: item.member.server.config.name.clone(),
-            virtual_server: vs.name.clone(),
-            operation: operation(item),
-            annotations,
+    ContextInput {
+        arguments,
+        client: ClientInput {
+            name: text("name"),
+            version: text("version"),
         },
-        context: ContextInput {
-            arguments,
-            client: ClientInput {
-                name: text("name"),
-                version: text("version"),
-            },
-            source_ip: ctx
-                .client
-                .caller
-                .source_ip
-                .map_or_else(|| "0.0.0.0".to_string(), |ip| ip.to_string()),
-            time: gatehouse_policy::time::rfc3339(std::time::SystemTime::now()),
-            protocol_version: ctx.protocol_version.clone(),
-        },
+        source_ip: ctx
+            .client
+            .caller
+            .source_ip
+            .map_or_else(|| "0.0.0.0".to_string(), |ip| ip.to_string()),
+        time: gatehouse_policy::time::rfc3339(std::time::SystemTime::now()),
+        protocol_version: ctx.protocol_version.clone(),
     }
 }
 
@@ -307,7 +317,8 @@ pub async fn visible_under(
             *slot = Some((name.as_str(), route));
         }
     }
-    let empty = Value::Object(Map::new());
+    // One request for the whole list: only the item changes from one decision to the next.
+    let mut req: Option<PolicyRequest> = None;
     let mut shown = Vec::with_capacity(merged.items.len());
     for (i, owner) in owners.into_iter().enumerate() {
         let Some((name, route)) = owner else { continue };
@@ -318,8 +329,14 @@ pub async fn visible_under(
             original: &route.original,
             definition: merged.items.get(i),
         };
-        let req = request(vs, ctx, action, &item, empty.clone());
-        if authz.policies.decide(&req).await.allowed {
+        let req = match &mut req {
+            Some(r) => {
+                r.resource = resource(vs, &item);
+                r
+            }
+            None => req.insert(request(vs, ctx, action, &item, Value::Object(Map::new()))),
+        };
+        if authz.policies.decide(req).await.allowed {
             shown.push(i);
         }
     }

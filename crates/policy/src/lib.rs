@@ -264,16 +264,6 @@ impl Policies {
         !matches!(self.engine, Engine::Http(_)) && self.len() == 0
     }
 
-    /// The files the set was read from.
-    pub fn sources(&self) -> &Sources {
-        &self.sources
-    }
-
-    /// True when decisions are made in process (no I/O, no await needed in practice).
-    pub fn in_process(&self) -> bool {
-        !matches!(self.engine, Engine::Http(_))
-    }
-
     /// Decides one request.
     pub async fn decide(&self, req: &PolicyRequest) -> Decision {
         let start = Instant::now();

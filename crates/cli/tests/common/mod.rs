@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod idp;
+pub mod tokens;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
