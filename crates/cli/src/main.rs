@@ -3,6 +3,7 @@
 //! The binary only wires the library crates together: parse arguments, load the config, start
 //! the gateway, handle signals.
 
+mod audit;
 mod demo;
 mod login;
 mod policy;
@@ -99,8 +100,23 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Work with the audit journal: verify its hash chains, query its index.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Run the built-in demo MCP server on stdin/stdout (what `gatehouse up` runs by default).
     DemoServer,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check every hash chain and signed checkpoint of the journal: exit 0 when intact, 1
+    /// naming the file, line and kind of each edit, deletion, reordering or truncation.
+    Verify(audit::VerifyArgs),
+    /// Find events by user, tool, server, outcome, type and time (newest first), as a table
+    /// or as the full JSON events.
+    Query(Box<audit::QueryArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -222,6 +238,24 @@ fn main() -> ExitCode {
                     print!("{}", gatehouse_policy::GATEHOUSE_SCHEMA);
                     Ok(true)
                 }
+            };
+            match outcome {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Audit { command } => {
+            let outcome = match command {
+                AuditCommand::Verify(args) => audit::verify(&args),
+                AuditCommand::Query(args) => tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime")
+                    .block_on(audit::query(&args)),
             };
             match outcome {
                 Ok(true) => ExitCode::SUCCESS,

@@ -105,7 +105,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let policies = gatehouse_gateway::authz::load(&config)
         .await
         .map_err(|e| anyhow::anyhow!("the policy set cannot be used:\n{e}"))?;
-    let gw = Gateway::new(config, keys, bound, Some(Arc::new(vault)), policies)?;
+    let auditor = open_audit(&config, &data_dir)?;
+    let gw = Gateway::new(
+        config,
+        keys,
+        bound,
+        Some(Arc::new(vault)),
+        policies,
+        auditor.clone(),
+    )?;
+    let indexer = auditor
+        .as_ref()
+        .map(|a| spawn_indexer(store.audit_index(), a.journal().dir().to_path_buf()));
     if let Some(path) = &args.config {
         let insecure = args.insecure;
         let loader: Arc<gatehouse_gateway::reload::Loader> = Arc::new(move |p: &Path| {
@@ -116,6 +127,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         gatehouse_gateway::reload::watch(&gw, path.clone(), Duration::from_secs(1), loader);
     }
     print_banner(&gw, bound, &data_dir, args.config.as_deref(), &store_label);
+    match &auditor {
+        Some(a) => println!(
+            "  audit:     {} (journal {}; verify with `gatehouse audit verify`)",
+            a.journal().dir().display(),
+            a.journal().instance()
+        ),
+        None => println!("  audit:     off (audit.enabled: false)"),
+    }
 
     let app = gw.router();
     let drain_gw = gw.clone();
@@ -161,9 +180,69 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ),
     }
     gw.shutdown_backends().await;
+    if let Some(a) = &auditor {
+        a.shutdown().await;
+        if let Some(indexer) = indexer {
+            indexer.abort();
+        }
+        if let Err(e) =
+            gatehouse_audit::index::catch_up(&store.audit_index(), a.journal().dir()).await
+        {
+            tracing::warn!(error = %e, "audit index not brought up to date at shutdown; `gatehouse audit query` will do it");
+        }
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the audit journal (unless `audit.enabled: false`): a journal that cannot be written
+/// stops the start, rather than serving unaudited.
+fn open_audit(
+    config: &Config,
+    data_dir: &Path,
+) -> anyhow::Result<Option<Arc<gatehouse_gateway::audit::Auditor>>> {
+    if !config.audit.enabled {
+        tracing::warn!("the audit journal is off (audit.enabled: false): calls are not recorded");
+        return Ok(None);
+    }
+    // A file-size limit (ulimit -f) must surface as a write error the journal handles, not as
+    // a signal that kills the gateway mid-write.
+    #[cfg(unix)]
+    // SAFETY: ignoring a signal installs no handler code; it only changes the disposition.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+    let options = gatehouse_audit::JournalOptions::from_config(&config.audit, data_dir)?;
+    let journal = gatehouse_audit::Journal::open(options)
+        .context("cannot open the audit journal (see audit.dir)")?;
+    Ok(Some(gatehouse_gateway::audit::Auditor::new(
+        journal,
+        config.audit.coalesce.get(),
+    )))
+}
+
+/// Keeps the audit index in the store up to date with the journal, every second.
+fn spawn_indexer(index: gatehouse_store::AuditIndex, dir: PathBuf) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            match gatehouse_audit::index::catch_up(&index, &dir).await {
+                Ok(_) if failing => {
+                    failing = false;
+                    tracing::info!("audit index is being updated again");
+                }
+                Ok(_) => {}
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %e, "audit index cannot be updated (the journal itself is unaffected); retrying every second");
+                }
+                Err(_) => {}
+            }
+        }
+    })
 }
 
 fn print_banner(

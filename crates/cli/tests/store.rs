@@ -20,7 +20,7 @@ async fn postgres_store_by_url_is_migrated_on_start() {
     let gh = Gatehouse::start(&["--database-url", &pg.url]);
     assert_eq!(
         psql_in(&pg.name, "SELECT max(version) FROM gatehouse_schema"),
-        "1",
+        gatehouse_store::SCHEMA_VERSION.to_string(),
         "schema recorded in PostgreSQL"
     );
     // The gateway still serves with its store on PostgreSQL.

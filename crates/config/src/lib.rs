@@ -33,6 +33,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod audit;
 mod auth;
 mod duration;
 mod error;
@@ -41,6 +42,7 @@ mod model;
 mod path;
 mod policy;
 mod schema_check;
+mod telemetry;
 mod validate;
 mod yaml;
 
@@ -50,6 +52,10 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+pub use audit::{
+    ArgumentsMode, AuditConfig, DEFAULT_SECRET_KEYS, Durability, OnFailure, PathStep, ServerAudit,
+    parse_redact_path,
+};
 pub use auth::{
     AuthConfig, ClaimMapping, CredentialKind, CredentialsConfig, IntrospectionConfig, ListenerTls,
     SecretRef, SecretSource, ToolScopes, WorkloadIssuerConfig, WorkloadKind,
@@ -61,6 +67,7 @@ pub use model::{
     StoreConfig, TlsConfig, Transport, VirtualServerConfig,
 };
 pub use policy::{Operation, PoliciesConfig, PolicyEngineKind, ToolOperations};
+pub use telemetry::{AdminConfig, DEFAULT_SERVICE_NAME, OtlpConfig, OtlpProtocol, TelemetryConfig};
 pub use validate::{is_loopback_host, valid_tool_name};
 
 use error::Mark;
@@ -227,6 +234,12 @@ fn resolve_paths(config: &mut Config, origin: &Path) {
             resolve(&mut p);
             *pattern = p.to_string_lossy().into_owned();
         }
+    }
+    for p in [&mut config.audit.dir, &mut config.audit.signing_key]
+        .into_iter()
+        .flatten()
+    {
+        resolve(p);
     }
     if let Some(tls) = &mut config.gateway.tls {
         resolve(&mut tls.cert);

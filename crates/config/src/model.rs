@@ -14,9 +14,11 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{AuditConfig, ServerAudit};
 use crate::auth::{AuthConfig, CredentialsConfig, ListenerTls, ToolScopes};
 use crate::duration::DurationSpec;
 use crate::policy::{PoliciesConfig, ToolOperations};
+use crate::telemetry::{AdminConfig, TelemetryConfig};
 
 /// Pattern for server and virtual server names.
 pub const NAME_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
@@ -46,6 +48,16 @@ pub struct Config {
     /// deny.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<PoliciesConfig>,
+    /// OpenTelemetry export (traces and metrics over OTLP, MCP semantic conventions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<TelemetryConfig>,
+    /// The admin listener serving Prometheus `/metrics` and `/healthz`. Without it there
+    /// is no admin listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminConfig>,
+    /// The tamper-evident audit journal (on by default).
+    #[serde(default, skip_serializing_if = "AuditConfig::is_default")]
+    pub audit: AuditConfig,
 }
 
 /// The database Gatehouse persists state in.
@@ -192,6 +204,9 @@ pub struct ServerConfig {
     /// annotations are the server's claims about itself.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub trust_annotations: bool,
+    /// How the audit journal records this server's arguments.
+    #[serde(default, skip_serializing_if = "ServerAudit::is_default")]
+    pub audit: ServerAudit,
 }
 
 static EMPTY_MAP: BTreeMap<String, String> = BTreeMap::new();

@@ -8,8 +8,10 @@ use crate::error::{Mark, Problem};
 use crate::model::{Config, GatewayConfig, ServerConfig};
 use crate::path::{self, Positions};
 
+mod audit;
 mod identity;
 mod members;
+mod telemetry;
 
 pub use identity::is_loopback_host;
 
@@ -31,6 +33,8 @@ pub(crate) fn validate(config: &Config, positions: &Positions) -> Vec<Problem> {
     if let Some(policies) = &config.policies {
         v.policies(policies);
     }
+    v.telemetry(config);
+    v.audit(&config.audit);
     if let Some(store) = &config.store {
         let url = &store.url;
         if !["sqlite://", "postgres://", "postgresql://"]
@@ -179,6 +183,7 @@ impl Validator<'_> {
     }
 
     fn server(&mut self, s: &ServerConfig, p: &str) {
+        self.server_audit(&s.audit, p);
         let field = |f: &str| path::key(p, f);
         match (&s.url, &s.command) {
             (None, None) => self.at_value(

@@ -133,6 +133,12 @@ pub async fn dispatch(vs: &VirtualServer, msg: Message, ctx: &CallCtx) -> Messag
             else {
                 return err(&id, codes::INVALID_PARAMS, "params.uri is required");
             };
+            crate::audit::note(|f| {
+                f.target = Some(gatehouse_audit::TargetRecord {
+                    kind: "resource".into(),
+                    name: uri.clone(),
+                });
+            });
             let mut member = catalog::route_resource(vs, &uri, ctx).await;
             if method != "resources/unsubscribe"
                 && let Some(m) = member
@@ -347,7 +353,27 @@ async fn call_named(
         definition: merged.items.get(route.item),
     };
     let arguments = msg.params.as_ref().and_then(|p| p.get("arguments"));
-    if !crate::authz::allows(vs, ctx, action, &item, arguments).await {
+    let member = &vs.members[route.member];
+    crate::audit::note(|f| {
+        f.target = Some(gatehouse_audit::TargetRecord {
+            kind: what.into(),
+            name: name.clone(),
+        });
+        f.server = Some(member.server.config.name.clone());
+    });
+    let allowed = crate::authz::allows(vs, ctx, action, &item, arguments).await;
+    // Recorded for denied calls too: what was attempted matters as much as what was done.
+    crate::audit::note(|f| {
+        let redact: Vec<String> = f
+            .policy
+            .iter()
+            .flat_map(|p| &p.obligations)
+            .filter_map(|o| o.strip_prefix("redact:"))
+            .map(str::to_string)
+            .collect();
+        f.arguments = member.arguments.record(arguments, &redact);
+    });
+    if !allowed {
         // Exactly what a missing item gets: a denial must not reveal that the item exists.
         return err(
             &id,
@@ -460,6 +486,7 @@ async fn complete(vs: &VirtualServer, mut msg: Message, ctx: &CallCtx) -> Messag
 /// `input_required` becomes server→client requests on the client's stream, and the gateway
 /// retries with the answers.
 async fn call_member(member: &Member, msg: Message, ctx: &CallCtx) -> Message {
+    crate::audit::note(|f| f.server = Some(member.server.config.name.clone()));
     let id = msg.id.clone().unwrap_or(Id::Null);
     let method = msg.method().to_string();
     let client = ctx.for_member(member);

@@ -7,6 +7,7 @@
 //! in its own era).
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod authz;
 pub mod backend;
 pub mod catalog;
@@ -63,6 +64,8 @@ pub struct Gateway {
     /// Announces each change of the policy set to open streams (callers whose view changed
     /// get `list_changed`).
     pub policy_swaps: tokio::sync::broadcast::Sender<authz::PolicySwap>,
+    /// The audit journal; `None` when auditing is off.
+    pub audit: Option<Arc<audit::Auditor>>,
     draining: AtomicBool,
 }
 
@@ -90,6 +93,7 @@ impl Gateway {
         listen: SocketAddr,
         vault: Option<Arc<gatehouse_identity::outbound::Vault>>,
         policies: Option<Arc<gatehouse_policy::Policies>>,
+        audit: Option<Arc<audit::Auditor>>,
     ) -> Result<Arc<Gateway>, BuildError> {
         let hub = Arc::new(ChangeHub::default());
         let build = BuildContext {
@@ -116,6 +120,7 @@ impl Gateway {
             max_body_bytes,
             build,
             policy_swaps: tokio::sync::broadcast::channel(16).0,
+            audit,
             draining: AtomicBool::new(false),
         });
         gw.spawn_cache_invalidation();
@@ -126,6 +131,18 @@ impl Gateway {
     /// The snapshot new requests are served against.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// Records a configuration or policy set that was rejected (the running one stays).
+    pub fn rejected(&self, kind: gatehouse_audit::EventKind, reason: String) {
+        if let Some(a) = &self.audit {
+            a.change(
+                kind,
+                gatehouse_audit::Outcome::Rejected,
+                Some(reason),
+                serde_json::json!({"running_version": self.snapshot().version}),
+            );
+        }
     }
 
     /// Swaps in a new config and policy set. In-flight requests keep the snapshot they started
@@ -154,6 +171,39 @@ impl Gateway {
                 after: authz(&next.policies),
             }
         });
+        if let Some(a) = &self.audit {
+            let servers = |s: &Snapshot| {
+                let mut v: Vec<String> = s.servers.keys().cloned().collect();
+                v.sort();
+                v
+            };
+            a.change(
+                gatehouse_audit::EventKind::ConfigChange,
+                gatehouse_audit::Outcome::Ok,
+                None,
+                serde_json::json!({
+                    "from_version": old.version,
+                    "to_version": next.version,
+                    "servers": servers(&next),
+                    "virtual_servers": next.virtual_servers.values().map(|v| v.name.clone()).collect::<Vec<_>>(),
+                }),
+            );
+            if let Some(swap) = &swap {
+                let version =
+                    |a: &Option<authz::Authz>| a.as_ref().map(|a| a.policies.version().to_string());
+                a.change(
+                    gatehouse_audit::EventKind::PolicyChange,
+                    gatehouse_audit::Outcome::Ok,
+                    None,
+                    serde_json::json!({
+                        "from_version": version(&swap.before),
+                        "to_version": version(&swap.after),
+                        "engine": next.policies.as_ref().map(|p| p.engine_name()),
+                        "policies": next.policies.as_ref().map(|p| p.len()),
+                    }),
+                );
+            }
+        }
         self.snapshot.store(Arc::new(next));
         if let Some(swap) = swap {
             // Nobody listening is fine.
@@ -245,6 +295,9 @@ impl Gateway {
                 tick.tick().await;
                 let Some(gw) = weak.upgrade() else { return };
                 gw.parked.sweep();
+                if let Some(a) = &gw.audit {
+                    a.flush_coalesced();
+                }
                 for h in gw.snapshot().servers.values() {
                     if let backend::Backend::Stdio(s) = &h.backend {
                         s.reap_idle().await;

@@ -50,6 +50,7 @@ pub fn watch(gw: &Arc<Gateway>, path: PathBuf, interval: Duration, load: Arc<Loa
                     Ok(policies) => Ok((config, policies)),
                     Err(e) => {
                         tracing::error!(config = %path.display(), "policy set rejected; the previous one keeps serving:\n{e}");
+                        gw.rejected(gatehouse_audit::EventKind::PolicyChange, e.to_string());
                         continue;
                     }
                 },
@@ -63,11 +64,13 @@ pub fn watch(gw: &Arc<Gateway>, path: PathBuf, interval: Duration, load: Arc<Loa
                         tracing::info!(config = %path.display(), version = v, "configuration reloaded")
                     }
                     Err(e) => {
-                        tracing::error!(config = %path.display(), error = %e, "configuration rejected; the previous one keeps serving")
+                        tracing::error!(config = %path.display(), error = %e, "configuration rejected; the previous one keeps serving");
+                        gw.rejected(gatehouse_audit::EventKind::ConfigChange, e.to_string());
                     }
                 },
                 Err(e) => {
-                    tracing::error!(config = %path.display(), "configuration rejected; the previous one keeps serving:\n{e}")
+                    tracing::error!(config = %path.display(), "configuration rejected; the previous one keeps serving:\n{e}");
+                    gw.rejected(gatehouse_audit::EventKind::ConfigChange, e.to_string());
                 }
             }
         }

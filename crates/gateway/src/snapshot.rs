@@ -109,6 +109,8 @@ pub struct Member {
     pub config: MemberConfig,
     /// The server it names.
     pub server: Arc<ServerHandle>,
+    /// How the audit journal records this server's arguments.
+    pub arguments: Arc<gatehouse_audit::ArgumentRecorder>,
 }
 
 /// A virtual MCP server: one endpoint aggregating its members.
@@ -173,7 +175,7 @@ impl Snapshot {
             let reused = previous.and_then(|p| {
                 p.servers
                     .get(&sc.name)
-                    .filter(|h| h.config == *sc && same_timeout(p, &config, sc))
+                    .filter(|h| same_backend(&h.config, sc) && same_timeout(p, &config, sc))
             });
             let handle = match reused {
                 Some(h) => h.clone(),
@@ -213,6 +215,20 @@ impl Snapshot {
             };
             servers.insert(sc.name.clone(), handle);
         }
+        let recorders: HashMap<&str, Arc<gatehouse_audit::ArgumentRecorder>> = config
+            .servers
+            .iter()
+            .map(|sc| {
+                let a = &config.audit;
+                let recorder = gatehouse_audit::ArgumentRecorder::new(
+                    sc.audit.arguments.unwrap_or(a.arguments),
+                    a.max_argument_bytes,
+                    &a.secret_keys,
+                    &sc.audit.redact,
+                );
+                (sc.name.as_str(), Arc::new(recorder))
+            })
+            .collect();
         let mut virtual_servers = HashMap::new();
         for vs in &config.virtual_servers {
             let auth = resource_server(&config, vs, previous)?;
@@ -223,6 +239,7 @@ impl Snapshot {
                     servers.get(&m.server).map(|s| Member {
                         config: m.clone(),
                         server: s.clone(),
+                        arguments: recorders[m.server.as_str()].clone(),
                     })
                 })
                 .collect();
@@ -325,6 +342,17 @@ fn tool_scopes(config: &Config, vs: &VirtualServerConfig) -> Vec<String> {
         }
     }
     out
+}
+
+/// Whether a server's backend can carry over: every setting but how its arguments are
+/// audited (which lives in the snapshot's members) is the same.
+fn same_backend(before: &ServerConfig, after: &ServerConfig) -> bool {
+    if before.audit == after.audit {
+        return before == after;
+    }
+    let mut b = before.clone();
+    b.audit = after.audit.clone();
+    b == *after
 }
 
 fn same_timeout(prev: &Snapshot, next: &Config, sc: &ServerConfig) -> bool {

@@ -10,6 +10,7 @@
 //! ciphertext sealed by the caller, with the id of the key that sealed it.
 #![warn(missing_docs)]
 
+mod audit_index;
 mod credentials;
 mod error;
 pub mod migrate;
@@ -23,6 +24,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{PgPool, SqlitePool};
 
+pub use audit_index::{AuditFilter, AuditIndex, IndexedEvent};
 pub use credentials::{CredentialKey, CredentialRecord, Credentials, StoredCredential};
 pub use error::{StoreError, redact_url};
 pub use migrate::{MIGRATIONS, Migration, SCHEMA_VERSION};
@@ -176,6 +178,11 @@ impl Store {
     /// The sealed credentials of principals for upstream servers.
     pub fn credentials(&self) -> Credentials {
         Credentials::new(self.pool.clone())
+    }
+
+    /// The index of the audit journal.
+    pub fn audit_index(&self) -> AuditIndex {
+        AuditIndex::new(self.pool.clone())
     }
 
     /// Closes every connection; later operations on this store (and its clones) fail with

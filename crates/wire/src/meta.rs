@@ -16,6 +16,10 @@ pub const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 pub const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
 /// Progress token (unprefixed for compatibility).
 pub const PROGRESS_TOKEN: &str = "progressToken";
+/// W3C trace context in `_meta` (unprefixed, per SEP-414): the parent span of a request.
+pub const TRACEPARENT: &str = "traceparent";
+/// W3C trace state accompanying [`TRACEPARENT`].
+pub const TRACESTATE: &str = "tracestate";
 
 /// True for keys reserved by the MCP specification's stateless era (`io.modelcontextprotocol/…`).
 pub fn is_protocol_key(key: &str) -> bool {

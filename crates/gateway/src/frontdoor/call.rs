@@ -92,11 +92,27 @@ pub fn start(
     let private =
         principal.kind != gatehouse_identity::PrincipalKind::Anonymous || vs.authz.is_some();
     ctx.events = Some(ev_tx);
-    let task = tokio::spawn(async move {
-        let reply = dispatch::dispatch(&vs, msg, &ctx).await;
+    // The call's task writes the audit event (before the response can be released) — or, if
+    // the task is dropped first, records the call as cancelled.
+    let note = crate::audit::current();
+    if let Some(n) = &note {
+        n.claim();
+        let info = &ctx.client.client_info;
+        let text = |k: &str| info.get(k).and_then(Value::as_str).map(str::to_string);
+        crate::audit::note(|f| {
+            f.client.name = text("name");
+            f.client.version = text("version");
+        });
+    }
+    let guard = note.clone().map(crate::audit::CallGuard);
+    let task = tokio::spawn(crate::audit::scope(note, async move {
+        let mut reply = dispatch::dispatch(&vs, msg, &ctx).await;
         drop(snapshot);
+        if let Some(g) = &guard {
+            g.0.finish_call(&mut reply).await;
+        }
         let _ = done_tx.send(reply);
-    });
+    }));
     if let Some(s) = &session {
         s.inflight
             .lock()

@@ -63,9 +63,66 @@ fn new_request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()))
 }
 
+/// Every request to a virtual server: handled inside its audit note's scope, and released
+/// only once its audit event is written.
 async fn entry(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let request_id = new_request_id(&parts.headers);
+    let Some(auditor) = gw.audit.clone() else {
+        return handle(gw, parts, body, request_id).await;
+    };
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let facts = crate::audit::Facts {
+        request_id: request_id.clone(),
+        endpoint: parts.uri.path().to_string(),
+        http_method: parts.method.to_string(),
+        client: gatehouse_audit::ClientRecord {
+            ip: parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip().to_string()),
+            user_agent: header("user-agent").map(|u| u.chars().take(256).collect()),
+            ..Default::default()
+        },
+        trace_id: header("traceparent").and_then(crate::audit::trace_id_of),
+        session: header(gatehouse_wire::headers::SESSION_ID).map(crate::audit::session_digest),
+        ..Default::default()
+    };
+    let note = crate::audit::RequestNote::new(auditor, facts);
+    let response = crate::audit::scope(
+        Some(note.clone()),
+        handle(gw, parts, body, request_id.clone()),
+    )
+    .await;
+    if note.finish_response(response.status()).await {
+        response
+    } else {
+        audit_refusal(&request_id, &note)
+    }
+}
+
+/// The answer when a request's audit event cannot be written (`audit.on_failure: refuse`).
+fn audit_refusal(request_id: &str, note: &crate::audit::RequestNote) -> Response {
+    rpc_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Id::Null,
+        ErrorObject::new(
+            codes::BACKEND_UNAVAILABLE,
+            format!(
+                "the audit journal cannot be written ({}); requests are refused until it can (audit.on_failure: refuse)",
+                note.journal_error()
+            ),
+        ),
+        request_id,
+    )
+}
+
+async fn handle(
+    gw: Arc<Gateway>,
+    parts: axum::http::request::Parts,
+    body: axum::body::Body,
+    request_id: String,
+) -> Response {
     let snapshot = gw.snapshot();
     // The legacy HTTP+SSE transport lives under the virtual server's path.
     let path = parts.uri.path();
@@ -96,13 +153,16 @@ async fn entry(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         _ => (path, None),
     };
     let Some(vs) = snapshot.virtual_servers.get(vs_path).cloned() else {
+        crate::audit::note(|f| f.reason = Some("no_such_endpoint".into()));
         return (
             StatusCode::NOT_FOUND,
             format!("no virtual server at {path}\n"),
         )
             .into_response();
     };
+    crate::audit::note(|f| f.virtual_server = Some(vs.name.clone()));
     if let Err(reason) = gw.origin_policy.check(&parts.headers) {
+        crate::audit::note(|f| f.reason = Some("origin_refused".into()));
         tracing::warn!(request_id, %reason, "refused request (DNS rebinding protection)");
         return rpc_error(
             StatusCode::FORBIDDEN,
@@ -112,6 +172,7 @@ async fn entry(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         );
     }
     if gw.is_draining() {
+        crate::audit::note(|f| f.reason = Some("draining".into()));
         return rpc_error(
             StatusCode::SERVICE_UNAVAILABLE,
             Id::Null,
@@ -136,6 +197,12 @@ async fn entry(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
+    crate::audit::note(|f| f.principal = Some(crate::audit::principal_record(&caller.principal)));
+    if let Some(note) = crate::audit::current()
+        && !note.journal_accepting()
+    {
+        return audit_refusal(&request_id, &note);
+    }
     if let Some((_, server)) = authorize {
         return oauth::authorize(&vs, server, parts.uri.query(), &caller).await;
     }

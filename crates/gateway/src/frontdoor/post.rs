@@ -43,6 +43,7 @@ pub(super) async fn handle(
     let msg = match Message::parse(&body) {
         Ok(m) => m,
         Err(e) => {
+            crate::audit::note(|f| f.reason = Some("malformed".into()));
             tracing::warn!(request_id, error = %e, "malformed JSON-RPC message");
             crate::metrics::REJECTED_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return rpc_error(
@@ -53,6 +54,7 @@ pub(super) async fn handle(
             );
         }
     };
+    crate::audit::message(&msg);
     if let Some(refusal) =
         super::authn::check_tool_scopes(&snapshot, &vs, &headers, &msg, &caller, &request_id)
     {
@@ -128,10 +130,22 @@ async fn initialize(
     caller: &Caller,
     request_id: &str,
 ) -> Response {
+    let info = msg.params.as_ref().and_then(|p| p.get("clientInfo"));
+    let text = |k: &str| {
+        info.and_then(|i| i.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let (name, version) = (text("name"), text("version"));
+    crate::audit::note(|f| {
+        f.client.name = name;
+        f.client.version = version;
+    });
     let (session, reply) = match handshake::open_session(gw, vs, msg, caller, request_id).await {
         Ok(ok) => ok,
         Err((id, e)) => return rpc_error(StatusCode::BAD_REQUEST, id, e, request_id),
     };
+    crate::audit::note(|f| f.session = Some(crate::audit::session_digest(&session.id)));
     let mut resp = (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],

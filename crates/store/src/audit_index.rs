@@ -1,0 +1,212 @@
+//! The `audit_events` and `audit_cursor` tables: a query index over the audit journal's
+//! segment files. Rows hold who, what, where and when — never argument values, which stay in
+//! the segment files the row points to.
+
+use std::collections::HashMap;
+
+use sqlx::QueryBuilder;
+
+use crate::{Pool, StoreError, with_pool};
+
+/// One indexed journal line.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IndexedEvent {
+    /// The journal (gateway process) that wrote it.
+    pub instance: String,
+    /// Its position in that journal's chain.
+    pub seq: i64,
+    /// When it happened, unix microseconds.
+    pub time_us: i64,
+    /// Event type (`mcp.request`, `auth.failure`, …).
+    pub kind: String,
+    /// Outcome (`ok`, `denied`, …).
+    pub outcome: String,
+    /// The principal's subject.
+    pub subject: Option<String>,
+    /// The principal's e-mail.
+    pub email: Option<String>,
+    /// The principal's issuer.
+    pub issuer: Option<String>,
+    /// The virtual server.
+    pub virtual_server: Option<String>,
+    /// The backend server.
+    pub server: Option<String>,
+    /// The method.
+    pub method: Option<String>,
+    /// The tool, prompt or resource name.
+    pub target: Option<String>,
+    /// Latency in microseconds.
+    pub latency_us: Option<i64>,
+    /// The segment file holding the full event.
+    pub segment: String,
+    /// Byte offset of the line in that file.
+    pub byte_offset: i64,
+}
+
+/// Which indexed events to return, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Subject or e-mail equals this.
+    pub user: Option<String>,
+    /// Tool, prompt or resource name equals this.
+    pub target: Option<String>,
+    /// Backend server equals this.
+    pub server: Option<String>,
+    /// Virtual server equals this.
+    pub virtual_server: Option<String>,
+    /// Outcome equals this.
+    pub outcome: Option<String>,
+    /// Event type equals this.
+    pub kind: Option<String>,
+    /// At or after (unix microseconds).
+    pub since_us: Option<i64>,
+    /// Before (unix microseconds).
+    pub until_us: Option<i64>,
+    /// At most this many rows.
+    pub limit: i64,
+}
+
+/// Repository of the audit index, from [`Store::audit_index`](crate::Store::audit_index).
+#[derive(Debug, Clone)]
+pub struct AuditIndex {
+    pool: Pool,
+}
+
+const INSERT: &str = "INSERT INTO audit_events (instance, seq, time_us, type, outcome, subject, \
+    email, issuer, virtual_server, server, method, target, latency_us, segment, byte_offset) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+    ON CONFLICT (instance, seq) DO NOTHING";
+
+const CURSOR: &str = "INSERT INTO audit_cursor (segment, byte_offset) VALUES ($1, $2) \
+    ON CONFLICT (segment) DO UPDATE SET byte_offset = excluded.byte_offset \
+    WHERE excluded.byte_offset > audit_cursor.byte_offset";
+
+const COLUMNS: &str = "SELECT instance, seq, time_us, type, outcome, subject, email, issuer, \
+    virtual_server, server, method, target, latency_us, segment, byte_offset FROM audit_events";
+
+type Row = (
+    String,
+    i64,
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    String,
+    i64,
+);
+
+impl AuditIndex {
+    pub(crate) fn new(pool: Pool) -> Self {
+        AuditIndex { pool }
+    }
+
+    /// How far each segment file is indexed (bytes).
+    pub async fn cursors(&self) -> Result<HashMap<String, i64>, StoreError> {
+        const SQL: &str = "SELECT segment, byte_offset FROM audit_cursor";
+        let rows: Vec<(String, i64)> =
+            with_pool!(&self.pool, |p| sqlx::query_as(SQL).fetch_all(p).await?);
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Adds `rows` read from `segment` up to byte `offset`, in one transaction with the
+    /// cursor, so a crash between the two cannot index a line twice or skip one.
+    pub async fn add(
+        &self,
+        segment: &str,
+        offset: i64,
+        rows: &[IndexedEvent],
+    ) -> Result<(), StoreError> {
+        with_pool!(&self.pool, |p| {
+            let mut tx = p.begin().await?;
+            for r in rows {
+                sqlx::query(INSERT)
+                    .bind(&r.instance)
+                    .bind(r.seq)
+                    .bind(r.time_us)
+                    .bind(&r.kind)
+                    .bind(&r.outcome)
+                    .bind(&r.subject)
+                    .bind(&r.email)
+                    .bind(&r.issuer)
+                    .bind(&r.virtual_server)
+                    .bind(&r.server)
+                    .bind(&r.method)
+                    .bind(&r.target)
+                    .bind(r.latency_us)
+                    .bind(&r.segment)
+                    .bind(r.byte_offset)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(CURSOR)
+                .bind(segment)
+                .bind(offset)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The events matching `filter`, newest first.
+    pub async fn query(&self, filter: &AuditFilter) -> Result<Vec<IndexedEvent>, StoreError> {
+        let rows: Vec<Row> = with_pool!(&self.pool, |p| {
+            let mut q = QueryBuilder::new(COLUMNS);
+            q.push(" WHERE 1 = 1");
+            if let Some(u) = &filter.user {
+                q.push(" AND (subject = ")
+                    .push_bind(u.clone())
+                    .push(" OR email = ")
+                    .push_bind(u.clone())
+                    .push(")");
+            }
+            for (column, value) in [
+                ("target", &filter.target),
+                ("server", &filter.server),
+                ("virtual_server", &filter.virtual_server),
+                ("outcome", &filter.outcome),
+                ("type", &filter.kind),
+            ] {
+                if let Some(v) = value {
+                    q.push(format!(" AND {column} = ")).push_bind(v.clone());
+                }
+            }
+            if let Some(t) = filter.since_us {
+                q.push(" AND time_us >= ").push_bind(t);
+            }
+            if let Some(t) = filter.until_us {
+                q.push(" AND time_us < ").push_bind(t);
+            }
+            q.push(" ORDER BY time_us DESC, instance DESC, seq DESC LIMIT ")
+                .push_bind(filter.limit.max(1));
+            q.build_query_as().fetch_all(p).await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|r| IndexedEvent {
+                instance: r.0,
+                seq: r.1,
+                time_us: r.2,
+                kind: r.3,
+                outcome: r.4,
+                subject: r.5,
+                email: r.6,
+                issuer: r.7,
+                virtual_server: r.8,
+                server: r.9,
+                method: r.10,
+                target: r.11,
+                latency_us: r.12,
+                segment: r.13,
+                byte_offset: r.14,
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,382 @@
+//! The gateway's own metrics registry and its Prometheus exposition.
+
+mod expo;
+mod family;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+pub use expo::{CONTENT_TYPE, escape_label_value};
+pub use family::{
+    Counter, DEFAULT_SERIES_LIMIT, DURATION_BUCKETS, Family, Gauge, Histogram, HistogramSnapshot,
+    OVERFLOW_LABEL,
+};
+
+/// Label value standing for any method that is not a known MCP method (as OpenTelemetry
+/// does for HTTP methods), so arbitrary method names a client sends cannot create series.
+pub const OTHER_METHOD: &str = "_OTHER";
+
+/// The MCP methods (both protocol eras) that keep their name as a label value.
+const KNOWN_METHODS: &[&str] = &[
+    "completion/complete",
+    "elicitation/create",
+    "initialize",
+    "logging/setLevel",
+    "notifications/cancelled",
+    "notifications/elicitation/complete",
+    "notifications/initialized",
+    "notifications/message",
+    "notifications/progress",
+    "notifications/prompts/list_changed",
+    "notifications/resources/list_changed",
+    "notifications/resources/updated",
+    "notifications/roots/list_changed",
+    "notifications/tasks/status",
+    "notifications/tools/list_changed",
+    "ping",
+    "prompts/get",
+    "prompts/list",
+    "resources/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/templates/list",
+    "resources/unsubscribe",
+    "roots/list",
+    "sampling/createMessage",
+    "server/discover",
+    "subscriptions/listen",
+    "tasks/cancel",
+    "tasks/get",
+    "tasks/list",
+    "tasks/result",
+    "tools/call",
+    "tools/list",
+];
+
+/// `method` if it is a known MCP method, else [`OTHER_METHOD`].
+pub fn method_label(method: &str) -> &str {
+    match KNOWN_METHODS.binary_search(&method) {
+        Ok(i) => KNOWN_METHODS[i],
+        Err(_) => OTHER_METHOD,
+    }
+}
+
+/// How a request ended, as the `outcome` label sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestOutcome {
+    /// Answered with a result (a tool result with `isError` counts as `Error`).
+    Ok,
+    /// Answered with a JSON-RPC error, a tool error, or failed in the gateway.
+    Error,
+    /// Refused by policy.
+    Denied,
+    /// Refused before dispatch: bad headers, Origin, body too large, unknown session.
+    Rejected,
+    /// Refused for lack of valid credentials (HTTP 401).
+    Unauthenticated,
+}
+
+impl RequestOutcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestOutcome::Ok => "ok",
+            RequestOutcome::Error => "error",
+            RequestOutcome::Denied => "denied",
+            RequestOutcome::Rejected => "rejected",
+            RequestOutcome::Unauthenticated => "unauthenticated",
+        }
+    }
+}
+
+type GaugeFn = Box<dyn Fn() -> u64 + Send + Sync>;
+
+/// Every metric the gateway exposes at `/metrics`. See the crate documentation for the
+/// table of names and labels. Cheap to share: hold it in an `Arc`.
+pub struct Metrics {
+    version: String,
+    requests: Family<Counter, 3>,
+    tool_calls: Family<Counter, 4>,
+    errors: Family<Counter, 3>,
+    server_duration: Family<Histogram, 2>,
+    client_duration: Family<Histogram, 2>,
+    active_sessions: Family<Gauge, 1>,
+    backend_up: Family<Gauge, 1>,
+    policy_decisions: Family<Counter, 1>,
+    audit_events: Family<Counter, 1>,
+    audit_write_errors: Counter,
+    audit_queue_depth: RwLock<Option<GaugeFn>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// A registry with [`DEFAULT_SERIES_LIMIT`] series per metric.
+    pub fn new() -> Arc<Metrics> {
+        Metrics::with_series_limit(DEFAULT_SERIES_LIMIT)
+    }
+
+    /// A registry holding at most `limit` series per metric; past it new label sets
+    /// share one `_overflow` series and `gatehouse_metric_series_overflow_total` counts
+    /// them.
+    pub fn with_series_limit(limit: usize) -> Arc<Metrics> {
+        let metrics = Metrics {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            requests: Family::new(limit),
+            tool_calls: Family::new(limit),
+            errors: Family::new(limit),
+            server_duration: Family::new(limit),
+            client_duration: Family::new(limit),
+            active_sessions: Family::new(limit),
+            backend_up: Family::new(limit),
+            policy_decisions: Family::new(limit),
+            audit_events: Family::new(limit),
+            audit_write_errors: Counter::default(),
+            audit_queue_depth: RwLock::new(None),
+        };
+        // Both decisions exist from the start, so a rate() over them has a zero baseline.
+        metrics.policy_decisions.with(["allow"]);
+        metrics.policy_decisions.with(["deny"]);
+        Arc::new(metrics)
+    }
+
+    /// One request of a virtual server ended: counts it and records its duration.
+    /// `method` is reduced with [`method_label`].
+    pub fn request(&self, vs: &str, method: &str, outcome: RequestOutcome, duration: Duration) {
+        let method = method_label(method);
+        self.requests
+            .apply([vs, method, outcome.as_str()], Counter::inc);
+        self.server_duration
+            .apply([vs, method], |h| h.observe(duration));
+    }
+
+    /// One request ended in an error of `error_type` (a JSON-RPC code such as `-32602`,
+    /// `tool_error`, an HTTP status, or a gateway failure such as `timeout`).
+    pub fn error(&self, vs: &str, method: &str, error_type: &str) {
+        self.errors
+            .apply([vs, method_label(method), error_type], Counter::inc);
+    }
+
+    /// One `tools/call` routed to `server`'s `tool` ended.
+    pub fn tool_call(&self, vs: &str, server: &str, tool: &str, outcome: RequestOutcome) {
+        self.tool_calls
+            .apply([vs, server, tool, outcome.as_str()], Counter::inc);
+    }
+
+    /// One call of the gateway to a backend (`server`) took `duration`.
+    pub fn backend_call(&self, server: &str, method: &str, duration: Duration) {
+        self.client_duration
+            .apply([server, method_label(method)], |h| h.observe(duration));
+    }
+
+    /// Whether `server` is reachable (a running process, a healthy remote).
+    pub fn set_backend_up(&self, server: &str, up: bool) {
+        self.backend_up.apply([server], |g| g.set(i64::from(up)));
+    }
+
+    /// A session of virtual server `vs` started.
+    pub fn session_opened(&self, vs: &str) {
+        self.active_sessions.apply([vs], Gauge::inc);
+    }
+
+    /// A session of virtual server `vs` ended (deleted or expired).
+    pub fn session_closed(&self, vs: &str) {
+        self.active_sessions.apply([vs], Gauge::dec);
+    }
+
+    /// One policy decision.
+    pub fn policy_decision(&self, allowed: bool) {
+        let decision = if allowed { "allow" } else { "deny" };
+        self.policy_decisions.apply([decision], Counter::inc);
+    }
+
+    /// One audit event handled; `outcome` is what the journal did with it (for example
+    /// `written` or `dropped`).
+    pub fn audit_event(&self, outcome: &str) {
+        self.audit_events.apply([outcome], Counter::inc);
+    }
+
+    /// One failed write of the audit journal.
+    pub fn audit_write_error(&self) {
+        self.audit_write_errors.inc();
+    }
+
+    /// Reads the audit queue depth from `f` at every scrape (replacing an earlier one).
+    pub fn set_audit_queue_depth(&self, f: impl Fn() -> u64 + Send + Sync + 'static) {
+        *self
+            .audit_queue_depth
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Box::new(f));
+    }
+
+    /// `gatehouse_requests_total` by `[virtual_server, method, outcome]`, for callers
+    /// that keep a handle.
+    pub fn requests_family(&self) -> &Family<Counter, 3> {
+        &self.requests
+    }
+
+    /// `mcp_server_operation_duration_seconds` by `[virtual_server, mcp_method_name]`.
+    pub fn server_duration_family(&self) -> &Family<Histogram, 2> {
+        &self.server_duration
+    }
+
+    /// `mcp_client_operation_duration_seconds` by `[server, mcp_method_name]`.
+    pub fn client_duration_family(&self) -> &Family<Histogram, 2> {
+        &self.client_duration
+    }
+
+    /// `gatehouse_tool_calls_total` by `[virtual_server, server, tool, outcome]`.
+    pub fn tool_calls_family(&self) -> &Family<Counter, 4> {
+        &self.tool_calls
+    }
+
+    /// Every metric in the Prometheus text format 0.0.4 ([`CONTENT_TYPE`]).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        expo::counters(
+            &mut out,
+            "gatehouse_requests_total",
+            "MCP requests handled, by virtual server, method and outcome.",
+            ["virtual_server", "method", "outcome"],
+            &self.requests,
+        );
+        expo::counters(
+            &mut out,
+            "gatehouse_tool_calls_total",
+            "tools/call requests routed to a server, by virtual server, server, tool and outcome.",
+            ["virtual_server", "server", "tool", "outcome"],
+            &self.tool_calls,
+        );
+        expo::counters(
+            &mut out,
+            "gatehouse_errors_total",
+            "MCP requests that ended in an error, by virtual server, method and error type.",
+            ["virtual_server", "method", "error_type"],
+            &self.errors,
+        );
+        expo::histograms(
+            &mut out,
+            "mcp_server_operation_duration_seconds",
+            "Duration of MCP requests served by the gateway.",
+            ["virtual_server", "mcp_method_name"],
+            &self.server_duration,
+        );
+        expo::histograms(
+            &mut out,
+            "mcp_client_operation_duration_seconds",
+            "Duration of MCP requests the gateway sent to backend servers.",
+            ["server", "mcp_method_name"],
+            &self.client_duration,
+        );
+        expo::gauges(
+            &mut out,
+            "gatehouse_active_sessions",
+            "Open handshake-era sessions, by virtual server.",
+            ["virtual_server"],
+            &self.active_sessions,
+        );
+        expo::gauges(
+            &mut out,
+            "gatehouse_backend_up",
+            "Whether a backend server is reachable (1) or not (0).",
+            ["server"],
+            &self.backend_up,
+        );
+        expo::counters(
+            &mut out,
+            "gatehouse_policy_decisions_total",
+            "Policy decisions, by decision.",
+            ["decision"],
+            &self.policy_decisions,
+        );
+        let depth = self
+            .audit_queue_depth
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, |f| f());
+        expo::single(
+            &mut out,
+            "gatehouse_audit_queue_depth",
+            "gauge",
+            "Audit events waiting to be written.",
+            depth,
+        );
+        expo::counters(
+            &mut out,
+            "gatehouse_audit_events_total",
+            "Audit events, by what the journal did with them.",
+            ["outcome"],
+            &self.audit_events,
+        );
+        expo::single(
+            &mut out,
+            "gatehouse_audit_write_errors_total",
+            "counter",
+            "Failed writes of the audit journal.",
+            self.audit_write_errors.get(),
+        );
+        self.render_overflow(&mut out);
+        expo::header(
+            &mut out,
+            "gatehouse_build_info",
+            "gauge",
+            "Always 1; the labels describe the running build.",
+        );
+        out.push_str("gatehouse_build_info{version=\"");
+        escape_label_value(&mut out, &self.version);
+        out.push_str("\"} 1\n");
+        out
+    }
+
+    fn render_overflow(&self, out: &mut String) {
+        let name = "gatehouse_metric_series_overflow_total";
+        expo::header(
+            out,
+            name,
+            "counter",
+            "Recordings folded into a metric's _overflow series because it reached its series limit.",
+        );
+        let families = [
+            ("gatehouse_requests_total", self.requests.overflowed()),
+            ("gatehouse_tool_calls_total", self.tool_calls.overflowed()),
+            ("gatehouse_errors_total", self.errors.overflowed()),
+            (
+                "mcp_server_operation_duration_seconds",
+                self.server_duration.overflowed(),
+            ),
+            (
+                "mcp_client_operation_duration_seconds",
+                self.client_duration.overflowed(),
+            ),
+            (
+                "gatehouse_active_sessions",
+                self.active_sessions.overflowed(),
+            ),
+            ("gatehouse_backend_up", self.backend_up.overflowed()),
+            (
+                "gatehouse_audit_events_total",
+                self.audit_events.overflowed(),
+            ),
+        ];
+        for (metric, n) in families {
+            if n > 0 {
+                out.push_str(name);
+                out.push_str("{metric=\"");
+                out.push_str(metric);
+                out.push_str("\"} ");
+                out.push_str(&n.to_string());
+                out.push('\n');
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,194 @@
+//! The Prometheus exposition, served over a real socket, passes `promtool check metrics`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use gatehouse_telemetry::{Metrics, RequestOutcome, admin_router};
+
+fn promtool() -> Option<std::path::PathBuf> {
+    common::tool(
+        "GATEHOUSE_PROMTOOL",
+        &["promtool", "/usr/bin/promtool"],
+        "apt-get install prometheus",
+    )
+}
+
+/// Runs `promtool check metrics` on `text`: (success, what it printed).
+fn check(promtool: &std::path::Path, text: &str) -> (bool, String) {
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success() && said.trim().is_empty(), said)
+}
+
+fn realistic() -> std::sync::Arc<Metrics> {
+    let m = Metrics::with_series_limit(40);
+    let ms = Duration::from_millis;
+    for (i, method) in [
+        "initialize",
+        "tools/list",
+        "tools/call",
+        "prompts/get",
+        "ping",
+    ]
+    .iter()
+    .enumerate()
+    {
+        for n in 0..20u64 {
+            m.request(
+                "default",
+                method,
+                RequestOutcome::Ok,
+                ms(n * (i as u64 + 1)),
+            );
+        }
+    }
+    m.request("default", "tools/call", RequestOutcome::Denied, ms(1));
+    m.request("team \"a\"", "tools/call", RequestOutcome::Error, ms(2_000));
+    m.request("default", "vendor/x", RequestOutcome::Rejected, ms(0));
+    m.request(
+        "default",
+        "tools/call",
+        RequestOutcome::Unauthenticated,
+        Duration::ZERO,
+    );
+    m.error("team \"a\"", "tools/call", "-32603");
+    m.error("default", "tools/call", "tool_error");
+    m.tool_call("default", "files", "read_file", RequestOutcome::Ok);
+    m.tool_call(
+        "default",
+        "jira",
+        "create\\issue\nnow",
+        RequestOutcome::Error,
+    );
+    // More distinct tools than the limit: the overflow series and its counter appear.
+    for i in 0..50 {
+        m.tool_call("default", "files", &format!("t{i}"), RequestOutcome::Ok);
+    }
+    m.backend_call("files", "tools/call", Duration::from_micros(700));
+    m.backend_call("jira", "tools/call", Duration::from_secs(400));
+    m.set_backend_up("files", true);
+    m.set_backend_up("jira", false);
+    m.session_opened("default");
+    m.policy_decision(true);
+    m.policy_decision(false);
+    m.audit_event("written");
+    m.audit_event("dropped");
+    m.audit_write_error();
+    m.set_audit_queue_depth(|| 3);
+    m
+}
+
+/// GET `path` with HTTP/1.1 over a plain socket: (head, body).
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    (head.to_string(), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exposition_served_over_http_passes_promtool() {
+    let Some(promtool) = promtool() else { return };
+    let metrics = realistic();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, admin_router(metrics)).await.unwrap();
+    });
+    let (head, body) = tokio::task::spawn_blocking(move || http_get(addr, "/metrics"))
+        .await
+        .unwrap();
+    server.abort();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4; charset=utf-8"),
+        "{head}"
+    );
+    // The body may be chunked; promtool needs the plain text.
+    let text = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(&body)
+    } else {
+        body
+    };
+    for expected in [
+        "gatehouse_tool_calls_total{virtual_server=\"default\",server=\"jira\",tool=\"create\\\\issue\\nnow\",outcome=\"error\"} 1",
+        "gatehouse_requests_total{virtual_server=\"team \\\"a\\\"\",method=\"tools/call\",outcome=\"error\"} 1",
+        "gatehouse_requests_total{virtual_server=\"default\",method=\"_OTHER\",outcome=\"rejected\"} 1",
+        "mcp_client_operation_duration_seconds_bucket{server=\"jira\",mcp_method_name=\"tools/call\",le=\"+Inf\"} 1",
+        "mcp_client_operation_duration_seconds_bucket{server=\"jira\",mcp_method_name=\"tools/call\",le=\"300\"} 0",
+        "mcp_client_operation_duration_seconds_sum{server=\"jira\",mcp_method_name=\"tools/call\"} 400",
+        "gatehouse_metric_series_overflow_total{metric=\"gatehouse_tool_calls_total\"} 12",
+    ] {
+        assert!(
+            text.lines().any(|l| l == expected),
+            "missing {expected:?} in\n{text}"
+        );
+    }
+    let (ok, said) = check(&promtool, &text);
+    assert!(
+        ok,
+        "promtool check metrics rejected the exposition:\n{said}\n---\n{text}"
+    );
+}
+
+#[test]
+fn promtool_does_reject_a_broken_exposition() {
+    // Guards the test above against a promtool that accepts anything.
+    let Some(promtool) = promtool() else { return };
+    let (ok, said) = check(
+        &promtool,
+        "# TYPE requests counter\nrequests{a=\"unterminated} 1\n",
+    );
+    assert!(!ok, "promtool accepted a broken exposition: {said}");
+    let (ok, _) = check(
+        &promtool,
+        "# HELP x_total X.\n# TYPE x_total counter\nx_total 1\n",
+    );
+    assert!(ok);
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    loop {
+        let (size, after) = rest.split_once("\r\n").unwrap();
+        let size = usize::from_str_radix(size.trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+}
