@@ -1,5 +1,7 @@
 //! Real databases for the store tests: a SQLite file in a temporary directory, or a fresh
 //! PostgreSQL database created on the local server and dropped afterwards.
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
