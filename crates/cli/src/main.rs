@@ -75,6 +75,10 @@ enum Command {
         /// refuses to expose unauthenticated endpoints beyond this machine.
         #[arg(long)]
         insecure: bool,
+        /// Serve Prometheus `/metrics` on this address (overrides `admin.listen`; off unless
+        /// set, except for the built-in demo, which picks a free loopback port).
+        #[arg(long, env = "GATEHOUSE_ADMIN_LISTEN")]
+        admin_listen: Option<String>,
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Human, env = "GATEHOUSE_LOG_FORMAT")]
         log_format: LogFormat,
@@ -143,6 +147,7 @@ fn main() -> ExitCode {
             listen,
             database_url,
             insecure,
+            admin_listen,
             workers,
             log_format,
             log,
@@ -167,6 +172,7 @@ fn main() -> ExitCode {
                 listen,
                 database_url,
                 insecure,
+                admin_listen,
             })) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

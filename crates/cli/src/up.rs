@@ -17,6 +17,7 @@ pub struct UpArgs {
     pub listen: Option<String>,
     pub database_url: Option<String>,
     pub insecure: bool,
+    pub admin_listen: Option<String>,
 }
 
 /// Refuses (unless `insecure`) a config that exposes an endpoint without `auth` on an address
@@ -106,6 +107,45 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("the policy set cannot be used:\n{e}"))?;
     let auditor = open_audit(&config, &data_dir)?;
+    let instance = auditor
+        .as_ref()
+        .map_or_else(|| bound.to_string(), |a| a.journal().instance().to_string());
+    let telemetry = gatehouse_telemetry::Telemetry::start(
+        &config.telemetry.clone().unwrap_or_default(),
+        &instance,
+    )
+    .context("cannot start telemetry (see telemetry.otlp)")?;
+    if let Some(a) = &auditor {
+        let journal = a.journal().clone();
+        telemetry
+            .metrics()
+            .set_audit_queue_depth(move || journal.stats().queued as u64);
+    }
+    // The built-in demo shows its metrics on an ephemeral loopback port.
+    let admin_listen = args
+        .admin_listen
+        .clone()
+        .or_else(|| config.admin.as_ref().map(|a| a.listen.clone()))
+        .or_else(|| args.config.is_none().then(|| "127.0.0.1:0".to_string()));
+    let admin = match admin_listen {
+        Some(addr) => {
+            let addr: SocketAddr = addr
+                .parse()
+                .with_context(|| format!("--admin-listen {addr:?} is not an IP:port address"))?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (admin)"))?;
+            let local = listener.local_addr()?;
+            let router = gatehouse_telemetry::admin_router(telemetry.metrics().clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::error!(error = %e, "admin listener stopped");
+                }
+            });
+            Some(local)
+        }
+        None => None,
+    };
     let gw = Gateway::new(
         config,
         keys,
@@ -113,6 +153,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         Some(Arc::new(vault)),
         policies,
         auditor.clone(),
+        telemetry.clone(),
     )?;
     let indexer = auditor
         .as_ref()
@@ -134,6 +175,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             a.journal().instance()
         ),
         None => println!("  audit:     off (audit.enabled: false)"),
+    }
+    if let Some(admin) = admin {
+        println!("  metrics:   http://{admin}/metrics");
+    }
+    if gw.telemetry.tracing_enabled() {
+        println!("  tracing:   OTLP export on (telemetry.otlp)");
     }
 
     let app = gw.router();
@@ -192,6 +239,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     }
     store.close().await;
+    if let Err(e) = telemetry.shutdown().await {
+        tracing::warn!(error = %e, "telemetry did not flush before exit");
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -201,7 +251,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 fn open_audit(
     config: &Config,
     data_dir: &Path,
-) -> anyhow::Result<Option<Arc<gatehouse_gateway::audit::Auditor>>> {
+) -> anyhow::Result<Option<Arc<gatehouse_gateway::observe::Auditor>>> {
     if !config.audit.enabled {
         tracing::warn!("the audit journal is off (audit.enabled: false): calls are not recorded");
         return Ok(None);
@@ -216,7 +266,7 @@ fn open_audit(
     let options = gatehouse_audit::JournalOptions::from_config(&config.audit, data_dir)?;
     let journal = gatehouse_audit::Journal::open(options)
         .context("cannot open the audit journal (see audit.dir)")?;
-    Ok(Some(gatehouse_gateway::audit::Auditor::new(
+    Ok(Some(gatehouse_gateway::observe::Auditor::new(
         journal,
         config.audit.coalesce.get(),
     )))

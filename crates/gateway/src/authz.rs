@@ -275,7 +275,7 @@ pub async fn allows(
         request: &req,
         decision: &decision,
     });
-    crate::audit::note(|f| f.policy = Some(crate::audit::policy_record(&decision)));
+    crate::observe::decision(&decision);
     decision.allowed
 }
 

@@ -133,12 +133,7 @@ pub async fn dispatch(vs: &VirtualServer, msg: Message, ctx: &CallCtx) -> Messag
             else {
                 return err(&id, codes::INVALID_PARAMS, "params.uri is required");
             };
-            crate::audit::note(|f| {
-                f.target = Some(gatehouse_audit::TargetRecord {
-                    kind: "resource".into(),
-                    name: uri.clone(),
-                });
-            });
+            crate::observe::target("resource", &uri);
             let mut member = catalog::route_resource(vs, &uri, ctx).await;
             if method != "resources/unsubscribe"
                 && let Some(m) = member
@@ -354,16 +349,11 @@ async fn call_named(
     };
     let arguments = msg.params.as_ref().and_then(|p| p.get("arguments"));
     let member = &vs.members[route.member];
-    crate::audit::note(|f| {
-        f.target = Some(gatehouse_audit::TargetRecord {
-            kind: what.into(),
-            name: name.clone(),
-        });
-        f.server = Some(member.server.config.name.clone());
-    });
+    crate::observe::target(what, &name);
+    crate::observe::server(&member.server.config.name);
     let allowed = crate::authz::allows(vs, ctx, action, &item, arguments).await;
     // Recorded for denied calls too: what was attempted matters as much as what was done.
-    crate::audit::note(|f| {
+    crate::observe::note(|f| {
         let redact: Vec<String> = f
             .policy
             .iter()
@@ -482,11 +472,17 @@ async fn complete(vs: &VirtualServer, mut msg: Message, ctx: &CallCtx) -> Messag
     }
 }
 
+/// The backend's own name of what `params` call (tool or prompt name, resource URI).
+fn target_of(params: &Option<Value>) -> Option<&str> {
+    let p = params.as_ref()?;
+    p.get("name").or_else(|| p.get("uri")).and_then(Value::as_str)
+}
+
 /// Calls a member, driving MRTR rounds for handshake-era clients: a stateless backend's
 /// `input_required` becomes server→client requests on the client's stream, and the gateway
 /// retries with the answers.
 async fn call_member(member: &Member, msg: Message, ctx: &CallCtx) -> Message {
-    crate::audit::note(|f| f.server = Some(member.server.config.name.clone()));
+    crate::observe::server(&member.server.config.name);
     let id = msg.id.clone().unwrap_or(Id::Null);
     let method = msg.method().to_string();
     let client = ctx.for_member(member);
@@ -499,17 +495,28 @@ async fn call_member(member: &Member, msg: Message, ctx: &CallCtx) -> Message {
         1
     };
     for _ in 0..rounds {
-        let sent = if rounds > 1 {
+        let mut sent = if rounds > 1 {
             params.clone()
         } else {
             params.take()
         };
-        let reply = match member
+        let span = crate::observe::backend_call(&member.server.config, &method, target_of(&sent));
+        if let Some(trace) = span.as_ref().and_then(|s| s.context()) {
+            let params = sent.get_or_insert_with(|| json!({}));
+            if let Some(p) = params.as_object_mut() {
+                let meta = p.entry("_meta").or_insert_with(|| json!({}));
+                if let Some(m) = meta.as_object_mut() {
+                    gatehouse_telemetry::inject_meta(m, &trace);
+                }
+            }
+        }
+        let called = member
             .server
             .backend
             .call(&method, sent, &client, ctx.events.clone())
-            .await
-        {
+            .await;
+        crate::observe::backend_result(&member.server.config.name, span, &called);
+        let reply = match called {
             Ok(r) => r,
             Err(e) => return Message::error(id, e.to_error_object()),
         };

@@ -7,7 +7,7 @@
 //! in its own era).
 #![warn(missing_docs)]
 
-pub mod audit;
+pub mod observe;
 pub mod authz;
 pub mod backend;
 pub mod catalog;
@@ -65,7 +65,9 @@ pub struct Gateway {
     /// get `list_changed`).
     pub policy_swaps: tokio::sync::broadcast::Sender<authz::PolicySwap>,
     /// The audit journal; `None` when auditing is off.
-    pub audit: Option<Arc<audit::Auditor>>,
+    pub audit: Option<Arc<observe::Auditor>>,
+    /// Metrics and (with OTLP) traces.
+    pub telemetry: gatehouse_telemetry::Telemetry,
     draining: AtomicBool,
 }
 
@@ -93,7 +95,8 @@ impl Gateway {
         listen: SocketAddr,
         vault: Option<Arc<gatehouse_identity::outbound::Vault>>,
         policies: Option<Arc<gatehouse_policy::Policies>>,
-        audit: Option<Arc<audit::Auditor>>,
+        audit: Option<Arc<observe::Auditor>>,
+        telemetry: gatehouse_telemetry::Telemetry,
     ) -> Result<Arc<Gateway>, BuildError> {
         let hub = Arc::new(ChangeHub::default());
         let build = BuildContext {
@@ -121,6 +124,7 @@ impl Gateway {
             build,
             policy_swaps: tokio::sync::broadcast::channel(16).0,
             audit,
+            telemetry,
             draining: AtomicBool::new(false),
         });
         gw.spawn_cache_invalidation();
@@ -297,6 +301,11 @@ impl Gateway {
                 gw.parked.sweep();
                 if let Some(a) = &gw.audit {
                     a.flush_coalesced();
+                }
+                let counts = gw.sessions.count_by_virtual_server();
+                for vs in gw.snapshot().virtual_servers.values() {
+                    let n = counts.get(&vs.path).copied().unwrap_or(0);
+                    gw.telemetry.metrics().set_active_sessions(&vs.name, n);
                 }
                 for h in gw.snapshot().servers.values() {
                     if let backend::Backend::Stdio(s) = &h.backend {

@@ -45,7 +45,7 @@ pub(super) async fn authenticate(
                 tracing::warn!(request_id, virtual_server = %vs.name, reason = failure.refusal.reason.code(), detail = %failure.refusal.detail, status = failure.status, "request refused by authentication");
             }
             let code = failure.refusal.reason.code();
-            crate::audit::note(|f| f.reason = Some(code.to_string()));
+            crate::observe::note(|f| f.reason = Some(code.to_string()));
             Err(refusal(snapshot, vs, headers, &failure, request_id))
         }
     }
@@ -97,7 +97,7 @@ pub(super) fn check_tool_scopes(
     let failure = AuthFailure::insufficient_scope(&missing, scope);
     tracing::warn!(request_id, virtual_server = %vs.name, principal = %caller.principal.key(), tool = msg.target_name().unwrap_or(""), reason = failure.refusal.reason.code(), "tool call refused: missing scope");
     let code = failure.refusal.reason.code();
-    crate::audit::note(|f| f.reason = Some(code.to_string()));
+    crate::observe::note(|f| f.reason = Some(code.to_string()));
     Some(refusal(snapshot, vs, headers, &failure, request_id))
 }
 

@@ -94,18 +94,18 @@ pub fn start(
     ctx.events = Some(ev_tx);
     // The call's task writes the audit event (before the response can be released) — or, if
     // the task is dropped first, records the call as cancelled.
-    let note = crate::audit::current();
+    let note = crate::observe::current();
     if let Some(n) = &note {
         n.claim();
         let info = &ctx.client.client_info;
         let text = |k: &str| info.get(k).and_then(Value::as_str).map(str::to_string);
-        crate::audit::note(|f| {
+        crate::observe::note(|f| {
             f.client.name = text("name");
             f.client.version = text("version");
         });
     }
-    let guard = note.clone().map(crate::audit::CallGuard);
-    let task = tokio::spawn(crate::audit::scope(note, async move {
+    let guard = note.clone().map(crate::observe::CallGuard);
+    let task = tokio::spawn(crate::observe::scope(note, async move {
         let mut reply = dispatch::dispatch(&vs, msg, &ctx).await;
         drop(snapshot);
         if let Some(g) = &guard {

@@ -74,7 +74,7 @@ impl OriginPolicy {
 /// A JSON-RPC error as an HTTP response, tagged with the request id for log correlation.
 pub fn rpc_error(status: StatusCode, id: Id, mut error: ErrorObject, request_id: &str) -> Response {
     let request_id = request_id.to_string();
-    crate::audit::note(|f| f.error = Some((error.code, error.message.clone())));
+    crate::observe::note(|f| f.error = Some((error.code, error.message.clone())));
     match &mut error.data {
         Some(serde_json::Value::Object(m)) => {
             m.insert("requestId".into(), json!(&request_id));

@@ -68,28 +68,31 @@ fn new_request_id(headers: &HeaderMap) -> String {
 async fn entry(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let request_id = new_request_id(&parts.headers);
-    let Some(auditor) = gw.audit.clone() else {
-        return handle(gw, parts, body, request_id).await;
-    };
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let facts = crate::audit::Facts {
-        request_id: request_id.clone(),
-        endpoint: parts.uri.path().to_string(),
-        http_method: parts.method.to_string(),
-        client: gatehouse_audit::ClientRecord {
-            ip: parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip().to_string()),
-            user_agent: header("user-agent").map(|u| u.chars().take(256).collect()),
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let arrival = crate::observe::Arrival {
+        facts: crate::observe::Facts {
+            request_id: request_id.clone(),
+            endpoint: parts.uri.path().to_string(),
+            http_method: parts.method.to_string(),
+            client: gatehouse_audit::ClientRecord {
+                ip: peer.map(|p| p.ip().to_string()),
+                user_agent: header("user-agent").map(|u| u.chars().take(256).collect()),
+                ..Default::default()
+            },
+            session: header(gatehouse_wire::headers::SESSION_ID)
+                .map(crate::observe::session_digest),
             ..Default::default()
         },
-        trace_id: header("traceparent").and_then(crate::audit::trace_id_of),
-        session: header(gatehouse_wire::headers::SESSION_ID).map(crate::audit::session_digest),
-        ..Default::default()
+        peer,
+        header_trace: gatehouse_telemetry::context::from_headers(&parts.headers),
+        protocol_version: header(gatehouse_wire::headers::PROTOCOL_VERSION).map(str::to_string),
     };
-    let note = crate::audit::RequestNote::new(auditor, facts);
-    let response = crate::audit::scope(
+    let note = crate::observe::RequestNote::new(gw.audit.clone(), gw.telemetry.clone(), arrival);
+    let response = crate::observe::scope(
         Some(note.clone()),
         handle(gw, parts, body, request_id.clone()),
     )
@@ -102,7 +105,7 @@ async fn entry(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
 }
 
 /// The answer when a request's audit event cannot be written (`audit.on_failure: refuse`).
-fn audit_refusal(request_id: &str, note: &crate::audit::RequestNote) -> Response {
+fn audit_refusal(request_id: &str, note: &crate::observe::RequestNote) -> Response {
     rpc_error(
         StatusCode::SERVICE_UNAVAILABLE,
         Id::Null,
@@ -153,16 +156,16 @@ async fn handle(
         _ => (path, None),
     };
     let Some(vs) = snapshot.virtual_servers.get(vs_path).cloned() else {
-        crate::audit::note(|f| f.reason = Some("no_such_endpoint".into()));
+        crate::observe::note(|f| f.reason = Some("no_such_endpoint".into()));
         return (
             StatusCode::NOT_FOUND,
             format!("no virtual server at {path}\n"),
         )
             .into_response();
     };
-    crate::audit::note(|f| f.virtual_server = Some(vs.name.clone()));
+    crate::observe::note(|f| f.virtual_server = Some(vs.name.clone()));
     if let Err(reason) = gw.origin_policy.check(&parts.headers) {
-        crate::audit::note(|f| f.reason = Some("origin_refused".into()));
+        crate::observe::note(|f| f.reason = Some("origin_refused".into()));
         tracing::warn!(request_id, %reason, "refused request (DNS rebinding protection)");
         return rpc_error(
             StatusCode::FORBIDDEN,
@@ -172,7 +175,7 @@ async fn handle(
         );
     }
     if gw.is_draining() {
-        crate::audit::note(|f| f.reason = Some("draining".into()));
+        crate::observe::note(|f| f.reason = Some("draining".into()));
         return rpc_error(
             StatusCode::SERVICE_UNAVAILABLE,
             Id::Null,
@@ -197,8 +200,8 @@ async fn handle(
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    crate::audit::note(|f| f.principal = Some(crate::audit::principal_record(&caller.principal)));
-    if let Some(note) = crate::audit::current()
+    crate::observe::note(|f| f.principal = Some(crate::observe::principal_record(&caller.principal)));
+    if let Some(note) = crate::observe::current()
         && !note.journal_accepting()
     {
         return audit_refusal(&request_id, &note);

@@ -43,7 +43,7 @@ pub(super) async fn handle(
     let msg = match Message::parse(&body) {
         Ok(m) => m,
         Err(e) => {
-            crate::audit::note(|f| f.reason = Some("malformed".into()));
+            crate::observe::note(|f| f.reason = Some("malformed".into()));
             tracing::warn!(request_id, error = %e, "malformed JSON-RPC message");
             crate::metrics::REJECTED_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return rpc_error(
@@ -54,7 +54,7 @@ pub(super) async fn handle(
             );
         }
     };
-    crate::audit::message(&msg);
+    crate::observe::message(&msg);
     if let Some(refusal) =
         super::authn::check_tool_scopes(&snapshot, &vs, &headers, &msg, &caller, &request_id)
     {
@@ -137,7 +137,7 @@ async fn initialize(
             .map(str::to_string)
     };
     let (name, version) = (text("name"), text("version"));
-    crate::audit::note(|f| {
+    crate::observe::note(|f| {
         f.client.name = name;
         f.client.version = version;
     });
@@ -145,7 +145,7 @@ async fn initialize(
         Ok(ok) => ok,
         Err((id, e)) => return rpc_error(StatusCode::BAD_REQUEST, id, e, request_id),
     };
-    crate::audit::note(|f| f.session = Some(crate::audit::session_digest(&session.id)));
+    crate::observe::note(|f| f.session = Some(crate::observe::session_digest(&session.id)));
     let mut resp = (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],

@@ -219,6 +219,18 @@ impl SessionStore {
             .clone())
     }
 
+    /// Live (unexpired) sessions on this process by virtual server path.
+    pub fn count_by_virtual_server(&self) -> HashMap<String, usize> {
+        let t = now();
+        let mut out = HashMap::new();
+        for s in self.live.lock().expect("sessions lock").values() {
+            if t.saturating_sub(s.claims.iat) <= self.ttl.as_secs() {
+                *out.entry(s.claims.vs.clone()).or_default() += 1;
+            }
+        }
+        out
+    }
+
     /// Ends a session (DELETE): later requests with its id get 404 on this process.
     pub fn end(&self, id: &str) -> Option<Arc<Session>> {
         let s = self.live.lock().expect("sessions lock").remove(id);

@@ -126,7 +126,7 @@ pub(super) async fn message(
             );
         }
     };
-    crate::audit::message(&msg);
+    crate::observe::message(&msg);
     if let Some(refusal) = super::authn::check_tool_scopes(
         &snapshot,
         &vs,

@@ -190,6 +190,13 @@ impl Metrics {
         self.active_sessions.apply([vs], Gauge::dec);
     }
 
+    /// Sets the number of live sessions of virtual server `vs` (counted by the session
+    /// store, so sessions that expire are not counted forever).
+    pub fn set_active_sessions(&self, vs: &str, n: usize) {
+        self.active_sessions
+            .apply([vs], |g| g.set(i64::try_from(n).unwrap_or(i64::MAX)));
+    }
+
     /// One policy decision.
     pub fn policy_decision(&self, allowed: bool) {
         let decision = if allowed { "allow" } else { "deny" };
