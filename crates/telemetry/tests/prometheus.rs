@@ -1,45 +1,12 @@
 //! The Prometheus exposition, served over a real socket, passes `promtool check metrics`.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use gatehouse_testkit::tools::{check_metrics, promtool};
 use gatehouse_telemetry::{Metrics, RequestOutcome, admin_router};
 
-fn promtool() -> Option<std::path::PathBuf> {
-    common::tool(
-        "GATEHOUSE_PROMTOOL",
-        &["promtool", "/usr/bin/promtool"],
-        "apt-get install prometheus",
-    )
-}
-
-/// Runs `promtool check metrics` on `text`: (success, what it printed).
-fn check(promtool: &std::path::Path, text: &str) -> (bool, String) {
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success() && said.trim().is_empty(), said)
-}
 
 fn realistic() -> std::sync::Arc<Metrics> {
     let m = Metrics::with_series_limit(40);
@@ -156,7 +123,7 @@ async fn exposition_served_over_http_passes_promtool() {
             "missing {expected:?} in\n{text}"
         );
     }
-    let (ok, said) = check(&promtool, &text);
+    let (ok, said) = check_metrics(&promtool, &text);
     assert!(
         ok,
         "promtool check metrics rejected the exposition:\n{said}\n---\n{text}"
@@ -167,12 +134,12 @@ async fn exposition_served_over_http_passes_promtool() {
 fn promtool_does_reject_a_broken_exposition() {
     // Guards the test above against a promtool that accepts anything.
     let Some(promtool) = promtool() else { return };
-    let (ok, said) = check(
+    let (ok, said) = check_metrics(
         &promtool,
         "# TYPE requests counter\nrequests{a=\"unterminated} 1\n",
     );
     assert!(!ok, "promtool accepted a broken exposition: {said}");
-    let (ok, _) = check(
+    let (ok, _) = check_metrics(
         &promtool,
         "# HELP x_total X.\n# TYPE x_total counter\nx_total 1\n",
     );

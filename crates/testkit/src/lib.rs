@@ -8,6 +8,7 @@
 //! [`fixture::http::HttpFixture::start`].
 
 pub mod fixture;
+pub mod tools;
 
 pub use fixture::{
     Era, FixtureError, FixtureServer, Generation,

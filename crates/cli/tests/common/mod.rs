@@ -16,6 +16,8 @@ pub struct Gatehouse {
     pub child: Child,
     /// Everything the gateway logged so far.
     pub log: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Everything the gateway printed on stdout (the banner).
+    pub banner: std::sync::Arc<std::sync::Mutex<String>>,
     pub base: String,
     pub data_dir: tempfile::TempDir,
 }
@@ -80,7 +82,15 @@ impl Gatehouse {
             .expect("listening line")
             .trim()
             .to_string();
-        std::thread::spawn(move || for _ in lines {});
+        let banner = std::sync::Arc::new(std::sync::Mutex::new(first.clone() + "\n"));
+        let printed = banner.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut b = printed.lock().unwrap();
+                b.push_str(&line);
+                b.push('\n');
+            }
+        });
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let sink = log.clone();
         let stderr = child.stderr.take().unwrap();
@@ -95,6 +105,7 @@ impl Gatehouse {
         Gatehouse {
             child,
             log,
+            banner,
             base,
             data_dir,
         }
@@ -103,6 +114,22 @@ impl Gatehouse {
     /// True once the gateway's log contains `needle`.
     pub fn logged(&self, needle: &str) -> bool {
         self.log.lock().unwrap().contains(needle)
+    }
+
+    /// The URL the banner prints after `label` (e.g. `metrics:`), once it is printed.
+    pub fn banner_url(&self, label: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(url) = self.banner.lock().unwrap().lines().find_map(|l| {
+                l.trim_start()
+                    .strip_prefix(label)
+                    .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
+            }) {
+                return url;
+            }
+            assert!(Instant::now() < deadline, "the banner has no {label} line");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
