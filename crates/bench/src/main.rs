@@ -4,6 +4,7 @@
 //! Build both binaries in release mode first: `cargo build --release -p gatehouse -p gatehouse-bench`,
 //! then run `target/release/gatehouse-bench`. Results print as a Markdown table.
 
+mod audit;
 mod echo;
 mod identity;
 mod issuer;
@@ -50,6 +51,10 @@ pub(crate) struct Args {
     /// log written), against the same gateway without policies and the backend directly.
     #[arg(long)]
     policy: bool,
+    /// Also measure the audit trail: tool calls through gateways with the journal off, in
+    /// `process` durability and in `fsync` durability.
+    #[arg(long)]
+    audit: bool,
     /// Internal: serve the minimal relay to this backend address (used by --floor).
     #[arg(long, hide = true)]
     serve_relay: Option<std::net::SocketAddr>,
@@ -310,6 +315,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.policy {
         policy::run(&bin, backend, &args).await?;
+    }
+    if args.audit {
+        audit::run(&bin, backend, &args).await?;
     }
     Ok(())
 }

@@ -25,11 +25,28 @@ async fn the_demo_serves_prometheus_metrics_that_promtool_accepts() {
     let Some(promtool) = promtool() else { return };
     let gw = Gatehouse::start(&[]);
     let metrics_url = gw.banner_url("metrics:");
-    assert!(metrics_url.starts_with("http://127.0.0.1:"), "{metrics_url}");
+    assert!(
+        metrics_url.starts_with("http://127.0.0.1:"),
+        "{metrics_url}"
+    );
     let http = client();
-    let (s, _) = modern(&http, &gw.url("/mcp"), 1, "tools/call", json!({"name": "echo", "arguments": {"text": "hi"}})).await;
+    let (s, _) = modern(
+        &http,
+        &gw.url("/mcp"),
+        1,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "hi"}}),
+    )
+    .await;
     assert_eq!(s, 200);
-    let (_, v) = modern(&http, &gw.url("/mcp"), 2, "tools/call", json!({"name": "nope", "arguments": {}})).await;
+    let (_, v) = modern(
+        &http,
+        &gw.url("/mcp"),
+        2,
+        "tools/call",
+        json!({"name": "nope", "arguments": {}}),
+    )
+    .await;
     assert!(v["error"].is_object());
     let _session = Legacy::connect(&gw.url("/mcp")).await;
     // Active sessions are counted every second.
@@ -46,15 +63,48 @@ async fn the_demo_serves_prometheus_metrics_that_promtool_accepts() {
     let text = resp.text().await.unwrap();
     let (ok, said) = check_metrics(&promtool, &text);
     assert!(ok, "promtool rejected the exposition: {said}\n{text}");
-    let value = |prefix: &str| metric(&text, prefix).unwrap_or_else(|| panic!("no {prefix} in\n{text}"));
-    assert_eq!(value(r#"gatehouse_requests_total{virtual_server="demo",method="tools/call",outcome="ok"}"#), 1.0);
-    assert_eq!(value(r#"gatehouse_requests_total{virtual_server="demo",method="tools/call",outcome="error"}"#), 1.0);
-    assert_eq!(value(r#"gatehouse_tool_calls_total{virtual_server="demo",server="demo",tool="echo",outcome="ok"}"#), 1.0);
-    assert_eq!(value(r#"gatehouse_errors_total{virtual_server="demo",method="tools/call",error_type="-32602"}"#), 1.0);
-    assert_eq!(value(r#"mcp_server_operation_duration_seconds_count{virtual_server="demo",mcp_method_name="tools/call"}"#), 2.0);
-    assert!(value(r#"mcp_client_operation_duration_seconds_count{server="demo",mcp_method_name="tools/call"}"#) >= 1.0);
+    let value =
+        |prefix: &str| metric(&text, prefix).unwrap_or_else(|| panic!("no {prefix} in\n{text}"));
+    assert_eq!(
+        value(
+            r#"gatehouse_requests_total{virtual_server="demo",method="tools/call",outcome="ok"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            r#"gatehouse_requests_total{virtual_server="demo",method="tools/call",outcome="error"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            r#"gatehouse_tool_calls_total{virtual_server="demo",server="demo",tool="echo",outcome="ok"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            r#"gatehouse_errors_total{virtual_server="demo",method="tools/call",error_type="-32602"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            r#"mcp_server_operation_duration_seconds_count{virtual_server="demo",mcp_method_name="tools/call"}"#
+        ),
+        2.0
+    );
+    assert!(
+        value(
+            r#"mcp_client_operation_duration_seconds_count{server="demo",mcp_method_name="tools/call"}"#
+        ) >= 1.0
+    );
     assert_eq!(value(r#"gatehouse_backend_up{server="demo"}"#), 1.0);
-    assert_eq!(value(r#"gatehouse_active_sessions{virtual_server="demo"}"#), 1.0);
+    assert_eq!(
+        value(r#"gatehouse_active_sessions{virtual_server="demo"}"#),
+        1.0
+    );
     assert!(value(r#"gatehouse_audit_events_total{outcome="ok"}"#) >= 2.0);
     assert_eq!(value("gatehouse_audit_queue_depth"), 0.0);
     assert!(!text.contains("anonymous"), "no per-user labels");
@@ -79,16 +129,26 @@ async fn spans_reach_a_real_collector_as_children_of_the_clients_trace() {
     let (s, _, v) = post(
         &client(),
         &gw.url("/mcp"),
-        &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "echo")],
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "echo"),
+        ],
         &body,
     )
     .await;
     assert_eq!(s, 200, "{v}");
     // SIGTERM flushes the exporters.
-    assert!(gw.terminate(Duration::from_secs(15)).is_some_and(|s| s.success()));
+    assert!(
+        gw.terminate(Duration::from_secs(15))
+            .is_some_and(|s| s.success())
+    );
 
     let out = rotel
-        .wait_for(&["Name           : tools/call echo", "mcp.server.operation.duration"])
+        .wait_for(&[
+            "Name           : tools/call echo",
+            "mcp.server.operation.duration",
+        ])
         .await;
     let seen = spans(&out);
     let server = seen

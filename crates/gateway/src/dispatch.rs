@@ -475,7 +475,9 @@ async fn complete(vs: &VirtualServer, mut msg: Message, ctx: &CallCtx) -> Messag
 /// The backend's own name of what `params` call (tool or prompt name, resource URI).
 fn target_of(params: &Option<Value>) -> Option<&str> {
     let p = params.as_ref()?;
-    p.get("name").or_else(|| p.get("uri")).and_then(Value::as_str)
+    p.get("name")
+        .or_else(|| p.get("uri"))
+        .and_then(Value::as_str)
 }
 
 /// Calls a member, driving MRTR rounds for handshake-era clients: a stateless backend's

@@ -7,7 +7,6 @@
 //! in its own era).
 #![warn(missing_docs)]
 
-pub mod observe;
 pub mod authz;
 pub mod backend;
 pub mod catalog;
@@ -16,6 +15,7 @@ pub mod dispatch;
 pub mod frontdoor;
 pub mod metrics;
 pub mod notify;
+pub mod observe;
 pub mod reload;
 pub mod seal;
 pub mod snapshot;

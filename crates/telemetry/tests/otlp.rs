@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use gatehouse_testkit::tools::{Rotel, rotel, spans};
 use gatehouse_config::{OtlpConfig, OtlpProtocol, TelemetryConfig};
 use gatehouse_telemetry::{
     BackendCall, BackendTransport, Outcome, RequestInfo, Target, Telemetry, TraceContext,
 };
+use gatehouse_testkit::tools::{Rotel, rotel, spans};
 use serde_json::{Map, Value};
 
 const TRANSPORT_TP: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";

@@ -4,9 +4,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use gatehouse_testkit::tools::{check_metrics, promtool};
 use gatehouse_telemetry::{Metrics, RequestOutcome, admin_router};
-
+use gatehouse_testkit::tools::{check_metrics, promtool};
 
 fn realistic() -> std::sync::Arc<Metrics> {
     let m = Metrics::with_series_limit(40);

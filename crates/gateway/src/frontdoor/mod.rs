@@ -200,7 +200,9 @@ async fn handle(
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    crate::observe::note(|f| f.principal = Some(crate::observe::principal_record(&caller.principal)));
+    crate::observe::note(|f| {
+        f.principal = Some(crate::observe::principal_record(&caller.principal))
+    });
     if let Some(note) = crate::observe::current()
         && !note.journal_accepting()
     {

@@ -297,10 +297,9 @@ mod tests {
     fn results_are_classified_without_parsing_plain_ones() {
         let ok = Message::parse(br#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#).unwrap();
         assert_eq!(result_of(&ok).status, "ok");
-        let tool_error = Message::parse(
-            br#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError": true}}"#,
-        )
-        .unwrap();
+        let tool_error =
+            Message::parse(br#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError": true}}"#)
+                .unwrap();
         assert_eq!(result_of(&tool_error).status, "tool_error");
         let err = Message::parse(
             br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"Unknown tool: x"}}"#,

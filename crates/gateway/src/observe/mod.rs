@@ -195,12 +195,7 @@ pub fn message(msg: &Message) {
                 .ok()
                 .and_then(|v| gatehouse_telemetry::request_id(&v))
         });
-        let session = n
-            .facts
-            .lock()
-            .expect("request note lock")
-            .session
-            .clone();
+        let session = n.facts.lock().expect("request note lock").session.clone();
         let span = n.telemetry.request(RequestInfo {
             virtual_server: &vs,
             method: msg.method(),
@@ -377,9 +372,7 @@ impl RequestNote {
 
     /// False while the journal refuses writes (calls must be refused, `on_failure: refuse`).
     pub fn journal_accepting(&self) -> bool {
-        self.auditor
-            .as_ref()
-            .is_none_or(|a| a.journal.accepting())
+        self.auditor.as_ref().is_none_or(|a| a.journal.accepting())
     }
 
     /// The journal's last error.
