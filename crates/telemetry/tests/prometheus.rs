@@ -158,3 +158,73 @@ fn dechunk(body: &str) -> String {
         rest = &after[size + 2..];
     }
 }
+
+/// Every query of the Grafana dashboard in `deploy/` is valid PromQL (`promtool check rules`)
+/// and names only metrics Gatehouse exports, so the dashboard cannot silently rot.
+#[test]
+fn the_grafana_dashboard_queries_are_valid_and_use_exported_metrics() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/grafana/gatehouse.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().clone())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    assert!(exprs.len() >= 15, "{} queries", exprs.len());
+    let exported = realistic().render();
+    for expr in &exprs {
+        // Label names live in selectors and `by (…)`: only what is outside names metrics.
+        let mut outside = String::new();
+        let mut depth = 0;
+        for (i, c) in expr.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                '(' if expr[..i].trim_end().ends_with("by") => depth += 1,
+                ')' if depth > 0 => depth -= 1,
+                _ if depth == 0 => outside.push(c),
+                _ => {}
+            }
+        }
+        for word in outside.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("gatehouse_") || word.starts_with("mcp_") {
+                assert!(
+                    exported.contains(&format!("\n{word}{{"))
+                        || exported.contains(&format!("\n{word} ")),
+                    "the dashboard queries {word}, which Gatehouse does not export"
+                );
+            }
+        }
+    }
+    let Some(promtool) = promtool() else { return };
+    // Grafana's variables, as Grafana would substitute them.
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, expr) in exprs.iter().enumerate() {
+        let promql = expr
+            .replace("$__rate_interval", "5m")
+            .replace("$virtual_server", ".*")
+            .replace("$server", ".*");
+        rules.push_str(&format!(
+            "      - record: gatehouse:dashboard:{i}\n        expr: {}\n",
+            serde_json::to_string(&promql).unwrap()
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.yml");
+    std::fs::write(&file, rules).unwrap();
+    let out = std::process::Command::new(&promtool)
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool rejected a dashboard query:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
