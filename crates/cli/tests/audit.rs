@@ -443,58 +443,74 @@ async fn killing_the_gateway_loses_no_event_of_an_acknowledged_call() {
     assert!(out.contains("2 chain(s)"), "{out}");
 }
 
-/// A full disk: calls are refused with a clear error instead of being served unaudited, and
-/// served again once space returns; the chain stays intact. The disk is a 256 KiB tmpfs (the
-/// test needs root to mount it, as CI has).
-#[tokio::test]
-async fn a_full_disk_refuses_calls_until_space_returns() {
-    let dir = tempfile::tempdir().unwrap();
-    let disk = dir.path().join("disk");
-    std::fs::create_dir(&disk).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-        .arg(&disk)
-        .status()
-        .unwrap();
-    assert!(mounted.success(), "mounting a tmpfs needs root");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
+/// A 256 KiB tmpfs (a real full disk; mounting it needs root, as CI has), unmounted on drop.
+struct SmallDisk {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount() -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk");
+        std::fs::create_dir(&path).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(mounted.success(), "mounting a tmpfs needs root");
+        SmallDisk { path, _dir: dir }
     }
-    let _unmount = Unmount(disk.clone());
-    let yaml = format!(
-        "{}audit:\n  dir: {}\n",
-        demo_member_yaml(""),
-        disk.join("audit").display()
-    );
-    let path = write_config(dir.path(), &yaml);
-    let gw = Gatehouse::start(&["--config", path.to_str().unwrap()]);
-    let url = gw.url("/mcp");
-    let echo = |text: &'static str| {
-        let url = url.clone();
-        async move {
-            modern(
-                &client(),
-                &url,
-                1,
-                "tools/call",
-                json!({"name": "echo", "arguments": {"text": text}}),
-            )
-            .await
-        }
-    };
-    assert_eq!(echo("before").await.0, 200);
-    // Fill the disk.
-    let filler = disk.join("filler");
-    let chunk = vec![b'x'; 4096];
-    {
+
+    /// Writes until the disk is full; returns the filler file.
+    fn fill(&self) -> std::path::PathBuf {
         use std::io::Write;
+        let filler = self.path.join("filler");
+        let chunk = vec![b'x'; 4096];
         let mut f = std::fs::File::create(&filler).unwrap();
         while f.write_all(&chunk).is_ok() {}
         let _ = f.sync_all();
+        filler
     }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+fn journal_on(disk: &SmallDisk, extra: &str) -> (Gatehouse, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "{}audit:\n  dir: {}\n{extra}",
+        demo_member_yaml(""),
+        disk.path.join("audit").display()
+    );
+    let path = write_config(dir.path(), &yaml);
+    (Gatehouse::start(&["--config", path.to_str().unwrap()]), dir)
+}
+
+async fn echo(gw: &Gatehouse, text: &str) -> (u16, Value) {
+    modern(
+        &client(),
+        &gw.url("/mcp"),
+        1,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": text}}),
+    )
+    .await
+}
+
+/// A full disk: calls are refused with a clear error instead of being served unaudited, and
+/// served again once space returns; the chain stays intact.
+#[tokio::test]
+async fn a_full_disk_refuses_calls_until_space_returns() {
+    let disk = SmallDisk::mount();
+    let (gw, _config) = journal_on(&disk, "");
+    assert_eq!(echo(&gw, "before").await.0, 200);
+    let filler = disk.fill();
     // The segment's last page may still have room for a few events; then writes fail.
     let refused = |s: u16, v: &Value| {
         s == 503
@@ -504,7 +520,7 @@ async fn a_full_disk_refuses_calls_until_space_returns() {
     };
     let mut first_refusal = None;
     for _ in 0..200 {
-        let (s, v) = echo("while full").await;
+        let (s, v) = echo(&gw, "while full").await;
         if refused(s, &v) {
             first_refusal = Some(v);
             break;
@@ -521,7 +537,7 @@ async fn a_full_disk_refuses_calls_until_space_returns() {
         "{v}"
     );
     // Later calls are refused at the door, with the cause.
-    let (s, v) = echo("still full").await;
+    let (s, v) = echo(&gw, "still full").await;
     assert_eq!(s, 503, "{v}");
     let message = v["error"]["message"].as_str().unwrap();
     assert!(
@@ -533,7 +549,7 @@ async fn a_full_disk_refuses_calls_until_space_returns() {
     std::fs::remove_file(&filler).unwrap();
     let mut served = false;
     for _ in 0..20 {
-        let (s, v) = echo("after").await;
+        let (s, v) = echo(&gw, "after").await;
         if s == 200 && v["result"]["content"][0]["text"] == "after" {
             served = true;
             break;
@@ -548,7 +564,22 @@ async fn a_full_disk_refuses_calls_until_space_returns() {
         "audit",
         "verify",
         "--dir",
-        disk.join("audit").to_str().unwrap(),
+        disk.path.join("audit").to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{out}");
+}
+
+/// `on_failure: serve` keeps serving on a full disk and logs each event it could not write.
+#[tokio::test]
+async fn with_on_failure_serve_a_full_disk_is_logged_not_refused() {
+    let disk = SmallDisk::mount();
+    let (gw, _config) = journal_on(&disk, "  on_failure: serve\n");
+    disk.fill();
+    for i in 0..100 {
+        let text = format!("call {i}");
+        let (s, v) = echo(&gw, &text).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["result"]["content"][0]["text"], text.as_str());
+    }
+    assert!(gw.logged("serving anyway (audit.on_failure: serve)"));
 }

@@ -503,19 +503,34 @@ async fn call_member(member: &Member, msg: Message, ctx: &CallCtx) -> Message {
             params.take()
         };
         let span = crate::observe::backend_call(&member.server.config, &method, target_of(&sent));
-        if let Some(trace) = span.as_ref().and_then(|s| s.context()) {
-            let params = sent.get_or_insert_with(|| json!({}));
-            if let Some(p) = params.as_object_mut() {
-                let meta = p.entry("_meta").or_insert_with(|| json!({}));
-                if let Some(m) = meta.as_object_mut() {
-                    gatehouse_telemetry::inject_meta(m, &trace);
+        // The backend call's trace context goes into `_meta` (SEP-414) and, for HTTP
+        // backends, the headers.
+        let traced;
+        let client = match span.as_ref().and_then(|s| s.context()) {
+            Some(trace) => {
+                let params = sent.get_or_insert_with(|| json!({}));
+                if let Some(p) = params.as_object_mut() {
+                    let meta = p.entry("_meta").or_insert_with(|| json!({}));
+                    if let Some(m) = meta.as_object_mut() {
+                        gatehouse_telemetry::inject_meta(m, &trace);
+                    }
                 }
+                let mut c = client.clone();
+                c.extra_headers
+                    .push((meta::TRACEPARENT.into(), trace.traceparent()));
+                if let Some(state) = trace.tracestate() {
+                    c.extra_headers
+                        .push((meta::TRACESTATE.into(), state.to_string()));
+                }
+                traced = c;
+                &traced
             }
-        }
+            None => &client,
+        };
         let called = member
             .server
             .backend
-            .call(&method, sent, &client, ctx.events.clone())
+            .call(&method, sent, client, ctx.events.clone())
             .await;
         crate::observe::backend_result(&member.server.config.name, span, &called);
         let reply = match called {
