@@ -286,3 +286,38 @@ async fn chains_link_across_restarts_so_cutting_or_deleting_an_old_one_shows() {
         d.detail
     );
 }
+
+#[tokio::test]
+async fn dropping_the_last_handle_flushes_and_signs_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = options(dir.path(), Durability::Process, 1 << 26);
+    // No periodic checkpoint can happen during the test: only the final one.
+    options.sync_interval = Duration::from_secs(3600);
+    let journal = Journal::open(options).unwrap();
+    let instance = journal.instance().to_string();
+    for i in 0..10 {
+        journal.append(&event(i)).await.unwrap();
+    }
+    drop(journal);
+    let cps = dir
+        .path()
+        .join("audit/checkpoints")
+        .join(format!("{instance}.jsonl"));
+    let mut signed = false;
+    for _ in 0..50 {
+        if std::fs::read_to_string(&cps).is_ok_and(|t| t.contains("\"seq\":11")) {
+            signed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        signed,
+        "the writer signs the head when the last handle goes"
+    );
+    let path = segment(dir.path(), &instance, 1);
+    let mut all = lines(&path);
+    all.pop();
+    put_lines(&path, &all);
+    assert_eq!(only_damage(dir.path()).kind, DamageKind::Truncated);
+}

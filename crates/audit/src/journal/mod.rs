@@ -85,7 +85,6 @@ pub struct JournalStats {
 
 #[derive(Debug)]
 pub(crate) struct Shared {
-    tx: mpsc::UnboundedSender<Command>,
     instance: String,
     dir: PathBuf,
     on_failure: OnFailure,
@@ -101,6 +100,9 @@ pub(crate) struct Shared {
 #[derive(Debug, Clone)]
 pub struct Journal {
     shared: Arc<Shared>,
+    // Kept out of `Shared`, which the writer holds: the channel closes (and the writer
+    // flushes and stops) when the last `Journal` is dropped.
+    tx: mpsc::UnboundedSender<Command>,
 }
 
 impl Journal {
@@ -181,20 +183,16 @@ impl Journal {
     ) -> Result<(), AuditError> {
         let body = serde_json::to_vec(event).expect("audit events serialize");
         self.shared.pending.fetch_add(1, Ordering::Relaxed);
-        self.shared
-            .tx
-            .send(Command::Append { body, done })
-            .map_err(|_| {
-                self.shared.pending.fetch_sub(1, Ordering::Relaxed);
-                AuditError::Closed
-            })
+        self.tx.send(Command::Append { body, done }).map_err(|_| {
+            self.shared.pending.fetch_sub(1, Ordering::Relaxed);
+            AuditError::Closed
+        })
     }
 
     /// Fsyncs what was written and signs a checkpoint of the head.
     pub async fn flush(&self) -> Result<(), AuditError> {
         let (tx, rx) = oneshot::channel();
-        self.shared
-            .tx
+        self.tx
             .send(Command::Flush(tx))
             .map_err(|_| AuditError::Closed)?;
         rx.await.unwrap_or(Err(AuditError::Closed))
@@ -204,7 +202,7 @@ impl Journal {
     /// appends fail with [`AuditError::Closed`].
     pub async fn close(&self) -> Result<(), AuditError> {
         let (tx, rx) = oneshot::channel();
-        if self.shared.tx.send(Command::Close(tx)).is_err() {
+        if self.tx.send(Command::Close(tx)).is_err() {
             return Ok(());
         }
         rx.await.unwrap_or(Ok(()))

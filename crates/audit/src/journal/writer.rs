@@ -117,7 +117,6 @@ pub(super) fn open(options: JournalOptions) -> Result<Journal, AuditError> {
         .map_err(io(cp_path.clone()))?;
     let (tx, rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
-        tx,
         instance: instance.clone(),
         dir: dir.clone(),
         on_failure: options.on_failure,
@@ -179,14 +178,16 @@ pub(super) fn open(options: JournalOptions) -> Result<Journal, AuditError> {
     let syncer_stop = stop.clone();
     let sync_interval = options.sync_interval;
     let fsync_each_batch = options.durability == Durability::Fsync;
-    let syncer_shared = shared.clone();
+    // The syncer holds no sender of the writer's channel: dropping every `Journal` ends the
+    // writer, which then stops the syncer.
+    let syncer_dir = shared.dir.clone();
     std::thread::Builder::new()
         .name("audit-sync".into())
         .spawn(move || {
             sync_loop(
                 head,
                 checkpoints,
-                syncer_shared,
+                syncer_dir,
                 syncer_stop,
                 sync_interval,
                 fsync_each_batch,
@@ -197,7 +198,7 @@ pub(super) fn open(options: JournalOptions) -> Result<Journal, AuditError> {
         .name("audit-writer".into())
         .spawn(move || writer.run(rx, stop))
         .map_err(io(PathBuf::from("<thread>")))?;
-    Ok(Journal { shared })
+    Ok(Journal { shared, tx })
 }
 
 /// A result for each of several waiters (I/O errors are not `Clone`).
@@ -211,7 +212,7 @@ fn shareable(r: &Result<(), AuditError>) -> Result<(), AuditError> {
 fn sync_loop(
     head: Arc<Mutex<Head>>,
     checkpoints: Arc<Checkpoints>,
-    shared: Arc<Shared>,
+    dir: PathBuf,
     stop: Arc<AtomicBool>,
     interval: Duration,
     already_synced: bool,
@@ -241,7 +242,7 @@ fn sync_loop(
             Ok(())
         } else {
             snap.file.sync_data().map_err(|source| AuditError::Io {
-                path: shared.dir.join(&snap.segment),
+                path: dir.join(&snap.segment),
                 source,
             })
         };
