@@ -49,6 +49,17 @@ async fn rows_and_cursors_are_added_together_and_idempotently(db: TestDb) {
         .unwrap();
     assert_eq!(all.len(), 3);
     assert_eq!(all[0], rows[2]);
+    // More rows than one statement takes.
+    let many: Vec<_> = (4..=1206).map(|i| row(i, "bob", "search", "ok")).collect();
+    index.add("i1-000002.jsonl", 99_999, &many).await.unwrap();
+    let all = index
+        .query(&AuditFilter {
+            limit: 5000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1206);
     store.close().await;
 }
 
