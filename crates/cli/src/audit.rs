@@ -79,12 +79,14 @@ pub struct QueryArgs {
     /// Virtual server.
     #[arg(long)]
     virtual_server: Option<String>,
-    /// Outcome: ok, error, denied, rejected, unauthenticated, forbidden, cancelled.
-    #[arg(long)]
+    /// Outcome.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(
+        ["ok", "error", "denied", "rejected", "unauthenticated", "forbidden", "cancelled"]))]
     outcome: Option<String>,
-    /// Event type: mcp.request, auth.failure, session.start, session.end, config.change,
-    /// policy.change, journal.start.
-    #[arg(long = "type")]
+    /// Event type.
+    #[arg(long = "type", value_parser = clap::builder::PossibleValuesParser::new(
+        ["mcp.request", "auth.failure", "session.start", "session.end", "config.change",
+         "policy.change", "journal.start"]))]
     kind: Option<String>,
     /// Since: a duration ago (`1h`, `7d`) or an RFC 3339 time.
     #[arg(long)]
