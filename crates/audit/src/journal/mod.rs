@@ -1,10 +1,12 @@
 //! The journal: append-only JSON Lines segment files, hash-chained, with signed checkpoints.
 //!
-//! Callers serialize their event on their own thread and hand the bytes to one writer thread,
-//! which numbers and chains them and writes everything that is waiting in one `write` — so
-//! concurrent calls share a system call (and, in `fsync` mode, an fsync). A caller awaits its
-//! event's write before releasing its response. A second thread fsyncs at least every second
-//! and signs a checkpoint of the chain's head.
+//! Callers serialize their event on their own thread. In `process` durability the caller then
+//! numbers, chains and writes it itself, under the writer's lock: one `write` to the page
+//! cache, no hand-off to another thread (a hand-off costs two context switches, more than the
+//! write). In `fsync` durability callers hand their bytes to one writer thread, which writes
+//! everything waiting with one `write` and one `fdatasync` (group commit) and then answers
+//! them. Either way a caller awaits its event's write before releasing its response, and a
+//! second thread fsyncs at least every second and signs a checkpoint of the chain's head.
 
 mod writer;
 
@@ -95,14 +97,39 @@ pub(crate) struct Shared {
     last_error: Mutex<Option<String>>,
 }
 
-/// An open journal. Cheap to clone; the writer stops (flushing) when [`Journal::close`] is
-/// called or the last clone is dropped.
+/// How appends reach the file.
+#[derive(Debug)]
+enum Route {
+    /// `process`: the caller writes under the writer's lock.
+    Inline(Arc<Mutex<writer::Writer>>),
+    /// `fsync`: the writer thread group-commits.
+    Thread(mpsc::UnboundedSender<Command>),
+}
+
+/// What the `Journal` handles share; dropped with the last of them, which ends the journal
+/// (flush and a final signed checkpoint).
+#[derive(Debug)]
+struct Handle {
+    route: Route,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // `Thread`: dropping the sender ends the writer thread, which closes the writer.
+        if let Route::Inline(w) = &self.route
+            && let Err(e) = w.lock().unwrap_or_else(|e| e.into_inner()).close()
+        {
+            tracing::error!(error = %e, "audit journal: final checkpoint failed");
+        }
+    }
+}
+
+/// An open journal. Cheap to clone; it is closed (flushed, head signed) by [`Journal::close`]
+/// or when the last clone is dropped.
 #[derive(Debug, Clone)]
 pub struct Journal {
+    handle: Arc<Handle>,
     shared: Arc<Shared>,
-    // Kept out of `Shared`, which the writer holds: the channel closes (and the writer
-    // flushes and stops) when the last `Journal` is dropped.
-    tx: mpsc::UnboundedSender<Command>,
 }
 
 impl Journal {
@@ -152,12 +179,23 @@ impl Journal {
         &self,
         event: &AuditEvent,
     ) -> impl Future<Output = Result<(), AuditError>> + Send + 'static {
-        let (tx, rx) = oneshot::channel();
-        let sent = self.send(event, Some(tx));
+        let body = serde_json::to_vec(event).expect("audit events serialize");
         let on_failure = self.shared.on_failure;
+        let waiting = match &self.handle.route {
+            Route::Inline(w) => Err(lock(w).commit(&[&body])),
+            Route::Thread(tx) => {
+                let (done, rx) = oneshot::channel();
+                Ok((self.send(tx, body, Some(done)), rx))
+            }
+        };
         async move {
-            sent?;
-            let result = rx.await.unwrap_or(Err(AuditError::Closed));
+            let result = match waiting {
+                Err(written) => written,
+                Ok((sent, rx)) => match sent {
+                    Err(e) => Err(e),
+                    Ok(()) => rx.await.unwrap_or(Err(AuditError::Closed)),
+                },
+            };
             match result {
                 Err(e) if on_failure == OnFailure::Serve => {
                     tracing::error!(error = %e, "audit event not written; serving anyway (audit.on_failure: serve)");
@@ -171,19 +209,24 @@ impl Journal {
     /// Appends `event` without waiting (for events no response waits on, such as a call
     /// abandoned by its client).
     pub fn append_detached(&self, event: &AuditEvent) {
-        if let Err(e) = self.send(event, None) {
+        let body = serde_json::to_vec(event).expect("audit events serialize");
+        let result = match &self.handle.route {
+            Route::Inline(w) => lock(w).commit(&[&body]),
+            Route::Thread(tx) => self.send(tx, body, None),
+        };
+        if let Err(e) = result {
             tracing::error!(error = %e, "audit event not written");
         }
     }
 
     fn send(
         &self,
-        event: &AuditEvent,
+        tx: &mpsc::UnboundedSender<Command>,
+        body: Vec<u8>,
         done: Option<oneshot::Sender<Result<(), AuditError>>>,
     ) -> Result<(), AuditError> {
-        let body = serde_json::to_vec(event).expect("audit events serialize");
         self.shared.pending.fetch_add(1, Ordering::Relaxed);
-        self.tx.send(Command::Append { body, done }).map_err(|_| {
+        tx.send(Command::Append { body, done }).map_err(|_| {
             self.shared.pending.fetch_sub(1, Ordering::Relaxed);
             AuditError::Closed
         })
@@ -191,20 +234,35 @@ impl Journal {
 
     /// Fsyncs what was written and signs a checkpoint of the head.
     pub async fn flush(&self) -> Result<(), AuditError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Flush(tx))
-            .map_err(|_| AuditError::Closed)?;
-        rx.await.unwrap_or(Err(AuditError::Closed))
+        match &self.handle.route {
+            Route::Inline(w) => lock(w).checkpoint_now(),
+            Route::Thread(tx) => {
+                let (done, rx) = oneshot::channel();
+                tx.send(Command::Flush(done))
+                    .map_err(|_| AuditError::Closed)?;
+                rx.await.unwrap_or(Err(AuditError::Closed))
+            }
+        }
     }
 
-    /// Writes what is queued, fsyncs, signs a final checkpoint and stops the writer. Later
+    /// Writes what is queued, fsyncs, signs a final checkpoint and stops the syncer. Later
     /// appends fail with [`AuditError::Closed`].
     pub async fn close(&self) -> Result<(), AuditError> {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(Command::Close(tx)).is_err() {
-            return Ok(());
+        match &self.handle.route {
+            Route::Inline(w) => lock(w).close(),
+            Route::Thread(tx) => {
+                let (done, rx) = oneshot::channel();
+                if tx.send(Command::Close(done)).is_err() {
+                    return Ok(());
+                }
+                rx.await.unwrap_or(Ok(()))
+            }
         }
-        rx.await.unwrap_or(Ok(()))
     }
+}
+
+/// The writer, even if a thread panicked while holding it (its state is only committed after
+/// a successful write).
+fn lock(w: &Mutex<writer::Writer>) -> std::sync::MutexGuard<'_, writer::Writer> {
+    w.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -13,7 +13,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Command, Journal, JournalOptions, Shared};
+use super::{Command, Handle, Journal, JournalOptions, Route, Shared};
 use crate::AuditError;
 use crate::chain::{CheckpointSigner, GENESIS, public_key_path};
 use crate::event::{AuditEvent, EventKind, Outcome};
@@ -23,6 +23,7 @@ use crate::segments::{checkpoints_path, list, new_instance_id, segment_name, tai
 const MAX_BATCH: usize = 4096;
 
 /// The chain's head as the syncer sees it.
+#[derive(Debug)]
 struct Head {
     file: Arc<File>,
     segment: String,
@@ -33,6 +34,7 @@ struct Head {
 }
 
 /// Appends signed checkpoints; shared by the writer (rotation, close) and the syncer.
+#[derive(Debug)]
 struct Checkpoints {
     signer: CheckpointSigner,
     instance: String,
@@ -61,8 +63,14 @@ impl Checkpoints {
     }
 }
 
-struct Writer {
+/// The chain's state and the open segment: owned by whoever holds the lock (a caller in
+/// `process` mode, the writer thread in `fsync` mode).
+#[derive(Debug)]
+pub(super) struct Writer {
     shared: Arc<Shared>,
+    /// Tells the syncer to stop (set when the writer closes).
+    stop: Arc<AtomicBool>,
+    closed: bool,
     dir: PathBuf,
     instance: String,
     durability: Durability,
@@ -115,7 +123,7 @@ pub(super) fn open(options: JournalOptions) -> Result<Journal, AuditError> {
         .create(true)
         .open(&cp_path)
         .map_err(io(cp_path.clone()))?;
-    let (tx, rx) = mpsc::unbounded_channel();
+    let stop = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared {
         instance: instance.clone(),
         dir: dir.clone(),
@@ -142,6 +150,8 @@ pub(super) fn open(options: JournalOptions) -> Result<Journal, AuditError> {
     });
     let mut writer = Writer {
         shared: shared.clone(),
+        stop: stop.clone(),
+        closed: false,
         dir,
         instance,
         durability: options.durability,
@@ -174,12 +184,11 @@ pub(super) fn open(options: JournalOptions) -> Result<Journal, AuditError> {
         .sync_data()
         .map_err(io(writer.dir.join(&writer.segment)))?;
     shared.written.store(1, Ordering::Relaxed);
-    let stop = Arc::new(AtomicBool::new(false));
     let syncer_stop = stop.clone();
     let sync_interval = options.sync_interval;
     let fsync_each_batch = options.durability == Durability::Fsync;
-    // The syncer holds no sender of the writer's channel: dropping every `Journal` ends the
-    // writer, which then stops the syncer.
+    // The syncer holds neither the writer nor a sender of its channel: dropping every
+    // `Journal` closes the writer, which then stops the syncer.
     let syncer_dir = shared.dir.clone();
     std::thread::Builder::new()
         .name("audit-sync".into())
@@ -194,11 +203,22 @@ pub(super) fn open(options: JournalOptions) -> Result<Journal, AuditError> {
             )
         })
         .map_err(io(PathBuf::from("<thread>")))?;
-    std::thread::Builder::new()
-        .name("audit-writer".into())
-        .spawn(move || writer.run(rx, stop))
-        .map_err(io(PathBuf::from("<thread>")))?;
-    Ok(Journal { shared, tx })
+    let writer = Arc::new(Mutex::new(writer));
+    let route = match options.durability {
+        Durability::Process => Route::Inline(writer),
+        Durability::Fsync => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            std::thread::Builder::new()
+                .name("audit-writer".into())
+                .spawn(move || group_commit(&writer, rx))
+                .map_err(io(PathBuf::from("<thread>")))?;
+            Route::Thread(tx)
+        }
+    };
+    Ok(Journal {
+        handle: Arc::new(Handle { route }),
+        shared,
+    })
 }
 
 /// A result for each of several waiters (I/O errors are not `Clone`).
@@ -256,71 +276,92 @@ fn sync_loop(
     }
 }
 
-impl Writer {
-    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>, stop: Arc<AtomicBool>) {
-        let mut bodies: Vec<Vec<u8>> = Vec::new();
-        let mut waiters: Vec<Option<oneshot::Sender<Result<(), AuditError>>>> = Vec::new();
-        let mut closing: Option<oneshot::Sender<Result<(), AuditError>>> = None;
-        let mut flushes = Vec::new();
-        loop {
-            let Some(first) = rx.blocking_recv() else {
-                break;
-            };
-            let mut next = Some(first);
-            while let Some(cmd) = next.take() {
-                match cmd {
-                    Command::Append { body, done } => {
-                        bodies.push(body);
-                        waiters.push(done);
-                    }
-                    Command::Flush(done) => flushes.push(done),
-                    Command::Close(done) => closing = Some(done),
+/// The `fsync`-mode writer thread: everything waiting is written with one `write` and one
+/// `fdatasync`, then every waiter is answered.
+fn group_commit(writer: &Mutex<Writer>, mut rx: mpsc::UnboundedReceiver<Command>) {
+    let lock = || writer.lock().unwrap_or_else(|e| e.into_inner());
+    let mut bodies: Vec<Vec<u8>> = Vec::new();
+    let mut waiters: Vec<Option<oneshot::Sender<Result<(), AuditError>>>> = Vec::new();
+    let mut closing: Option<oneshot::Sender<Result<(), AuditError>>> = None;
+    let mut flushes = Vec::new();
+    while let Some(first) = rx.blocking_recv() {
+        let mut next = Some(first);
+        while let Some(cmd) = next.take() {
+            match cmd {
+                Command::Append { body, done } => {
+                    bodies.push(body);
+                    waiters.push(done);
                 }
-                if bodies.len() < MAX_BATCH && closing.is_none() {
-                    next = rx.try_recv().ok();
-                }
+                Command::Flush(done) => flushes.push(done),
+                Command::Close(done) => closing = Some(done),
             }
-            if !bodies.is_empty() {
-                let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
-                let result = self.write_batch(&refs);
-                let n = bodies.len();
-                self.shared.pending.fetch_sub(n, Ordering::Relaxed);
-                match &result {
-                    Ok(()) => {
-                        self.shared.written.fetch_add(n as u64, Ordering::Relaxed);
-                        self.shared.healthy.store(true, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        self.shared.failed.fetch_add(n as u64, Ordering::Relaxed);
-                        self.shared.healthy.store(false, Ordering::Relaxed);
-                        *self.shared.last_error.lock().expect("error lock") = Some(e.to_string());
-                        tracing::error!(error = %e, events = n, "audit journal write failed");
-                    }
-                }
-                for w in waiters.drain(..).flatten() {
-                    let _ = w.send(shareable(&result));
-                }
-                bodies.clear();
-            }
-            if !flushes.is_empty() {
-                let r = self.checkpoint_now();
-                for f in flushes.drain(..) {
-                    let _ = f.send(shareable(&r));
-                }
-            }
-            if let Some(done) = closing.take() {
-                let _ = done.send(self.checkpoint_now());
-                break;
+            if bodies.len() < MAX_BATCH && closing.is_none() {
+                next = rx.try_recv().ok();
             }
         }
-        stop.store(true, Ordering::Relaxed);
-        if let Err(e) = self.checkpoint_now() {
-            tracing::error!(error = %e, "audit journal: final checkpoint failed");
+        if !bodies.is_empty() {
+            let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+            let mut w = lock();
+            let result = w.commit(&refs);
+            w.shared.pending.fetch_sub(bodies.len(), Ordering::Relaxed);
+            drop(w);
+            for done in waiters.drain(..).flatten() {
+                let _ = done.send(shareable(&result));
+            }
+            bodies.clear();
+        }
+        if !flushes.is_empty() {
+            let r = lock().checkpoint_now();
+            for f in flushes.drain(..) {
+                let _ = f.send(shareable(&r));
+            }
+        }
+        if let Some(done) = closing.take() {
+            let _ = done.send(lock().close());
+            return;
+        }
+    }
+    // Every `Journal` is gone.
+    if let Err(e) = lock().close() {
+        tracing::error!(error = %e, "audit journal: final checkpoint failed");
+    }
+}
+
+impl Writer {
+    /// Writes `bodies` (serialized events) and records the outcome in the journal's health
+    /// and counters.
+    pub(super) fn commit(&mut self, bodies: &[&[u8]]) -> Result<(), AuditError> {
+        if self.closed {
+            return Err(AuditError::Closed);
+        }
+        let n = bodies.len();
+        match self.write_batch(bodies) {
+            Ok(()) => {
+                self.shared.written.fetch_add(n as u64, Ordering::Relaxed);
+                self.shared.healthy.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.failed.fetch_add(n as u64, Ordering::Relaxed);
+                self.shared.healthy.store(false, Ordering::Relaxed);
+                *self.shared.last_error.lock().expect("error lock") = Some(e.to_string());
+                tracing::error!(error = %e, events = n, "audit journal write failed");
+                Err(AuditError::Write(e.to_string()))
+            }
         }
     }
 
+    /// Fsyncs, signs the head and stops the syncer; later commits fail with `Closed`.
+    pub(super) fn close(&mut self) -> Result<(), AuditError> {
+        if std::mem::replace(&mut self.closed, true) {
+            return Ok(());
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        self.checkpoint_now()
+    }
+
     /// Fsyncs the segment and signs a checkpoint of the head (if it moved).
-    fn checkpoint_now(&mut self) -> Result<(), AuditError> {
+    pub(super) fn checkpoint_now(&mut self) -> Result<(), AuditError> {
         self.file.sync_data().map_err(|source| AuditError::Io {
             path: self.dir.join(&self.segment),
             source,
