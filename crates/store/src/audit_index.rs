@@ -149,7 +149,9 @@ impl AuditIndex {
                         .push_bind(r.byte_offset);
                 });
                 q.push(" ON CONFLICT (instance, seq) DO NOTHING");
-                q.build().execute(&mut *tx).await?;
+                // Not cached: each row count is a different statement, and caching them grew
+                // the gateway's memory with every batch size seen.
+                q.build().persistent(false).execute(&mut *tx).await?;
             }
             sqlx::query(CURSOR)
                 .bind(segment)
