@@ -132,20 +132,20 @@ impl AuditIndex {
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                 let mut q = QueryBuilder::new(INSERT_INTO);
                 q.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.instance.clone())
+                    b.push_bind(r.instance.as_str())
                         .push_bind(r.seq)
                         .push_bind(r.time_us)
-                        .push_bind(r.kind.clone())
-                        .push_bind(r.outcome.clone())
-                        .push_bind(r.subject.clone())
-                        .push_bind(r.email.clone())
-                        .push_bind(r.issuer.clone())
-                        .push_bind(r.virtual_server.clone())
-                        .push_bind(r.server.clone())
-                        .push_bind(r.method.clone())
-                        .push_bind(r.target.clone())
+                        .push_bind(r.kind.as_str())
+                        .push_bind(r.outcome.as_str())
+                        .push_bind(r.subject.as_deref())
+                        .push_bind(r.email.as_deref())
+                        .push_bind(r.issuer.as_deref())
+                        .push_bind(r.virtual_server.as_deref())
+                        .push_bind(r.server.as_deref())
+                        .push_bind(r.method.as_deref())
+                        .push_bind(r.target.as_deref())
                         .push_bind(r.latency_us)
-                        .push_bind(r.segment.clone())
+                        .push_bind(r.segment.as_str())
                         .push_bind(r.byte_offset);
                 });
                 q.push(" ON CONFLICT (instance, seq) DO NOTHING");
