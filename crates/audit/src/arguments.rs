@@ -111,13 +111,16 @@ impl ArgumentRecorder {
                         }
                     }
                 }
-                let text = copy.to_string();
-                if text.len() <= self.max_bytes {
+                // Measured without building the text: most documents fit.
+                let mut size = ByteCount(0);
+                let _ = serde_json::to_writer(&mut size, &copy);
+                if size.0 <= self.max_bytes {
                     return RecordedArguments {
                         value: Some(copy),
                         digest: None,
                     };
                 }
+                let text = copy.to_string();
                 let mut cut = self.max_bytes;
                 while !text.is_char_boundary(cut) {
                     cut -= 1;
@@ -190,6 +193,20 @@ fn redact_path(v: &mut Value, path: &[PathStep]) {
             }
         }
         _ => {}
+    }
+}
+
+/// Counts the bytes written to it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -502,7 +502,7 @@ async fn call_member(member: &Member, msg: Message, ctx: &CallCtx) -> Message {
         } else {
             params.take()
         };
-        let span = crate::observe::backend_call(&member.server.config, &method, target_of(&sent));
+        let span = crate::observe::backend_call(&member.server, &method, target_of(&sent));
         // The backend call's trace context goes into `_meta` (SEP-414) and, for HTTP
         // backends, the headers.
         let traced;

@@ -29,6 +29,8 @@ pub struct ServerHandle {
     pub resources: ResourceSubscriptions,
     /// The credential sent upstream, if the server has `credentials`.
     pub credentials: Option<Arc<OutboundCredential>>,
+    /// Host and port of a remote server (for telemetry), parsed once.
+    pub endpoint: Option<(String, u16)>,
     /// Stops the server's change feed when the handle goes away.
     _watch: Option<tokio_util::sync::DropGuard>,
 }
@@ -206,6 +208,10 @@ impl Snapshot {
                         resources: ResourceSubscriptions::default(),
                         credentials,
                         _watch: remote.then(|| stop.clone().drop_guard()),
+                        endpoint: sc.url.as_deref().and_then(|u| {
+                            let u = url::Url::parse(u).ok()?;
+                            Some((u.host_str()?.to_string(), u.port_or_known_default()?))
+                        }),
                     });
                     if remote {
                         crate::backend::http::spawn_watch(Arc::downgrade(&handle), stop);

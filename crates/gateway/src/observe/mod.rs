@@ -249,18 +249,17 @@ pub fn decision(d: &gatehouse_policy::Decision) {
 /// Starts the span of a call to `server` (a child of the request's span) when there is a
 /// trace to continue: the caller injects its context into the upstream `_meta`.
 pub fn backend_call(
-    server: &gatehouse_config::ServerConfig,
+    server: &crate::snapshot::ServerHandle,
     method: &str,
     original_name: Option<&str>,
 ) -> Option<BackendSpan> {
     NOTE.try_with(|n| {
         let span = n.span.lock().expect("span lock");
         let span = span.as_ref()?;
-        let url = server.url.as_deref().and_then(|u| url::Url::parse(u).ok());
-        let transport = match &url {
-            Some(u) => BackendTransport::Http {
-                address: u.host_str().unwrap_or(""),
-                port: u.port_or_known_default().unwrap_or(0),
+        let transport = match &server.endpoint {
+            Some((host, port)) => BackendTransport::Http {
+                address: host,
+                port: *port,
             },
             None => BackendTransport::Stdio,
         };
@@ -270,7 +269,7 @@ pub fn backend_call(
             _ => Target::Tool(name),
         });
         Some(span.backend(BackendCall {
-            server: &server.name,
+            server: &server.config.name,
             method,
             target,
             transport,
