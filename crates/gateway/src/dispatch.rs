@@ -353,16 +353,18 @@ async fn call_named(
     crate::observe::server(&member.server.config.name);
     let allowed = crate::authz::allows(vs, ctx, action, &item, arguments).await;
     // Recorded for denied calls too: what was attempted matters as much as what was done.
-    crate::observe::note(|f| {
-        let redact: Vec<String> = f
-            .policy
-            .iter()
-            .flat_map(|p| &p.obligations)
-            .filter_map(|o| o.strip_prefix("redact:"))
-            .map(str::to_string)
-            .collect();
-        f.arguments = member.arguments.record(arguments, &redact);
-    });
+    if crate::observe::auditing() {
+        crate::observe::note(|f| {
+            let redact: Vec<String> = f
+                .policy
+                .iter()
+                .flat_map(|p| &p.obligations)
+                .filter_map(|o| o.strip_prefix("redact:"))
+                .map(str::to_string)
+                .collect();
+            f.arguments = member.arguments.record(arguments, &redact);
+        });
+    }
     if !allowed {
         // Exactly what a missing item gets: a denial must not reveal that the item exists.
         return err(

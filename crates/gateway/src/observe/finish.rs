@@ -70,27 +70,30 @@ impl RequestNote {
             .or_else(|| self.header_trace.as_ref().map(|t| t.trace_id()))
     }
 
+    /// The request's event. The note is ended once, so the larger facts (principal, client,
+    /// arguments, decision) move into the event rather than being copied.
     fn event(&self, kind: EventKind, outcome: Outcome) -> AuditEvent {
         let trace_id = self.trace_id();
-        let f = self.facts.lock().expect("request note lock");
+        let mut f = self.facts.lock().expect("request note lock");
         let mut e = AuditEvent::new(kind, outcome);
         e.request_id = Some(f.request_id.clone());
-        e.principal = f.principal.clone();
-        e.client = Some(f.client.clone());
+        e.principal = f.principal.take();
+        e.client = Some(std::mem::take(&mut f.client));
         e.virtual_server = f.virtual_server.clone();
         e.server = f.server.clone();
         e.method = f
             .method
             .clone()
             .or_else(|| (!f.http_method.is_empty()).then(|| f.http_method.clone()));
-        e.target = f.target.clone();
-        e.arguments = f.arguments.value.clone();
-        e.arguments_digest = f.arguments.digest.clone();
+        e.target = f.target.take();
+        let arguments = std::mem::take(&mut f.arguments);
+        e.arguments = arguments.value;
+        e.arguments_digest = arguments.digest;
         e.latency_us = Some(self.started.elapsed().as_micros() as u64);
-        e.policy = f.policy.clone();
+        e.policy = f.policy.take();
         e.trace_id = trace_id;
-        e.session = f.session.clone();
-        e.reason = f.reason.clone();
+        e.session = f.session.take();
+        e.reason = f.reason.take();
         e
     }
 
@@ -153,18 +156,21 @@ impl RequestNote {
             (Some(_), false) => Outcome::Error,
             (None, _) => Outcome::Ok,
         };
-        let mut e = self.event(EventKind::Request, outcome);
-        e.result = Some(result);
-        let written = self.write(&e).await;
+        let tool_error = result.status == "tool_error";
+        let written = if self.auditor.is_some() {
+            let mut e = self.event(EventKind::Request, outcome);
+            e.result = Some(result);
+            self.write(&e).await
+        } else {
+            true
+        };
         match (&reply.error, denied) {
             (Some(err), true) => self.end_telemetry(SpanOutcome::Denied { code: err.code }),
             (Some(err), false) => self.end_telemetry(SpanOutcome::Error {
                 code: err.code,
                 message: &err.message,
             }),
-            (None, _) if e.result.as_ref().is_some_and(|r| r.status == "tool_error") => {
-                self.end_telemetry(SpanOutcome::ToolError)
-            }
+            (None, _) if tool_error => self.end_telemetry(SpanOutcome::ToolError),
             (None, _) => self.end_telemetry(SpanOutcome::Ok),
         }
         if !written {
@@ -248,6 +254,18 @@ impl RequestNote {
             (_, "DELETE", Outcome::Ok) => EventKind::SessionEnd,
             _ => EventKind::Request,
         };
+        // Before authentication anyone can send anything: identical failures are coalesced.
+        let coalesce = (!authenticated && !status.is_success()).then(|| {
+            let f = self.facts.lock().expect("request note lock");
+            FailureKey {
+                source: f.client.ip.clone().unwrap_or_default(),
+                endpoint: f.endpoint.clone(),
+                reason: f
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| status.as_u16().to_string()),
+            }
+        });
         let mut e = self.event(kind, outcome);
         let (code, message) = error.unzip();
         e.result = Some(ResultRecord {
@@ -257,19 +275,7 @@ impl RequestNote {
             bytes: 0,
             http_status: Some(status.as_u16()),
         });
-        if !authenticated && !status.is_success() {
-            // Before authentication anyone can send anything: coalesce identical failures.
-            let key = {
-                let f = self.facts.lock().expect("request note lock");
-                FailureKey {
-                    source: f.client.ip.clone().unwrap_or_default(),
-                    endpoint: f.endpoint.clone(),
-                    reason: f
-                        .reason
-                        .clone()
-                        .unwrap_or_else(|| status.as_u16().to_string()),
-                }
-            };
+        if let Some(key) = coalesce {
             for e in auditor.coalescer.admit(key, e, Instant::now()) {
                 auditor.journal.append_detached(&e);
             }

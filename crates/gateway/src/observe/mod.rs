@@ -154,6 +154,11 @@ pub fn note(f: impl FnOnce(&mut Facts)) {
     let _ = NOTE.try_with(|n| f(&mut n.facts.lock().expect("request note lock")));
 }
 
+/// Whether the current request is audited (its arguments need recording).
+pub fn auditing() -> bool {
+    NOTE.try_with(|n| n.auditor.is_some()).unwrap_or(false)
+}
+
 /// The current request's note.
 pub fn current() -> Option<Arc<RequestNote>> {
     NOTE.try_with(Arc::clone).ok()
