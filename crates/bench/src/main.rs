@@ -5,6 +5,7 @@
 //! then run `target/release/gatehouse-bench`. Results print as a Markdown table.
 
 mod audit;
+mod compare;
 mod echo;
 mod identity;
 mod issuer;

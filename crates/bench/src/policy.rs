@@ -13,8 +13,9 @@ mod corpus;
 
 use std::time::Duration;
 
+use crate::compare::Scenario;
 use crate::issuer::{self, AUDIENCE};
-use crate::{Args, cpu_us, load, pin, start_gateway_with};
+use crate::{Args, pin, start_gateway_with};
 
 /// Policies in the corpus.
 const POLICIES: usize = 1000;
@@ -46,9 +47,6 @@ permit (principal == Gatehouse::User::"anonymous", action == Gatehouse::Action::
 permit (principal, action == Gatehouse::Action::"call_tool", resource in Gatehouse::Server::"echo")
 when { principal.groups.contains("bench-users") };
 "#;
-
-/// Name, URL, extra header, and the gateway process (none for the direct row).
-type Scenario<'a> = (&'a str, String, Option<(&'a str, &'a str)>, Option<u32>);
 
 pub async fn run(
     bin: &std::path::PathBuf,
@@ -130,51 +128,5 @@ pub async fn run(
             Some(plain.child.id()),
         ),
     ];
-    for (_, url, header, _) in &scenarios {
-        load::run(url, 1, Duration::from_millis(500), *header).await?;
-    }
-    println!();
-    println!(
-        "| authorization scenario | concurrency | calls/s | % of direct | p50 µs | p99 µs | added p50 µs | gateway CPU µs/call |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
-    let measure = Duration::from_secs(args.seconds);
-    for &c in &args.concurrency {
-        let mut direct_rate = None;
-        let mut base_p50 = None;
-        for (name, url, header, pid) in &scenarios {
-            load::run(url, c, Duration::from_secs(1), *header).await?;
-            let before = pid.map(cpu_us);
-            let o = load::run(url, c, measure, *header).await?;
-            let cpu = match (pid, before) {
-                (Some(p), Some(b)) => format!(
-                    "{:.0}",
-                    cpu_us(*p).saturating_sub(b) as f64 / o.calls() as f64
-                ),
-                _ => String::new(),
-            };
-            let rate = o.throughput();
-            let share = match direct_rate {
-                None => {
-                    direct_rate = Some(rate);
-                    String::new()
-                }
-                Some(d) => format!("{:.0}%", 100.0 * rate / d),
-            };
-            let p50 = o.p(50.0);
-            let added = match (pid, base_p50) {
-                (None, _) => String::new(),
-                (Some(_), None) => {
-                    base_p50 = Some(p50);
-                    String::new()
-                }
-                (Some(_), Some(b)) => format!("{:+}", p50 as i64 - b as i64),
-            };
-            println!(
-                "| {name} | {c} | {rate:.0} | {share} | {p50} | {} | {added} | {cpu} |",
-                o.p(99.0)
-            );
-        }
-    }
-    Ok(())
+    crate::compare::run("authorization scenario", &scenarios, args).await
 }
