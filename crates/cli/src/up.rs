@@ -186,6 +186,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if gw.telemetry.tracing_enabled() {
         println!("  tracing:   OTLP export on (telemetry.otlp)");
     }
+    println!("Press Ctrl-C to stop.");
 
     let app = gw.router();
     let drain_gw = gw.clone();
@@ -388,7 +389,6 @@ fn print_banner(
         );
     }
     println!("  health:    http://{bound}/healthz  http://{bound}/readyz");
-    println!("Press Ctrl-C to stop.");
 }
 
 /// The listener's TLS settings from PEM files, with errors that name the file.
