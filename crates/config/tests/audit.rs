@@ -1,33 +1,17 @@
 //! The `audit` block and `servers[].audit`: defaults, relative paths, and every invalid value
 //! reported with file, line, column and field path.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
-use gatehouse_config::{ArgumentsMode, ConfigError, Durability, OnFailure, load_str};
-
-fn errors(text: &str) -> Vec<ConfigError> {
-    match load_str(text, Path::new("cfg/a.yaml"), &|_| None) {
-        Ok(c) => panic!("expected errors, loaded {c:#?}"),
-        Err(e) => e.into_iter().collect(),
-    }
-}
-
-fn one(text: &str, line: usize, path: &str) -> String {
-    let errs = errors(text);
-    assert_eq!(errs.len(), 1, "{errs:#?}");
-    let e = &errs[0];
-    assert_eq!((e.line, e.path.as_str()), (line, path), "{e}");
-    assert!(
-        e.to_string().starts_with(&format!("cfg/a.yaml:{line}:")),
-        "{e}"
-    );
-    e.message.clone()
-}
+use common::one;
+use gatehouse_config::{ArgumentsMode, Durability, OnFailure, load_str};
 
 #[test]
 fn the_journal_is_on_by_default_and_paths_are_relative_to_the_config() {
-    let config = load_str("servers: []\n", Path::new("cfg/a.yaml"), &|_| None).unwrap();
+    let config = load_str("servers: []\n", Path::new(common::FILE), &|_| None).unwrap();
     let a = &config.audit;
     assert!(a.enabled);
     assert_eq!(a.durability, Durability::Process);
@@ -69,26 +53,43 @@ servers:
 
 #[test]
 fn invalid_values_are_reported_where_they_are() {
-    let m = one("audit:\n  durability: sometimes\n", 2, "audit.durability");
+    let m = one(
+        "audit:\n  durability: sometimes\n",
+        2,
+        15,
+        "audit.durability",
+    );
     assert!(m.contains("process") && m.contains("fsync"), "{m}");
-    let m = one("audit:\n  arguments: everything\n", 2, "audit.arguments");
+    let m = one(
+        "audit:\n  arguments: everything\n",
+        2,
+        14,
+        "audit.arguments",
+    );
     assert!(m.contains("redacted"), "{m}");
-    let m = one("audit:\n  segment_bytes: 100\n", 2, "audit.segment_bytes");
+    let m = one(
+        "audit:\n  segment_bytes: 100\n",
+        2,
+        18,
+        "audit.segment_bytes",
+    );
     assert!(m.contains("65536"), "{m}");
-    let m = one("audit:\n  coalesce: 0s\n", 2, "audit.coalesce");
+    let m = one("audit:\n  coalesce: 0s\n", 2, 13, "audit.coalesce");
     assert!(m.contains("zero"), "{m}");
     let m = one(
         "audit:\n  secret_keys: [ok, \"\"]\n",
         2,
+        21,
         "audit.secret_keys[1]",
     );
     assert!(m.contains("empty"), "{m}");
     let m = one(
         "servers:\n  - name: s\n    command: x\n    audit:\n      redact: [\"fields.a\"]\n",
         5,
+        16,
         "servers[0].audit.redact[0]",
     );
     assert!(m.contains("starting with $"), "{m}");
-    let m = one("audit:\n  enabeld: false\n", 2, "audit.enabeld");
+    let m = one("audit:\n  enabeld: false\n", 2, 3, "audit.enabeld");
     assert!(m.contains("unknown field"), "{m}");
 }

@@ -1,30 +1,11 @@
 //! Every kind of error carries the right path, line and column.
 
+mod common;
+
 use std::path::Path;
 
-use gatehouse_config::{ConfigError, load_file, load_str};
-
-fn errors(text: &str) -> Vec<ConfigError> {
-    let env = |name: &str| (name == "SET").then(|| "1".to_string());
-    match load_str(text, Path::new("cfg/g.yaml"), &env) {
-        Ok(c) => panic!("expected errors, loaded {c:#?}"),
-        Err(e) => e.into_iter().collect(),
-    }
-}
-
-/// The single error of `text`, checked against the expected position.
-fn one(text: &str, line: usize, column: usize, path: &str) -> String {
-    let errs = errors(text);
-    assert_eq!(errs.len(), 1, "{errs:#?}");
-    let e = &errs[0];
-    assert_eq!(
-        (e.line, e.column, e.path.as_str()),
-        (line, column, path),
-        "{e}"
-    );
-    assert_eq!(e.file, Path::new("cfg/g.yaml"));
-    e.message.clone()
-}
+use common::{errors, one};
+use gatehouse_config::{load_file, load_str};
 
 const SERVERS: &str = "servers:\n  - name: echo\n    url: http://127.0.0.1:1/mcp\n  - name: files\n    command: npx\n";
 

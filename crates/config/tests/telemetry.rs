@@ -1,36 +1,13 @@
 //! The `telemetry` and `admin` blocks: defaults, and every invalid value reported with
 //! file, line, column and field path.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
-use gatehouse_config::{ConfigError, OtlpProtocol, load_str};
-
-fn errors(text: &str) -> Vec<ConfigError> {
-    match load_str(text, Path::new("cfg/t.yaml"), &|_| None) {
-        Ok(c) => panic!("expected errors, loaded {c:#?}"),
-        Err(e) => e.into_iter().collect(),
-    }
-}
-
-/// The single error of `text`, checked against the expected position.
-fn one(text: &str, line: usize, column: usize, path: &str) -> String {
-    let errs = errors(text);
-    assert_eq!(errs.len(), 1, "{errs:#?}");
-    let e = &errs[0];
-    assert_eq!(
-        (e.line, e.column, e.path.as_str()),
-        (line, column, path),
-        "{e}"
-    );
-    assert_eq!(e.file, Path::new("cfg/t.yaml"));
-    assert!(
-        e.to_string()
-            .starts_with(&format!("cfg/t.yaml:{line}:{column}: {path}: ")),
-        "{e}"
-    );
-    e.message.clone()
-}
+use common::one;
+use gatehouse_config::{OtlpProtocol, load_str};
 
 #[test]
 fn full_block_loads_with_defaults() {
