@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use gatehouse_config::{ArgumentsMode, DEFAULT_SECRET_KEYS, PathStep, parse_redact_path};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::event::ArgumentsDigest;
@@ -208,11 +208,6 @@ impl std::io::Write for ByteCount {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-/// An empty object, for calls without arguments.
-pub fn empty() -> Value {
-    Value::Object(Map::new())
 }
 
 #[cfg(test)]

@@ -245,14 +245,7 @@ fn main() -> ExitCode {
                     Ok(true)
                 }
             };
-            match outcome {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(2)
-                }
-            }
+            verdict(outcome)
         }
         Command::Audit { command } => {
             let outcome = match command {
@@ -263,14 +256,7 @@ fn main() -> ExitCode {
                     .expect("tokio runtime")
                     .block_on(audit::query(&args)),
             };
-            match outcome {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(2)
-                }
-            }
+            verdict(outcome)
         }
         Command::DemoServer => {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -284,6 +270,18 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// The exit code of a check: 0 passed, 1 failed, 2 could not run.
+fn verdict(outcome: anyhow::Result<bool>) -> ExitCode {
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
         }
     }
 }

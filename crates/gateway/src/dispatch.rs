@@ -353,18 +353,7 @@ async fn call_named(
     crate::observe::server(&member.server.config.name);
     let allowed = crate::authz::allows(vs, ctx, action, &item, arguments).await;
     // Recorded for denied calls too: what was attempted matters as much as what was done.
-    if crate::observe::auditing() {
-        crate::observe::note(|f| {
-            let redact: Vec<String> = f
-                .policy
-                .iter()
-                .flat_map(|p| &p.obligations)
-                .filter_map(|o| o.strip_prefix("redact:"))
-                .map(str::to_string)
-                .collect();
-            f.arguments = member.arguments.record(arguments, &redact);
-        });
-    }
+    crate::observe::arguments(&member.arguments, arguments);
     if !allowed {
         // Exactly what a missing item gets: a denial must not reveal that the item exists.
         return err(
@@ -505,30 +494,10 @@ async fn call_member(member: &Member, msg: Message, ctx: &CallCtx) -> Message {
             params.take()
         };
         let span = crate::observe::backend_call(&member.server, &method, target_of(&sent));
-        // The backend call's trace context goes into `_meta` (SEP-414) and, for HTTP
-        // backends, the headers.
-        let traced;
-        let client = match span.as_ref().and_then(|s| s.context()) {
-            Some(trace) => {
-                let params = sent.get_or_insert_with(|| json!({}));
-                if let Some(p) = params.as_object_mut() {
-                    let meta = p.entry("_meta").or_insert_with(|| json!({}));
-                    if let Some(m) = meta.as_object_mut() {
-                        gatehouse_telemetry::inject_meta(m, &trace);
-                    }
-                }
-                let mut c = client.clone();
-                c.extra_headers
-                    .push((meta::TRACEPARENT.into(), trace.traceparent()));
-                if let Some(state) = trace.tracestate() {
-                    c.extra_headers
-                        .push((meta::TRACESTATE.into(), state.to_string()));
-                }
-                traced = c;
-                &traced
-            }
-            None => &client,
-        };
+        let traced = span
+            .as_ref()
+            .and_then(|s| crate::observe::trace_upstream(s, &mut sent, &client));
+        let client = traced.as_ref().unwrap_or(&client);
         let called = member
             .server
             .backend

@@ -24,7 +24,7 @@ use gatehouse_telemetry::{
     BackendCall, BackendSpan, BackendTransport, RequestInfo, RequestSpan, Target, Telemetry,
     TraceContext,
 };
-use gatehouse_wire::{Message, MessageKind, meta};
+use gatehouse_wire::{Id, Message, MessageKind, meta};
 use serde_json::Value;
 
 pub use finish::CallGuard;
@@ -154,11 +154,6 @@ pub fn note(f: impl FnOnce(&mut Facts)) {
     let _ = NOTE.try_with(|n| f(&mut n.facts.lock().expect("request note lock")));
 }
 
-/// Whether the current request is audited (its arguments need recording).
-pub fn auditing() -> bool {
-    NOTE.try_with(|n| n.auditor.is_some()).unwrap_or(false)
-}
-
 /// The current request's note.
 pub fn current() -> Option<Arc<RequestNote>> {
     NOTE.try_with(Arc::clone).ok()
@@ -178,11 +173,14 @@ pub async fn scope<F: std::future::Future>(note: Option<Arc<RequestNote>>, fut: 
 pub fn message(msg: &Message) {
     let _ = NOTE.try_with(|n| {
         let is_request = msg.kind() == MessageKind::Request;
-        let vs = {
+        let (vs, session) = {
             let mut f = n.facts.lock().expect("request note lock");
             f.method = msg.method.clone();
             f.not_a_request = !is_request;
-            f.virtual_server.clone().unwrap_or_default()
+            (
+                f.virtual_server.clone().unwrap_or_default(),
+                f.session.clone(),
+            )
         };
         if !is_request {
             return;
@@ -195,12 +193,11 @@ pub fn message(msg: &Message) {
             .and_then(|m| m.get(meta::PROTOCOL_VERSION))
             .and_then(Value::as_str)
             .or(n.protocol_version.as_deref());
-        let id = msg.id.as_ref().and_then(|id| {
-            serde_json::to_value(id)
-                .ok()
-                .and_then(|v| gatehouse_telemetry::request_id(&v))
-        });
-        let session = n.facts.lock().expect("request note lock").session.clone();
+        let id = match &msg.id {
+            Some(Id::Number(n)) => Some(n.to_string()),
+            Some(Id::String(s)) => Some(s.clone()),
+            _ => None,
+        };
         let span = n.telemetry.request(RequestInfo {
             virtual_server: &vs,
             method: msg.method(),
@@ -284,6 +281,52 @@ pub fn backend_call(
     })
     .ok()
     .flatten()
+}
+
+/// Records a call's arguments with `recorder`, honouring the decision's `@redact`
+/// obligations; nothing when the request is not audited.
+pub fn arguments(recorder: &gatehouse_audit::ArgumentRecorder, arguments: Option<&Value>) {
+    let _ = NOTE.try_with(|n| {
+        if n.auditor.is_none() {
+            return;
+        }
+        let mut f = n.facts.lock().expect("request note lock");
+        let redact: Vec<String> = f
+            .policy
+            .iter()
+            .flat_map(|p| &p.obligations)
+            .filter_map(|o| o.strip_prefix("redact:"))
+            .map(str::to_string)
+            .collect();
+        f.arguments = recorder.record(arguments, &redact);
+    });
+}
+
+/// Puts a backend call's trace context into the upstream request: `_meta` (SEP-414) for
+/// every backend, and the headers of HTTP backends (the returned client context).
+pub fn trace_upstream(
+    span: &BackendSpan,
+    params: &mut Option<Value>,
+    client: &crate::backend::ClientContext,
+) -> Option<crate::backend::ClientContext> {
+    let trace = span.context()?;
+    let params = params.get_or_insert_with(|| Value::Object(Default::default()));
+    if let Some(p) = params.as_object_mut() {
+        let m = p
+            .entry("_meta")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(m) = m.as_object_mut() {
+            gatehouse_telemetry::inject_meta(m, &trace);
+        }
+    }
+    let mut c = client.clone();
+    c.extra_headers
+        .push((meta::TRACEPARENT.into(), trace.traceparent()));
+    if let Some(state) = trace.tracestate() {
+        c.extra_headers
+            .push((meta::TRACESTATE.into(), state.to_string()));
+    }
+    Some(c)
 }
 
 /// Ends a backend call's span and records whether the backend answered (`backend_up`).
