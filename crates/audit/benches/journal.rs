@@ -37,6 +37,7 @@ fn event(i: usize) -> AuditEvent {
     e.target = Some(TargetRecord {
         kind: "tool".into(),
         name: "search_issues".into(),
+        operation: Some("read".into()),
     });
     e.arguments = Some(
         serde_json::json!({"jql": "project = OPS AND status = Open ORDER BY created DESC", "max_results": 50, "fields": ["summary", "status", "assignee"]}),

@@ -32,6 +32,12 @@ pub enum EventKind {
     /// This journal (one gateway process) started; links to the previous one.
     #[serde(rename = "journal.start")]
     JournalStart,
+    /// A detector found a principal or server far from its baseline (see `detail`).
+    #[serde(rename = "anomaly")]
+    Anomaly,
+    /// Retention removed expired segment files (`detail` names them and the new anchor).
+    #[serde(rename = "retention")]
+    Retention,
 }
 
 impl EventKind {
@@ -45,6 +51,8 @@ impl EventKind {
             EventKind::ConfigChange => "config.change",
             EventKind::PolicyChange => "policy.change",
             EventKind::JournalStart => "journal.start",
+            EventKind::Anomaly => "anomaly",
+            EventKind::Retention => "retention",
         }
     }
 }
@@ -121,6 +129,9 @@ pub struct AuditEvent {
     /// Size and digest of the arguments when they are hashed or too large to record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments_digest: Option<ArgumentsDigest>,
+    /// Bytes of the request body (the JSON-RPC message as received).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_bytes: Option<u64>,
     /// What the caller got back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<ResultRecord>,
@@ -163,6 +174,7 @@ impl AuditEvent {
             target: None,
             arguments: None,
             arguments_digest: None,
+            request_bytes: None,
             result: None,
             latency_us: None,
             policy: None,
@@ -229,6 +241,9 @@ pub struct TargetRecord {
     pub kind: String,
     /// Its name as the client used it (a URI for resources).
     pub name: String,
+    /// What a tool does, as policies see it: `read`, `write`, `delete` or `execute`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
 }
 
 /// Size and SHA-256 of an argument document (and a prefix, when it was too large).

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::AuditError;
-use crate::segments::list;
+use crate::reader::{JournalLine, read_lines, segment_files};
 
 /// Rows written per transaction.
 const BATCH: usize = 2000;
@@ -67,86 +67,49 @@ pub fn unix_micros(time: &str) -> Option<i64> {
 pub async fn catch_up(index: &AuditIndex, dir: &Path) -> Result<u64, AuditError> {
     let cursors = index.cursors().await?;
     let mut added = 0u64;
-    for segments in list(dir)?.into_values() {
-        for path in segments.into_values() {
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_string();
-            let from = cursors.get(&name).copied().unwrap_or(0);
-            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            if len <= from as u64 {
-                continue;
+    for segment in segment_files(dir)? {
+        let mut from = cursors.get(&segment.name).copied().unwrap_or(0) as u64;
+        while segment.len > from {
+            let (lines, end) = read_lines(&segment.path, from, BATCH)?;
+            if end == from {
+                break;
             }
-            added += index_segment(index, &path, &name, from).await?;
+            let rows: Vec<IndexedEvent> = lines
+                .iter()
+                .filter_map(|line| row(line, &segment.name))
+                .collect();
+            index.add(&segment.name, end as i64, &rows).await?;
+            added += rows.len() as u64;
+            from = end;
         }
     }
     Ok(added)
 }
 
-async fn index_segment(
-    index: &AuditIndex,
-    path: &Path,
-    name: &str,
-    from: i64,
-) -> Result<u64, AuditError> {
-    let io = |source| AuditError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    file.seek(SeekFrom::Start(from as u64)).map_err(io)?;
-    let mut reader = BufReader::new(file);
-    let mut offset = from;
-    let mut rows = Vec::new();
-    let mut buf = Vec::new();
-    let mut added = 0;
-    loop {
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(io)?;
-        // An incomplete last line is being written (or was cut): index it next time.
-        if n == 0 || buf.last() != Some(&b'\n') {
-            break;
-        }
-        let line_offset = offset;
-        offset += n as i64;
-        // A damaged line is `audit verify`'s business; the index skips it.
-        let Ok(f) = serde_json::from_slice::<IndexFields>(&buf) else {
-            continue;
-        };
-        let (subject, email, issuer) = f
-            .principal
-            .map(|p| (p.subject, p.email, p.issuer))
-            .unwrap_or_default();
-        rows.push(IndexedEvent {
-            instance: f.instance,
-            seq: f.seq,
-            time_us: unix_micros(&f.time).unwrap_or(0),
-            kind: f.kind,
-            outcome: f.outcome,
-            subject,
-            email,
-            issuer,
-            virtual_server: f.virtual_server,
-            server: f.server,
-            method: f.method,
-            target: f.target.map(|t| t.name),
-            latency_us: f.latency_us,
-            segment: name.to_string(),
-            byte_offset: line_offset,
-        });
-        if rows.len() >= BATCH {
-            index.add(name, offset, &rows).await?;
-            added += rows.len() as u64;
-            rows.clear();
-        }
-    }
-    if offset > from {
-        index.add(name, offset, &rows).await?;
-        added += rows.len() as u64;
-    }
-    Ok(added)
+/// The index row of one line; `None` for a damaged line (`audit verify`'s business).
+fn row(line: &JournalLine, segment: &str) -> Option<IndexedEvent> {
+    let f = serde_json::from_slice::<IndexFields>(&line.bytes).ok()?;
+    let (subject, email, issuer) = f
+        .principal
+        .map(|p| (p.subject, p.email, p.issuer))
+        .unwrap_or_default();
+    Some(IndexedEvent {
+        instance: f.instance,
+        seq: f.seq,
+        time_us: unix_micros(&f.time).unwrap_or(0),
+        kind: f.kind,
+        outcome: f.outcome,
+        subject,
+        email,
+        issuer,
+        virtual_server: f.virtual_server,
+        server: f.server,
+        method: f.method,
+        target: f.target.map(|t| t.name),
+        latency_us: f.latency_us,
+        segment: segment.to_string(),
+        byte_offset: line.offset as i64,
+    })
 }
 
 /// The full event an index row points to (with its arguments), read from its segment file.

@@ -13,9 +13,12 @@ pub mod arguments;
 pub mod chain;
 pub mod coalesce;
 pub mod event;
+pub mod format;
 pub mod index;
 pub mod journal;
+pub mod reader;
 pub mod segments;
+pub mod sinks;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -27,6 +30,7 @@ pub use event::{
     ResultRecord, TargetRecord,
 };
 pub use journal::{Journal, JournalOptions, JournalStats};
+pub use reader::{JournalLine, SegmentFile, StoredEvent};
 pub use verify::{Damage, DamageKind, VerifyReport, verify};
 
 /// Why the audit trail could not do something.

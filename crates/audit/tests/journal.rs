@@ -28,6 +28,7 @@ fn event(i: usize) -> AuditEvent {
     e.target = Some(TargetRecord {
         kind: "tool".into(),
         name: format!("tool_{}", i % 7),
+        operation: Some("read".into()),
     });
     e.arguments = Some(serde_json::json!({"n": i, "text": "x".repeat(i % 300)}));
     e

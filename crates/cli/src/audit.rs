@@ -21,7 +21,8 @@ pub struct Location {
 }
 
 impl Location {
-    fn config(&self) -> anyhow::Result<Option<gatehouse_config::Config>> {
+    /// The configuration, when `--config` was given.
+    pub fn config(&self) -> anyhow::Result<Option<gatehouse_config::Config>> {
         self.config
             .as_ref()
             .map(|p| {
@@ -31,7 +32,25 @@ impl Location {
             .transpose()
     }
 
-    fn journal_dir(&self, config: Option<&gatehouse_config::Config>) -> PathBuf {
+    /// The store: `database_url`, else the config's `store.url`, else SQLite in the data
+    /// directory.
+    pub async fn open_store(
+        &self,
+        database_url: Option<&str>,
+        config: Option<&gatehouse_config::Config>,
+    ) -> anyhow::Result<gatehouse_store::Store> {
+        let url = database_url
+            .map(str::to_string)
+            .or_else(|| config?.store.as_ref().map(|s| s.url.clone()));
+        Ok(match &url {
+            Some(u) => gatehouse_store::Store::open(u).await?,
+            None => gatehouse_store::Store::open_sqlite_in(&self.data_dir).await?,
+        })
+    }
+
+    /// The journal directory: `--dir`, else the config's `audit.dir`, else the data
+    /// directory's `audit/`.
+    pub fn journal_dir(&self, config: Option<&gatehouse_config::Config>) -> PathBuf {
         self.dir
             .clone()
             .or_else(|| config.and_then(|c| c.audit.dir.clone()))
@@ -86,7 +105,7 @@ pub struct QueryArgs {
     /// Event type.
     #[arg(long = "type", value_parser = clap::builder::PossibleValuesParser::new(
         ["mcp.request", "auth.failure", "session.start", "session.end", "config.change",
-         "policy.change", "journal.start"]))]
+         "policy.change", "journal.start", "anomaly", "retention"]))]
     kind: Option<String>,
     /// Since: a duration ago (`1h`, `7d`) or an RFC 3339 time.
     #[arg(long)]
@@ -140,7 +159,7 @@ pub fn verify(args: &VerifyArgs) -> anyhow::Result<bool> {
 }
 
 /// A `--since`/`--until` value as unix microseconds.
-fn instant(text: &str) -> anyhow::Result<i64> {
+pub fn instant(text: &str) -> anyhow::Result<i64> {
     if let Some(us) = gatehouse_audit::index::unix_micros(text) {
         return Ok(us);
     }
@@ -155,14 +174,10 @@ fn instant(text: &str) -> anyhow::Result<i64> {
 pub async fn query(args: &QueryArgs) -> anyhow::Result<bool> {
     let config = args.location.config()?;
     let dir = args.location.journal_dir(config.as_ref());
-    let url = args
-        .database_url
-        .clone()
-        .or_else(|| config.as_ref()?.store.as_ref().map(|s| s.url.clone()));
-    let store = match &url {
-        Some(u) => gatehouse_store::Store::open(u).await?,
-        None => gatehouse_store::Store::open_sqlite_in(&args.location.data_dir).await?,
-    };
+    let store = args
+        .location
+        .open_store(args.database_url.as_deref(), config.as_ref())
+        .await?;
     let index = store.audit_index();
     gatehouse_audit::index::catch_up(&index, &dir)
         .await

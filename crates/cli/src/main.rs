@@ -4,10 +4,14 @@
 //! the gateway, handle signals.
 
 mod audit;
+mod audit_export;
+mod audit_sinks;
+mod background;
 mod demo;
 mod login;
 mod policy;
 mod up;
+mod usage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -104,10 +108,16 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
-    /// Work with the audit journal: verify its hash chains, query its index.
+    /// Work with the audit journal: verify its hash chains, query its index, export it,
+    /// watch its sinks.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Who used what: calls, errors, latency, bytes and estimated tokens, for chargeback.
+    Usage {
+        #[command(subcommand)]
+        command: UsageCommand,
     },
     /// Run the built-in demo MCP server on stdin/stdout (what `gatehouse up` runs by default).
     DemoServer,
@@ -121,6 +131,18 @@ enum AuditCommand {
     /// Find events by user, tool, server, outcome, type and time (newest first), as a table
     /// or as the full JSON events.
     Query(Box<audit::QueryArgs>),
+    /// Write a time range of the journal as jsonl, OCSF, ECS or CEF into a folder, with a
+    /// manifest and SHA-256 checksums.
+    Export(Box<audit_export::ExportArgs>),
+    /// Show each sink's delivered count, lag and last error.
+    Sinks(Box<audit_sinks::SinksArgs>),
+}
+
+#[derive(Debug, Subcommand)]
+enum UsageCommand {
+    /// Calls, errors, latency, bytes and estimated tokens by user, group, tenant, server or
+    /// tool.
+    Report(Box<usage::ReportArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -250,11 +272,15 @@ fn main() -> ExitCode {
         Command::Audit { command } => {
             let outcome = match command {
                 AuditCommand::Verify(args) => audit::verify(&args),
-                AuditCommand::Query(args) => tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("tokio runtime")
-                    .block_on(audit::query(&args)),
+                AuditCommand::Query(args) => current_thread().block_on(audit::query(&args)),
+                AuditCommand::Export(args) => audit_export::export(&args),
+                AuditCommand::Sinks(args) => current_thread().block_on(audit_sinks::sinks(&args)),
+            };
+            verdict(outcome)
+        }
+        Command::Usage { command } => {
+            let outcome = match command {
+                UsageCommand::Report(args) => current_thread().block_on(usage::report(&args)),
             };
             verdict(outcome)
         }
@@ -275,6 +301,14 @@ fn main() -> ExitCode {
 }
 
 /// The exit code of a check: 0 passed, 1 failed, 2 could not run.
+/// A runtime for one command.
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 fn verdict(outcome: anyhow::Result<bool>) -> ExitCode {
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -156,7 +156,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         telemetry.clone(),
     )?;
     let indexer = auditor.as_ref().map(|a| {
-        spawn_indexer(
+        crate::background::spawn_indexer(
+            database_url.clone(),
+            data_dir.clone(),
+            a.journal().dir().to_path_buf(),
+        )
+    });
+    let sinks = auditor.as_ref().and_then(|a| {
+        crate::background::spawn_sinks(
+            gw.snapshot().config.audit.sinks.clone(),
             database_url.clone(),
             data_dir.clone(),
             a.journal().dir().to_path_buf(),
@@ -237,6 +245,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         if let Some(indexer) = indexer {
             indexer.store(true, std::sync::atomic::Ordering::Relaxed);
         }
+        if let Some(sinks) = sinks {
+            // Whatever they have not shipped yet, they ship at the next start.
+            let _ = sinks.send(true);
+        }
         if let Err(e) =
             gatehouse_audit::index::catch_up(&store.audit_index(), a.journal().dir()).await
         {
@@ -275,76 +287,6 @@ fn open_audit(
         journal,
         config.audit.coalesce.get(),
     )))
-}
-
-/// Keeps the audit index in the store up to date with the journal, every second, on a thread
-/// of its own at idle priority (`SCHED_IDLE`) with its own database connection: the index is
-/// derived data, so parsing lines and inserting rows must never take CPU from requests. Under
-/// full load it falls behind and catches up when there is idle time (`audit query` also
-/// catches up before it answers). Returns the flag that stops it.
-fn spawn_indexer(
-    database_url: Option<String>,
-    data_dir: PathBuf,
-    dir: PathBuf,
-) -> Arc<std::sync::atomic::AtomicBool> {
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stopped = stop.clone();
-    let run = move || {
-        #[cfg(target_os = "linux")]
-        // SAFETY: sched_setscheduler on the calling thread (pid 0) with a valid parameter
-        // block; threads this one spawns (the database driver's) inherit the policy.
-        unsafe {
-            let param = libc::sched_param { sched_priority: 0 };
-            libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
-        }
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            tracing::error!(
-                "audit index: cannot start its runtime; `gatehouse audit query` will index instead"
-            );
-            return;
-        };
-        rt.block_on(async move {
-            let store = match &database_url {
-                Some(url) => gatehouse_store::Store::open(url).await,
-                None => gatehouse_store::Store::open_sqlite_in(&data_dir).await,
-            };
-            let store = match store {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "audit index: cannot open the store; `gatehouse audit query` will index instead");
-                    return;
-                }
-            };
-            let index = store.audit_index();
-            let mut failing = false;
-            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
-                match gatehouse_audit::index::catch_up(&index, &dir).await {
-                    Ok(_) if failing => {
-                        failing = false;
-                        tracing::info!("audit index is being updated again");
-                    }
-                    Ok(_) => {}
-                    Err(e) if !failing => {
-                        failing = true;
-                        tracing::warn!(error = %e, "audit index cannot be updated (the journal itself is unaffected); retrying every second");
-                    }
-                    Err(_) => {}
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            store.close().await;
-        });
-    };
-    if let Err(e) = std::thread::Builder::new()
-        .name("audit-index".into())
-        .spawn(run)
-    {
-        tracing::warn!(error = %e, "audit index: cannot start its thread; `gatehouse audit query` will index instead");
-    }
-    stop
 }
 
 fn print_banner(

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::audit_sinks::{AnomalyConfig, RetentionConfig, SinkConfig};
 use crate::duration::DurationSpec;
 
 /// Keys whose values are replaced by `[redacted]` in recorded arguments, at any depth and in
@@ -65,6 +66,15 @@ pub struct AuditConfig {
     /// Identical failures before authentication (same source, endpoint and reason) within
     /// this interval become one event with a count (default 10s).
     pub coalesce: DurationSpec,
+    /// Where the journal is shipped (SIEMs, syslog, files, OTLP logs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sinks: Vec<SinkConfig>,
+    /// How long segment files are kept, per class of event (default: forever).
+    #[serde(skip_serializing_if = "RetentionConfig::is_default")]
+    pub retention: RetentionConfig,
+    /// The anomaly detectors (on by default).
+    #[serde(skip_serializing_if = "AnomalyConfig::is_default")]
+    pub anomalies: AnomalyConfig,
 }
 
 impl Default for AuditConfig {
@@ -80,6 +90,9 @@ impl Default for AuditConfig {
             max_argument_bytes: 4096,
             secret_keys: Vec::new(),
             coalesce: DurationSpec::from_secs(10),
+            sinks: Vec::new(),
+            retention: RetentionConfig::default(),
+            anomalies: AnomalyConfig::default(),
         }
     }
 }

@@ -34,6 +34,7 @@
 #![warn(missing_docs)]
 
 mod audit;
+mod audit_sinks;
 mod auth;
 mod duration;
 mod error;
@@ -56,6 +57,7 @@ pub use audit::{
     ArgumentsMode, AuditConfig, DEFAULT_SECRET_KEYS, Durability, OnFailure, PathStep, ServerAudit,
     parse_redact_path,
 };
+pub use audit_sinks::{AnomalyConfig, EventFormat, RetentionConfig, SinkConfig, SinkKind};
 pub use auth::{
     AuthConfig, ClaimMapping, CredentialKind, CredentialsConfig, IntrospectionConfig, ListenerTls,
     SecretRef, SecretSource, ToolScopes, WorkloadIssuerConfig, WorkloadKind,
@@ -240,6 +242,17 @@ fn resolve_paths(config: &mut Config, origin: &Path) {
         .flatten()
     {
         resolve(p);
+    }
+    for sink in &mut config.audit.sinks {
+        for p in [&mut sink.path, &mut sink.ca].into_iter().flatten() {
+            resolve(p);
+        }
+        for secret in [&mut sink.token, &mut sink.password, &mut sink.client_secret]
+            .into_iter()
+            .flatten()
+        {
+            resolve_secret(secret, &resolve);
+        }
     }
     if let Some(tls) = &mut config.gateway.tls {
         resolve(&mut tls.cert);

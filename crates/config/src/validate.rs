@@ -9,6 +9,7 @@ use crate::model::{Config, GatewayConfig, ServerConfig};
 use crate::path::{self, Positions};
 
 mod audit;
+mod audit_sinks;
 mod identity;
 mod members;
 mod telemetry;
@@ -35,6 +36,9 @@ pub(crate) fn validate(config: &Config, positions: &Positions) -> Vec<Problem> {
     }
     v.telemetry(config);
     v.audit(&config.audit);
+    v.audit_sinks(&config.audit.sinks);
+    v.audit_retention(&config.audit.retention);
+    v.audit_anomalies(&config.audit.anomalies);
     if let Some(store) = &config.store {
         let url = &store.url;
         if !["sqlite://", "postgres://", "postgresql://"]

@@ -133,7 +133,7 @@ pub async fn dispatch(vs: &VirtualServer, msg: Message, ctx: &CallCtx) -> Messag
             else {
                 return err(&id, codes::INVALID_PARAMS, "params.uri is required");
             };
-            crate::observe::target("resource", &uri);
+            crate::observe::target("resource", &uri, None);
             let mut member = catalog::route_resource(vs, &uri, ctx).await;
             if method != "resources/unsubscribe"
                 && let Some(m) = member
@@ -349,7 +349,8 @@ async fn call_named(
     };
     let arguments = msg.params.as_ref().and_then(|p| p.get("arguments"));
     let member = &vs.members[route.member];
-    crate::observe::target(what, &name);
+    let operation = (item_kind == ItemKind::Tool).then(|| crate::authz::operation(&item).as_str());
+    crate::observe::target(what, &name, operation);
     crate::observe::server(&member.server.config.name);
     let allowed = crate::authz::allows(vs, ctx, action, &item, arguments).await;
     // Recorded for denied calls too: what was attempted matters as much as what was done.

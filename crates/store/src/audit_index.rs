@@ -217,4 +217,24 @@ impl AuditIndex {
             })
             .collect())
     }
+
+    /// Drops the rows and cursors of segment files removed by retention.
+    pub async fn forget_segments(&self, segments: &[String]) -> Result<u64, StoreError> {
+        const ROWS: &str = "DELETE FROM audit_events WHERE segment = $1";
+        const CURSOR: &str = "DELETE FROM audit_cursor WHERE segment = $1";
+        let mut removed = 0;
+        with_pool!(&self.pool, |p| {
+            let mut tx = p.begin().await?;
+            for s in segments {
+                removed += sqlx::query(ROWS)
+                    .bind(s)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query(CURSOR).bind(s).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(removed)
+    }
 }

@@ -14,6 +14,7 @@ mod audit_index;
 mod credentials;
 mod error;
 pub mod migrate;
+mod sink_cursors;
 
 use std::fmt;
 use std::path::Path;
@@ -28,6 +29,7 @@ pub use audit_index::{AuditFilter, AuditIndex, IndexedEvent};
 pub use credentials::{CredentialKey, CredentialRecord, Credentials, StoredCredential};
 pub use error::{StoreError, redact_url};
 pub use migrate::{MIGRATIONS, Migration, SCHEMA_VERSION};
+pub use sink_cursors::{SinkCursors, SinkStatus};
 
 /// File name of the SQLite database inside the data directory.
 pub const SQLITE_FILE_NAME: &str = "gatehouse.db";
@@ -183,6 +185,11 @@ impl Store {
     /// The index of the audit journal.
     pub fn audit_index(&self) -> AuditIndex {
         AuditIndex::new(self.pool.clone())
+    }
+
+    /// How far each audit sink has delivered the journal.
+    pub fn sink_cursors(&self) -> SinkCursors {
+        SinkCursors::new(self.pool.clone())
     }
 
     /// Closes every connection; later operations on this store (and its clones) fail with

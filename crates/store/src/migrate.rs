@@ -36,6 +36,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_audit_index.sql"),
         postgres: include_str!("../migrations/postgres/0002_audit_index.sql"),
     },
+    Migration {
+        version: 3,
+        name: "audit_sinks",
+        sqlite: include_str!("../migrations/sqlite/0003_audit_sinks.sql"),
+        postgres: include_str!("../migrations/postgres/0003_audit_sinks.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows; a database recording a newer one is refused.

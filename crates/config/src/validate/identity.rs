@@ -32,7 +32,7 @@ impl Validator<'_> {
         }
     }
 
-    fn secret(&mut self, p: &str, secret: &SecretRef) {
+    pub(super) fn secret(&mut self, p: &str, secret: &SecretRef) {
         if secret.source().is_none() {
             // The value is not echoed: it may be the secret itself.
             self.at_value(

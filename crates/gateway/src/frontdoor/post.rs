@@ -40,6 +40,7 @@ pub(super) async fn handle(
     caller: Caller,
     request_id: String,
 ) -> Response {
+    crate::observe::note(|f| f.request_bytes = Some(body.len() as u64));
     let msg = match Message::parse(&body) {
         Ok(m) => m,
         Err(e) => {

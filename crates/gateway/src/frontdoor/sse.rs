@@ -114,6 +114,7 @@ pub(super) async fn message(
             &request_id,
         );
     };
+    crate::observe::note(|f| f.request_bytes = Some(body.len() as u64));
     let msg = match Message::parse(&body) {
         Ok(m) => m,
         Err(e) => {

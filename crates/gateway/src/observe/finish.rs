@@ -86,6 +86,7 @@ impl RequestNote {
             .clone()
             .or_else(|| (!f.http_method.is_empty()).then(|| f.http_method.clone()));
         e.target = f.target.take();
+        e.request_bytes = f.request_bytes;
         let arguments = std::mem::take(&mut f.arguments);
         e.arguments = arguments.value;
         e.arguments_digest = arguments.digest;

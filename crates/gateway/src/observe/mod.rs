@@ -103,6 +103,8 @@ pub struct Facts {
     pub server: Option<String>,
     /// The tool, prompt or resource.
     pub target: Option<TargetRecord>,
+    /// Bytes of the request body.
+    pub request_bytes: Option<u64>,
     /// Recorded arguments.
     pub arguments: RecordedArguments,
     /// The policy decision.
@@ -213,12 +215,15 @@ pub fn message(msg: &Message) {
     });
 }
 
-/// The tool, prompt or resource a request is about (for the journal and the span).
-pub fn target(kind: &'static str, name: &str) {
+/// The tool, prompt or resource a request is about (for the journal and the span), with
+/// what a tool does (`read`, `write`, `delete`, `execute`; the anomaly detectors watch first
+/// uses of `delete`).
+pub fn target(kind: &'static str, name: &str, operation: Option<&'static str>) {
     let _ = NOTE.try_with(|n| {
         n.facts.lock().expect("request note lock").target = Some(TargetRecord {
             kind: kind.into(),
             name: name.to_string(),
+            operation: operation.map(str::to_string),
         });
         if let Some(span) = n.span.lock().expect("span lock").as_mut() {
             span.set_target(match kind {

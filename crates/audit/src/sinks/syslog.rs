@@ -1,0 +1,30 @@
+//! Scaffold: the syslog sink is not built yet.
+
+use futures::future::BoxFuture;
+use gatehouse_config::SinkConfig;
+
+use super::{Delivered, Shipped, Sink, SinkError};
+
+/// The syslog sink.
+#[derive(Debug)]
+pub struct SyslogSink;
+
+impl SyslogSink {
+    /// Builds it from its config.
+    pub fn new(config: &SinkConfig) -> Result<SyslogSink, SinkError> {
+        Err(SinkError::Config(format!(
+            "audit.sinks {}: {} sinks are not built yet",
+            config.name,
+            config.kind.as_str()
+        )))
+    }
+}
+
+impl Sink for SyslogSink {
+    fn deliver<'a>(
+        &'a mut self,
+        _batch: &'a [Shipped],
+    ) -> BoxFuture<'a, Result<Delivered, SinkError>> {
+        Box::pin(async { Err(SinkError::Config("not built yet".into())) })
+    }
+}
