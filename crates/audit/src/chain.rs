@@ -59,14 +59,19 @@ impl Checkpoint {
 
     /// Whether `key` signed this checkpoint.
     pub fn verify(&self, key: &VerifyingKey) -> bool {
-        let Ok(bytes) = B64.decode(&self.sig) else {
-            return false;
-        };
-        let Ok(sig) = Signature::from_slice(&bytes) else {
-            return false;
-        };
-        key.verify(self.message().as_bytes(), &sig).is_ok()
+        verify_message(key, self.message().as_bytes(), &self.sig)
     }
+}
+
+/// Whether `sig` (base64) is `key`'s signature of `message`.
+pub fn verify_message(key: &VerifyingKey, message: &[u8], sig: &str) -> bool {
+    let Ok(bytes) = B64.decode(sig) else {
+        return false;
+    };
+    let Ok(sig) = Signature::from_slice(&bytes) else {
+        return false;
+    };
+    key.verify(message, &sig).is_ok()
 }
 
 /// A short, stable name of a public key: the first 16 hex digits of the SHA-256 of its raw
@@ -127,6 +132,12 @@ impl CheckpointSigner {
             .expect("an Ed25519 public key encodes")
     }
 
+    /// Signs `message` (Ed25519), base64; for statements other than checkpoints (retention
+    /// anchors), each with its own versioned message prefix so one can never pass for another.
+    pub fn sign_message(&self, message: &[u8]) -> String {
+        B64.encode(self.key.sign(message).to_bytes())
+    }
+
     /// Signs a checkpoint for line `seq` of `instance`.
     pub fn sign(
         &self,
@@ -146,7 +157,7 @@ impl CheckpointSigner {
             key_id: self.id.clone(),
             sig: String::new(),
         };
-        cp.sig = B64.encode(self.key.sign(cp.message().as_bytes()).to_bytes());
+        cp.sig = self.sign_message(cp.message().as_bytes());
         cp
     }
 }

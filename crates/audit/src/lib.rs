@@ -17,6 +17,7 @@ pub mod format;
 pub mod index;
 pub mod journal;
 pub mod reader;
+pub mod retention;
 pub mod segments;
 pub mod sinks;
 pub mod verify;

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::AuditError;
 use crate::chain::{Checkpoint, GENESIS, line_hash, public_key_path, read_public_key};
+use crate::retention::{Anchor, read_anchors};
 use crate::segments::{LineHead, checkpoints_path, list, segment_name};
 
 /// The kind of damage found.
@@ -133,13 +134,20 @@ pub fn verify(dir: &Path, trusted: Option<&VerifyingKey>) -> Result<VerifyReport
     let mut ends: HashMap<String, ChainEnd> = HashMap::new();
     let mut links: Vec<(String, String, PreviousChain)> = Vec::new();
     let newest = chains.keys().next_back().cloned();
+    let mut keys = Keys {
+        dir,
+        trusted,
+        known: HashMap::new(),
+    };
     for (instance, segments) in &chains {
         // Checkpoints first: one read after the segments could sign lines not yet read.
-        let checkpoints = read_checkpoints(dir, instance, trusted, &mut report)?;
+        let checkpoints = read_checkpoints(dir, instance, &mut keys, &mut report)?;
+        let anchor = read_anchor(dir, instance, &mut keys, &mut report)?;
         let end = verify_chain(
             instance,
             segments,
             &checkpoints,
+            anchor.as_ref(),
             newest.as_deref() == Some(instance.as_str()),
             &mut report,
             &mut links,
@@ -209,10 +217,81 @@ pub fn verify(dir: &Path, trusted: Option<&VerifyingKey>) -> Result<VerifyReport
     Ok(report)
 }
 
+/// The public keys signatures are checked with: only `trusted` when given, else the ones
+/// published in the journal's `keys/` folder.
+struct Keys<'a> {
+    dir: &'a Path,
+    trusted: Option<&'a VerifyingKey>,
+    known: HashMap<String, Option<VerifyingKey>>,
+}
+
+impl Keys<'_> {
+    fn get(&mut self, key_id: &str) -> Option<VerifyingKey> {
+        let (dir, trusted) = (self.dir, self.trusted);
+        *self
+            .known
+            .entry(key_id.to_string())
+            .or_insert_with(|| match trusted {
+                Some(k) => (crate::chain::key_id(k) == key_id).then_some(*k),
+                None => read_public_key(&public_key_path(dir, key_id)).ok(),
+            })
+    }
+}
+
+/// The newest anchor of `instance` whose signature verifies; bad ones are damage.
+fn read_anchor(
+    dir: &Path,
+    instance: &str,
+    keys: &mut Keys<'_>,
+    report: &mut VerifyReport,
+) -> Result<Option<Anchor>, AuditError> {
+    let file = format!("retention/{instance}.jsonl");
+    let mut best: Option<Anchor> = None;
+    for (anchor, line, parsed) in read_anchors(dir, instance)? {
+        let damage = |kind, detail: String| Damage {
+            file: file.clone(),
+            line,
+            kind,
+            detail,
+        };
+        if !parsed {
+            report.damages.push(damage(
+                DamageKind::Malformed,
+                "not a retention anchor".into(),
+            ));
+            continue;
+        }
+        match keys.get(&anchor.key_id) {
+            None => report.damages.push(damage(
+                DamageKind::BadSignature,
+                format!("signed by key {}, which is not trusted here", anchor.key_id),
+            )),
+            Some(k) if !anchor.verify(&k) || anchor.instance != instance => {
+                report.damages.push(damage(
+                    DamageKind::BadSignature,
+                    format!(
+                        "the retention anchor through seq {} does not verify",
+                        anchor.through_seq
+                    ),
+                ))
+            }
+            Some(_) => {
+                if best
+                    .as_ref()
+                    .is_none_or(|b| anchor.through_seq > b.through_seq)
+                {
+                    best = Some(anchor);
+                }
+            }
+        }
+    }
+    Ok(best)
+}
+
 fn read_checkpoints(
     dir: &Path,
     instance: &str,
-    trusted: Option<&VerifyingKey>,
+    keys: &mut Keys<'_>,
     report: &mut VerifyReport,
 ) -> Result<BTreeMap<u64, (Checkpoint, u64)>, AuditError> {
     let path = checkpoints_path(dir, instance);
@@ -223,7 +302,6 @@ fn read_checkpoints(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
         Err(source) => return Err(AuditError::Io { path, source }),
     };
-    let mut keys: HashMap<String, Option<VerifyingKey>> = HashMap::new();
     for (i, line) in text.lines().enumerate() {
         let n = i as u64 + 1;
         let damage = |kind, detail: String| Damage {
@@ -242,18 +320,12 @@ fn read_checkpoints(
             continue;
         };
         report.checkpoints += 1;
-        let key = keys
-            .entry(cp.key_id.clone())
-            .or_insert_with(|| match trusted {
-                Some(k) => (crate::chain::key_id(k) == cp.key_id).then_some(*k),
-                None => read_public_key(&public_key_path(dir, &cp.key_id)).ok(),
-            });
-        match key {
+        match keys.get(&cp.key_id) {
             None => report.damages.push(damage(
                 DamageKind::BadSignature,
                 format!("signed by key {}, which is not trusted here", cp.key_id),
             )),
-            Some(k) if !cp.verify(k) || cp.instance != instance => report.damages.push(damage(
+            Some(k) if !cp.verify(&k) || cp.instance != instance => report.damages.push(damage(
                 DamageKind::BadSignature,
                 format!("the checkpoint of seq {} does not verify", cp.seq),
             )),
@@ -269,6 +341,7 @@ fn verify_chain(
     instance: &str,
     segments: &BTreeMap<u32, PathBuf>,
     checkpoints: &BTreeMap<u64, (Checkpoint, u64)>,
+    anchor: Option<&Anchor>,
     newest: bool,
     report: &mut VerifyReport,
     links: &mut Vec<(String, String, PreviousChain)>,
@@ -282,8 +355,30 @@ fn verify_chain(
         line: 0,
         torn_bytes: 0,
     };
+    let mut first = 1;
+    // Retention removed the start of the chain: it continues from the signed anchor.
+    if let Some(a) = anchor {
+        expect = a.through_seq + 1;
+        prev = a.hash.clone();
+        first = a.through_segment + 1;
+        end.seq = a.through_seq;
+        end.hash = a.hash.clone();
+        end.file = segment_name(instance, a.through_segment);
+        if let Some(p) = &a.previous {
+            links.push((
+                instance.to_string(),
+                segment_name(instance, first),
+                PreviousChain {
+                    instance: p.instance.clone(),
+                    seq: p.seq,
+                    hash: p.hash.clone(),
+                    torn_bytes: p.torn_bytes,
+                },
+            ));
+        }
+    }
     let last_number = segments.keys().next_back().copied().unwrap_or(0);
-    for number in 1..=last_number {
+    for number in first..=last_number {
         let name = segment_name(instance, number);
         let Some(path) = segments.get(&number) else {
             report.damages.push(Damage {

@@ -14,7 +14,7 @@ pub struct Location {
     config: Option<PathBuf>,
     /// The data directory `gatehouse up` used.
     #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = ".gatehouse")]
-    data_dir: PathBuf,
+    pub data_dir: PathBuf,
     /// The journal directory itself (overrides the config and the data directory).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -211,11 +211,11 @@ fn print_table(rows: &[gatehouse_store::IndexedEvent]) {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(us.max(0) as u64);
         humantime::format_rfc3339_millis(t).to_string()
     };
-    let cells: Vec<[String; 8]> = rows
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-            [
+            vec![
                 time(r.time_us),
                 r.kind.clone(),
                 r.outcome.clone(),
@@ -233,25 +233,11 @@ fn print_table(rows: &[gatehouse_store::IndexedEvent]) {
             ]
         })
         .collect();
-    let header = [
-        "TIME", "TYPE", "OUTCOME", "USER", "ENDPOINT", "SERVER", "REQUEST", "LATENCY",
-    ];
-    let mut widths = header.map(str::len);
-    for row in &cells {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cols: Vec<&str>| {
-        let mut out = String::new();
-        for (i, c) in cols.iter().enumerate() {
-            out.push_str(&format!("{c:<w$}  ", w = widths[i]));
-        }
-        println!("{}", out.trim_end());
-    };
-    line(header.to_vec());
-    for row in &cells {
-        line(row.iter().map(String::as_str).collect());
-    }
+    crate::table::print(
+        &[
+            "TIME", "TYPE", "OUTCOME", "USER", "ENDPOINT", "SERVER", "REQUEST", "LATENCY",
+        ],
+        &cells,
+    );
     println!("({} event(s), newest first)", rows.len());
 }

@@ -133,3 +133,113 @@ pub fn spawn_sinks(
     }
     Some(stop)
 }
+
+/// Enforces `audit.retention` a minute after start and then every hour: removes expired
+/// segment files behind signed anchors (never what a sink has not shipped), and records each
+/// removal as a `retention` event. Returns the flag that stops it, or `None` when everything
+/// is kept forever.
+pub fn spawn_retention(
+    config: gatehouse_config::AuditConfig,
+    database_url: Option<String>,
+    data_dir: PathBuf,
+    auditor: Arc<gatehouse_gateway::observe::Auditor>,
+) -> Option<Arc<std::sync::atomic::AtomicBool>> {
+    let retention = gatehouse_audit::retention::Retention::new(&config.retention);
+    if retention.keeps_everything() {
+        return None;
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let run = move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            tracing::error!("audit retention: cannot start its runtime; nothing expires");
+            return;
+        };
+        rt.block_on(async move {
+            let (key, _) = gatehouse_audit::journal::signing_key_path(&config, &data_dir);
+            let dir = auditor.journal().dir().to_path_buf();
+            let sinks: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
+            let mut next = tokio::time::Instant::now() + Duration::from_secs(60);
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                if tokio::time::Instant::now() < next {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                next += Duration::from_secs(3600);
+                let outcome = async {
+                    let signer = gatehouse_audit::chain::CheckpointSigner::load_or_create(&key, false)?;
+                    let store = match &database_url {
+                        Some(url) => gatehouse_store::Store::open(url).await?,
+                        None => gatehouse_store::Store::open_sqlite_in(&data_dir).await?,
+                    };
+                    let done = gatehouse_audit::retention::enforce(
+                        &dir,
+                        &retention,
+                        &signer,
+                        &store,
+                        &sinks,
+                        std::time::SystemTime::now(),
+                    )
+                    .await;
+                    store.close().await;
+                    anyhow::Ok(done?)
+                }
+                .await;
+                match outcome {
+                    Ok(done) => record_retention(&auditor, &done),
+                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "audit retention pass failed; retrying in an hour"),
+                }
+            }
+        });
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("audit-retention".into())
+        .spawn(run)
+    {
+        tracing::error!(error = %e, "audit retention: cannot start its thread; nothing expires");
+    }
+    Some(stop)
+}
+
+/// Writes what a retention pass removed (or held back) into the journal itself.
+fn record_retention(
+    auditor: &gatehouse_gateway::observe::Auditor,
+    done: &gatehouse_audit::retention::Enforced,
+) {
+    if !done.held_for_sinks.is_empty() {
+        tracing::warn!(
+            segments = done.held_for_sinks.len(),
+            "expired audit segments kept until every sink has shipped them (see gatehouse audit sinks)"
+        );
+    }
+    if done.removed.is_empty() {
+        return;
+    }
+    let mut e = gatehouse_audit::AuditEvent::new(
+        gatehouse_audit::EventKind::Retention,
+        gatehouse_audit::Outcome::Ok,
+    );
+    e.reason = Some(format!(
+        "removed {} segment file(s), {} event(s), past their retention",
+        done.removed.len(),
+        done.events
+    ));
+    e.detail = Some(serde_json::json!({
+        "removed": done.removed,
+        "events": done.events,
+        "bytes": done.bytes,
+        "anchors": done.anchors.iter().map(|a| serde_json::json!({
+            "instance": a.instance, "through_seq": a.through_seq, "whole_chain": a.whole_chain,
+        })).collect::<Vec<_>>(),
+        "held_for_sinks": done.held_for_sinks,
+    }));
+    tracing::info!(
+        segments = done.removed.len(),
+        events = done.events,
+        "audit retention removed expired segments"
+    );
+    auditor.journal().append_detached(&e);
+}

@@ -5,11 +5,13 @@
 
 mod audit;
 mod audit_export;
+mod audit_retention;
 mod audit_sinks;
 mod background;
 mod demo;
 mod login;
 mod policy;
+mod table;
 mod up;
 mod usage;
 
@@ -136,6 +138,9 @@ enum AuditCommand {
     Export(Box<audit_export::ExportArgs>),
     /// Show each sink's delivered count, lag and last error.
     Sinks(Box<audit_sinks::SinksArgs>),
+    /// Show (or, with --apply, remove) the segment files past audit.retention; the journal
+    /// still verifies afterwards.
+    Retention(Box<audit_retention::RetentionArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -275,6 +280,9 @@ fn main() -> ExitCode {
                 AuditCommand::Query(args) => current_thread().block_on(audit::query(&args)),
                 AuditCommand::Export(args) => audit_export::export(&args),
                 AuditCommand::Sinks(args) => current_thread().block_on(audit_sinks::sinks(&args)),
+                AuditCommand::Retention(args) => {
+                    current_thread().block_on(audit_retention::retention(&args))
+                }
             };
             verdict(outcome)
         }

@@ -162,6 +162,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             a.journal().dir().to_path_buf(),
         )
     });
+    let retention = auditor.as_ref().and_then(|a| {
+        crate::background::spawn_retention(
+            gw.snapshot().config.audit.clone(),
+            database_url.clone(),
+            data_dir.clone(),
+            a.clone(),
+        )
+    });
     let sinks = auditor.as_ref().and_then(|a| {
         crate::background::spawn_sinks(
             gw.snapshot().config.audit.sinks.clone(),
@@ -244,6 +252,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         a.shutdown().await;
         if let Some(indexer) = indexer {
             indexer.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Some(retention) = retention {
+            retention.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         if let Some(sinks) = sinks {
             // Whatever they have not shipped yet, they ship at the next start.

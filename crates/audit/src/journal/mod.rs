@@ -40,6 +40,18 @@ pub struct JournalOptions {
     pub sync_interval: Duration,
 }
 
+/// The key that signs the journal's checkpoints and anchors: `audit.signing_key`, else
+/// `<data_dir>/keys/audit-signing.key` (created on first use: the `bool`).
+pub fn signing_key_path(
+    config: &gatehouse_config::AuditConfig,
+    data_dir: &Path,
+) -> (std::path::PathBuf, bool) {
+    match &config.signing_key {
+        Some(path) => (path.clone(), false),
+        None => (data_dir.join("keys").join("audit-signing.key"), true),
+    }
+}
+
 impl JournalOptions {
     /// Options from the config's `audit` block; the signing key comes from `audit.signing_key`
     /// or is created at `<data_dir>/keys/audit-signing.key`.
@@ -47,13 +59,8 @@ impl JournalOptions {
         config: &gatehouse_config::AuditConfig,
         data_dir: &Path,
     ) -> Result<JournalOptions, AuditError> {
-        let signer = match &config.signing_key {
-            Some(path) => CheckpointSigner::load_or_create(path, false)?,
-            None => CheckpointSigner::load_or_create(
-                &data_dir.join("keys").join("audit-signing.key"),
-                true,
-            )?,
-        };
+        let (path, create) = signing_key_path(config, data_dir);
+        let signer = CheckpointSigner::load_or_create(&path, create)?;
         Ok(JournalOptions {
             dir: config.dir.clone().unwrap_or_else(|| data_dir.join("audit")),
             durability: config.durability,

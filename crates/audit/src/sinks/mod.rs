@@ -12,6 +12,7 @@
 pub mod elastic;
 pub mod file;
 pub mod http;
+pub mod lag;
 pub mod otlp;
 pub mod runner;
 pub mod sentinel;
