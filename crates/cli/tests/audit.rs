@@ -200,13 +200,19 @@ async fn every_request_leaves_one_event_with_the_caller_the_target_and_the_outco
     assert!(echo["result"]["bytes"].as_u64().unwrap() > 10);
     assert!(echo["latency_us"].as_u64().unwrap() > 0);
     assert_eq!(echo["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
-    assert_eq!(echo["target"]["operation"], "write", "unclassified tools write");
+    assert_eq!(
+        echo["target"]["operation"], "write",
+        "unclassified tools write"
+    );
     assert!(echo["request_bytes"].as_u64().unwrap() > 200, "{echo}");
 
     let add = find(&|e| e["target"]["name"] == "add");
     assert_eq!(add.len(), 1);
     assert_eq!(add[0]["outcome"], "denied");
-    assert_eq!(add[0]["target"]["operation"], "delete", "the admin's classification");
+    assert_eq!(
+        add[0]["target"]["operation"], "delete",
+        "the admin's classification"
+    );
     assert_eq!(add[0]["policy"]["decision"], "deny");
     assert_eq!(
         add[0]["arguments"],

@@ -1,0 +1,168 @@
+//! Sinks inside the real `gatehouse up`: a file sink ships every event as it happens, a sink
+//! whose receiver is down holds its events and says so in `gatehouse audit sinks`, and
+//! catches up when the receiver comes back.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn gatehouse(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn shipped(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn sinks_ship_while_the_gateway_runs_and_a_down_receiver_holds_its_events_until_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on yet: the syslog receiver is "down".
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = dir.path().join("siem/audit.jsonl");
+    let yaml = format!(
+        "{}audit:\n  sinks:\n    - {{ name: local, type: file, path: siem/audit.jsonl, flush_interval: 100ms }}\n    - {{ name: soc, type: syslog, url: 'tcp://127.0.0.1:{port}', flush_interval: 100ms, max_backoff: 1s }}\n",
+        demo_member_yaml("")
+    );
+    let cfg = write_config(dir.path(), &yaml);
+    let cfg = cfg.to_str().unwrap();
+    let gw = Gatehouse::start(&["--config", cfg]);
+    let http = client();
+    for i in 0..5 {
+        let (s, _) = modern(
+            &http,
+            &gw.url("/mcp"),
+            i,
+            "tools/call",
+            json!({"name": "echo", "arguments": {"text": format!("call {i}")}}),
+        )
+        .await;
+        assert_eq!(s, 200);
+    }
+    // journal.start and five calls reach the file while the gateway runs.
+    assert!(
+        eventually(Duration::from_secs(10), || shipped(&out).len() >= 6).await,
+        "{:?}",
+        shipped(&out)
+    );
+    let events = shipped(&out);
+    let calls: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "mcp.request")
+        .collect();
+    assert_eq!(calls.len(), 5);
+    assert!(
+        calls
+            .iter()
+            .all(|e| e["id"].as_str().is_some_and(|id| id.contains('-')))
+    );
+
+    let data = gw.data_dir.path().to_str().unwrap().to_string();
+    let status = || {
+        gatehouse(&[
+            "audit",
+            "sinks",
+            "--config",
+            cfg,
+            "--data-dir",
+            &data,
+            "--format",
+            "json",
+        ])
+    };
+    let sink = |text: &str, name: &str| -> Value {
+        text.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|v| v["name"] == name)
+            .unwrap()
+    };
+    // The syslog sink has failed at least once and holds everything.
+    let mut last = String::new();
+    let failing = eventually(Duration::from_secs(10), || {
+        last = status().1;
+        !last.is_empty() && sink(&last, "soc")["failing_since"].is_string()
+    })
+    .await;
+    assert!(failing, "{last}");
+    let soc = sink(&last, "soc");
+    assert!(soc["pending"].as_u64().unwrap() >= 6, "{soc}");
+    assert!(
+        soc["last_error"].as_str().unwrap().contains("refused"),
+        "{soc}"
+    );
+    let local = sink(&last, "local");
+    assert!(
+        local["delivered"].as_u64().unwrap() >= 6 && local["pending"] == 0,
+        "{local}"
+    );
+    let (code, table, _) = gatehouse(&["audit", "sinks", "--config", cfg, "--data-dir", &data]);
+    assert_eq!(code, 0);
+    assert!(
+        table.starts_with("SINK") && table.contains("FAILING since"),
+        "{table}"
+    );
+    let (code, _, err) = gatehouse(&[
+        "audit",
+        "sinks",
+        "--config",
+        cfg,
+        "--data-dir",
+        &data,
+        "--max-lag",
+        "1h",
+    ]);
+    assert_eq!(code, 1, "a failing sink fails the probe: {err}");
+    assert!(err.contains("soc: failing"), "{err}");
+
+    // The receiver comes up: everything held arrives, framed as RFC 6587 octet counting.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (mut conn, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+        .await
+        .expect("the sink reconnects")
+        .unwrap();
+    let mut received = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while received.windows(b"call 4".len()).all(|w| w != b"call 4") {
+        let mut buf = [0u8; 65536];
+        let n =
+            tokio::time::timeout_at(deadline, tokio::io::AsyncReadExt::read(&mut conn, &mut buf))
+                .await
+                .expect("the held events arrive")
+                .unwrap();
+        assert!(n > 0, "connection closed early");
+        received.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&received);
+    for i in 0..5 {
+        assert!(
+            text.contains(&format!("call {i}")) || text.contains("mcp.request"),
+            "{text}"
+        );
+    }
+    let ok = eventually(Duration::from_secs(10), || {
+        let s = sink(&status().1, "soc");
+        s["pending"] == 0 && s["failing_since"].is_null()
+    })
+    .await;
+    assert!(ok, "{}", status().1);
+}
