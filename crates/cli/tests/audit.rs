@@ -17,7 +17,8 @@ const ECHO_ONLY: &str = r#"permit (principal, action == Gatehouse::Action::"call
 permit (principal, action == Gatehouse::Action::"call_tool", resource == Gatehouse::Tool::"open/echo");
 "#;
 
-/// Every event of every chain in `data_dir`, in file order.
+/// Every event of every chain in `data_dir`, in file order. A last line without its newline
+/// is being written while the gateway runs: it is left for the next read.
 fn events(data_dir: &Path) -> Vec<Value> {
     let dir = data_dir.join("audit");
     let mut names: Vec<_> = std::fs::read_dir(&dir)
@@ -30,8 +31,9 @@ fn events(data_dir: &Path) -> Vec<Value> {
     names
         .iter()
         .flat_map(|p| {
-            std::fs::read_to_string(p)
-                .unwrap()
+            let text = std::fs::read_to_string(p).unwrap();
+            let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+            complete
                 .lines()
                 .map(|l| serde_json::from_str(l).unwrap())
                 .collect::<Vec<Value>>()
