@@ -1,0 +1,139 @@
+//! The file sink fed by a real journal through the SinkRunner, with its cursor in a real
+//! SQLite store: order, exactly-once across restarts, logrotate, the `events` filter.
+
+mod sink_support;
+
+use gatehouse_audit::StoredEvent;
+use serde_json::{Value, json};
+use sink_support::{Bench, config, drain};
+
+fn lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn tools(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|l| StoredEvent::parse(l.as_bytes()))
+        .filter_map(|e| e.event.target.map(|t| t.name))
+        .collect()
+}
+
+fn expected(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("tool_{i}")).collect()
+}
+
+#[tokio::test]
+async fn every_event_arrives_once_in_order_and_a_restart_continues_from_the_cursor() {
+    let b = Bench::new().await;
+    let out = b.tmp.path().join("out/nested/audit.jsonl");
+    let cfg = config(json!({"name": "f", "type": "file", "path": out, "batch_size": 7}));
+    b.append(0, 50).await;
+    let mut runner = b.runner(cfg.clone());
+    let pass = drain(&mut runner).await;
+    assert_eq!(pass.delivered, 51, "50 requests and journal.start");
+    let got = lines(&out);
+    assert_eq!(got.len(), 51);
+    assert!(got[0].contains("\"journal.start\""));
+    assert_eq!(tools(&got), expected(0..50));
+    // jsonl is the journal line itself: ids and the chain fields are there.
+    let seqs: Vec<u64> = got
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["seq"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    let first: Value = serde_json::from_str(&got[1]).unwrap();
+    assert!(first["prev"].is_string() && first["id"].is_string());
+
+    drop(runner);
+    b.append(50, 30).await;
+    let mut runner = b.runner(cfg);
+    assert_eq!(drain(&mut runner).await.delivered, 30);
+    assert_eq!(drain(&mut runner).await.delivered, 0, "nothing twice");
+    let got = lines(&out);
+    assert_eq!(tools(&got), expected(0..80));
+    let status = b.store.sink_cursors().status().await.unwrap();
+    assert_eq!(status[0].delivered, 81);
+}
+
+#[tokio::test]
+async fn a_rotated_file_is_reopened() {
+    let b = Bench::new().await;
+    let out = b.tmp.path().join("audit.jsonl");
+    let mut runner = b.runner(config(json!({"name": "f", "type": "file", "path": out})));
+    b.append(0, 10).await;
+    drain(&mut runner).await;
+    // What logrotate does without copytruncate: move the file away, the writer must notice.
+    let rotated = b.tmp.path().join("audit.jsonl.1");
+    std::fs::rename(&out, &rotated).unwrap();
+    b.append(10, 5).await;
+    drain(&mut runner).await;
+    assert_eq!(tools(&lines(&rotated)), expected(0..10));
+    assert_eq!(tools(&lines(&out)), expected(10..15));
+    // And a file that was removed outright.
+    std::fs::remove_file(&out).unwrap();
+    b.append(15, 3).await;
+    drain(&mut runner).await;
+    assert_eq!(tools(&lines(&out)), expected(15..18));
+}
+
+#[tokio::test]
+async fn the_events_filter_and_the_format_apply() {
+    let b = Bench::new().await;
+    let out = b.tmp.path().join("ecs.jsonl");
+    let mut runner = b.runner(config(json!({
+        "name": "ecs", "type": "file", "path": out, "format": "ecs", "events": ["mcp.request"],
+    })));
+    b.append(0, 12).await;
+    assert_eq!(drain(&mut runner).await.delivered, 12, "journal.start filtered out");
+    let got = lines(&out);
+    assert_eq!(got.len(), 12);
+    for (i, l) in got.iter().enumerate() {
+        let d: Value = serde_json::from_str(l).unwrap();
+        assert_eq!(d["event"]["action"], "mcp.request");
+        assert_eq!(d["gatehouse"]["target"]["name"], format!("tool_{i}"));
+        assert_eq!(d["ecs"]["version"], "8.11.0");
+    }
+}
+
+#[tokio::test]
+async fn an_unwritable_path_is_retried_and_nothing_is_lost() {
+    let b = Bench::new().await;
+    // A directory where the file should be: every write fails until it is removed.
+    let out = b.tmp.path().join("blocked");
+    std::fs::create_dir_all(&out).unwrap();
+    let cfg = config(json!({"name": "f", "type": "file", "path": out, "max_backoff": "100ms"}));
+    let runner = b.runner(cfg);
+    b.append(0, 5).await;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(runner.run(rx));
+    // The runner records the failure in the store and keeps retrying.
+    let mut failing = false;
+    for _ in 0..100 {
+        let s = b.store.sink_cursors().status().await.unwrap();
+        if s.first().is_some_and(|s| s.last_error.is_some()) {
+            failing = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(failing, "the failure is recorded");
+    std::fs::remove_dir(&out).unwrap();
+    let mut arrived = Vec::new();
+    for _ in 0..100 {
+        if out.is_file() {
+            arrived = tools(&lines(&out));
+            if arrived.len() == 5 {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tx.send(true).unwrap();
+    task.await.unwrap();
+    assert_eq!(arrived, expected(0..5));
+}
