@@ -127,6 +127,12 @@ impl CheckpointSigner {
             .expect("an Ed25519 public key encodes")
     }
 
+    /// Signs `message` (e.g. an export's manifest): the base64 Ed25519 signature, checked
+    /// with [`verify_detached`].
+    pub fn sign_detached(&self, message: &[u8]) -> String {
+        B64.encode(self.key.sign(message).to_bytes())
+    }
+
     /// Signs a checkpoint for line `seq` of `instance`.
     pub fn sign(
         &self,
@@ -183,6 +189,18 @@ pub fn read_public_key(path: &Path) -> Result<VerifyingKey, AuditError> {
     parse_private(&text)
         .map(|k| k.verifying_key())
         .map_err(key_err)
+}
+
+/// Whether `sig` (base64, from [`CheckpointSigner::sign_detached`]) signs `message` with
+/// `key`.
+pub fn verify_detached(key: &VerifyingKey, message: &[u8], sig: &str) -> bool {
+    let Ok(bytes) = B64.decode(sig.trim()) else {
+        return false;
+    };
+    let Ok(sig) = Signature::from_slice(&bytes) else {
+        return false;
+    };
+    key.verify(message, &sig).is_ok()
 }
 
 /// The file that publishes a key's public half next to the journal.

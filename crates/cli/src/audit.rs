@@ -48,6 +48,14 @@ impl Location {
         })
     }
 
+    /// The key that signs the journal's checkpoints: the config's `audit.signing_key`, else
+    /// `<data-dir>/keys/audit-signing.key` (where `gatehouse up` creates it).
+    pub fn signing_key(&self, config: Option<&gatehouse_config::Config>) -> PathBuf {
+        config
+            .and_then(|c| c.audit.signing_key.clone())
+            .unwrap_or_else(|| self.data_dir.join("keys").join("audit-signing.key"))
+    }
+
     /// The journal directory: `--dir`, else the config's `audit.dir`, else the data
     /// directory's `audit/`.
     pub fn journal_dir(&self, config: Option<&gatehouse_config::Config>) -> PathBuf {
