@@ -15,6 +15,7 @@ mod members;
 mod telemetry;
 
 pub use identity::is_loopback_host;
+pub use audit_sinks::SYSLOG_FACILITIES;
 
 /// Every semantic problem in `config`.
 pub(crate) fn validate(config: &Config, positions: &Positions) -> Vec<Problem> {
