@@ -216,8 +216,7 @@ pub fn export(
                     unreadable += 1;
                     continue;
                 };
-                if options.since.is_some_and(|s| t < s) || options.until.is_some_and(|u| t >= u)
-                {
+                if options.since.is_some_and(|s| t < s) || options.until.is_some_and(|u| t >= u) {
                     continue;
                 }
                 files.write(&render(options.format, &event, &line.bytes))?;
@@ -291,11 +290,17 @@ pub fn export(
         .map(|f| (f.sha256.clone(), f.name.clone()))
         .collect();
     put(&options.out, MANIFEST, text.as_bytes())?;
-    sums.push((hex::encode(Sha256::digest(text.as_bytes())), MANIFEST.into()));
+    sums.push((
+        hex::encode(Sha256::digest(text.as_bytes())),
+        MANIFEST.into(),
+    ));
     if let Ok(s) = &signer {
         let sig = s.sign_detached(text.as_bytes()) + "\n";
         put(&options.out, SIGNATURE, sig.as_bytes())?;
-        sums.push((hex::encode(Sha256::digest(sig.as_bytes())), SIGNATURE.into()));
+        sums.push((
+            hex::encode(Sha256::digest(sig.as_bytes())),
+            SIGNATURE.into(),
+        ));
     }
     let list: String = sums
         .iter()
@@ -350,9 +355,7 @@ fn put(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), ExportError> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), ExportError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
 /// The numbered event files being written.

@@ -43,7 +43,11 @@ async fn every_event_arrives_once_in_order_and_a_restart_continues_from_the_curs
     // jsonl is the journal line itself: ids and the chain fields are there.
     let seqs: Vec<u64> = got
         .iter()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["seq"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
     let first: Value = serde_json::from_str(&got[1]).unwrap();
@@ -89,7 +93,11 @@ async fn the_events_filter_and_the_format_apply() {
         "name": "ecs", "type": "file", "path": out, "format": "ecs", "events": ["mcp.request"],
     })));
     b.append(0, 12).await;
-    assert_eq!(drain(&mut runner).await.delivered, 12, "journal.start filtered out");
+    assert_eq!(
+        drain(&mut runner).await.delivered,
+        12,
+        "journal.start filtered out"
+    );
     let got = lines(&out);
     assert_eq!(got.len(), 12);
     for (i, l) in got.iter().enumerate() {

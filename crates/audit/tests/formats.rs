@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use gatehouse_audit::format::{cef, ecs, ocsf, render};
 use gatehouse_audit::{
-    ArgumentsDigest, AuditEvent, ClientRecord, EventKind, Outcome, PolicyRecord,
-    PrincipalRecord, ResultRecord, StoredEvent, TargetRecord,
+    ArgumentsDigest, AuditEvent, ClientRecord, EventKind, Outcome, PolicyRecord, PrincipalRecord,
+    ResultRecord, StoredEvent, TargetRecord,
 };
 use gatehouse_config::EventFormat;
 use serde_json::{Value, json};
@@ -161,7 +161,10 @@ fn ocsf_is_api_activity_with_every_field() {
     assert_eq!(d["api"]["response"]["error_message"], "denied by policy");
     assert_eq!(d["src_endpoint"]["ip"], "10.1.2.3");
     assert_eq!(d["http_request"]["user_agent"], "agent/9");
-    assert_eq!(d["resources"], json!([{"name": "delete_repo", "type": "tool"}]));
+    assert_eq!(
+        d["resources"],
+        json!([{"name": "delete_repo", "type": "tool"}])
+    );
     let m = &d["metadata"];
     assert_eq!(m["version"], ocsf::OCSF_VERSION);
     assert_eq!(m["product"]["name"], "Gatehouse");
@@ -302,7 +305,10 @@ fn hostile_strings_cannot_forge_cef_fields_or_headers() {
     assert!(!line.contains('\n') && !line.contains('\r'), "{line}");
     let (h, ext) = parse_cef(&line);
     assert_eq!(h.len(), 8, "{line}");
-    assert_eq!(h[5], "mcp.request tools/call a|b\\c=d suser=root  cs1=evil denied");
+    assert_eq!(
+        h[5],
+        "mcp.request tools/call a|b\\c=d suser=root  cs1=evil denied"
+    );
     assert_eq!(ext["reason"], evil);
     assert_eq!(ext["suser"], "ada@example.com", "not forged");
     assert_eq!(ext["cs1"], "prod", "not forged");

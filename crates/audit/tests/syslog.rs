@@ -82,7 +82,11 @@ async fn append_mix(b: &Bench) {
         e.method = Some("tools/call".into());
         e.target = Some(TargetRecord {
             kind: "tool".into(),
-            name: if i == 4 { HOSTILE.into() } else { format!("tool_{i}") },
+            name: if i == 4 {
+                HOSTILE.into()
+            } else {
+                format!("tool_{i}")
+            },
             operation: None,
         });
         b.journal.append(&e).await.unwrap();
@@ -121,7 +125,13 @@ async fn every_event_arrives_once_per_transport_with_pri_msgid_and_sd() {
         let start = &got[0];
         assert_eq!(start.msgid, "journal.start");
         assert_eq!(start.pri, code * 8 + 6);
-        let want = [(6, "tool_0"), (4, "tool_1"), (3, "tool_2"), (5, "tool_3"), (6, HOSTILE)];
+        let want = [
+            (6, "tool_0"),
+            (4, "tool_1"),
+            (3, "tool_2"),
+            (5, "tool_3"),
+            (6, HOSTILE),
+        ];
         let mut ids = BTreeSet::new();
         for (r, (severity, tool)) in got[1..].iter().zip(want) {
             assert_eq!(r.pri, code * 8 + severity, "{transport:?} {r:?}");
@@ -166,7 +176,11 @@ async fn udp_cuts_oversized_messages_to_a_datagram_receivers_take() {
     assert_eq!(got.len(), 1, "{}", rsyslog.errors());
     assert_eq!(got[0].msgid, "mcp.request");
     let cut = gatehouse_audit::sinks::syslog::MAX_DATAGRAM;
-    assert!(got[0].raw.len() <= cut && got[0].raw.len() > cut - 16, "{}", got[0].raw.len());
+    assert!(
+        got[0].raw.len() <= cut && got[0].raw.len() > cut - 16,
+        "{}",
+        got[0].raw.len()
+    );
 }
 
 #[tokio::test]
@@ -187,7 +201,12 @@ async fn an_rsyslog_outage_loses_nothing_over_tcp_and_tls() {
     b.append(0, 20).await;
     for t in [Transport::Tcp, Transport::Tls] {
         let got = rsyslog.wait_for(t, 21, Duration::from_secs(10)).await;
-        assert_eq!(got.len(), 21, "{t:?} before the outage: {}", rsyslog.errors());
+        assert_eq!(
+            got.len(),
+            21,
+            "{t:?} before the outage: {}",
+            rsyslog.errors()
+        );
     }
     rsyslog.kill();
     b.append(20, 30).await;
@@ -224,10 +243,13 @@ async fn tls_refuses_a_receiver_whose_ca_is_not_trusted() {
     b.append(0, 1).await;
     // No `ca`: the test CA is in no system store, so the handshake must fail and the batch
     // stay pending (a retry), never be reported delivered.
-    let cfg = config(json!({"name": "tls", "type": "syslog", "url": url(Transport::Tls, &rsyslog)}));
+    let cfg =
+        config(json!({"name": "tls", "type": "syslog", "url": url(Transport::Tls, &rsyslog)}));
     let mut sink = gatehouse_audit::sinks::syslog::SyslogSink::new(&cfg).unwrap();
     let line = std::fs::read_to_string(
-        gatehouse_audit::reader::segment_files(&b.audit_dir()).unwrap()[0].path.clone(),
+        gatehouse_audit::reader::segment_files(&b.audit_dir()).unwrap()[0]
+            .path
+            .clone(),
     )
     .unwrap();
     let raw = line.lines().next().unwrap().as_bytes().to_vec();

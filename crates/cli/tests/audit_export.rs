@@ -157,7 +157,11 @@ async fn sha256sum_accepts_the_export_and_catches_an_edit() {
             .unwrap()
     };
     let ok = check();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
     let listed = String::from_utf8_lossy(&ok.stdout);
     assert!(listed.contains("manifest.json: OK") && listed.contains("manifest.json.sig: OK"));
     let first = out.join(&m.files[0].name);
@@ -198,10 +202,19 @@ async fn without_a_readable_key_the_manifest_says_it_is_unsigned() {
         &["--signing-key", missing.to_str().unwrap()],
     );
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("warning: the manifest is not signed"), "{stderr}");
+    assert!(
+        stderr.contains("warning: the manifest is not signed"),
+        "{stderr}"
+    );
     let m = manifest(&out);
     assert!(m.signature.key_id.is_none());
-    assert!(m.signature.unsigned.as_deref().unwrap().contains("nope.key"));
+    assert!(
+        m.signature
+            .unsigned
+            .as_deref()
+            .unwrap()
+            .contains("nope.key")
+    );
     assert!(!out.join("manifest.json.sig").exists());
 }
 
@@ -232,7 +245,10 @@ async fn usage_errors_exit_2() {
     let (code, _, stderr) = export(data.path(), &out, &[]);
     assert_eq!(code, 2);
     assert!(stderr.contains("is not empty"), "{stderr}");
-    assert_eq!(std::fs::read_to_string(out.join("keep.txt")).unwrap(), "mine");
+    assert_eq!(
+        std::fs::read_to_string(out.join("keep.txt")).unwrap(),
+        "mine"
+    );
 
     let fresh = data.path().join("fresh");
     let (code, _, stderr) = export(data.path(), &fresh, &["--format", "xml"]);
@@ -243,7 +259,10 @@ async fn usage_errors_exit_2() {
     assert!(stderr.contains("neither a duration"), "{stderr}");
     let (code, _, stderr) = export(data.path(), &fresh, &["--since", "1h", "--until", "2h"]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("--since must be before --until"), "{stderr}");
+    assert!(
+        stderr.contains("--since must be before --until"),
+        "{stderr}"
+    );
     assert!(!fresh.exists(), "nothing written on a usage error");
 }
 

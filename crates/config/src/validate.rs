@@ -14,8 +14,8 @@ mod identity;
 mod members;
 mod telemetry;
 
-pub use identity::is_loopback_host;
 pub use audit_sinks::SYSLOG_FACILITIES;
+pub use identity::is_loopback_host;
 
 /// Every semantic problem in `config`.
 pub(crate) fn validate(config: &Config, positions: &Positions) -> Vec<Problem> {

@@ -71,7 +71,10 @@ impl Rsyslog {
     /// Starts rsyslogd `bin` with its TLS listener using `cert`/`key` (PEM) signed by `ca`.
     pub fn start(bin: &Path, ca: &Path, cert: &Path, key: &Path) -> Rsyslog {
         let dir = tempfile::tempdir().unwrap();
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let udp = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let (tcp, tls) = (free_port(), free_port());
         let d = dir.path().display();
         let mut conf = format!(
@@ -130,7 +133,11 @@ input(type="imtcp" address="127.0.0.1" port="{sp}" ruleset="tls"
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("rsyslogd exited ({status}): {}", self.errors());
             }
-            assert!(Instant::now() < deadline, "rsyslogd did not listen: {}", self.errors());
+            assert!(
+                Instant::now() < deadline,
+                "rsyslogd did not listen: {}",
+                self.errors()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         self.child = Some(child);
@@ -168,7 +175,12 @@ input(type="imtcp" address="127.0.0.1" port="{sp}" ruleset="tls"
 
     /// Waits until `transport` received at least `n` messages (or `within` passed); returns
     /// what it has.
-    pub async fn wait_for(&self, transport: Transport, n: usize, within: Duration) -> Vec<Received> {
+    pub async fn wait_for(
+        &self,
+        transport: Transport,
+        n: usize,
+        within: Duration,
+    ) -> Vec<Received> {
         let deadline = Instant::now() + within;
         loop {
             let got = self.received(transport);

@@ -177,20 +177,37 @@ fn custom(s: &StoredEvent) -> Value {
             g.insert(k.into(), v);
         }
     };
-    put("virtual_server", e.virtual_server.as_ref().map(|v| json!(v)));
+    put(
+        "virtual_server",
+        e.virtual_server.as_ref().map(|v| json!(v)),
+    );
     put("server", e.server.as_ref().map(|v| json!(v)));
     put("method", e.method.as_ref().map(|v| json!(v)));
     put("target", e.target.as_ref().map(|v| json!(v)));
     put("arguments", e.arguments.clone());
-    put("arguments_digest", e.arguments_digest.as_ref().map(|v| json!(v)));
-    put("result", e.result.as_ref().map(|r| json!({ "status": r.status })));
-    put("policy", e.policy.as_ref().map(|p| {
-        json!({ "decision": p.decision, "obligations": p.obligations, "reason": p.reason })
-    }));
+    put(
+        "arguments_digest",
+        e.arguments_digest.as_ref().map(|v| json!(v)),
+    );
+    put(
+        "result",
+        e.result.as_ref().map(|r| json!({ "status": r.status })),
+    );
+    put(
+        "policy",
+        e.policy.as_ref().map(
+            |p| json!({ "decision": p.decision, "obligations": p.obligations, "reason": p.reason }),
+        ),
+    );
     put("principal", e.principal.as_ref().map(|p| {
         json!({ "kind": p.kind, "issuer": p.issuer, "client_id": p.client_id, "tenant": p.tenant })
     }));
-    put("client", e.client.as_ref().map(|c| json!({ "name": c.name, "version": c.version })));
+    put(
+        "client",
+        e.client
+            .as_ref()
+            .map(|c| json!({ "name": c.name, "version": c.version })),
+    );
     put("session", e.session.as_ref().map(|v| json!(v)));
     put("count", e.count.map(|v| json!(v)));
     put("detail", e.detail.clone());

@@ -38,9 +38,7 @@ pub fn document(s: &StoredEvent) -> Value {
     let operation = match (e.kind, operation) {
         (EventKind::Request, Some(op)) => Some(op),
         // Reading a resource or getting a prompt has no declared operation but is a read.
-        (EventKind::Request, None)
-            if e.target.as_ref().is_some_and(|t| t.kind != "tool") =>
-        {
+        (EventKind::Request, None) if e.target.as_ref().is_some_and(|t| t.kind != "tool") => {
             Some("read")
         }
         _ => None,
@@ -236,19 +234,52 @@ fn unmapped(s: &StoredEvent) -> Value {
             u.insert(k.into(), v);
         }
     };
-    put("virtual_server", e.virtual_server.as_ref().map(|v| json!(v)));
-    put("operation", e.target.as_ref().and_then(|t| t.operation.as_ref()).map(|v| json!(v)));
+    put(
+        "virtual_server",
+        e.virtual_server.as_ref().map(|v| json!(v)),
+    );
+    put(
+        "operation",
+        e.target
+            .as_ref()
+            .and_then(|t| t.operation.as_ref())
+            .map(|v| json!(v)),
+    );
     put("arguments", e.arguments.clone());
-    put("arguments_digest", e.arguments_digest.as_ref().map(|v| json!(v)));
+    put(
+        "arguments_digest",
+        e.arguments_digest.as_ref().map(|v| json!(v)),
+    );
     put("request_bytes", e.request_bytes.map(|v| json!(v)));
     put("response_bytes", e.result.as_ref().map(|r| json!(r.bytes)));
     put("latency_us", e.latency_us.map(|v| json!(v)));
-    put("principal", e.principal.as_ref().map(|p| {
-        json!({ "kind": p.kind, "issuer": p.issuer, "client_id": p.client_id })
-    }));
-    put("client_version", e.client.as_ref().and_then(|c| c.version.as_ref()).map(|v| json!(v)));
-    put("obligations", e.policy.as_ref().filter(|p| !p.obligations.is_empty()).map(|p| json!(p.obligations)));
-    put("policy_reason", e.policy.as_ref().and_then(|p| p.reason.as_ref()).map(|v| json!(v)));
+    put(
+        "principal",
+        e.principal
+            .as_ref()
+            .map(|p| json!({ "kind": p.kind, "issuer": p.issuer, "client_id": p.client_id })),
+    );
+    put(
+        "client_version",
+        e.client
+            .as_ref()
+            .and_then(|c| c.version.as_ref())
+            .map(|v| json!(v)),
+    );
+    put(
+        "obligations",
+        e.policy
+            .as_ref()
+            .filter(|p| !p.obligations.is_empty())
+            .map(|p| json!(p.obligations)),
+    );
+    put(
+        "policy_reason",
+        e.policy
+            .as_ref()
+            .and_then(|p| p.reason.as_ref())
+            .map(|v| json!(v)),
+    );
     put("detail", e.detail.clone());
     Value::Object(u)
 }

@@ -38,7 +38,10 @@ impl FileSink {
     /// delivery, so a directory that appears later is fine).
     pub fn new(config: &SinkConfig) -> Result<FileSink, SinkError> {
         let path = config.path.clone().ok_or_else(|| {
-            SinkError::Config(format!("audit.sinks {}: a file sink needs `path`", config.name))
+            SinkError::Config(format!(
+                "audit.sinks {}: a file sink needs `path`",
+                config.name
+            ))
         })?;
         Ok(FileSink {
             name: config.name.clone(),
@@ -63,10 +66,9 @@ impl Sink for FileSink {
             let open = self.open.take();
             let path = self.path.clone();
             // Writing and syncing block; keep them off the runtime's worker threads.
-            let (open, result) =
-                tokio::task::spawn_blocking(move || append(open, &path, &buf))
-                    .await
-                    .map_err(|e| SinkError::retry(format!("file sink task: {e}")))?;
+            let (open, result) = tokio::task::spawn_blocking(move || append(open, &path, &buf))
+                .await
+                .map_err(|e| SinkError::retry(format!("file sink task: {e}")))?;
             self.open = open;
             result.map_err(|e| {
                 SinkError::retry(format!(

@@ -23,7 +23,9 @@ impl Bench {
     pub async fn new() -> Bench {
         let tmp = tempfile::tempdir().unwrap();
         let journal = open_journal(tmp.path());
-        let store = Store::open_sqlite_in(&tmp.path().join("data")).await.unwrap();
+        let store = Store::open_sqlite_in(&tmp.path().join("data"))
+            .await
+            .unwrap();
         Bench {
             tmp,
             journal,

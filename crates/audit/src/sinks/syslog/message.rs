@@ -56,10 +56,7 @@ impl Layout {
         param("id", Some(&s.id));
         param("outcome", Some(e.outcome.as_str()));
         param("user", user_name(e));
-        param(
-            "tool",
-            e.target.as_ref().map(|t| t.name.as_str()),
-        );
+        param("tool", e.target.as_ref().map(|t| t.name.as_str()));
         param("server", e.server.as_deref());
         param("vs", e.virtual_server.as_deref());
         param("method", e.method.as_deref());
@@ -106,7 +103,11 @@ pub fn hostname() -> String {
     } else {
         String::new()
     };
-    let name: String = name.chars().filter(|c| c.is_ascii_graphic()).take(255).collect();
+    let name: String = name
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(255)
+        .collect();
     if name.is_empty() { "-".into() } else { name }
 }
 

@@ -56,8 +56,11 @@ impl SyslogSink {
             .ok_or_else(|| err("a syslog sink needs `url`".into()))?;
         let endpoint = Endpoint::parse(url).map_err(err)?;
         let facility_name = config.facility.as_deref().unwrap_or("local0");
-        let facility = Layout::facility(facility_name)
-            .ok_or_else(|| err(format!("facility {facility_name:?} is not a syslog facility")))?;
+        let facility = Layout::facility(facility_name).ok_or_else(|| {
+            err(format!(
+                "facility {facility_name:?} is not a syslog facility"
+            ))
+        })?;
         let tls = match endpoint.scheme {
             Scheme::Tls => Some(tls_config(config.ca.as_deref()).map_err(err)?),
             _ => None,
@@ -81,8 +84,7 @@ impl SyslogSink {
             self.connection = None;
         }
         if self.connection.is_none() {
-            self.connection =
-                Some(connect(&self.endpoint, self.tls.as_ref(), self.timeout).await?);
+            self.connection = Some(connect(&self.endpoint, self.tls.as_ref(), self.timeout).await?);
         }
         let c = self.connection.as_mut().expect("connected above");
         tokio::time::timeout(self.timeout, c.send(messages, MAX_DATAGRAM))

@@ -148,7 +148,9 @@ pub async fn connect(
                 s.set_nodelay(true)?;
                 let name = ServerName::try_from(endpoint.host.clone())
                     .map_err(|e| std::io::Error::other(format!("{}: {e}", endpoint.host)))?;
-                let config = tls.cloned().ok_or_else(|| std::io::Error::other("no TLS settings"))?;
+                let config = tls
+                    .cloned()
+                    .ok_or_else(|| std::io::Error::other("no TLS settings"))?;
                 let s = tokio_rustls::TlsConnector::from(config)
                     .connect(name, s)
                     .await?;
