@@ -3,9 +3,21 @@
 
 mod sink_support;
 
+use std::sync::Mutex;
+
 use gatehouse_audit::StoredEvent;
+use gatehouse_audit::sinks::{Shipped, Sink, SinkError};
 use serde_json::{Value, json};
 use sink_support::{Bench, config, drain};
+
+/// One test at a time: `a_batch_cut_by_a_full_disk_is_rolled_back` lowers the process's
+/// file size limit, which would hit the others when `cargo test` runs them as threads of one
+/// process (nextest runs each in its own).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn lines(path: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(path)
@@ -29,6 +41,7 @@ fn expected(range: std::ops::Range<usize>) -> Vec<String> {
 
 #[tokio::test]
 async fn every_event_arrives_once_in_order_and_a_restart_continues_from_the_cursor() {
+    let _serial = serial();
     let b = Bench::new().await;
     let out = b.tmp.path().join("out/nested/audit.jsonl");
     let cfg = config(json!({"name": "f", "type": "file", "path": out, "batch_size": 7}));
@@ -66,6 +79,7 @@ async fn every_event_arrives_once_in_order_and_a_restart_continues_from_the_curs
 
 #[tokio::test]
 async fn a_rotated_file_is_reopened() {
+    let _serial = serial();
     let b = Bench::new().await;
     let out = b.tmp.path().join("audit.jsonl");
     let mut runner = b.runner(config(json!({"name": "f", "type": "file", "path": out})));
@@ -87,6 +101,7 @@ async fn a_rotated_file_is_reopened() {
 
 #[tokio::test]
 async fn the_events_filter_and_the_format_apply() {
+    let _serial = serial();
     let b = Bench::new().await;
     let out = b.tmp.path().join("ecs.jsonl");
     let mut runner = b.runner(config(json!({
@@ -110,6 +125,7 @@ async fn the_events_filter_and_the_format_apply() {
 
 #[tokio::test]
 async fn an_unwritable_path_is_retried_and_nothing_is_lost() {
+    let _serial = serial();
     let b = Bench::new().await;
     // A directory where the file should be: every write fails until it is removed.
     let out = b.tmp.path().join("blocked");
@@ -144,4 +160,63 @@ async fn an_unwritable_path_is_retried_and_nothing_is_lost() {
     tx.send(true).unwrap();
     task.await.unwrap();
     assert_eq!(arrived, expected(0..5));
+}
+
+/// Sets the soft and hard file size limit (`RLIMIT_FSIZE`) of this process.
+fn file_size_limit(bytes: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: bytes as libc::rlim_t,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain system calls with a valid struct; SIGXFSZ is ignored so an oversized
+    // write fails with EFBIG instead of killing the process.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
+    }
+}
+
+#[tokio::test]
+async fn a_batch_cut_by_a_full_disk_is_rolled_back() {
+    let _serial = serial();
+    let b = Bench::new().await;
+    b.append(0, 40).await;
+    b.journal.close().await.unwrap();
+    let segment = gatehouse_audit::reader::segment_files(&b.audit_dir()).unwrap()[0].clone();
+    let (journal_lines, _) = gatehouse_audit::reader::read_lines(&segment.path, 0, 100).unwrap();
+    let shipped: Vec<Shipped> = journal_lines
+        .into_iter()
+        .map(|l| Shipped {
+            event: StoredEvent::parse(&l.bytes).unwrap(),
+            raw: l.bytes,
+        })
+        .collect();
+    let (first, second) = shipped.split_at(20);
+    let first_bytes: u64 = first.iter().map(|s| s.raw.len() as u64 + 1).sum();
+    let out = b.tmp.path().join("out.jsonl");
+    let mut sink = gatehouse_audit::sinks::file::FileSink::new(&config(
+        json!({"name": "f", "type": "file", "path": out}),
+    ))
+    .unwrap();
+    // Room for the first batch and half of the second: the second write is cut (EFBIG),
+    // as on a full disk.
+    let second_bytes: u64 = second.iter().map(|s| s.raw.len() as u64 + 1).sum();
+    file_size_limit(first_bytes + second_bytes / 2);
+    let ok = sink.deliver(first).await;
+    let cut = sink.deliver(second).await;
+    let len_after_cut = std::fs::metadata(&out).unwrap().len();
+    file_size_limit(libc::RLIM_INFINITY as u64);
+    assert!(ok.is_ok(), "{ok:?}");
+    assert!(matches!(cut, Err(SinkError::Retry { .. })), "{cut:?}");
+    assert_eq!(
+        len_after_cut, first_bytes,
+        "the half-written batch is cut off"
+    );
+    sink.deliver(second).await.unwrap();
+    let got = lines(&out);
+    assert_eq!(got.len(), 41);
+    assert!(
+        got.iter()
+            .all(|l| StoredEvent::parse(l.as_bytes()).is_some())
+    );
 }

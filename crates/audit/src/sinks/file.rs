@@ -4,7 +4,8 @@
 //! the sink's cursor never moves past events that are not on disk. Before each batch the
 //! sink compares the open file's device and inode with what `path` names now: when
 //! logrotate (or anyone) moved or removed the file, it opens a new one at `path` instead of
-//! writing into the rotated copy.
+//! writing into the rotated copy. A batch that fails halfway is cut off again, so a retry
+//! does not leave half a line behind (this assumes the sink is the file's only writer).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -95,8 +96,17 @@ fn append(
             Some(o) if Some(o.id) == current => o,
             _ => reopen(path)?,
         };
-        open.file.write_all(buf)?;
-        open.file.sync_data()?;
+        let before = open.file.metadata()?.len();
+        if let Err(e) = open
+            .file
+            .write_all(buf)
+            .and_then(|()| open.file.sync_data())
+        {
+            // A batch cut halfway (disk full) would leave half a line, followed on retry by
+            // the whole batch again: cut the file back to where this batch started.
+            let _ = open.file.set_len(before);
+            return Err(e);
+        }
         Ok(open)
     };
     match run() {
