@@ -3,8 +3,6 @@
 
 mod sink_support;
 
-use std::sync::Mutex;
-
 use gatehouse_audit::StoredEvent;
 use gatehouse_audit::sinks::{Shipped, Sink, SinkError};
 use serde_json::{Value, json};
@@ -13,11 +11,7 @@ use sink_support::{Bench, config, drain};
 /// One test at a time: `a_batch_cut_by_a_full_disk_is_rolled_back` lowers the process's
 /// file size limit, which would hit the others when `cargo test` runs them as threads of one
 /// process (nextest runs each in its own).
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn lines(path: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(path)
@@ -41,7 +35,7 @@ fn expected(range: std::ops::Range<usize>) -> Vec<String> {
 
 #[tokio::test]
 async fn every_event_arrives_once_in_order_and_a_restart_continues_from_the_cursor() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let b = Bench::new().await;
     let out = b.tmp.path().join("out/nested/audit.jsonl");
     let cfg = config(json!({"name": "f", "type": "file", "path": out, "batch_size": 7}));
@@ -79,7 +73,7 @@ async fn every_event_arrives_once_in_order_and_a_restart_continues_from_the_curs
 
 #[tokio::test]
 async fn a_rotated_file_is_reopened() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let b = Bench::new().await;
     let out = b.tmp.path().join("audit.jsonl");
     let mut runner = b.runner(config(json!({"name": "f", "type": "file", "path": out})));
@@ -101,7 +95,7 @@ async fn a_rotated_file_is_reopened() {
 
 #[tokio::test]
 async fn the_events_filter_and_the_format_apply() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let b = Bench::new().await;
     let out = b.tmp.path().join("ecs.jsonl");
     let mut runner = b.runner(config(json!({
@@ -125,7 +119,7 @@ async fn the_events_filter_and_the_format_apply() {
 
 #[tokio::test]
 async fn an_unwritable_path_is_retried_and_nothing_is_lost() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let b = Bench::new().await;
     // A directory where the file should be: every write fails until it is removed.
     let out = b.tmp.path().join("blocked");
@@ -178,7 +172,7 @@ fn file_size_limit(bytes: u64) {
 
 #[tokio::test]
 async fn a_batch_cut_by_a_full_disk_is_rolled_back() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let b = Bench::new().await;
     b.append(0, 40).await;
     b.journal.close().await.unwrap();
