@@ -157,9 +157,9 @@ async fn an_unwritable_path_is_retried_and_nothing_is_lost() {
 }
 
 /// Sets the soft and hard file size limit (`RLIMIT_FSIZE`) of this process.
-fn file_size_limit(bytes: u64) {
+fn file_size_limit(bytes: libc::rlim_t) {
     let limit = libc::rlimit {
-        rlim_cur: bytes as libc::rlim_t,
+        rlim_cur: bytes,
         rlim_max: libc::RLIM_INFINITY,
     };
     // SAFETY: plain system calls with a valid struct; SIGXFSZ is ignored so an oversized
@@ -199,7 +199,7 @@ async fn a_batch_cut_by_a_full_disk_is_rolled_back() {
     let ok = sink.deliver(first).await;
     let cut = sink.deliver(second).await;
     let len_after_cut = std::fs::metadata(&out).unwrap().len();
-    file_size_limit(libc::RLIM_INFINITY as u64);
+    file_size_limit(libc::RLIM_INFINITY);
     assert!(ok.is_ok(), "{ok:?}");
     assert!(matches!(cut, Err(SinkError::Retry { .. })), "{cut:?}");
     assert_eq!(
