@@ -59,19 +59,8 @@ impl Checkpoint {
 
     /// Whether `key` signed this checkpoint.
     pub fn verify(&self, key: &VerifyingKey) -> bool {
-        verify_message(key, self.message().as_bytes(), &self.sig)
+        verify_detached(key, self.message().as_bytes(), &self.sig)
     }
-}
-
-/// Whether `sig` (base64) is `key`'s signature of `message`.
-pub fn verify_message(key: &VerifyingKey, message: &[u8], sig: &str) -> bool {
-    let Ok(bytes) = B64.decode(sig) else {
-        return false;
-    };
-    let Ok(sig) = Signature::from_slice(&bytes) else {
-        return false;
-    };
-    key.verify(message, &sig).is_ok()
 }
 
 /// A short, stable name of a public key: the first 16 hex digits of the SHA-256 of its raw
@@ -132,9 +121,9 @@ impl CheckpointSigner {
             .expect("an Ed25519 public key encodes")
     }
 
-    /// Signs `message` (Ed25519), base64; for statements other than checkpoints (retention
-    /// anchors), each with its own versioned message prefix so one can never pass for another.
-    pub fn sign_message(&self, message: &[u8]) -> String {
+    /// Signs `message` (e.g. an export's manifest): the base64 Ed25519 signature, checked
+    /// with [`verify_detached`].
+    pub fn sign_detached(&self, message: &[u8]) -> String {
         B64.encode(self.key.sign(message).to_bytes())
     }
 
@@ -157,7 +146,7 @@ impl CheckpointSigner {
             key_id: self.id.clone(),
             sig: String::new(),
         };
-        cp.sig = self.sign_message(cp.message().as_bytes());
+        cp.sig = self.sign_detached(cp.message().as_bytes());
         cp
     }
 }
@@ -194,6 +183,18 @@ pub fn read_public_key(path: &Path) -> Result<VerifyingKey, AuditError> {
     parse_private(&text)
         .map(|k| k.verifying_key())
         .map_err(key_err)
+}
+
+/// Whether `sig` (base64, from [`CheckpointSigner::sign_detached`]) signs `message` with
+/// `key`.
+pub fn verify_detached(key: &VerifyingKey, message: &[u8], sig: &str) -> bool {
+    let Ok(bytes) = B64.decode(sig.trim()) else {
+        return false;
+    };
+    let Ok(sig) = Signature::from_slice(&bytes) else {
+        return false;
+    };
+    key.verify(message, &sig).is_ok()
 }
 
 /// The file that publishes a key's public half next to the journal.

@@ -13,6 +13,7 @@ pub mod arguments;
 pub mod chain;
 pub mod coalesce;
 pub mod event;
+pub mod export;
 pub mod format;
 pub mod index;
 pub mod journal;

@@ -20,7 +20,7 @@ use gatehouse_config::RetentionConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::AuditError;
-use crate::chain::{CheckpointSigner, line_hash, verify_message};
+use crate::chain::{CheckpointSigner, line_hash, verify_detached};
 use crate::index::unix_micros;
 use crate::segments::list;
 
@@ -87,7 +87,7 @@ impl Anchor {
 
     /// Whether `key` signed this anchor.
     pub fn verify(&self, key: &ed25519_dalek::VerifyingKey) -> bool {
-        verify_message(key, self.message().as_bytes(), &self.sig)
+        verify_detached(key, self.message().as_bytes(), &self.sig)
     }
 }
 
@@ -424,7 +424,7 @@ pub fn apply(
             key_id: signer.key_id().to_string(),
             sig: String::new(),
         };
-        anchor.sig = signer.sign_message(anchor.message().as_bytes());
+        anchor.sig = signer.sign_detached(anchor.message().as_bytes());
         let path = anchors_path(dir, &r.instance);
         let io = |source| AuditError::Io {
             path: path.clone(),

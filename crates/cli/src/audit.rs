@@ -48,6 +48,14 @@ impl Location {
         })
     }
 
+    /// The key that signs the journal's checkpoints: the config's `audit.signing_key`, else
+    /// `<data-dir>/keys/audit-signing.key` (where `gatehouse up` creates it).
+    pub fn signing_key(&self, config: Option<&gatehouse_config::Config>) -> PathBuf {
+        let defaults = gatehouse_config::AuditConfig::default();
+        let audit = config.map_or(&defaults, |c| &c.audit);
+        gatehouse_audit::journal::signing_key_path(audit, &self.data_dir).0
+    }
+
     /// The journal directory: `--dir`, else the config's `audit.dir`, else the data
     /// directory's `audit/`.
     pub fn journal_dir(&self, config: Option<&gatehouse_config::Config>) -> PathBuf {

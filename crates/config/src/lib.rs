@@ -70,7 +70,7 @@ pub use model::{
 };
 pub use policy::{Operation, PoliciesConfig, PolicyEngineKind, ToolOperations};
 pub use telemetry::{AdminConfig, DEFAULT_SERVICE_NAME, OtlpConfig, OtlpProtocol, TelemetryConfig};
-pub use validate::{is_loopback_host, valid_tool_name};
+pub use validate::{SYSLOG_FACILITIES, is_loopback_host, valid_tool_name};
 
 use error::Mark;
 

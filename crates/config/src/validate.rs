@@ -14,6 +14,7 @@ mod identity;
 mod members;
 mod telemetry;
 
+pub use audit_sinks::SYSLOG_FACILITIES;
 pub use identity::is_loopback_host;
 
 /// Every semantic problem in `config`.

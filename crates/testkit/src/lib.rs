@@ -8,6 +8,7 @@
 //! [`fixture::http::HttpFixture::start`].
 
 pub mod fixture;
+pub mod rsyslog;
 pub mod tools;
 
 pub use fixture::{

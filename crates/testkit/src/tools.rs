@@ -250,3 +250,13 @@ pub fn check_metrics(promtool: &std::path::Path, text: &str) -> (bool, String) {
     );
     (out.status.success() && said.trim().is_empty(), said)
 }
+
+/// `rsyslogd` (Debian packages `rsyslog` and `rsyslog-gnutls`, which scripts/test installs
+/// with the system service kept from starting); `GATEHOUSE_RSYSLOGD` overrides.
+pub fn rsyslogd() -> Option<PathBuf> {
+    tool(
+        "GATEHOUSE_RSYSLOGD",
+        &["rsyslogd", "/usr/sbin/rsyslogd"],
+        "apt-get install rsyslog rsyslog-gnutls",
+    )
+}

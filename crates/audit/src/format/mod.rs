@@ -8,6 +8,7 @@ pub mod ocsf;
 
 use gatehouse_config::EventFormat;
 
+use crate::event::{AuditEvent, Outcome};
 use crate::reader::StoredEvent;
 
 /// One event laid out as `format`, on one line (no newline). `raw` is the journal line the
@@ -19,4 +20,64 @@ pub fn render(format: EventFormat, event: &StoredEvent, raw: &[u8]) -> String {
         EventFormat::Ocsf => ocsf::document(event).to_string(),
         EventFormat::Cef => cef::line(event),
     }
+}
+
+/// The file name extension of `format`'s files (`jsonl`, `ecs.jsonl`, `ocsf.jsonl`, `cef`).
+pub fn extension(format: EventFormat) -> &'static str {
+    match format {
+        EventFormat::Jsonl => "jsonl",
+        EventFormat::Ecs => "ecs.jsonl",
+        EventFormat::Ocsf => "ocsf.jsonl",
+        EventFormat::Cef => "cef",
+    }
+}
+
+/// The event's time as milliseconds since the Unix epoch (what OCSF `time` and CEF `rt`
+/// hold); `None` for a time the journal would never write.
+pub fn epoch_ms(time: &str) -> Option<i64> {
+    let t = humantime::parse_rfc3339_weak(time).ok()?;
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_millis()).ok()
+}
+
+/// Whether the outcome is a failure of the caller's attempt (every outcome but `ok` and
+/// `cancelled`: a cancelled call neither succeeded nor was refused).
+pub fn failed(outcome: Outcome) -> bool {
+    !matches!(outcome, Outcome::Ok | Outcome::Cancelled)
+}
+
+/// The name an analyst knows the caller by: e-mail when the token had one, else the
+/// subject.
+pub fn user_name(e: &AuditEvent) -> Option<&str> {
+    let p = e.principal.as_ref()?;
+    p.email
+        .as_deref()
+        .or((!p.subject.is_empty()).then_some(p.subject.as_str()))
+}
+
+/// How severe the event is on the 0–10 scale CEF uses; syslog and OCSF derive theirs from
+/// the same buckets so the three agree.
+pub fn severity(e: &AuditEvent) -> Severity {
+    use crate::event::EventKind;
+    if e.kind == EventKind::Anomaly {
+        return Severity::High;
+    }
+    match e.outcome {
+        Outcome::Ok | Outcome::Cancelled => Severity::Info,
+        Outcome::Rejected | Outcome::Error => Severity::Low,
+        Outcome::Denied | Outcome::Unauthenticated | Outcome::Forbidden => Severity::Medium,
+    }
+}
+
+/// Severity buckets shared by the layouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Normal operation.
+    Info,
+    /// A failed or malformed call.
+    Low,
+    /// A refused call (policy, authentication, authorization).
+    Medium,
+    /// A detector's finding.
+    High,
 }
