@@ -95,6 +95,7 @@ impl Rotel {
             .args(["--otlp-grpc-endpoint", &grpc.to_string()])
             .args(["--otlp-http-endpoint", &http.to_string()])
             .args(["--debug-log", "traces", "--debug-log", "metrics"])
+            .args(["--debug-log", "logs"])
             .args(["--debug-log-verbosity", "detailed"])
             .args(["--exporter", "blackhole"])
             .arg("--pid-file")
