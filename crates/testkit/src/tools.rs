@@ -251,3 +251,60 @@ pub fn check_metrics(promtool: &std::path::Path, text: &str) -> (bool, String) {
     );
     (out.status.success() && said.trim().is_empty(), said)
 }
+
+/// One log record of rotel's debug output: its `Name : value` fields and `-> key: Value`
+/// attribute lines.
+#[derive(Debug)]
+pub struct SeenLog {
+    /// `Name : value` lines (`Timestamp`, `SeverityText`, `SeverityNumber`, `Body`,
+    /// `Trace ID`, …).
+    pub fields: Vec<(String, String)>,
+    /// `-> key: Value` lines.
+    pub attributes: Vec<String>,
+}
+
+impl SeenLog {
+    /// The value of field `name` (panics when absent).
+    pub fn field(&self, name: &str) -> &str {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("log record without {name}: {self:#?}"))
+    }
+
+    /// Whether an attribute line equals `attribute`.
+    pub fn has(&self, attribute: &str) -> bool {
+        self.attributes.iter().any(|a| a == attribute)
+    }
+}
+
+/// The log records in rotel's debug output (`--debug-log logs`), in the order printed.
+pub fn logs(out: &str) -> Vec<SeenLog> {
+    let mut records = Vec::new();
+    let mut current: Option<SeenLog> = None;
+    for line in out.lines() {
+        if line.starts_with("LogRecord #") {
+            records.extend(current.take());
+            current = Some(SeenLog {
+                fields: Vec::new(),
+                attributes: Vec::new(),
+            });
+            continue;
+        }
+        if line.starts_with("ResourceLog #") || line.starts_with("ScopeLogs #") {
+            records.extend(current.take());
+            continue;
+        }
+        let Some(record) = &mut current else { continue };
+        if let Some(attr) = line.trim_start().strip_prefix("-> ") {
+            record.attributes.push(attr.to_string());
+        } else if let Some((k, v)) = line.split_once(':') {
+            record
+                .fields
+                .push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    records.extend(current);
+    records
+}
