@@ -34,8 +34,14 @@ async fn ships_to_rotel(protocol: &str) {
     for e in &events {
         let id = format!("gatehouse.event.id: Str({})", e.id);
         let log = seen_with(&seen, &id).unwrap_or_else(|| panic!("no record {id}:\n{out}"));
-        assert!(log.has(&format!("gatehouse.event.type: Str({})", e.event.kind.as_str())));
-        assert!(log.has(&format!("gatehouse.outcome: Str({})", e.event.outcome.as_str())));
+        assert!(log.has(&format!(
+            "gatehouse.event.type: Str({})",
+            e.event.kind.as_str()
+        )));
+        assert!(log.has(&format!(
+            "gatehouse.outcome: Str({})",
+            e.event.outcome.as_str()
+        )));
         let (number, text) = match e.event.outcome.as_str() {
             "ok" => ("SEVERITY_NUMBER_INFO(9)", "INFO"),
             "denied" => ("SEVERITY_NUMBER_WARN(13)", "WARN"),
@@ -53,15 +59,30 @@ async fn ships_to_rotel(protocol: &str) {
             .unwrap()
             .as_nanos();
         assert_eq!(log.field("Timestamp"), nanos.to_string());
-        assert!(log.field("Body").contains(&format!("\"id\":\"{}\"", e.id)), "{log:#?}");
+        assert!(
+            log.field("Body").contains(&format!("\"id\":\"{}\"", e.id)),
+            "{log:#?}"
+        );
         if let Some(t) = &e.event.trace_id {
             assert_eq!(log.field("Trace ID"), t, "{log:#?}");
-            assert!(log.has("user.id: Str(user-0)") || log.has("user.id: Str(user-1)") || log.has("user.id: Str(user-2)"));
+            assert!(
+                log.has("user.id: Str(user-0)")
+                    || log.has("user.id: Str(user-1)")
+                    || log.has("user.id: Str(user-2)")
+            );
             assert!(log.has("mcp.method.name: Str(tools/call)"));
             assert!(log.has("gatehouse.server: Str(github)"));
             assert!(log.has("gatehouse.virtual_server: Str(dev)"));
-            assert!(log.attributes.iter().any(|a| a.starts_with("gen_ai.tool.name: Str(tool_")));
-            assert!(log.attributes.iter().any(|a| a.starts_with("client.address: Str(10.0.0.")));
+            assert!(
+                log.attributes
+                    .iter()
+                    .any(|a| a.starts_with("gen_ai.tool.name: Str(tool_"))
+            );
+            assert!(
+                log.attributes
+                    .iter()
+                    .any(|a| a.starts_with("client.address: Str(10.0.0."))
+            );
         }
     }
     assert!(out.contains("service.name: Str(gatehouse)"), "{out}");

@@ -35,7 +35,7 @@ async fn bulk_creates_by_event_id_and_retries_a_throttled_item_without_duplicate
     let pass = drain(&mut runner).await;
     assert_eq!((pass.delivered, pass.rejected), (30, 1));
 
-    let seen = es.seen.lock().unwrap();
+    let seen = es.snapshot();
     assert!(seen.violations.is_empty(), "{:?}", seen.violations);
     let mut want = ids.clone();
     want.remove(17);
@@ -46,11 +46,15 @@ async fn bulk_creates_by_event_id_and_retries_a_throttled_item_without_duplicate
     arrival.insert(9, late);
     assert_eq!(seen.ids, arrival, "each document created once");
     assert_eq!(seen.indices.iter().collect::<Vec<_>>(), ["gatehouse-audit"]);
-    assert_eq!(seen.requests.len(), 5, "three batches, one sent twice: {:?}", seen.requests);
+    assert_eq!(
+        seen.requests.len(),
+        5,
+        "three batches, one sent twice: {:?}",
+        seen.requests
+    );
     let doc = &seen.accepted[0];
     assert_eq!(doc["event"]["id"], ids[0].as_str());
     assert_eq!(doc["@timestamp"], fx.events()[0].event.time.as_str());
-    drop(seen);
 
     let dead = fx.dead_letters("es");
     assert_eq!(dead.len(), 1);
@@ -58,7 +62,10 @@ async fn bulk_creates_by_event_id_and_retries_a_throttled_item_without_duplicate
     let status = fx.status("es").await;
     assert_eq!((status.delivered, status.rejected), (30, 1));
     let err = status.last_error.unwrap();
-    assert!(err.contains("429") && err.contains("es_rejected_execution_exception"), "{err}");
+    assert!(
+        err.contains("429") && err.contains("es_rejected_execution_exception"),
+        "{err}"
+    );
     assert!(!err.contains(API_KEY));
 }
 
@@ -81,10 +88,13 @@ async fn a_redelivered_journal_is_all_conflicts_and_counts_as_delivered() {
     // A second sink (its own cursor from the start) to the same index: every create is a 409.
     let pass = drain(&mut fx.runner(sink("second"))).await;
     assert_eq!((pass.delivered, pass.rejected), (11, 0));
-    let seen = es.seen.lock().unwrap();
+    let seen = es.snapshot();
     assert_eq!(seen.ids, fx.ids(), "no document twice");
     assert_eq!(seen.requests.len(), 2);
-    assert_eq!(seen.indices.iter().collect::<Vec<_>>(), ["logs-gatehouse-default"]);
+    assert_eq!(
+        seen.indices.iter().collect::<Vec<_>>(),
+        ["logs-gatehouse-default"]
+    );
 }
 
 #[tokio::test]
@@ -108,16 +118,18 @@ async fn basic_auth_requests_stay_under_the_byte_limit_and_whole_request_429_wai
     let mut runner = fx.runner_with(cfg, Box::new(sink));
     let start = Instant::now();
     assert_eq!(drain(&mut runner).await.delivered, 41);
-    assert!(start.elapsed() >= Duration::from_millis(950), "Retry-After: 1 not honored");
+    assert!(
+        start.elapsed() >= Duration::from_millis(950),
+        "Retry-After: 1 not honored"
+    );
 
-    let seen = es.seen.lock().unwrap();
+    let seen = es.snapshot();
     assert!(seen.violations.is_empty(), "{:?}", seen.violations);
     assert_eq!(seen.ids, fx.ids());
     assert_eq!(seen.requests[0].2, 429);
     let sizes: Vec<usize> = seen.requests.iter().map(|r| r.1).collect();
     assert!(sizes.len() > 4, "split into several requests: {sizes:?}");
     assert!(sizes.iter().all(|&n| n <= limit), "{sizes:?}");
-    drop(seen);
     let err = fx.status("es").await.last_error.unwrap();
     assert!(!err.contains(password) && !err.contains(&basic), "{err}");
 }
@@ -144,6 +156,9 @@ async fn wrong_credentials_are_a_config_error_not_a_dead_letter() {
     assert_eq!(pass.delivered + pass.rejected, 0);
     assert!(fx.dead_letters("es").is_empty());
     let err = fx.status("es").await.last_error.unwrap();
-    assert!(err.contains("401") && err.contains("security_exception"), "{err}");
+    assert!(
+        err.contains("401") && err.contains("security_exception"),
+        "{err}"
+    );
     assert!(!err.contains("d3JvbmctaWQ6d3Jvbmcta2V5"));
 }

@@ -49,16 +49,26 @@ async fn rows_arrive_once_in_order_split_under_1mb_with_one_token_refresh_on_401
     let pass = drain(&mut runner).await;
     assert_eq!(pass.delivered, 41);
 
-    let seen = r.seen.lock().unwrap();
+    let seen = r.snapshot();
     assert!(seen.violations.is_empty(), "{:?}", seen.violations);
     assert_eq!(seen.ids, fx.ids(), "every row once, in journal order");
-    assert_eq!(seen.tokens.len(), 2, "the first token, and one refresh after the 401");
+    assert_eq!(
+        seen.tokens.len(),
+        2,
+        "the first token, and one refresh after the 401"
+    );
     let statuses: Vec<u16> = seen.requests.iter().map(|q| q.2).collect();
     assert_eq!(statuses[0], 401);
     assert!(statuses[1..].iter().all(|&s| s == 204), "{statuses:?}");
-    assert!(statuses.len() >= 4, "split into several calls: {statuses:?}");
+    assert!(
+        statuses.len() >= 4,
+        "split into several calls: {statuses:?}"
+    );
     assert!(seen.requests.iter().all(|q| q.1 <= 1024 * 1024));
-    assert!(start.elapsed() < Duration::from_secs(5), "a refresh is not a backoff");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "a refresh is not a backoff"
+    );
 
     // The row: TimeGenerated and the documented flat columns, the event as dynamic.
     let events = fx.events();
@@ -99,13 +109,15 @@ async fn the_token_is_cached_and_429_waits_for_retry_after() {
     let start = Instant::now();
     assert_eq!(drain(&mut runner).await.delivered, 31);
     let took = start.elapsed();
-    assert!(took >= Duration::from_millis(1900), "Retry-After not honored: {took:?}");
-    let seen = r.seen.lock().unwrap();
+    assert!(
+        took >= Duration::from_millis(1900),
+        "Retry-After not honored: {took:?}"
+    );
+    let seen = r.snapshot();
     assert_eq!(seen.ids, fx.ids());
     assert_eq!(seen.tokens.len(), 1, "one token for every call");
     let statuses: Vec<u16> = seen.requests.iter().map(|q| q.2).collect();
     assert_eq!(statuses, [429, 503, 204, 204, 204, 204]);
-    drop(seen);
     let err = fx.status("sentinel").await.last_error.unwrap();
     assert!(err.contains("503"), "{err}");
     assert!(!err.contains("token-1"), "the bearer token leaked: {err}");
@@ -126,15 +138,18 @@ async fn a_413_splits_the_call_and_an_oversized_event_is_dead_lettered() {
     let mut runner = fx.runner_with(cfg, Box::new(s));
     let pass = drain(&mut runner).await;
     assert_eq!((pass.delivered, pass.rejected), (10, 1));
-    let seen = r.seen.lock().unwrap();
+    let seen = r.snapshot();
     assert!(seen.violations.is_empty(), "{:?}", seen.violations);
     let mut want = ids.clone();
     let big = want.remove(7);
     assert_eq!(seen.ids, want, "in order, once");
     let statuses: Vec<u16> = seen.requests.iter().map(|q| q.2).collect();
     assert_eq!(statuses[0], 413);
-    assert_eq!(statuses.len(), 4, "413, both halves, then the rest: {statuses:?}");
-    drop(seen);
+    assert_eq!(
+        statuses.len(),
+        4,
+        "413, both halves, then the rest: {statuses:?}"
+    );
     let dead = fx.dead_letters("sentinel");
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0]["id"], big.as_str());
@@ -154,8 +169,14 @@ async fn a_wrong_client_secret_is_named_without_being_shown() {
     assert_eq!(task.await.unwrap().delivered, 0);
     let status = fx.status("sentinel").await;
     let err = status.last_error.unwrap();
-    assert!(err.contains("AADSTS7000215") && err.contains("invalid_client"), "{err}");
+    assert!(
+        err.contains("AADSTS7000215") && err.contains("invalid_client"),
+        "{err}"
+    );
     assert!(!err.contains(wrong) && !err.contains(SECRET), "{err}");
     assert!(fx.dead_letters("sentinel").is_empty());
-    assert!(r.seen.lock().unwrap().requests.is_empty(), "nothing sent without a token");
+    assert!(
+        r.snapshot().requests.is_empty(),
+        "nothing sent without a token"
+    );
 }

@@ -33,12 +33,15 @@ async fn every_event_arrives_once_in_order_through_busy_and_throttled_collector(
     let pass = drain(&mut runner).await;
     let took = start.elapsed();
 
-    let seen = hec.seen.lock().unwrap();
+    let seen = hec.snapshot();
     assert!(seen.violations.is_empty(), "{:?}", seen.violations);
     assert_eq!(seen.ids, fx.ids(), "every event once, in journal order");
     assert_eq!(pass.delivered, 26, "25 events and journal.start");
     // Two waits of the collector's 1s, not the runner's own 500ms first backoff.
-    assert!(took >= Duration::from_millis(1900), "Retry-After not honored: {took:?}");
+    assert!(
+        took >= Duration::from_millis(1900),
+        "Retry-After not honored: {took:?}"
+    );
     assert!(took < Duration::from_secs(10), "{took:?}");
     let statuses: Vec<u16> = seen.requests.iter().map(|r| r.2).collect();
     assert_eq!(statuses[..2], [503, 429]);
@@ -65,7 +68,6 @@ async fn every_event_arrives_once_in_order_through_busy_and_throttled_collector(
     assert_eq!(first["fields"]["outcome"], "ok");
     assert_eq!(first["fields"]["user"], "user-0");
     assert_eq!(first["fields"]["tool"], "tool_0");
-    drop(seen);
 
     let status = fx.status("splunk").await;
     assert_eq!((status.delivered, status.rejected), (26, 0));
@@ -89,12 +91,15 @@ async fn an_event_the_collector_refuses_is_dead_lettered_and_the_rest_delivered(
     let pass = drain(&mut runner).await;
     assert_eq!((pass.delivered, pass.rejected), (12, 1));
 
-    let seen = hec.seen.lock().unwrap();
+    let seen = hec.snapshot();
     let mut want = ids.clone();
     want.remove(5);
     assert_eq!(seen.unique_ids(), want);
-    assert_eq!(seen.ids.len(), want.len(), "the events before the refused one are not sent again");
-    drop(seen);
+    assert_eq!(
+        seen.ids.len(),
+        want.len(),
+        "the events before the refused one are not sent again"
+    );
     let dead = fx.dead_letters("splunk");
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0]["id"], ids[5].as_str());
@@ -127,11 +132,20 @@ async fn a_wrong_token_holds_the_events_back_until_it_is_fixed() {
         assert!(Instant::now() < deadline, "no failure recorded");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(err.contains("403") && err.contains("Invalid token"), "{err}");
+    assert!(
+        err.contains("403") && err.contains("Invalid token"),
+        "{err}"
+    );
     assert!(err.contains("credentials"), "{err}");
-    assert!(!err.contains("not-the-right-token"), "the token leaked: {err}");
-    assert!(fx.dead_letters("splunk").is_empty(), "a bad token must not dead-letter events");
-    assert!(hec.seen.lock().unwrap().ids.is_empty());
+    assert!(
+        !err.contains("not-the-right-token"),
+        "the token leaked: {err}"
+    );
+    assert!(
+        fx.dead_letters("splunk").is_empty(),
+        "a bad token must not dead-letter events"
+    );
+    assert!(hec.snapshot().ids.is_empty());
 
     fx.secret_file("hec.token", TOKEN);
     let (_runner, pass) = tokio::time::timeout(Duration::from_secs(10), task)
@@ -140,7 +154,7 @@ async fn a_wrong_token_holds_the_events_back_until_it_is_fixed() {
         .unwrap();
     drop(stop_tx);
     assert_eq!(pass.delivered, 6);
-    assert_eq!(hec.seen.lock().unwrap().ids, fx.ids());
+    assert_eq!(hec.snapshot().ids, fx.ids());
 }
 
 #[tokio::test]
@@ -172,8 +186,12 @@ async fn nothing_is_lost_while_the_collector_is_down() {
         "name": "splunk", "type": "splunk_hec", "url": hec.url(),
         "token": fx.secret_file("hec.token", TOKEN), "batch_size": 3,
     })));
-    assert_eq!(drain(&mut again).await.delivered, 4, "a new runner starts at the cursor");
-    let seen = hec.seen.lock().unwrap();
+    assert_eq!(
+        drain(&mut again).await.delivered,
+        4,
+        "a new runner starts at the cursor"
+    );
+    let seen = hec.snapshot();
     assert_eq!(seen.ids, fx.ids());
     assert!(seen.violations.is_empty(), "{:?}", seen.violations);
 }

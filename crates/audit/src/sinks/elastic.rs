@@ -103,8 +103,8 @@ impl ElasticSink {
             }
             Auth::Basic(user, r) => {
                 let password = http::secret(&self.config, "password", r)?;
-                let pair = base64::engine::general_purpose::STANDARD
-                    .encode(format!("{user}:{password}"));
+                let pair =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
                 Some(http::credential_header(&self.config, "Basic", &pair)?)
             }
         })
@@ -152,9 +152,8 @@ impl ElasticSink {
                 &String::from_utf8_lossy(&body),
             ));
         }
-        let answer: BulkAnswer = serde_json::from_slice(&body).map_err(|e| {
-            SinkError::retry(format!("{what}: unreadable _bulk answer: {e}"))
-        })?;
+        let answer: BulkAnswer = serde_json::from_slice(&body)
+            .map_err(|e| SinkError::retry(format!("{what}: unreadable _bulk answer: {e}")))?;
         if !answer.errors {
             return Ok(());
         }

@@ -120,13 +120,14 @@ pub fn credential_header(
     scheme: &str,
     credential: &str,
 ) -> Result<reqwest::header::HeaderValue, SinkError> {
-    let mut v = reqwest::header::HeaderValue::from_str(&format!("{scheme} {credential}"))
-        .map_err(|_| {
+    let mut v = reqwest::header::HeaderValue::from_str(&format!("{scheme} {credential}")).map_err(
+        |_| {
             SinkError::Config(format!(
                 "audit.sinks {}: the credential holds characters not allowed in a header",
                 config.name
             ))
-        })?;
+        },
+    )?;
     v.set_sensitive(true);
     Ok(v)
 }

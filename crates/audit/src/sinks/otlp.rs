@@ -16,9 +16,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsSe
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, InstrumentationScope, KeyValue, any_value,
-};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
@@ -41,7 +39,7 @@ enum Transport {
         url: reqwest::Url,
     },
     Grpc {
-        endpoint: Endpoint,
+        endpoint: Box<Endpoint>,
         metadata: tonic::metadata::MetadataMap,
         client: Option<LogsServiceClient<Channel>>,
     },
@@ -69,19 +67,23 @@ impl OtlpLogsSink {
                             .map_err(|e| bad(format!("ca {}: {e}", ca.display())))?;
                         tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
                     }
-                    endpoint = endpoint.tls_config(tls).map_err(|e| bad(format!("tls: {e}")))?;
+                    endpoint = endpoint
+                        .tls_config(tls)
+                        .map_err(|e| bad(format!("tls: {e}")))?;
                 }
                 let mut metadata = tonic::metadata::MetadataMap::new();
                 for (k, v) in &config.headers {
                     let key = tonic::metadata::MetadataKey::from_bytes(k.to_lowercase().as_bytes())
                         .map_err(|e| bad(format!("headers: {k:?}: {e}")))?;
                     let value = v.parse().map_err(|_| {
-                        bad(format!("headers: the value of {k:?} is not valid gRPC metadata"))
+                        bad(format!(
+                            "headers: the value of {k:?} is not valid gRPC metadata"
+                        ))
                     })?;
                     metadata.insert(key, value);
                 }
                 Transport::Grpc {
-                    endpoint,
+                    endpoint: Box::new(endpoint),
                     metadata,
                     client: None,
                 }
@@ -101,10 +103,7 @@ impl OtlpLogsSink {
         ExportLogsServiceRequest {
             resource_logs: vec![ResourceLogs {
                 resource: Some(Resource {
-                    attributes: vec![
-                        kv("service.name", "gatehouse"),
-                        kv("host.name", &self.host),
-                    ],
+                    attributes: vec![kv("service.name", "gatehouse"), kv("host.name", &self.host)],
                     ..Default::default()
                 }),
                 scope_logs: vec![ScopeLogs {
@@ -147,9 +146,10 @@ impl OtlpLogsSink {
                 client,
             } => {
                 if client.is_none() {
-                    let channel = endpoint.connect().await.map_err(|e| {
-                        SinkError::retry(format!("{what}: connect: {}", chain(&e)))
-                    })?;
+                    let channel = endpoint
+                        .connect()
+                        .await
+                        .map_err(|e| SinkError::retry(format!("{what}: connect: {}", chain(&e))))?;
                     *client = Some(LogsServiceClient::new(channel));
                 }
                 let Some(c) = client.as_mut() else {

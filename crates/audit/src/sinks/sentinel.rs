@@ -122,7 +122,10 @@ impl SentinelSink {
         {
             return Ok(t.clone());
         }
-        let what = format!("sentinel {}: token from {}", self.config.name, self.token_url);
+        let what = format!(
+            "sentinel {}: token from {}",
+            self.config.name, self.token_url
+        );
         let secret = match &self.config.client_secret {
             Some(r) => http::secret(&self.config, "client_secret", r)?,
             None => String::new(),
@@ -179,7 +182,8 @@ impl SentinelSink {
         let what = format!("sentinel {}", self.config.name);
         let mut pending = vec![range];
         while let Some(range) = pending.pop() {
-            let mut body = Vec::with_capacity(2 + rows[range.clone()].iter().map(Vec::len).sum::<usize>());
+            let mut body =
+                Vec::with_capacity(2 + rows[range.clone()].iter().map(Vec::len).sum::<usize>());
             body.push(b'[');
             for (n, r) in rows[range.clone()].iter().enumerate() {
                 if n > 0 {
@@ -271,8 +275,14 @@ pub fn row(s: &Shipped) -> Value {
     put("Method", text(e.method.as_ref()));
     put("Target", e.target.as_ref().map(|t| json!(t.name)));
     put("TargetKind", e.target.as_ref().map(|t| json!(t.kind)));
-    put("Operation", text(e.target.as_ref().and_then(|t| t.operation.as_ref())));
-    put("LatencyMs", e.latency_us.map(|us| json!(us as f64 / 1000.0)));
+    put(
+        "Operation",
+        text(e.target.as_ref().and_then(|t| t.operation.as_ref())),
+    );
+    put(
+        "LatencyMs",
+        e.latency_us.map(|us| json!(us as f64 / 1000.0)),
+    );
     put(
         "PolicyDecision",
         e.policy.as_ref().map(|p| json!(p.decision)),

@@ -101,8 +101,7 @@ impl SplunkSink {
         batch
             .iter()
             .map(|s| {
-                let event: &RawValue = serde_json::from_slice(&s.raw)
-                    .unwrap_or_else(|_| RawValue::NULL);
+                let event: &RawValue = serde_json::from_slice(&s.raw).unwrap_or(RawValue::NULL);
                 let e = &s.event.event;
                 let envelope = Envelope {
                     time: http::unix_nanos(&e.time).map_or(0.0, |n| {
@@ -160,7 +159,10 @@ impl SplunkSink {
             && let Some(n) = answer.invalid_event
             && n < objects.len()
         {
-            return Ok(Some((n, format!("splunk_hec {}: HTTP 400: {text}", self.name))));
+            return Ok(Some((
+                n,
+                format!("splunk_hec {}: HTTP 400: {text}", self.name),
+            )));
         }
         Err(http::failure_of(&what, status, after, &text))
     }

@@ -41,7 +41,9 @@ impl Fixture {
             sync_interval: Duration::from_millis(100),
         })
         .unwrap();
-        let store = Store::open_sqlite_in(&dir.path().join("data")).await.unwrap();
+        let store = Store::open_sqlite_in(&dir.path().join("data"))
+            .await
+            .unwrap();
         Fixture {
             dir,
             journal,
@@ -170,7 +172,12 @@ pub fn event(i: usize, pad: usize) -> AuditEvent {
     e.arguments = Some(json!({"n": i, "pad": "x".repeat(pad)}));
     e.latency_us = Some(1_000 + i as u64);
     e.policy = Some(PolicyRecord {
-        decision: if outcome == Outcome::Denied { "deny" } else { "allow" }.into(),
+        decision: if outcome == Outcome::Denied {
+            "deny"
+        } else {
+            "allow"
+        }
+        .into(),
         policies: vec!["base".into()],
         version: "v1".into(),
         engine: "cedar".into(),

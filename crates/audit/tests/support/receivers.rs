@@ -33,7 +33,7 @@ pub enum Fail {
 }
 
 /// What a receiver saw.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Seen {
     /// Accepted events (the journal event, or the document/row), in arrival order,
     /// duplicates included.
@@ -93,6 +93,11 @@ pub struct Expected {
 impl Receiver {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// A copy of what it saw so far (no lock held across the test's awaits).
+    pub fn snapshot(&self) -> Seen {
+        self.seen.lock().unwrap().clone()
     }
 
     pub fn script(&self, fails: impl IntoIterator<Item = Fail>) {
@@ -186,7 +191,10 @@ fn hec(status: u16, text: &str, code: i64) -> Response {
 
 fn splunk_answer(r: &Receiver, headers: &HeaderMap, body: &[u8]) -> Response {
     // Authorization: "Splunk <token>" (HEC codes 2, 3, 4).
-    match headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    match headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         None => return hec(401, "Token is required", 2),
         Some(v) if !v.starts_with("Splunk ") => return hec(401, "Invalid authorization", 3),
         Some(v) if v != r.expected.authorization => return hec(403, "Invalid token", 4),
@@ -240,7 +248,9 @@ fn splunk_answer(r: &Receiver, headers: &HeaderMap, body: &[u8]) -> Response {
             // HEC indexes the events before the bad one and names it.
             return (
                 StatusCode::BAD_REQUEST,
-                axum::Json(json!({"text": "Invalid data format", "code": 6, "invalid-event-number": n})),
+                axum::Json(
+                    json!({"text": "Invalid data format", "code": 6, "invalid-event-number": n}),
+                ),
             )
                 .into_response();
         }
@@ -303,7 +313,7 @@ fn bulk_answer(r: &Receiver, headers: &HeaderMap, body: &[u8]) -> Response {
         return r.violation("bulk body must end with a newline".into());
     }
     let lines: Vec<&[u8]> = body[..body.len() - 1].split(|&b| b == b'\n').collect();
-    if lines.len() % 2 != 0 {
+    if !lines.len().is_multiple_of(2) {
         return r.violation(format!("bulk body has {} lines, not pairs", lines.len()));
     }
     let mut items = Vec::new();
@@ -315,7 +325,9 @@ fn bulk_answer(r: &Receiver, headers: &HeaderMap, body: &[u8]) -> Response {
         ) else {
             return r.violation(format!("bulk pair {n} is not two JSON lines"));
         };
-        let Some(create) = action.get("create").filter(|_| action.as_object().unwrap().len() == 1)
+        let Some(create) = action
+            .get("create")
+            .filter(|_| action.as_object().unwrap().len() == 1)
         else {
             return r.violation(format!("bulk action {n} is not a create: {action}"));
         };
@@ -374,14 +386,20 @@ async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = header_is(&headers, header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-    {
+    if let Err(e) = header_is(
+        &headers,
+        header::CONTENT_TYPE,
+        "application/x-www-form-urlencoded",
+    ) {
         return r.violation(e);
     }
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
     if tenant != "tenant-1" || get("grant_type") != "client_credentials" {
-        return r.violation(format!("token request for {tenant}: {:?}", get("grant_type")));
+        return r.violation(format!(
+            "token request for {tenant}: {:?}",
+            get("grant_type")
+        ));
     }
     if get("scope") != "https://monitor.azure.com//.default" {
         return r.violation(format!("token scope {:?}", get("scope")));
@@ -413,7 +431,11 @@ async fn ingest(
 }
 
 fn azure_error(status: u16, code: &str, message: &str, after: Option<u64>) -> Response {
-    retry_after(status, after, json!({"error": {"code": code, "message": message}}))
+    retry_after(
+        status,
+        after,
+        json!({"error": {"code": code, "message": message}}),
+    )
 }
 
 fn ingest_answer(
@@ -448,7 +470,12 @@ fn ingest_answer(
             }
         }
         if !s.tokens.iter().any(|(t, valid)| *valid && *t == bearer) {
-            return azure_error(401, "InvalidToken", "The provided token is expired or invalid.", None);
+            return azure_error(
+                401,
+                "InvalidToken",
+                "The provided token is expired or invalid.",
+                None,
+            );
         }
     }
     match fail {
@@ -456,7 +483,12 @@ fn ingest_answer(
             return azure_error(s, "TooManyRequests", "Request rate is too high.", after);
         }
         Some(Fail::TooLarge) => {
-            return azure_error(413, "ContentLengthLimitExceeded", "Maximum request body size is 1 MB.", None);
+            return azure_error(
+                413,
+                "ContentLengthLimitExceeded",
+                "Maximum request body size is 1 MB.",
+                None,
+            );
         }
         _ => {}
     }
@@ -466,7 +498,12 @@ fn ingest_answer(
             .unwrap()
             .violations
             .push(format!("request of {} bytes, over 1 MB", body.len()));
-        return azure_error(413, "ContentLengthLimitExceeded", "Maximum request body size is 1 MB.", None);
+        return azure_error(
+            413,
+            "ContentLengthLimitExceeded",
+            "Maximum request body size is 1 MB.",
+            None,
+        );
     }
     let rows: Vec<Value> = match serde_json::from_slice(body) {
         Ok(Value::Array(rows)) => rows,
@@ -481,4 +518,64 @@ fn ingest_answer(
         r.accept(row["EventId"].as_str().unwrap().to_string(), row);
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+// ---------------------------------------------------------------- OTLP/HTTP (benchmarks)
+
+/// A bare OTLP/HTTP logs endpoint that decodes each `ExportLogsServiceRequest` and counts
+/// its records: the benchmarks' fast path (rotel's debug output would measure rotel; the
+/// tests use the real rotel).
+pub async fn otlp_http() -> Receiver {
+    let r = Receiver {
+        addr: ([127, 0, 0, 1], 0).into(),
+        seen: Arc::default(),
+        expected: Arc::new(Expected {
+            count_only: true,
+            ..Expected::default()
+        }),
+    };
+    let app = Router::new()
+        .route("/v1/logs", post(otlp_logs))
+        .with_state(r.clone());
+    let addr = serve(app, None).await;
+    Receiver { addr, ..r }
+}
+
+async fn otlp_logs(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
+    use opentelemetry_proto::tonic::collector::logs::v1::{
+        ExportLogsServiceRequest, ExportLogsServiceResponse,
+    };
+    use prost::Message;
+    if let Err(e) = header_is(&headers, header::CONTENT_TYPE, "application/x-protobuf") {
+        return r.violation(e);
+    }
+    let Ok(req) = ExportLogsServiceRequest::decode(body.as_ref()) else {
+        return r.violation("body is not an ExportLogsServiceRequest".into());
+    };
+    for rl in &req.resource_logs {
+        for sl in &rl.scope_logs {
+            for l in &sl.log_records {
+                let id = l
+                    .attributes
+                    .iter()
+                    .find(|a| a.key == "gatehouse.event.id")
+                    .and_then(|a| a.value.as_ref())
+                    .map(|v| format!("{v:?}"))
+                    .unwrap_or_default();
+                r.accept(id, Value::Null);
+            }
+        }
+    }
+    r.log(body.len(), StatusCode::OK);
+    (
+        [(header::CONTENT_TYPE, "application/x-protobuf")],
+        ExportLogsServiceResponse::default().encode_to_vec(),
+    )
+        .into_response()
+}
+
+/// A receiver that only counts what it accepts (benchmarks).
+pub fn fast(mut expected: Expected) -> Expected {
+    expected.count_only = true;
+    expected
 }
