@@ -101,3 +101,30 @@ async fn events_reach_rotel_over_otlp_http() {
 async fn events_reach_rotel_over_otlp_grpc() {
     ships_to_rotel("grpc").await;
 }
+
+#[tokio::test]
+async fn a_collector_that_is_down_holds_the_events_back() {
+    // No collector listens on this port: the runner must keep the events (no dead letters)
+    // and record why, for `gatehouse audit sinks`.
+    let fx = Fixture::new().await;
+    fx.append(3).await;
+    let addr = gatehouse_testkit::tools::free_port();
+    for protocol in ["grpc", "http"] {
+        let name = format!("otel-{protocol}");
+        let mut runner = fx.runner(config(json!({
+            "name": name, "type": "otlp_logs", "url": format!("http://{addr}"),
+            "protocol": protocol, "max_backoff": "100ms",
+        })));
+        let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move { runner.catch_up(&mut stop).await.unwrap() });
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        stop_tx.send(true).unwrap();
+        let pass = task.await.unwrap();
+        assert_eq!(pass.delivered + pass.rejected, 0);
+        assert!(fx.dead_letters(&name).is_empty());
+        let status = fx.status(&name).await;
+        let err = status.last_error.unwrap();
+        assert!(err.starts_with(&format!("otlp_logs {name}: ")), "{err}");
+        assert!(status.failing_since.is_some());
+    }
+}

@@ -194,17 +194,23 @@ pub fn hostname() -> String {
 /// A transport failure (connection refused, timeout, TLS): always retried.
 pub fn transport(what: &str, e: &reqwest::Error) -> SinkError {
     // Without the URL: a query string could hold a credential.
-    let mut text = e.to_string();
+    let mut text = error_chain(e);
     if let Some(u) = e.url() {
         text = text.replace(u.as_str(), "<url>");
     }
-    let mut source = std::error::Error::source(e);
+    SinkError::retry(format!("{what}: {text}"))
+}
+
+/// An error and its sources, `: `-separated (the sources say why: refused, TLS, DNS).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
     while let Some(s) = source {
         text.push_str(": ");
         text.push_str(&s.to_string());
         source = s.source();
     }
-    SinkError::retry(format!("{what}: {text}"))
+    text
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is treated as "no hint").

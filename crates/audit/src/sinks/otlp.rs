@@ -146,10 +146,9 @@ impl OtlpLogsSink {
                 client,
             } => {
                 if client.is_none() {
-                    let channel = endpoint
-                        .connect()
-                        .await
-                        .map_err(|e| SinkError::retry(format!("{what}: connect: {}", chain(&e))))?;
+                    let channel = endpoint.connect().await.map_err(|e| {
+                        SinkError::retry(format!("{what}: connect: {}", http::error_chain(&e)))
+                    })?;
                     *client = Some(LogsServiceClient::new(channel));
                 }
                 let Some(c) = client.as_mut() else {
@@ -198,17 +197,6 @@ fn grpc_failure(what: &str, status: &tonic::Status) -> SinkError {
         Code::Unauthenticated | Code::PermissionDenied => SinkError::Config(message),
         _ => SinkError::Rejected(message),
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn kv(key: &str, value: &str) -> KeyValue {

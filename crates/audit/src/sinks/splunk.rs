@@ -38,7 +38,9 @@ pub struct SplunkSink {
 /// One HEC event object.
 #[derive(Serialize)]
 struct Envelope<'a> {
-    time: f64,
+    /// Absent for a time that does not parse: HEC then uses the time of receipt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time: Option<f64>,
     host: &'a str,
     source: &'a str,
     sourcetype: &'a str,
@@ -104,10 +106,8 @@ impl SplunkSink {
                 let event: &RawValue = serde_json::from_slice(&s.raw).unwrap_or(RawValue::NULL);
                 let e = &s.event.event;
                 let envelope = Envelope {
-                    time: http::unix_nanos(&e.time).map_or(0.0, |n| {
-                        // Microseconds, the journal's precision, as HEC's decimal seconds.
-                        (n / 1_000) as f64 / 1e6
-                    }),
+                    // Microseconds, the journal's precision, as HEC's decimal seconds.
+                    time: http::unix_nanos(&e.time).map(|n| (n / 1_000) as f64 / 1e6),
                     host: &self.host,
                     source: &self.source,
                     sourcetype: &self.sourcetype,
