@@ -200,6 +200,24 @@ fn splunk_answer(r: &Receiver, headers: &HeaderMap, body: &[u8]) -> Response {
         Some(v) if v != r.expected.authorization => return hec(403, "Invalid token", 4),
         _ => {}
     }
+    // Indexer acknowledgement needs a channel: a GUID in X-Splunk-Request-Channel.
+    let channel = headers
+        .get("x-splunk-request-channel")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let guid = channel.len() == 36
+        && channel.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        });
+    if !guid {
+        r.seen
+            .lock()
+            .unwrap()
+            .violations
+            .push(format!("channel {channel:?} is not a GUID"));
+        return hec(400, "Data channel is missing", 10);
+    }
     match r.next_fail() {
         Some(Fail::Status(503, after)) => {
             return retry_after(503, after, json!({"text": "Server is busy", "code": 9}));
