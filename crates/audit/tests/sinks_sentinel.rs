@@ -180,3 +180,25 @@ async fn a_wrong_client_secret_is_named_without_being_shown() {
         "nothing sent without a token"
     );
 }
+
+#[tokio::test]
+async fn a_retry_resumes_after_the_calls_that_went_through() {
+    // The Logs Ingestion API has no de-duplication: when the second call of a batch is
+    // throttled, the retry must not send the first call's rows again.
+    let fx = Fixture::new().await;
+    fx.append_with(20, 2_000).await;
+    let r = receiver().await;
+    r.script([Fail::Nothing, Fail::Status(429, Some(1))]);
+    let cfg = sink(&fx, &r, SECRET, json!({"max_backoff": "5s"}));
+    let s = SentinelSink::new(&cfg).unwrap().with_max_request(16 * 1024);
+    let mut runner = fx.runner_with(cfg, Box::new(s));
+    let start = Instant::now();
+    assert_eq!(drain(&mut runner).await.delivered, 21);
+    assert!(start.elapsed() >= Duration::from_millis(950));
+    let seen = r.snapshot();
+    assert!(seen.violations.is_empty(), "{:?}", seen.violations);
+    assert_eq!(seen.ids, fx.ids(), "exactly once, in order");
+    let statuses: Vec<u16> = seen.requests.iter().map(|q| q.2).collect();
+    assert_eq!(statuses[..3], [204, 429, 204]);
+    assert!(statuses.len() >= 4, "{statuses:?}");
+}

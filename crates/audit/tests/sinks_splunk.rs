@@ -195,3 +195,28 @@ async fn nothing_is_lost_while_the_collector_is_down() {
     assert_eq!(seen.ids, fx.ids());
     assert!(seen.violations.is_empty(), "{:?}", seen.violations);
 }
+
+#[tokio::test]
+async fn a_retry_after_a_partial_answer_does_not_send_indexed_events_again() {
+    // HEC has no de-duplication: after it indexed events 0..5 and refused 5, a 503 on the
+    // rest must not make the retry send 0..5 again.
+    let fx = Fixture::new().await;
+    fx.append(12).await;
+    let ids = fx.ids();
+    let hec = splunk(expected(), None).await;
+    hec.poison(&ids[5]);
+    hec.script([Fail::Nothing, Fail::Status(503, Some(1))]);
+    let mut runner = fx.runner(config(json!({
+        "name": "splunk", "type": "splunk_hec", "url": hec.url(),
+        "token": fx.secret_file("hec.token", TOKEN),
+    })));
+    let pass = drain(&mut runner).await;
+    assert_eq!((pass.delivered, pass.rejected), (12, 1));
+    let seen = hec.snapshot();
+    let mut want = ids.clone();
+    want.remove(5);
+    assert_eq!(seen.ids, want, "exactly once, no duplicates");
+    let statuses: Vec<u16> = seen.requests.iter().map(|q| q.2).collect();
+    assert_eq!(statuses, [400, 503, 200]);
+    assert_eq!(fx.dead_letters("splunk").len(), 1);
+}

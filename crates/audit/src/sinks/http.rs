@@ -224,3 +224,55 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .ok()
         .map(Duration::from_secs)
 }
+
+/// How far a batch got before a retryable failure, so the retry skips what the receiver
+/// already took. Splunk and Sentinel cannot drop a duplicate themselves (Elasticsearch can,
+/// by `_id`), so a batch sent in several requests must not start over when a later request
+/// fails. The runner retries the same batch until it is delivered, so a batch is
+/// recognized by its first and last event id and its length.
+#[derive(Debug, Default)]
+pub struct Resume {
+    batch: Option<(String, String, usize)>,
+    done: usize,
+    rejected: Vec<(usize, String)>,
+}
+
+impl Resume {
+    /// Starts `batch`, or resumes it if it is the one that failed last: the number of
+    /// leading events already delivered or refused.
+    pub fn start(&mut self, batch: &[super::Shipped]) -> usize {
+        let key = (
+            batch
+                .first()
+                .map(|s| s.event.id.clone())
+                .unwrap_or_default(),
+            batch.last().map(|s| s.event.id.clone()).unwrap_or_default(),
+            batch.len(),
+        );
+        if self.batch.as_ref() != Some(&key) {
+            self.batch = Some(key);
+            self.done = 0;
+            self.rejected.clear();
+        }
+        self.done
+    }
+
+    /// The receiver took every event before `to`.
+    pub fn advance(&mut self, to: usize) {
+        self.done = self.done.max(to);
+    }
+
+    /// The receiver refused event `index` for good.
+    pub fn reject(&mut self, index: usize, reason: String) {
+        self.rejected.push((index, reason));
+    }
+
+    /// The whole batch is through: what to report, and forget it.
+    pub fn finish(&mut self) -> super::Delivered {
+        self.batch = None;
+        self.done = 0;
+        let mut rejected = std::mem::take(&mut self.rejected);
+        rejected.sort_by_key(|(i, _)| *i);
+        super::Delivered { rejected }
+    }
+}

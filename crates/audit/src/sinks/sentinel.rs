@@ -42,6 +42,7 @@ pub struct SentinelSink {
     token_url: reqwest::Url,
     token: Option<(String, Instant)>,
     max_request: usize,
+    resume: http::Resume,
 }
 
 #[derive(Deserialize)]
@@ -106,6 +107,7 @@ impl SentinelSink {
             token_url,
             token: None,
             max_request: MAX_REQUEST,
+            resume: http::Resume::default(),
         })
     }
 
@@ -171,13 +173,14 @@ impl SentinelSink {
         Ok(answer.access_token)
     }
 
-    /// Posts the rows in `range` (a JSON array); on 413 the range is halved and each half
-    /// posted, down to single rows, which are then refused.
+    /// Posts the rows in `range` (a JSON array; row `i` is event `from + i` of the batch);
+    /// on 413 the range is halved and each half posted, down to single rows, which are then
+    /// refused.
     async fn post(
         &mut self,
         rows: &[Vec<u8>],
         range: std::ops::Range<usize>,
-        done: &mut Delivered,
+        from: usize,
     ) -> Result<(), SinkError> {
         let what = format!("sentinel {}", self.config.name);
         let mut pending = vec![range];
@@ -214,6 +217,7 @@ impl SentinelSink {
                 break got;
             };
             if status.is_success() {
+                self.resume.advance(from + range.end);
                 continue;
             }
             if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -224,10 +228,11 @@ impl SentinelSink {
                     pending.push(range.start..mid);
                     continue;
                 }
-                done.rejected.push((
-                    range.start,
+                self.resume.reject(
+                    from + range.start,
                     format!("{what}: HTTP 413: the event alone is larger than the API takes"),
-                ));
+                );
+                self.resume.advance(from + range.end);
                 continue;
             }
             return Err(http::failure_of(
@@ -301,8 +306,8 @@ impl Sink for SentinelSink {
         batch: &'a [Shipped],
     ) -> BoxFuture<'a, Result<Delivered, SinkError>> {
         Box::pin(async move {
-            let mut done = Delivered::default();
-            let rows: Vec<Vec<u8>> = batch
+            let from = self.resume.start(batch);
+            let rows: Vec<Vec<u8>> = batch[from..]
                 .iter()
                 .map(|s| serde_json::to_vec(&row(s)).unwrap_or_default())
                 .collect();
@@ -310,19 +315,19 @@ impl Sink for SentinelSink {
             let sizes: Vec<usize> = rows.iter().map(|r| r.len() + 1).collect();
             for range in chunks(&sizes, self.max_request, 2) {
                 if range.len() == 1 && sizes[range.start] + 2 > self.max_request {
-                    done.rejected.push((
-                        range.start,
+                    self.resume.reject(
+                        from + range.start,
                         format!(
                             "sentinel {}: the event is {} bytes, over the API's {} per call",
                             self.config.name, sizes[range.start], self.max_request
                         ),
-                    ));
+                    );
+                    self.resume.advance(from + range.end);
                     continue;
                 }
-                self.post(&rows, range, &mut done).await?;
+                self.post(&rows, range, from).await?;
             }
-            done.rejected.sort_by_key(|(i, _)| *i);
-            Ok(done)
+            Ok(self.resume.finish())
         })
     }
 }

@@ -34,6 +34,7 @@ pub struct SplunkSink {
     source: String,
     sourcetype: String,
     channel: String,
+    resume: http::Resume,
 }
 
 /// One HEC event object.
@@ -90,6 +91,7 @@ impl SplunkSink {
             config: config.clone(),
             host: http::hostname(),
             channel: channel_id(),
+            resume: http::Resume::default(),
             source: config.source.clone().unwrap_or_else(|| "gatehouse".into()),
             sourcetype: config
                 .sourcetype
@@ -195,24 +197,24 @@ impl Sink for SplunkSink {
     ) -> BoxFuture<'a, Result<Delivered, SinkError>> {
         Box::pin(async move {
             let token = http::secret(&self.config, "token", &self.token)?;
-            let objects = self.body(batch);
+            let from = self.resume.start(batch);
+            let objects = self.body(&batch[from..]);
             let sizes: Vec<usize> = objects.iter().map(Vec::len).collect();
-            let mut done = Delivered::default();
             for range in chunks(&sizes, MAX_REQUEST, 0) {
                 let mut start = range.start;
                 while start < range.end {
                     match self.post(&token, &objects[start..range.end]).await? {
-                        None => break,
+                        None => start = range.end,
                         Some((bad, reason)) => {
                             // HEC indexed everything before `bad`; refuse `bad`, resend the rest.
-                            let i = start + bad;
-                            done.rejected.push((i, reason));
-                            start = i + 1;
+                            self.resume.reject(from + start + bad, reason);
+                            start += bad + 1;
                         }
                     }
+                    self.resume.advance(from + start);
                 }
             }
-            Ok(done)
+            Ok(self.resume.finish())
         })
     }
 }

@@ -22,6 +22,8 @@ use serde_json::{Value, json};
 /// A failure the receiver answers the next request with.
 #[derive(Debug, Clone)]
 pub enum Fail {
+    /// Answer the next request normally (to script a failure for the one after).
+    Nothing,
     /// The whole request fails with this status (and `Retry-After` seconds).
     Status(u16, Option<u64>),
     /// `_bulk`: item `n` of the next request answers 429 (the rest are indexed).
