@@ -210,6 +210,15 @@ async fn refused_events_go_to_the_dead_letter_file_and_the_rest_moves_on() {
     );
     let status = &store.sink_cursors().status().await.unwrap()[0];
     assert_eq!((status.delivered, status.rejected), (9, 7));
+    let note = status.last_error.as_deref().unwrap();
+    assert!(
+        note.contains("refused for good") && note.contains("invalid data format"),
+        "{note}"
+    );
+    assert!(
+        status.failing_since.is_none(),
+        "refusals do not make the sink failing"
+    );
 }
 
 #[tokio::test]

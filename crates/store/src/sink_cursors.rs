@@ -119,6 +119,24 @@ impl SinkCursors {
         Ok(())
     }
 
+    /// Records a problem of `sink` that did not stop its deliveries (events the receiver
+    /// refused for good): shown as its last error, without marking it failing.
+    pub async fn note(&self, sink: &str, message: &str) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO audit_sink_status (sink, delivered, rejected, \
+            last_error, last_error_at) VALUES ($1, 0, 0, $2, $3) ON CONFLICT (sink) DO UPDATE \
+            SET last_error = excluded.last_error, last_error_at = excluded.last_error_at";
+        let now = unix_now();
+        with_pool!(&self.pool, |p| {
+            sqlx::query(SQL)
+                .bind(sink)
+                .bind(message)
+                .bind(now)
+                .execute(p)
+                .await?;
+        });
+        Ok(())
+    }
+
     /// The status of every sink that has delivered or failed at least once.
     pub async fn status(&self) -> Result<Vec<SinkStatus>, StoreError> {
         let rows: Vec<StatusRow> =

@@ -95,6 +95,7 @@ impl Rotel {
             .args(["--otlp-grpc-endpoint", &grpc.to_string()])
             .args(["--otlp-http-endpoint", &http.to_string()])
             .args(["--debug-log", "traces", "--debug-log", "metrics"])
+            .args(["--debug-log", "logs"])
             .args(["--debug-log-verbosity", "detailed"])
             .args(["--exporter", "blackhole"])
             .arg("--pid-file")
@@ -150,23 +151,29 @@ impl Rotel {
     }
 }
 
-/// One span of rotel's debug output: its `Name : value` fields and `-> key: Value` lines.
+/// One span or log record of rotel's debug output: its `Name : value` fields and
+/// `-> key: Value` attribute lines.
 #[derive(Debug)]
-pub struct SeenSpan {
+pub struct SeenRecord {
     /// `Name : value` lines.
     pub fields: Vec<(String, String)>,
     /// `-> key: Value` lines.
     pub attributes: Vec<String>,
 }
 
-impl SeenSpan {
+/// A span of rotel's debug output.
+pub type SeenSpan = SeenRecord;
+/// A log record of rotel's debug output.
+pub type SeenLog = SeenRecord;
+
+impl SeenRecord {
     /// The value of field `name` (panics when absent).
     pub fn field(&self, name: &str) -> &str {
         self.fields
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
-            .unwrap_or_else(|| panic!("span without {name}: {self:#?}"))
+            .unwrap_or_else(|| panic!("record without {name}: {self:#?}"))
     }
 
     /// Whether an attribute line equals `attribute`.
@@ -175,33 +182,40 @@ impl SeenSpan {
     }
 }
 
-/// The spans in rotel's debug output.
-pub fn spans(out: &str) -> Vec<SeenSpan> {
-    let mut spans = Vec::new();
-    let mut current: Option<SeenSpan> = None;
+/// The records of rotel's debug output that start with a line starting with `start`; a line
+/// starting with one of `boundaries` ends the current record.
+fn records(out: &str, start: &str, boundaries: &[&str]) -> Vec<SeenRecord> {
+    let mut records = Vec::new();
+    let mut current: Option<SeenRecord> = None;
     for line in out.lines() {
-        if line.starts_with("Span #") {
-            spans.extend(current.take());
-            current = Some(SeenSpan {
+        if line.starts_with(start) {
+            records.extend(current.take());
+            current = Some(SeenRecord {
                 fields: Vec::new(),
                 attributes: Vec::new(),
             });
             continue;
         }
-        if line.starts_with("ResourceSpans #") || line.starts_with("ScopeSpans #") {
-            spans.extend(current.take());
+        if boundaries.iter().any(|b| line.starts_with(b)) {
+            records.extend(current.take());
             continue;
         }
-        let Some(span) = &mut current else { continue };
+        let Some(record) = &mut current else { continue };
         if let Some(attr) = line.trim_start().strip_prefix("-> ") {
-            span.attributes.push(attr.to_string());
+            record.attributes.push(attr.to_string());
         } else if let Some((k, v)) = line.split_once(':') {
-            span.fields
+            record
+                .fields
                 .push((k.trim().to_string(), v.trim().to_string()));
         }
     }
-    spans.extend(current);
-    spans
+    records.extend(current);
+    records
+}
+
+/// The spans in rotel's debug output.
+pub fn spans(out: &str) -> Vec<SeenSpan> {
+    records(out, "Span #", &["ResourceSpans #", "ScopeSpans #"])
 }
 
 /// The rotel binary (`GATEHOUSE_ROTEL`, `.tools/rotel`, `PATH`), or `None` to skip.
@@ -259,4 +273,9 @@ pub fn rsyslogd() -> Option<PathBuf> {
         &["rsyslogd", "/usr/sbin/rsyslogd"],
         "apt-get install rsyslog rsyslog-gnutls",
     )
+}
+
+/// The log records in rotel's debug output (`--debug-log logs`), in the order printed.
+pub fn logs(out: &str) -> Vec<SeenLog> {
+    records(out, "LogRecord #", &["ResourceLog #", "ScopeLogs #"])
 }

@@ -128,6 +128,14 @@ impl SinkRunner {
                 let rejected = done.rejected.len() as u64;
                 if rejected > 0 {
                     self.dead_letter(&batch, &done);
+                    let (_, reason) = &done.rejected[0];
+                    let note = format!(
+                        "{rejected} event(s) refused for good, kept in {}: {reason}",
+                        dead_letter_path(&self.dir, &self.config.name).display()
+                    );
+                    if let Err(e) = self.cursors.note(&self.config.name, &note).await {
+                        tracing::warn!(sink = %self.config.name, error = %e, "audit sink: cannot record refused events");
+                    }
                 }
                 let delivered = batch.len() as u64 - rejected;
                 self.cursors
@@ -172,7 +180,8 @@ impl SinkRunner {
             let wait = match self.sink.deliver(batch).await {
                 Ok(d) => return Some(d),
                 Err(SinkError::Rejected(reason)) => {
-                    self.record_failure(&reason).await;
+                    // Not a failing sink: the events go to the dead-letter file (and the
+                    // reason to its status) and the rest keeps flowing.
                     return Some(Delivered {
                         rejected: (0..batch.len()).map(|i| (i, reason.clone())).collect(),
                     });

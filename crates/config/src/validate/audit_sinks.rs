@@ -68,6 +68,24 @@ impl Validator<'_> {
                     "a splunk_hec sink needs token (env:NAME or file:PATH)".into(),
                 );
             }
+            if s.kind == SinkKind::Elasticsearch {
+                // An API key or basic auth, not both: which one wins would be a guess.
+                match (&s.token, &s.username, &s.password) {
+                    (Some(_), Some(_), _) | (Some(_), _, Some(_)) => self.at_key(
+                        &field("token"),
+                        "an elasticsearch sink takes either token (API key) or username and password, not both".into(),
+                    ),
+                    (None, Some(_), None) => self.at_key(
+                        &field("username"),
+                        "username needs password (env:NAME or file:PATH)".into(),
+                    ),
+                    (None, None, Some(_)) => self.at_key(
+                        &field("password"),
+                        "password needs username".into(),
+                    ),
+                    _ => {}
+                }
+            }
             for (name, secret) in [
                 ("token", &s.token),
                 ("password", &s.password),
