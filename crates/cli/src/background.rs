@@ -6,18 +6,44 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_config::SinkConfig;
+use gatehouse_audit::Journal;
+use gatehouse_audit::anomaly::Detectors;
+use gatehouse_audit::index::{CatchUp, catch_up_with};
+use gatehouse_config::{AnomalyConfig, SinkConfig};
+use gatehouse_telemetry::Metrics;
+
+/// What the indexer thread needs besides the store: where the journal is, the journal itself
+/// (anomaly events are appended to it), the metrics (`gatehouse_anomalies_total`) and the
+/// detectors' configuration.
+pub struct Indexer {
+    /// `--database-url` or `store.url`; SQLite in `data_dir` without one.
+    pub database_url: Option<String>,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The journal.
+    pub journal: Journal,
+    /// The gateway's metrics.
+    pub metrics: Arc<Metrics>,
+    /// `audit.anomalies`.
+    pub anomalies: AnomalyConfig,
+}
 
 /// Keeps the audit index in the store up to date with the journal, every second, on a thread
 /// of its own at idle priority (`SCHED_IDLE`) with its own database connection: the index is
 /// derived data, so parsing lines and inserting rows must never take CPU from requests. Under
 /// full load it falls behind and catches up when there is idle time (`audit query` also
-/// catches up before it answers). Returns the flag that stops it.
-pub fn spawn_indexer(
-    database_url: Option<String>,
-    data_dir: PathBuf,
-    dir: PathBuf,
-) -> Arc<std::sync::atomic::AtomicBool> {
+/// catches up before it answers). After each catch-up the anomaly detectors judge the lines
+/// just indexed; what they find is appended to the journal and counted in
+/// `gatehouse_anomalies_total`. Returns the flag that stops it.
+pub fn spawn_indexer(indexer: Indexer) -> Arc<std::sync::atomic::AtomicBool> {
+    let Indexer {
+        database_url,
+        data_dir,
+        journal,
+        metrics,
+        anomalies,
+    } = indexer;
+    let dir = journal.dir().to_path_buf();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stopped = stop.clone();
     let run = move || {
@@ -50,9 +76,40 @@ pub fn spawn_indexer(
                 }
             };
             let index = store.audit_index();
+            let mut detectors = Detectors::new(&store, anomalies);
             let mut failing = false;
+            let mut detecting = true;
             while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
-                match gatehouse_audit::index::catch_up(&index, &dir).await {
+                let mut observations = detectors.observations();
+                let caught_up = catch_up_with(
+                    &index,
+                    &dir,
+                    CatchUp {
+                        observations: Some(&mut observations),
+                        ..Default::default()
+                    },
+                )
+                .await;
+                // Also after a failed catch-up: what was observed of the committed batches
+                // counts, and lines seen again next time change no state twice.
+                if !observations.is_empty() {
+                    match detectors.run(observations, now_us()).await {
+                        Ok(found) => {
+                            detecting = true;
+                            for a in found {
+                                tracing::info!(detector = a.detector, reason = a.event.reason.as_deref().unwrap_or(""), "anomaly");
+                                metrics.anomaly(a.detector);
+                                journal.append_detached(&a.event);
+                            }
+                        }
+                        Err(e) if detecting => {
+                            detecting = false;
+                            tracing::warn!(error = %e, "anomaly detectors failed; retrying with the next lines");
+                        }
+                        Err(_) => {}
+                    }
+                }
+                match caught_up {
                     Ok(_) if failing => {
                         failing = false;
                         tracing::info!("audit index is being updated again");
@@ -76,6 +133,12 @@ pub fn spawn_indexer(
         tracing::warn!(error = %e, "audit index: cannot start its thread; `gatehouse audit query` will index instead");
     }
     stop
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Ships the journal to every configured sink, each from its own cursor, on one thread (at

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use sqlx::QueryBuilder;
 
+use crate::usage::{UsageIncrement, upsert_usage};
 use crate::{Pool, StoreError, with_pool};
 
 /// One indexed journal line.
@@ -125,6 +126,21 @@ impl AuditIndex {
         offset: i64,
         rows: &[IndexedEvent],
     ) -> Result<(), StoreError> {
+        self.add_with_usage(segment, offset, rows, &[]).await
+    }
+
+    /// Like [`add`](Self::add), and adds `usage` to the hourly rollups in the same
+    /// transaction: the rollups count each line exactly once because the cursor that says the
+    /// line is done moves with them. Callers pre-aggregate `usage` (one increment per rollup
+    /// row); an increment for an already indexed range must not be passed twice, which the
+    /// cursor check below guarantees for concurrent indexers.
+    pub async fn add_with_usage(
+        &self,
+        segment: &str,
+        offset: i64,
+        rows: &[IndexedEvent],
+        usage: &[UsageIncrement],
+    ) -> Result<(), StoreError> {
         with_pool!(&self.pool, |p| {
             let mut tx = p.begin().await?;
             // Many rows per statement: one round trip (and, for SQLite, one hand-off to its
@@ -153,11 +169,18 @@ impl AuditIndex {
                 // the gateway's memory with every batch size seen.
                 q.build().persistent(false).execute(&mut *tx).await?;
             }
-            sqlx::query(CURSOR)
+            let moved = sqlx::query(CURSOR)
                 .bind(segment)
                 .bind(offset)
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
+            // Index rows are idempotent (ON CONFLICT DO NOTHING), counters are not: when
+            // another indexer already moved the cursor to (or past) `offset`, these lines were
+            // counted by it and this transaction must not add them again.
+            if moved > 0 && !usage.is_empty() {
+                upsert_usage!(&self.pool, tx, usage);
+            }
             tx.commit().await?;
         });
         Ok(())
