@@ -87,7 +87,7 @@ impl AnomalyState {
 
     /// Stores (replaces) a baseline.
     pub async fn put_baseline(&self, b: &Baseline) -> Result<(), StoreError> {
-        let profile: Vec<String> = b.profile.iter().map(|v| format!("{v:.6}")).collect();
+        let profile: Vec<String> = b.profile.iter().map(|v| v.to_string()).collect();
         let profile = profile.join(",");
         with_pool!(&self.pool, |p| sqlx::query(PUT_BASELINE)
             .bind(b.scope.as_str())
@@ -161,7 +161,7 @@ impl AnomalyState {
         Ok(n > 0)
     }
 
-    /// Indexed events of `subject` with outcome `denied` or `forbidden` at or after `from_us`
+    /// Indexed requests (`mcp.request`) of `subject` with outcome `denied` or `forbidden` at or after `from_us`
     /// and at or before `to_us` (from the audit index).
     pub async fn authorization_failures(
         &self,
@@ -170,7 +170,7 @@ impl AnomalyState {
         to_us: i64,
     ) -> Result<i64, StoreError> {
         const SQL: &str = "SELECT COUNT(*) FROM audit_events WHERE subject = $1 \
-            AND time_us >= $2 AND time_us <= $3 AND outcome IN ('denied', 'forbidden')";
+            AND type = 'mcp.request' AND time_us >= $2 AND time_us <= $3 AND outcome IN ('denied', 'forbidden')";
         Ok(with_pool!(&self.pool, |p| sqlx::query_scalar(SQL)
             .bind(subject)
             .bind(from_us)
