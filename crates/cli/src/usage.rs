@@ -126,7 +126,7 @@ pub async fn report(args: &ReportArgs) -> anyhow::Result<bool> {
 }
 
 fn label(by: By, row: &UsageRow) -> String {
-    if let Some(email) = &row.email {
+    if let Some(email) = row.email.as_ref().filter(|_| by == By::User) {
         return email.clone();
     }
     match (by, row.key.is_empty()) {
@@ -144,9 +144,8 @@ fn json_rows(by: By, rows: &[UsageRow]) -> serde_json::Value {
     rows.iter()
         .map(|r| {
             let c = &r.counts;
-            json!({
+            let mut v = json!({
                 by.heading(): r.key,
-                "email": r.email,
                 "calls": c.calls,
                 "errors": c.errors,
                 "tool_errors": c.tool_errors,
@@ -158,7 +157,11 @@ fn json_rows(by: By, rows: &[UsageRow]) -> serde_json::Value {
                 "request_bytes": c.request_bytes,
                 "response_bytes": c.response_bytes,
                 "estimated_tokens": c.tokens,
-            })
+            });
+            if by == By::User {
+                v["email"] = json!(r.email);
+            }
+            v
         })
         .collect()
 }
@@ -204,15 +207,19 @@ fn csv_field(v: &str) -> String {
 
 fn csv(by: By, rows: &[UsageRow]) -> String {
     let mut out = String::new();
-    let mut header = vec![by.heading(), "email"];
+    let user = by == By::User;
+    let mut header = vec![by.heading()];
+    if user {
+        header.push("email");
+    }
     header.extend(HEADINGS);
     out.push_str(&header.join(","));
     out.push_str("\r\n");
     for r in rows {
-        let mut line = vec![
-            csv_field(&r.key),
-            csv_field(r.email.as_deref().unwrap_or("")),
-        ];
+        let mut line = vec![csv_field(&r.key)];
+        if user {
+            line.push(csv_field(r.email.as_deref().unwrap_or("")));
+        }
         line.extend(cells(&r.counts).iter().map(|c| csv_field(c)));
         out.push_str(&line.join(","));
         out.push_str("\r\n");

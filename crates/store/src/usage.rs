@@ -374,9 +374,15 @@ impl Usage {
         } else {
             ""
         };
+        // Only a user has an e-mail.
+        let email = if by == UsageBy::User {
+            "MAX(email)"
+        } else {
+            "''"
+        };
         // Column 4 is SUM(calls).
         let sql = format!(
-            "SELECT {column}, MAX(email), MAX(latency_max_us), {} FROM usage_rollup \
+            "SELECT {column}, {email}, MAX(latency_max_us), {} FROM usage_rollup \
              WHERE hour >= $1 AND hour < $2 AND {rows_of}{with_target} \
              GROUP BY {column} ORDER BY 4 DESC, {column} LIMIT $3",
             sums.join(", ")
