@@ -141,9 +141,15 @@ pub async fn catch_up_with(
                 }
                 rows.push(row(f, time_us, &segment.name, line.offset));
             }
-            index
-                .add_with_usage(&segment.name, end as i64, &rows, &usage.take())
+            let moved = index
+                .add_with_usage(&segment.name, from as i64, end as i64, &rows, &usage.take())
                 .await?;
+            if !moved {
+                // Another indexer got here first; carry on from where it stopped.
+                let cursors = index.cursors().await?;
+                from = cursors.get(&segment.name).copied().unwrap_or(0) as u64;
+                continue;
+            }
             added += rows.len() as u64;
             from = end;
         }

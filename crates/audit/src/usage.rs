@@ -31,7 +31,8 @@ use crate::index::LineFields;
 pub const BYTES_PER_TOKEN: u64 = 4;
 
 /// The methods whose results enter a model's context.
-pub const CONTEXT_METHODS: [&str; 4] = ["tools/call", "resources/read", "prompts/get", "tools/list"];
+pub const CONTEXT_METHODS: [&str; 4] =
+    ["tools/call", "resources/read", "prompts/get", "tools/list"];
 
 /// Estimated tokens a response of `bytes` to `method` adds to a model's context (see the
 /// module documentation for the method and its limits).

@@ -105,7 +105,12 @@ fn event(c: &Call, time_us: i64) -> AuditEvent {
         operation: Some(c.operation.into()),
     });
     e.result = Some(ResultRecord {
-        status: if c.outcome == Outcome::Ok { "ok" } else { "error" }.into(),
+        status: if c.outcome == Outcome::Ok {
+            "ok"
+        } else {
+            "error"
+        }
+        .into(),
         error_code: None,
         error_message: None,
         bytes: 400,
@@ -135,7 +140,8 @@ impl Env {
                 c.ip = "10.1.2.40";
                 let start = today - d * DAY + h * HOUR;
                 self.calls(&c, start, 20).await;
-                self.calls(&call(user, "search"), start + 60_000_000, 5).await;
+                self.calls(&call(user, "search"), start + 60_000_000, 5)
+                    .await;
             }
         }
     }
@@ -165,7 +171,11 @@ fn fired(found: &[Anomaly]) -> Vec<(String, String)> {
             let d = a.event.detail.as_ref().unwrap();
             (
                 a.detector.to_string(),
-                format!("{}:{}", d["scope"].as_str().unwrap(), d["key"].as_str().unwrap()),
+                format!(
+                    "{}:{}",
+                    d["scope"].as_str().unwrap(),
+                    d["key"].as_str().unwrap()
+                ),
             )
         })
         .collect();
@@ -202,26 +212,31 @@ async fn volume_fires_for_the_user_and_the_server_once_per_hour() {
             ("volume".into(), "user:alice".into())
         ]
     );
-    let user = found
-        .iter()
-        .find(|a| a.event.principal.is_some())
-        .unwrap();
+    let user = found.iter().find(|a| a.event.principal.is_some()).unwrap();
     assert_eq!(user.event.kind, EventKind::Anomaly);
     assert_eq!(user.event.outcome, Outcome::Ok);
     let p = user.event.principal.as_ref().unwrap();
-    assert_eq!((p.subject.as_str(), p.email.as_deref()), ("alice", Some("alice@example.com")));
+    assert_eq!(
+        (p.subject.as_str(), p.email.as_deref()),
+        ("alice", Some("alice@example.com"))
+    );
     let d = user.event.detail.as_ref().unwrap();
     assert_eq!(d["observed"], 100);
     assert_eq!(d["baseline"], 25.0);
     assert_eq!(d["factor"], 3.0);
     assert_eq!(d["hours_observed"], 27);
     assert!(
-        user.event.reason.as_deref().unwrap().starts_with("alice@example.com: 100 calls this hour"),
+        user.event
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("alice@example.com: 100 calls this hour"),
         "{:?}",
         user.event.reason
     );
     // More of the same within the hour: already reported.
-    env.calls(&call("alice", "search"), this_hour() + 55 * 60_000_000, 50).await;
+    env.calls(&call("alice", "search"), this_hour() + 55 * 60_000_000, 50)
+        .await;
     assert_eq!(fired(&env.judge().await), []);
     // The baseline is kept in the store for this hour.
     let b = env
@@ -231,7 +246,10 @@ async fn volume_fires_for_the_user_and_the_server_once_per_hour() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((b.as_of_hour, b.hours_observed), (this_hour() / 1_000_000, 27));
+    assert_eq!(
+        (b.as_of_hour, b.hours_observed),
+        (this_hour() / 1_000_000, 27)
+    );
     assert!((b.profile[10] - 1.0 / 9.0).abs() < 1e-9, "{:?}", b.profile);
     assert_eq!(b.profile[3], 0.0);
 }
@@ -241,7 +259,8 @@ async fn volume_waits_for_min_history() {
     let mut env = env(AnomalyConfig::default()).await;
     // Only hours from today: less than min_history (24h) of history.
     for h in 1..=3 {
-        env.calls(&call("alice", "search"), this_hour() - h * HOUR, 5).await;
+        env.calls(&call("alice", "search"), this_hour() - h * HOUR, 5)
+            .await;
     }
     env.calls(&call("alice", "search"), this_hour(), 100).await;
     assert_eq!(fired(&env.judge().await), []);
@@ -254,7 +273,8 @@ async fn distinct_tools_and_error_rate_fire_on_their_own() {
     env.history("bob", 3).await;
     // alice: her usual volume, but 12 different tools (baseline: about 2 per hour).
     for i in 0..12 {
-        env.calls(&call("alice", &format!("tool_{i}")), this_hour(), 2).await;
+        env.calls(&call("alice", &format!("tool_{i}")), this_hour(), 2)
+            .await;
     }
     // bob: his usual volume, half of it failing (baseline: no errors).
     env.calls(&call("bob", "search"), this_hour(), 12).await;
@@ -262,25 +282,42 @@ async fn distinct_tools_and_error_rate_fire_on_their_own() {
     failing.outcome = Outcome::Error;
     env.calls(&failing, this_hour(), 12).await;
     let found = fired(&env.judge().await);
-    assert!(found.contains(&("distinct_tools".into(), "user:alice".into())), "{found:?}");
-    assert!(found.contains(&("error_rate".into(), "user:bob".into())), "{found:?}");
+    assert!(
+        found.contains(&("distinct_tools".into(), "user:alice".into())),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&("error_rate".into(), "user:bob".into())),
+        "{found:?}"
+    );
     assert!(!found.iter().any(|(d, _)| d == "volume"), "{found:?}");
-    assert!(!found.contains(&("error_rate".into(), "user:alice".into())), "{found:?}");
-    assert!(!found.contains(&("distinct_tools".into(), "user:bob".into())), "{found:?}");
+    assert!(
+        !found.contains(&("error_rate".into(), "user:alice".into())),
+        "{found:?}"
+    );
+    assert!(
+        !found.contains(&("distinct_tools".into(), "user:bob".into())),
+        "{found:?}"
+    );
 }
 
 #[tokio::test]
 async fn off_hours_fires_at_an_hour_never_used() {
-    let mut config = AnomalyConfig::default();
-    config.min_calls = 10;
-    let mut env = env(config).await;
+    let mut env = env(AnomalyConfig {
+        min_calls: 10,
+        ..Default::default()
+    })
+    .await;
     env.history("alice", 3).await;
     // 03:30 UTC: alice never works at 03:00.
     env.now = unix_micros("2026-01-15T03:30:00Z").unwrap();
     let three = env.now.div_euclid(HOUR) * HOUR;
     env.calls(&call("alice", "search"), three, 20).await;
     let found = fired(&env.judge().await);
-    assert!(found.contains(&("off_hours".into(), "user:alice".into())), "{found:?}");
+    assert!(
+        found.contains(&("off_hours".into(), "user:alice".into())),
+        "{found:?}"
+    );
     assert!(!found.iter().any(|(d, _)| d == "volume"), "{found:?}");
 }
 
@@ -290,7 +327,8 @@ async fn first_delete_fires_once_per_principal_and_tool() {
     let mut delete = call("alice", "delete_repo");
     delete.operation = "delete";
     env.calls(&delete, env.now - 2 * DAY, 3).await;
-    env.calls(&call("bob", "search"), env.now - 2 * DAY, 3).await;
+    env.calls(&call("bob", "search"), env.now - 2 * DAY, 3)
+        .await;
     assert_eq!(
         fired(&env.judge().await),
         [("first_delete".into(), "user:alice".into())]
@@ -300,10 +338,14 @@ async fn first_delete_fires_once_per_principal_and_tool() {
     let mut bob = call("bob", "delete_repo");
     bob.operation = "delete";
     env.calls(&bob, env.now - HOUR, 2).await;
-    env.calls(&call("bob", "delete_repo_docs"), env.now - HOUR, 2).await;
+    env.calls(&call("bob", "delete_repo_docs"), env.now - HOUR, 2)
+        .await;
     let found = env.judge().await;
     assert_eq!(fired(&found), [("first_delete".into(), "user:bob".into())]);
-    assert_eq!(found[0].event.detail.as_ref().unwrap()["tool"], "delete_repo");
+    assert_eq!(
+        found[0].event.detail.as_ref().unwrap()["tool"],
+        "delete_repo"
+    );
     // A delete older than the window only updates the state.
     let mut carol = call("carol", "drop_table");
     carol.operation = "delete";
@@ -312,7 +354,11 @@ async fn first_delete_fires_once_per_principal_and_tool() {
     carol.tool = "drop_index";
     env.calls(&carol, env.now - 20 * DAY, 1).await;
     env.calls(&carol, env.now - HOUR, 1).await;
-    assert_eq!(fired(&env.judge().await), [], "drop_index was first used 20 days ago");
+    assert_eq!(
+        fired(&env.judge().await),
+        [],
+        "drop_index was first used 20 days ago"
+    );
 }
 
 #[tokio::test]
@@ -342,7 +388,10 @@ async fn new_network_fires_for_a_principal_with_history() {
         [("new_network".into(), "user:alice".into())],
         "once per hour, though two networks are new"
     );
-    assert_eq!(found[0].event.detail.as_ref().unwrap()["network"], "2001:db8:aa::/48");
+    assert_eq!(
+        found[0].event.detail.as_ref().unwrap()["network"],
+        "2001:db8:aa::/48"
+    );
     alice.ip = "2001:db8:aa:2::9";
     env.calls(&alice, env.now, 1).await;
     assert_eq!(fired(&env.judge().await), [], "same /48");
@@ -375,7 +424,10 @@ async fn repeated_authorization_failures_fire_and_anomaly_events_are_ignored() {
             .unwrap();
     }
     let found = env.judge().await;
-    assert_eq!(fired(&found), [("authz_failures".into(), "user:mallory".into())]);
+    assert_eq!(
+        fired(&found),
+        [("authz_failures".into(), "user:mallory".into())]
+    );
     assert_eq!(found[0].event.detail.as_ref().unwrap()["observed"], 5);
     env.journal
         .append(&event(&denied, env.now - 60_000_000))
@@ -402,7 +454,10 @@ async fn disabled_detectors_fire_nothing() {
 fn networks_are_masked_to_the_configured_prefix() {
     assert_eq!(network("10.1.2.3", 24, 48).as_deref(), Some("10.1.2.0/24"));
     assert_eq!(network("10.1.2.3", 16, 48).as_deref(), Some("10.1.0.0/16"));
-    assert_eq!(network("10.1.2.3:443", 24, 48).as_deref(), Some("10.1.2.0/24"));
+    assert_eq!(
+        network("10.1.2.3:443", 24, 48).as_deref(),
+        Some("10.1.2.0/24")
+    );
     assert_eq!(
         network("2001:db8:1:2::1", 24, 48).as_deref(),
         Some("2001:db8:1::/48")
@@ -411,7 +466,10 @@ fn networks_are_masked_to_the_configured_prefix() {
         network("[2001:db8:1:2::1]:8080", 24, 64).as_deref(),
         Some("2001:db8:1:2::/64")
     );
-    assert_eq!(network("::ffff:192.0.2.7", 24, 48).as_deref(), Some("192.0.2.0/24"));
+    assert_eq!(
+        network("::ffff:192.0.2.7", 24, 48).as_deref(),
+        Some("192.0.2.0/24")
+    );
     assert_eq!(network("not-an-ip", 24, 48), None);
     assert_eq!(network("10.1.2.3", 0, 48).as_deref(), Some("0.0.0.0/0"));
 }

@@ -105,15 +105,70 @@ async fn rollups_are_exact_and_counted_once() {
     let index = store.audit_index();
     let events = [
         base(),
-        Req { latency_us: 40_000, minutes: 5, ..base() },
-        Req { latency_us: 700_000, outcome: Outcome::Error, status: "error", bytes: 99, minutes: 10, ..base() },
-        Req { status: "tool_error", bytes: 401, minutes: 20, ..base() },
+        Req {
+            latency_us: 40_000,
+            minutes: 5,
+            ..base()
+        },
+        Req {
+            latency_us: 700_000,
+            outcome: Outcome::Error,
+            status: "error",
+            bytes: 99,
+            minutes: 10,
+            ..base()
+        },
+        Req {
+            status: "tool_error",
+            bytes: 401,
+            minutes: 20,
+            ..base()
+        },
         // The next hour.
-        Req { user: BOB, method: "tools/list", tool: None, server: "github", bytes: 8000, minutes: 50, ..base() },
-        Req { user: BOB, method: "resources/read", tool: Some("file:///a"), server: "github", bytes: 10, minutes: 55, ..base() },
-        Req { user: BOB, method: "initialize", tool: None, server: "github", bytes: 500, minutes: 56, ..base() },
-        Req { user: BOB, tool: Some("delete_repo"), server: "github", outcome: Outcome::Denied, status: "error", bytes: 80, minutes: 57, ..base() },
-        Req { user: None, method: "tools/call", server: "jira", minutes: 58, ..base() },
+        Req {
+            user: BOB,
+            method: "tools/list",
+            tool: None,
+            server: "github",
+            bytes: 8000,
+            minutes: 50,
+            ..base()
+        },
+        Req {
+            user: BOB,
+            method: "resources/read",
+            tool: Some("file:///a"),
+            server: "github",
+            bytes: 10,
+            minutes: 55,
+            ..base()
+        },
+        Req {
+            user: BOB,
+            method: "initialize",
+            tool: None,
+            server: "github",
+            bytes: 500,
+            minutes: 56,
+            ..base()
+        },
+        Req {
+            user: BOB,
+            tool: Some("delete_repo"),
+            server: "github",
+            outcome: Outcome::Denied,
+            status: "error",
+            bytes: 80,
+            minutes: 57,
+            ..base()
+        },
+        Req {
+            user: None,
+            method: "tools/call",
+            server: "jira",
+            minutes: 58,
+            ..base()
+        },
     ];
     for e in &events {
         journal.append(&req(e)).await.unwrap();
@@ -139,13 +194,26 @@ async fn rollups_are_exact_and_counted_once() {
     assert_eq!(users.len(), 3, "{users:?}");
     let a = row(&users, "alice").counts;
     assert_eq!((a.calls, a.errors, a.tool_errors, a.denied), (4, 1, 1, 0));
-    assert_eq!((a.request_bytes, a.response_bytes), (480, 4001 * 2 + 99 + 401));
+    assert_eq!(
+        (a.request_bytes, a.response_bytes),
+        (480, 4001 * 2 + 99 + 401)
+    );
     // ceil(4001/4) = 1001, ceil(99/4) = 25, ceil(401/4) = 101.
     assert_eq!(a.tokens, 1001 * 2 + 25 + 101);
-    assert_eq!((a.timed, a.latency_sum_us, a.latency_max_us), (4, 744_000, 700_000));
+    assert_eq!(
+        (a.timed, a.latency_sum_us, a.latency_max_us),
+        (4, 744_000, 700_000)
+    );
     assert_eq!(a.mean_latency_us(), Some(186_000));
-    assert_eq!(a.p95_us(), Some(700_000), "the slowest of four is the 95th percentile");
-    assert_eq!(row(&users, "alice").email.as_deref(), Some("alice@example.com"));
+    assert_eq!(
+        a.p95_us(),
+        Some(700_000),
+        "the slowest of four is the 95th percentile"
+    );
+    assert_eq!(
+        row(&users, "alice").email.as_deref(),
+        Some("alice@example.com")
+    );
     let b = row(&users, "bob").counts;
     assert_eq!((b.calls, b.denied), (4, 1));
     // tools/list and resources/read enter the context; initialize does not; the denied
@@ -166,15 +234,27 @@ async fn rollups_are_exact_and_counted_once() {
     assert_eq!(tools.len(), 3, "search, file:///a, delete_repo: {tools:?}");
     let servers = report(UsageBy::Server).await;
     assert_eq!(
-        servers.iter().map(|r| (r.key.as_str(), r.counts.calls)).collect::<Vec<_>>(),
+        servers
+            .iter()
+            .map(|r| (r.key.as_str(), r.counts.calls))
+            .collect::<Vec<_>>(),
         [("jira", 5), ("github", 4)]
     );
     // Only the first hour.
-    let first = usage.report(UsageBy::User, h0, h0 + 3600, 100).await.unwrap();
+    let first = usage
+        .report(UsageBy::User, h0, h0 + 3600, 100)
+        .await
+        .unwrap();
     assert_eq!(first.iter().map(|r| r.counts.calls).sum::<i64>(), 4);
 
     // More lines later: added to the same hours, the earlier ones not again.
-    journal.append(&req(&Req { minutes: 30, ..base() })).await.unwrap();
+    journal
+        .append(&req(&Req {
+            minutes: 30,
+            ..base()
+        }))
+        .await
+        .unwrap();
     journal.flush().await.unwrap();
     assert_eq!(catch_up(&index, &audit).await.unwrap(), 1);
     catch_up(&index, &audit).await.unwrap();

@@ -230,11 +230,21 @@ fn csv(by: By, rows: &[UsageRow]) -> String {
 fn table(by: By, rows: &[UsageRow], limit: i64) -> String {
     let mut lines: Vec<Vec<String>> = Vec::new();
     let mut header = vec![by.heading().replace('_', " ").to_uppercase()];
-    header.extend([
-        "CALLS", "ERRORS", "ERR%", "DENIED", "AVG MS", "P95 MS", "MAX MS", "REQ BYTES",
-        "RESP BYTES", "EST TOKENS",
-    ]
-    .map(String::from));
+    header.extend(
+        [
+            "CALLS",
+            "ERRORS",
+            "ERR%",
+            "DENIED",
+            "AVG MS",
+            "P95 MS",
+            "MAX MS",
+            "REQ BYTES",
+            "RESP BYTES",
+            "EST TOKENS",
+        ]
+        .map(String::from),
+    );
     lines.push(header);
     let mut total = UsageCounts::default();
     for r in rows {

@@ -95,13 +95,63 @@ async fn write_journal(data_dir: &Path, events: &[AuditEvent]) {
 fn synthetic() -> Vec<AuditEvent> {
     let mut out = Vec::new();
     for i in 0..3 {
-        out.push(call("alice", "Acme, Inc.", &["eng", "ops"], "search", "read", Outcome::Ok, 4000, 10_000 * (i + 1), 90));
+        out.push(call(
+            "alice",
+            "Acme, Inc.",
+            &["eng", "ops"],
+            "search",
+            "read",
+            Outcome::Ok,
+            4000,
+            10_000 * (i + 1),
+            90,
+        ));
     }
-    out.push(call("alice", "Acme, Inc.", &["eng", "ops"], "search", "read", Outcome::Error, 40, 1_000, 80));
-    out.push(call("bob", "globex", &["eng"], "get_issue", "read", Outcome::Ok, 800, 5_000, 30));
-    out.push(call("bob", "globex", &["eng"], "delete_issue", "delete", Outcome::Denied, 80, 500, 20));
+    out.push(call(
+        "alice",
+        "Acme, Inc.",
+        &["eng", "ops"],
+        "search",
+        "read",
+        Outcome::Error,
+        40,
+        1_000,
+        80,
+    ));
+    out.push(call(
+        "bob",
+        "globex",
+        &["eng"],
+        "get_issue",
+        "read",
+        Outcome::Ok,
+        800,
+        5_000,
+        30,
+    ));
+    out.push(call(
+        "bob",
+        "globex",
+        &["eng"],
+        "delete_issue",
+        "delete",
+        Outcome::Denied,
+        80,
+        500,
+        20,
+    ));
     // Older than --since 1d below.
-    out.push(call("carol", "globex", &[], "search", "read", Outcome::Ok, 10, 1_000, 3 * 24 * 60));
+    out.push(call(
+        "carol",
+        "globex",
+        &[],
+        "search",
+        "read",
+        Outcome::Ok,
+        10,
+        1_000,
+        3 * 24 * 60,
+    ));
     out
 }
 
@@ -117,9 +167,11 @@ fn report(location: &[&str], args: &[&str]) -> String {
 
 fn check_reports(location: &[&str]) {
     // JSON: exact numbers.
-    let json: Value =
-        serde_json::from_str(&report(location, &["--by", "user", "--since", "1d", "--format", "json"]))
-            .unwrap();
+    let json: Value = serde_json::from_str(&report(
+        location,
+        &["--by", "user", "--since", "1d", "--format", "json"],
+    ))
+    .unwrap();
     let rows = json.as_array().unwrap();
     assert_eq!(rows.len(), 2, "carol is older than a day: {json}");
     let alice = &rows[0];
@@ -146,15 +198,27 @@ fn check_reports(location: &[&str]) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["tool"].as_str().unwrap().to_string(), r["calls"].as_i64().unwrap()))
+        .map(|r| {
+            (
+                r["tool"].as_str().unwrap().to_string(),
+                r["calls"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         tools,
-        [("search".into(), 5), ("delete_issue".into(), 1), ("get_issue".into(), 1)]
+        [
+            ("search".into(), 5),
+            ("delete_issue".into(), 1),
+            ("get_issue".into(), 1)
+        ]
     );
 
     // CSV: header row, RFC 4180 quoting, CRLF.
-    let csv = report(location, &["--by", "tenant", "--since", "1d", "--format", "csv"]);
+    let csv = report(
+        location,
+        &["--by", "tenant", "--since", "1d", "--format", "csv"],
+    );
     let lines: Vec<&str> = csv.split("\r\n").collect();
     assert_eq!(
         lines[0],
@@ -171,12 +235,18 @@ fn check_reports(location: &[&str]) {
     // Table: one line per group, sorted by calls, and a totals line.
     let table = report(location, &["--by", "group", "--since", "1d"]);
     let lines: Vec<&str> = table.lines().collect();
-    assert!(lines[0].starts_with("GROUP") && lines[0].contains("EST TOKENS"), "{table}");
+    assert!(
+        lines[0].starts_with("GROUP") && lines[0].contains("EST TOKENS"),
+        "{table}"
+    );
     let cols = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
     assert_eq!(cols(lines[1])[..3], ["eng", "6", "1"], "{table}");
     assert_eq!(cols(lines[2])[..3], ["ops", "4", "1"], "{table}");
     assert_eq!(cols(lines[3])[..2], ["TOTAL", "10"], "{table}");
-    assert!(table.contains("a call counts once under each group"), "{table}");
+    assert!(
+        table.contains("a call counts once under each group"),
+        "{table}"
+    );
 }
 
 #[tokio::test]
@@ -204,7 +274,10 @@ fn bad_arguments_are_named() {
     let dir = data.path().to_str().unwrap();
     let (code, _, err) = gatehouse(&["usage", "report", "--data-dir", dir, "--by", "planet"]);
     assert_ne!(code, 0);
-    assert!(err.contains("planet") && err.contains("virtual-server"), "{err}");
+    assert!(
+        err.contains("planet") && err.contains("virtual-server"),
+        "{err}"
+    );
     let (code, _, err) = gatehouse(&["usage", "report", "--data-dir", dir, "--since", "last week"]);
     assert_ne!(code, 0);
     assert!(err.contains("\"last week\" is neither a duration"), "{err}");
@@ -212,7 +285,14 @@ fn bad_arguments_are_named() {
     assert_ne!(code, 0);
     assert!(err.contains("--limit must be at least 1"), "{err}");
     let (code, _, err) = gatehouse(&[
-        "usage", "report", "--data-dir", dir, "--since", "1h", "--until", "2h",
+        "usage",
+        "report",
+        "--data-dir",
+        dir,
+        "--since",
+        "1h",
+        "--until",
+        "2h",
     ]);
     assert_ne!(code, 0);
     assert!(err.contains("--until must be later than --since"), "{err}");
@@ -226,7 +306,17 @@ async fn the_running_gateway_writes_anomaly_events() {
     // Another gateway's chain in the same journal directory, as replicas sharing it write.
     write_journal(
         data.path(),
-        &[call("bob", "globex", &[], "delete_issue", "delete", Outcome::Ok, 80, 500, 1)],
+        &[call(
+            "bob",
+            "globex",
+            &[],
+            "delete_issue",
+            "delete",
+            Outcome::Ok,
+            80,
+            500,
+            1,
+        )],
     )
     .await;
     let gw = Gatehouse::start_in(&[], data);
@@ -254,12 +344,7 @@ async fn the_running_gateway_writes_anomaly_events() {
     assert_eq!(event["principal"]["subject"], "bob");
     assert_eq!(event["detail"]["detector"], "first_delete");
     assert_eq!(event["detail"]["tool"], "delete_issue");
-    let text = reqwest::get(&metrics)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
     assert!(
         text.contains("gatehouse_anomalies_total{detector=\"first_delete\"} 1"),
         "{text}"

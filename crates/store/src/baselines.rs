@@ -58,13 +58,11 @@ impl AnomalyState {
 
     /// The stored baseline of a user or server, if any.
     pub async fn baseline(&self, scope: Scope, name: &str) -> Result<Option<Baseline>, StoreError> {
-        let row: Option<BaselineRow> = with_pool!(&self.pool, |p| sqlx::query_as(
-            SELECT_BASELINE
-        )
-        .bind(scope.as_str())
-        .bind(name)
-        .fetch_optional(p)
-        .await?);
+        let row: Option<BaselineRow> = with_pool!(&self.pool, |p| sqlx::query_as(SELECT_BASELINE)
+            .bind(scope.as_str())
+            .bind(name)
+            .fetch_optional(p)
+            .await?);
         Ok(row.map(|r| {
             let mut profile = [0.0; 24];
             for (slot, v) in profile.iter_mut().zip(r.7.split(',')) {
@@ -148,7 +146,12 @@ impl AnomalyState {
 
     /// Claims the right to fire `detector` for `name` in `hour`; true for the first claim
     /// only, so each anomaly is reported once per hour, also across restarts and replicas.
-    pub async fn fire_once(&self, detector: &str, name: &str, hour: i64) -> Result<bool, StoreError> {
+    pub async fn fire_once(
+        &self,
+        detector: &str,
+        name: &str,
+        hour: i64,
+    ) -> Result<bool, StoreError> {
         const SQL: &str = "INSERT INTO anomaly_fired (detector, name, hour) VALUES ($1, $2, $3) \
             ON CONFLICT (detector, name, hour) DO NOTHING";
         let n = with_pool!(&self.pool, |p| sqlx::query(SQL)

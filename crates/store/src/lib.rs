@@ -28,10 +28,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{PgPool, SqlitePool};
 
 pub use audit_index::{AuditFilter, AuditIndex, IndexedEvent};
+pub use baselines::{AnomalyState, Baseline};
 pub use credentials::{CredentialKey, CredentialRecord, Credentials, StoredCredential};
 pub use error::{StoreError, redact_url};
 pub use migrate::{MIGRATIONS, Migration, SCHEMA_VERSION};
-pub use baselines::{AnomalyState, Baseline};
 pub use sink_cursors::{SinkCursors, SinkStatus};
 pub use usage::{
     HourTotals, Scope, Usage, UsageBy, UsageCounts, UsageIncrement, UsageKey, UsageRow,

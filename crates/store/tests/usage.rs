@@ -66,27 +66,27 @@ async fn increments_add_up_and_only_with_a_moving_cursor(db: TestDb) {
     let index = store.audit_index();
     let usage = store.usage();
     let batch = vec![inc(H, "", "alice", "jira", "search", 2)];
-    index
-        .add_with_usage("i1-000001.jsonl", 100, &[row(1)], &batch)
-        .await
-        .unwrap();
-    index
-        .add_with_usage("i1-000001.jsonl", 200, &[row(2)], &batch)
-        .await
-        .unwrap();
-    // A second indexer that read the same range (the cursor is already there) adds nothing.
-    index
-        .add_with_usage("i1-000001.jsonl", 200, &[row(2)], &batch)
-        .await
-        .unwrap();
-    index
-        .add_with_usage("i1-000001.jsonl", 150, &[row(2)], &batch)
-        .await
-        .unwrap();
-    let rows = usage
-        .report(UsageBy::User, H, H + 3600, 10)
-        .await
-        .unwrap();
+    let seg = "i1-000001.jsonl";
+    let add = |from, to, rows: Vec<IndexedEvent>| {
+        let (index, batch) = (index.clone(), batch.clone());
+        async move {
+            index
+                .add_with_usage(seg, from, to, &rows, &batch)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(add(0, 100, vec![row(1)]).await);
+    assert!(add(100, 200, vec![row(2)]).await);
+    // A second indexer that read the same range (the cursor is already past it) counts
+    // nothing…
+    assert!(!add(100, 200, vec![row(2)]).await);
+    assert!(!add(0, 150, vec![row(2)]).await);
+    // …nor one that read further into a growing segment from where the cursor was: part of
+    // its range is counted already; the next catch-up reads on from 200.
+    assert!(!add(100, 300, vec![row(2), row(3)]).await);
+    assert_eq!(index.cursors().await.unwrap()[seg], 200);
+    let rows = usage.report(UsageBy::User, H, H + 3600, 10).await.unwrap();
     assert_eq!(rows.len(), 1);
     let c = rows[0].counts;
     assert_eq!(rows[0].key, "alice");
@@ -96,8 +96,14 @@ async fn increments_add_up_and_only_with_a_moving_cursor(db: TestDb) {
         (4, 2, 4, 6),
         "two increments, not four"
     );
-    assert_eq!((c.request_bytes, c.response_bytes, c.tokens), (400, 4000, 1000));
-    assert_eq!((c.timed, c.latency_sum_us, c.latency_max_us), (4, 608_000, 300_000));
+    assert_eq!(
+        (c.request_bytes, c.response_bytes, c.tokens),
+        (400, 4000, 1000)
+    );
+    assert_eq!(
+        (c.timed, c.latency_sum_us, c.latency_max_us),
+        (4, 608_000, 300_000)
+    );
     assert_eq!(c.latency[0], 2, "4 ms falls in the ≤5 ms bucket");
     assert_eq!(c.latency[6], 2, "300 ms falls in the ≤500 ms bucket");
     assert_eq!(c.p95_us(), Some(300_000), "capped by the maximum");
@@ -118,7 +124,7 @@ async fn reports_group_sort_limit_and_window(db: TestDb) {
     ];
     store
         .audit_index()
-        .add_with_usage("s", 1, &[], &batch)
+        .add_with_usage("s", 0, 1, &[], &batch)
         .await
         .unwrap();
     let usage = store.usage();
@@ -139,7 +145,10 @@ async fn reports_group_sort_limit_and_window(db: TestDb) {
         by(UsageBy::Group, H, H + 7200, 10).await,
         [("eng".into(), 12), ("ops".into(), 5)]
     );
-    assert_eq!(by(UsageBy::Tenant, H, H + 7200, 10).await, [("acme".into(), 13)]);
+    assert_eq!(
+        by(UsageBy::Tenant, H, H + 7200, 10).await,
+        [("acme".into(), 13)]
+    );
     assert_eq!(
         by(UsageBy::Server, H - 3600, H + 7200, 10).await,
         [("jira".into(), 55), ("github".into(), 8)]
@@ -163,6 +172,7 @@ async fn baselines_and_detector_state_round_trip(db: TestDb) {
         .audit_index()
         .add_with_usage(
             "s",
+            0,
             1,
             &[],
             &[
@@ -175,7 +185,10 @@ async fn baselines_and_detector_state_round_trip(db: TestDb) {
         .unwrap();
     let usage = store.usage();
     assert_eq!(
-        usage.hours(Scope::User, "alice", H, H + 86_400).await.unwrap(),
+        usage
+            .hours(Scope::User, "alice", H, H + 86_400)
+            .await
+            .unwrap(),
         [
             HourTotals {
                 hour: H,
@@ -192,10 +205,16 @@ async fn baselines_and_detector_state_round_trip(db: TestDb) {
         ]
     );
     assert_eq!(
-        usage.hours(Scope::Server, "jira", H + 1, H + 86_400).await.unwrap(),
+        usage
+            .hours(Scope::Server, "jira", H + 1, H + 86_400)
+            .await
+            .unwrap(),
         []
     );
-    assert_eq!(usage.first_seen(Scope::Server, "github").await.unwrap(), Some(H + 7200));
+    assert_eq!(
+        usage.first_seen(Scope::Server, "github").await.unwrap(),
+        Some(H + 7200)
+    );
     assert_eq!(usage.first_seen(Scope::User, "nobody").await.unwrap(), None);
 
     let state = store.anomalies();
@@ -216,27 +235,56 @@ async fn baselines_and_detector_state_round_trip(db: TestDb) {
         profile,
     };
     state.put_baseline(&b).await.unwrap();
-    assert_eq!(state.baseline(Scope::User, "alice").await.unwrap(), Some(b.clone()));
+    assert_eq!(
+        state.baseline(Scope::User, "alice").await.unwrap(),
+        Some(b.clone())
+    );
     b.as_of_hour += 3600;
     b.mean_calls = 5.0;
     state.put_baseline(&b).await.unwrap();
     assert_eq!(state.baseline(Scope::User, "alice").await.unwrap(), Some(b));
     assert_eq!(state.baseline(Scope::Server, "alice").await.unwrap(), None);
 
-    assert!(state.remember("alice", "network", "10.0.0.0/24", 5).await.unwrap());
-    assert!(!state.remember("alice", "network", "10.0.0.0/24", 9).await.unwrap());
-    assert!(state.remember("alice", "network", "10.9.0.0/24", 7).await.unwrap());
+    assert!(
+        state
+            .remember("alice", "network", "10.0.0.0/24", 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !state
+            .remember("alice", "network", "10.0.0.0/24", 9)
+            .await
+            .unwrap()
+    );
+    assert!(
+        state
+            .remember("alice", "network", "10.9.0.0/24", 7)
+            .await
+            .unwrap()
+    );
     assert_eq!(
-        state.first_seen_other("alice", "network", "10.9.0.0/24").await.unwrap(),
+        state
+            .first_seen_other("alice", "network", "10.9.0.0/24")
+            .await
+            .unwrap(),
         Some(5)
     );
     assert_eq!(
-        state.first_seen_other("bob", "network", "10.9.0.0/24").await.unwrap(),
+        state
+            .first_seen_other("bob", "network", "10.9.0.0/24")
+            .await
+            .unwrap(),
         None
     );
     assert!(state.fire_once("volume", "user:alice", H).await.unwrap());
     assert!(!state.fire_once("volume", "user:alice", H).await.unwrap());
-    assert!(state.fire_once("volume", "user:alice", H + 3600).await.unwrap());
+    assert!(
+        state
+            .fire_once("volume", "user:alice", H + 3600)
+            .await
+            .unwrap()
+    );
     assert!(state.fire_once("off_hours", "user:alice", H).await.unwrap());
     store.close().await;
 }

@@ -35,8 +35,8 @@ use crate::AuditError;
 use crate::event::{AuditEvent, EventKind, Outcome, PrincipalRecord};
 use crate::usage::hour_of;
 
-pub use observe::{Observations, network};
 use observe::Who;
+pub use observe::{Observations, network};
 
 /// Share of a baseline's calls under which an hour of the day counts as "off hours".
 pub const OFF_HOURS_SHARE: f64 = 0.01;
@@ -111,7 +111,17 @@ impl Detectors {
             {
                 let detail = json!({"tool": tool, "first_use": time_text(*time)});
                 let reason = format!("first use of delete tool {tool}");
-                self.fire("first_delete", Scope::User, subject, obs.who.get(subject), hour_of(*time), reason, detail, &mut out).await?;
+                self.fire(
+                    "first_delete",
+                    Scope::User,
+                    subject,
+                    obs.who.get(subject),
+                    hour_of(*time),
+                    reason,
+                    detail,
+                    &mut out,
+                )
+                .await?;
             }
         }
         // In time order: a principal's first network must be known before its second is judged.
@@ -129,7 +139,17 @@ impl Detectors {
             if *time - known_since >= min_history && *time >= stale_before {
                 let detail = json!({"network": net, "known_since": time_text(known_since)});
                 let reason = format!("calls from a new source network {net}");
-                self.fire("new_network", Scope::User, subject, obs.who.get(subject), hour_of(*time), reason, detail, &mut out).await?;
+                self.fire(
+                    "new_network",
+                    Scope::User,
+                    subject,
+                    obs.who.get(subject),
+                    hour_of(*time),
+                    reason,
+                    detail,
+                    &mut out,
+                )
+                .await?;
             }
         }
         let window = micros(self.config.failure_window.get());
@@ -153,7 +173,17 @@ impl Detectors {
                         "{n} denied or forbidden requests within {}",
                         humantime::format_duration(self.config.failure_window.get())
                     );
-                    self.fire("authz_failures", Scope::User, subject, obs.who.get(subject), hour, reason, detail, &mut out).await?;
+                    self.fire(
+                        "authz_failures",
+                        Scope::User,
+                        subject,
+                        obs.who.get(subject),
+                        hour,
+                        reason,
+                        detail,
+                        &mut out,
+                    )
+                    .await?;
                 }
             }
         }
@@ -188,7 +218,11 @@ impl Detectors {
             Scope::User => {
                 let who = who.cloned().unwrap_or_default();
                 event.principal = Some(PrincipalRecord {
-                    kind: if who.kind.is_empty() { "user".into() } else { who.kind },
+                    kind: if who.kind.is_empty() {
+                        "user".into()
+                    } else {
+                        who.kind
+                    },
                     subject: name.to_string(),
                     issuer: who.issuer,
                     email: who.email.clone(),

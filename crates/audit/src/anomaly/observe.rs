@@ -64,21 +64,30 @@ impl Observations {
         }
         let hour = hour_of(time_us);
         if let Some(server) = f.server.as_deref().filter(|s| !s.is_empty()) {
-            self.servers.insert((server.to_string(), hour));
+            let key = (server.to_string(), hour);
+            if !self.servers.contains(&key) {
+                self.servers.insert(key);
+            }
         }
         let Some(p) = &f.principal else { return };
         let Some(subject) = p.subject.as_deref().filter(|s| !s.is_empty()) else {
             return;
         };
-        self.who.insert(
-            subject.to_string(),
-            Who {
-                kind: p.kind.clone().unwrap_or_else(|| "user".into()),
-                issuer: p.issuer.clone().unwrap_or_default(),
-                email: p.email.clone(),
-            },
-        );
-        self.users.insert((subject.to_string(), hour));
+        // Most lines repeat a principal seen already: look up before allocating.
+        if !self.who.contains_key(subject) {
+            self.who.insert(
+                subject.to_string(),
+                Who {
+                    kind: p.kind.clone().unwrap_or_else(|| "user".into()),
+                    issuer: p.issuer.clone().unwrap_or_default(),
+                    email: p.email.clone(),
+                },
+            );
+        }
+        let key = (subject.to_string(), hour);
+        if !self.users.contains(&key) {
+            self.users.insert(key);
+        }
         if let Some(t) = &f.target
             && t.operation.as_deref() == Some("delete")
         {
