@@ -192,11 +192,10 @@ impl AuditIndex {
         rows: &[IndexedEvent],
         usage: &[UsageIncrement],
     ) -> Result<bool, StoreError> {
-        let mut moved = 0;
-        with_pool!(&self.pool, |p| {
+        let moved = with_pool!(&self.pool, |p| {
             let mut tx = p.begin().await?;
             insert_rows!(tx, rows);
-            moved = sqlx::query(CURSOR_FROM)
+            let moved = sqlx::query(CURSOR_FROM)
                 .bind(segment)
                 .bind(offset)
                 .bind(from)
@@ -207,6 +206,7 @@ impl AuditIndex {
                 upsert_usage!(&self.pool, tx, usage);
             }
             tx.commit().await?;
+            moved
         });
         Ok(moved > 0)
     }
