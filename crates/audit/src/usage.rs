@@ -96,13 +96,16 @@ impl UsageBatch {
             target: text(f.target.as_ref().map(|t| &t.name)),
         };
         let email = text(p.and_then(|p| p.email.as_ref()));
+        // Group rows carry only the hour and the group: `--by group` is all that reads them, and
+        // keeping the other columns would multiply the rows written per call by the groups.
         for g in p.map(|p| p.groups.as_slice()).unwrap_or_default() {
             if !g.is_empty() {
                 let key = UsageKey {
+                    hour: key.hour,
                     group: g.clone(),
-                    ..key.clone()
+                    ..Default::default()
                 };
-                self.add(key, &email, &c);
+                self.add(key, "", &c);
             }
         }
         self.add(key, &email, &c);

@@ -22,7 +22,7 @@ pub struct UsageKey {
     /// Start of the hour, unix seconds.
     pub hour: i64,
     /// `""` for the row that counts each call once; a group name for the extra row a call adds
-    /// for each of its caller's groups.
+    /// for each of its caller's groups (whose other key columns are empty).
     pub group: String,
     /// The principal's subject.
     pub principal: String,
@@ -147,7 +147,8 @@ impl UsageCounts {
         }
     }
 
-    fn sums(&self) -> [i64; 20] {
+    /// The additive counters in the order of `SUM_COLUMNS`.
+    pub(crate) fn sums(&self) -> [i64; 20] {
         let mut out = [0; 20];
         out[..9].copy_from_slice(&[
             self.calls,
@@ -195,7 +196,7 @@ pub struct UsageIncrement {
 }
 
 /// Rows per upsert: 31 parameters each stays below SQLite's 32,766.
-const ROWS_PER_STATEMENT: usize = 500;
+pub(crate) const ROWS_PER_STATEMENT: usize = 500;
 
 /// Upserts `increments` inside an open transaction `$tx` of pool `$pool`'s dialect.
 macro_rules! upsert_usage {
@@ -204,7 +205,7 @@ macro_rules! upsert_usage {
             $crate::Pool::Sqlite(_) => "MAX",
             $crate::Pool::Postgres(_) => "GREATEST",
         };
-        for chunk in $increments.chunks($crate::usage::ROWS_PER_STATEMENT_PUB) {
+        for chunk in $increments.chunks($crate::usage::ROWS_PER_STATEMENT) {
             let mut q = sqlx::QueryBuilder::new($crate::usage::insert_head());
             q.push_values(chunk, |mut b, i: &$crate::usage::UsageIncrement| {
                 let k = &i.key;
@@ -219,7 +220,7 @@ macro_rules! upsert_usage {
                     .push_bind(k.target.as_str())
                     .push_bind(i.email.as_str())
                     .push_bind(i.counts.latency_max_us);
-                for v in $crate::usage::sums_of(&i.counts) {
+                for v in i.counts.sums() {
                     b.push_bind(v);
                 }
             });
@@ -229,12 +230,6 @@ macro_rules! upsert_usage {
     }};
 }
 pub(crate) use upsert_usage;
-
-pub(crate) const ROWS_PER_STATEMENT_PUB: usize = ROWS_PER_STATEMENT;
-
-pub(crate) fn sums_of(c: &UsageCounts) -> [i64; 20] {
-    c.sums()
-}
 
 pub(crate) fn insert_head() -> String {
     format!(

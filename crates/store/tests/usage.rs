@@ -277,6 +277,39 @@ async fn baselines_and_detector_state_round_trip(db: TestDb) {
             .unwrap(),
         None
     );
+    // Authorization failures come from the index: requests only, denied or forbidden.
+    let failures: Vec<IndexedEvent> = [
+        (10, "mcp.request", "denied", "mallory"),
+        (11, "mcp.request", "forbidden", "mallory"),
+        (12, "mcp.request", "ok", "mallory"),
+        (13, "anomaly", "denied", "mallory"),
+        (14, "mcp.request", "denied", "alice"),
+        (15, "mcp.request", "denied", "mallory"),
+    ]
+    .into_iter()
+    .map(|(seq, kind, outcome, who)| IndexedEvent {
+        kind: kind.into(),
+        outcome: outcome.into(),
+        subject: Some(who.into()),
+        time_us: seq * 1_000_000,
+        ..row(seq)
+    })
+    .collect();
+    store.audit_index().add("f", 1, &failures).await.unwrap();
+    assert_eq!(
+        state
+            .authorization_failures("mallory", 10_000_000, 15_000_000)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        state
+            .authorization_failures("mallory", 11_000_000, 14_000_000)
+            .await
+            .unwrap(),
+        1
+    );
     assert!(state.fire_once("volume", "user:alice", H).await.unwrap());
     assert!(!state.fire_once("volume", "user:alice", H).await.unwrap());
     assert!(

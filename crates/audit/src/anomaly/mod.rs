@@ -91,6 +91,8 @@ impl Detectors {
             return Ok(out);
         }
         let now_hour = hour_of(now_us);
+        // Baselines of past hours are never used again: the cache holds this hour's only.
+        self.baselines.retain(|_, b| b.as_of_hour == now_hour);
         let stale_before = now_us - micros(self.config.window.get());
         for (scope, keys) in [(Scope::User, &obs.users), (Scope::Server, &obs.servers)] {
             for (name, hour) in keys {

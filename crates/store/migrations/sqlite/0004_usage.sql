@@ -4,9 +4,10 @@
 -- server, method, target) with additive counters, upserted in the same transaction as the
 -- audit index rows and cursor, so every journal line is counted exactly once. `grp` is '' on
 -- the row that counts a call once; a caller in groups g1 and g2 adds one more row for each
--- group (grp = g1, grp = g2), which only `--by group` reads. Missing values are '' so that
--- they take part in the primary key. lat_0 … lat_10 are a fixed latency histogram (upper
--- bounds 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000 ms, +inf) for a rough p95.
+-- group (grp = g1, grp = g2, every other key column ''), which only `--by group` reads.
+-- Missing values are '' so that they take part in the primary key. lat_0 … lat_10 are a fixed
+-- latency histogram (upper bounds 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000 ms, +inf)
+-- for a rough p95.
 CREATE TABLE usage_rollup (
     hour           BIGINT NOT NULL,
     grp            TEXT   NOT NULL,
