@@ -18,8 +18,8 @@
 //! content duplicated as text), so it is an estimate for comparing users, tools and servers,
 //! not a bill: expect it to be off by a third against a real tokenizer, more for text in
 //! scripts with multi-byte characters (CJK takes 3 bytes per character in UTF-8 and often a
-//! token per character, so it is undercounted) and for base64 content. Other methods (`initialize`, `ping`, list calls of prompts and resources,
-//! notifications) add no tokens.
+//! token per character, so it is undercounted) and for base64 content. Other methods
+//! (`initialize`, `ping`, list calls of prompts and resources, notifications) add no tokens.
 
 use std::collections::HashMap;
 

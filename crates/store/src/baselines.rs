@@ -164,8 +164,8 @@ impl AnomalyState {
         Ok(n > 0)
     }
 
-    /// Indexed requests (`mcp.request`) of `subject` with outcome `denied` or `forbidden` at or after `from_us`
-    /// and at or before `to_us` (from the audit index).
+    /// Indexed requests (`mcp.request`) of `subject` with outcome `denied` or `forbidden` at
+    /// or after `from_us` and at or before `to_us` (from the audit index).
     pub async fn authorization_failures(
         &self,
         subject: &str,
@@ -173,7 +173,8 @@ impl AnomalyState {
         to_us: i64,
     ) -> Result<i64, StoreError> {
         const SQL: &str = "SELECT COUNT(*) FROM audit_events WHERE subject = $1 \
-            AND type = 'mcp.request' AND time_us >= $2 AND time_us <= $3 AND outcome IN ('denied', 'forbidden')";
+            AND type = 'mcp.request' AND time_us >= $2 AND time_us <= $3 \
+            AND outcome IN ('denied', 'forbidden')";
         Ok(with_pool!(&self.pool, |p| sqlx::query_scalar(SQL)
             .bind(subject)
             .bind(from_us)

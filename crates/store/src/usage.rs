@@ -1,8 +1,8 @@
 //! The `usage_rollup` table: hourly usage per principal, group, tenant, virtual server, server,
 //! method and target, for `gatehouse usage report` and the anomaly baselines.
 //!
-//! Rows are only ever incremented, by [`AuditIndex::add_with_usage`](crate::AuditIndex::add_with_usage)
-//! in the transaction that indexes the journal lines they count, so a line is counted exactly
+//! Rows are only ever incremented, by
+//! [`AuditIndex::add_with_usage`](crate::AuditIndex::add_with_usage) in the transaction that indexes the journal lines they count, so a line is counted exactly
 //! once however often the index catches up.
 
 use sqlx::Row;

@@ -169,12 +169,10 @@ impl Detectors {
                     .await?;
                 if n >= threshold {
                     fired_in = Some(hour);
+                    let within = humantime::format_duration(self.config.failure_window.get());
                     let detail = json!({"observed": n, "threshold": threshold,
-                        "window": humantime::format_duration(self.config.failure_window.get()).to_string()});
-                    let reason = format!(
-                        "{n} denied or forbidden requests within {}",
-                        humantime::format_duration(self.config.failure_window.get())
-                    );
+                        "window": within.to_string()});
+                    let reason = format!("{n} denied or forbidden requests within {within}");
                     self.fire(
                         "authz_failures",
                         Scope::User,
