@@ -145,9 +145,15 @@ pub async fn catch_up_with(
                 .add_with_usage(&segment.name, from as i64, end as i64, &rows, &usage.take())
                 .await?;
             if !moved {
-                // Another indexer got here first; carry on from where it stopped.
+                // Another indexer got here first; carry on from where it stopped (and leave
+                // the segment to the next catch-up if its cursor did not move forward, e.g.
+                // because retention just forgot it).
                 let cursors = index.cursors().await?;
-                from = cursors.get(&segment.name).copied().unwrap_or(0) as u64;
+                let theirs = cursors.get(&segment.name).copied().unwrap_or(0) as u64;
+                if theirs <= from {
+                    break;
+                }
+                from = theirs;
                 continue;
             }
             added += rows.len() as u64;
