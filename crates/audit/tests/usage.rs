@@ -277,3 +277,69 @@ fn tokens_are_estimated_for_what_enters_the_context() {
     assert_eq!(hour_of(7_199_999_999), 3600);
     assert_eq!(hour_of(7_200_000_000), 7200);
 }
+
+/// Two indexers (the gateway's and `gatehouse usage report`'s, or two replicas) catching up
+/// the same journal at once, while it grows: every call is counted exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_indexers_count_each_line_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit");
+    let journal = Journal::open(JournalOptions {
+        dir: audit.clone(),
+        durability: Durability::Process,
+        on_failure: OnFailure::Refuse,
+        segment_bytes: 1 << 20,
+        signer: CheckpointSigner::load_or_create(&dir.path().join("k"), true).unwrap(),
+        sync_interval: Duration::from_millis(100),
+    })
+    .unwrap();
+    let a = Store::open_sqlite_in(dir.path()).await.unwrap();
+    let b = Store::open_sqlite_in(dir.path()).await.unwrap();
+    let n = 6000;
+    let writer = {
+        let journal = journal.clone();
+        tokio::spawn(async move {
+            for i in 0..n {
+                journal
+                    .append(&req(&Req {
+                        minutes: i % 50,
+                        ..base()
+                    }))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let indexer = |store: Store| {
+        let audit = audit.clone();
+        tokio::spawn(async move {
+            let mut added = 0;
+            for _ in 0..40 {
+                added += catch_up(&store.audit_index(), &audit).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            added
+        })
+    };
+    let (ia, ib) = (indexer(a.clone()), indexer(b.clone()));
+    writer.await.unwrap();
+    journal.flush().await.unwrap();
+    let added = ia.await.unwrap() + ib.await.unwrap();
+    let added = added + catch_up(&a.audit_index(), &audit).await.unwrap();
+    assert_eq!(
+        added,
+        n as u64 + 1,
+        "every line indexed once, journal.start included"
+    );
+    let h0 = hour_of(unix_micros(T0).unwrap());
+    let users = a
+        .usage()
+        .report(UsageBy::User, h0, h0 + 7200, 10)
+        .await
+        .unwrap();
+    assert_eq!(row(&users, "alice").counts.calls, n);
+    assert_eq!(row(&users, "alice").counts.response_bytes, 4001 * n);
+    journal.close().await.unwrap();
+    a.close().await;
+    b.close().await;
+}
