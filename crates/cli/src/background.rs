@@ -24,8 +24,8 @@ pub struct Indexer {
     pub journal: Journal,
     /// The gateway's metrics.
     pub metrics: Arc<Metrics>,
-    /// `audit.anomalies`.
-    pub anomalies: AnomalyConfig,
+    /// The current `audit.anomalies` (read before each run, so a reload applies).
+    pub anomalies: Box<dyn Fn() -> AnomalyConfig + Send>,
 }
 
 /// Keeps the audit index in the store up to date with the journal, every second, on a thread
@@ -76,7 +76,7 @@ pub fn spawn_indexer(indexer: Indexer) -> Arc<std::sync::atomic::AtomicBool> {
                 }
             };
             let index = store.audit_index();
-            let mut detectors = Detectors::new(&store, anomalies);
+            let mut detectors = Detectors::new(&store, anomalies());
             let mut failing = false;
             let mut detecting = true;
             while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
@@ -93,6 +93,7 @@ pub fn spawn_indexer(indexer: Indexer) -> Arc<std::sync::atomic::AtomicBool> {
                 // Also after a failed catch-up: what was observed of the committed batches
                 // counts, and lines seen again next time change no state twice.
                 if !observations.is_empty() {
+                    detectors.configure(anomalies());
                     match detectors.run(observations, now_us()).await {
                         Ok(found) => {
                             detecting = true;

@@ -161,7 +161,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             data_dir: data_dir.clone(),
             journal: a.journal().clone(),
             metrics: telemetry.metrics().clone(),
-            anomalies: gw.snapshot().config.audit.anomalies.clone(),
+            anomalies: {
+                let gw = gw.clone();
+                Box::new(move || gw.snapshot().config.audit.anomalies.clone())
+            },
         })
     });
     let sinks = auditor.as_ref().and_then(|a| {

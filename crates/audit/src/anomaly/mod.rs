@@ -74,6 +74,12 @@ impl Detectors {
         }
     }
 
+    /// Applies a reloaded `audit.anomalies`: thresholds apply from the next run; a new
+    /// `window` from the next hour's baselines (this hour's are kept).
+    pub fn configure(&mut self, config: AnomalyConfig) {
+        self.config = config;
+    }
+
     /// Empty observations to pass to [`index::catch_up_with`](crate::index::catch_up_with).
     pub fn observations(&self) -> Observations {
         Observations::new(&self.config)
