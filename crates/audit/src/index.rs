@@ -14,46 +14,87 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::AuditError;
-use crate::reader::{JournalLine, read_lines, segment_files};
+use crate::anomaly::Observations;
+use crate::reader::{read_lines, segment_files};
+use crate::usage::UsageBatch;
 
 /// Rows written per transaction.
 const BATCH: usize = 2000;
 
+/// The fields of a journal line the index, the usage rollups and the anomaly detectors read;
+/// parsed once per line for all three.
 #[derive(Deserialize)]
-struct IndexFields {
-    instance: String,
-    seq: i64,
-    time: String,
+pub(crate) struct LineFields {
+    pub(crate) instance: String,
+    pub(crate) seq: i64,
+    pub(crate) time: String,
     #[serde(rename = "type")]
-    kind: String,
-    outcome: String,
+    pub(crate) kind: String,
+    pub(crate) outcome: String,
     #[serde(default)]
-    principal: Option<PrincipalFields>,
+    pub(crate) principal: Option<PrincipalFields>,
     #[serde(default)]
-    virtual_server: Option<String>,
+    pub(crate) client: Option<ClientFields>,
     #[serde(default)]
-    server: Option<String>,
+    pub(crate) virtual_server: Option<String>,
     #[serde(default)]
-    method: Option<String>,
+    pub(crate) server: Option<String>,
     #[serde(default)]
-    target: Option<TargetFields>,
+    pub(crate) method: Option<String>,
     #[serde(default)]
-    latency_us: Option<i64>,
+    pub(crate) target: Option<TargetFields>,
+    #[serde(default)]
+    pub(crate) latency_us: Option<i64>,
+    #[serde(default)]
+    pub(crate) request_bytes: Option<u64>,
+    #[serde(default)]
+    pub(crate) result: Option<ResultFields>,
 }
 
 #[derive(Deserialize)]
-struct PrincipalFields {
+pub(crate) struct PrincipalFields {
     #[serde(default)]
-    subject: Option<String>,
+    pub(crate) kind: Option<String>,
     #[serde(default)]
-    email: Option<String>,
+    pub(crate) subject: Option<String>,
     #[serde(default)]
-    issuer: Option<String>,
+    pub(crate) email: Option<String>,
+    #[serde(default)]
+    pub(crate) issuer: Option<String>,
+    #[serde(default)]
+    pub(crate) tenant: Option<String>,
+    #[serde(default)]
+    pub(crate) groups: Vec<String>,
 }
 
 #[derive(Deserialize)]
-struct TargetFields {
-    name: String,
+pub(crate) struct ClientFields {
+    #[serde(default)]
+    pub(crate) ip: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct TargetFields {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) operation: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ResultFields {
+    pub(crate) status: String,
+    #[serde(default)]
+    pub(crate) bytes: u64,
+}
+
+/// What [`catch_up_with`] does besides indexing.
+#[derive(Debug, Default)]
+pub struct CatchUp<'a> {
+    /// Skip the usage rollups (only to measure what they cost; the gateway always keeps
+    /// them, and lines indexed without them are never counted later).
+    pub without_usage: bool,
+    /// Collects what the anomaly detectors judge from the lines indexed.
+    pub observations: Option<&'a mut Observations>,
 }
 
 /// Unix microseconds of an RFC 3339 time.
@@ -63,8 +104,19 @@ pub fn unix_micros(time: &str) -> Option<i64> {
     i64::try_from(d.as_micros()).ok()
 }
 
-/// Indexes every line of `dir` not indexed yet; returns how many lines were added.
+/// Indexes every line of `dir` not indexed yet, with its usage rollups; returns how many
+/// lines were added.
 pub async fn catch_up(index: &AuditIndex, dir: &Path) -> Result<u64, AuditError> {
+    catch_up_with(index, dir, CatchUp::default()).await
+}
+
+/// [`catch_up`], optionally collecting observations for the anomaly detectors.
+pub async fn catch_up_with(
+    index: &AuditIndex,
+    dir: &Path,
+    mut with: CatchUp<'_>,
+) -> Result<u64, AuditError> {
+    let mut usage = UsageBatch::default();
     let cursors = index.cursors().await?;
     let mut added = 0u64;
     for segment in segment_files(dir)? {
@@ -74,11 +126,36 @@ pub async fn catch_up(index: &AuditIndex, dir: &Path) -> Result<u64, AuditError>
             if end == from {
                 break;
             }
-            let rows: Vec<IndexedEvent> = lines
-                .iter()
-                .filter_map(|line| row(line, &segment.name))
-                .collect();
-            index.add(&segment.name, end as i64, &rows).await?;
+            let mut rows = Vec::with_capacity(lines.len());
+            for line in &lines {
+                let Ok(f) = serde_json::from_slice::<LineFields>(&line.bytes) else {
+                    // A damaged line is `audit verify`'s business.
+                    continue;
+                };
+                let time_us = unix_micros(&f.time).unwrap_or(0);
+                if !with.without_usage {
+                    usage.count(&f, time_us);
+                }
+                if let Some(o) = with.observations.as_deref_mut() {
+                    o.observe(&f, time_us);
+                }
+                rows.push(row(f, time_us, &segment.name, line.offset));
+            }
+            let moved = index
+                .add_with_usage(&segment.name, from as i64, end as i64, &rows, &usage.take())
+                .await?;
+            if !moved {
+                // Another indexer got here first; carry on from where it stopped (and leave
+                // the segment to the next catch-up if its cursor did not move forward, e.g.
+                // because retention just forgot it).
+                let cursors = index.cursors().await?;
+                let theirs = cursors.get(&segment.name).copied().unwrap_or(0) as u64;
+                if theirs <= from {
+                    break;
+                }
+                from = theirs;
+                continue;
+            }
             added += rows.len() as u64;
             from = end;
         }
@@ -86,17 +163,16 @@ pub async fn catch_up(index: &AuditIndex, dir: &Path) -> Result<u64, AuditError>
     Ok(added)
 }
 
-/// The index row of one line; `None` for a damaged line (`audit verify`'s business).
-fn row(line: &JournalLine, segment: &str) -> Option<IndexedEvent> {
-    let f = serde_json::from_slice::<IndexFields>(&line.bytes).ok()?;
+/// The index row of one line.
+fn row(f: LineFields, time_us: i64, segment: &str, offset: u64) -> IndexedEvent {
     let (subject, email, issuer) = f
         .principal
         .map(|p| (p.subject, p.email, p.issuer))
         .unwrap_or_default();
-    Some(IndexedEvent {
+    IndexedEvent {
         instance: f.instance,
         seq: f.seq,
-        time_us: unix_micros(&f.time).unwrap_or(0),
+        time_us,
         kind: f.kind,
         outcome: f.outcome,
         subject,
@@ -108,8 +184,8 @@ fn row(line: &JournalLine, segment: &str) -> Option<IndexedEvent> {
         target: f.target.map(|t| t.name),
         latency_us: f.latency_us,
         segment: segment.to_string(),
-        byte_offset: line.offset as i64,
-    })
+        byte_offset: offset as i64,
+    }
 }
 
 /// The full event an index row points to (with its arguments), read from its segment file.

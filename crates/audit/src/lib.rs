@@ -6,9 +6,11 @@
 //! every edit, deletion, reordering or truncation. [`ArgumentRecorder`] decides what of a
 //! call's arguments is written; [`Coalescer`] keeps floods of unauthenticated failures from
 //! drowning the journal; [`index`] keeps a queryable index (without argument values) in the
-//! store.
+//! store, with hourly [`usage`] rollups; [`anomaly`] detectors judge what it indexes against
+//! baselines kept there.
 #![warn(missing_docs)]
 
+pub mod anomaly;
 pub mod arguments;
 pub mod chain;
 pub mod coalesce;
@@ -21,6 +23,7 @@ pub mod reader;
 pub mod retention;
 pub mod segments;
 pub mod sinks;
+pub mod usage;
 pub mod verify;
 
 use std::path::PathBuf;

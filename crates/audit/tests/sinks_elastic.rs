@@ -67,7 +67,10 @@ async fn bulk_creates_by_event_id_and_retries_a_throttled_item_without_duplicate
         err.contains("1 event(s) refused for good") && err.contains("document_parsing_exception"),
         "{err}"
     );
-    assert!(status.failing_since.is_none(), "a refusal does not make the sink failing");
+    assert!(
+        status.failing_since.is_none(),
+        "a refusal does not make the sink failing"
+    );
     assert!(!err.contains(API_KEY));
 }
 

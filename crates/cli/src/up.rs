@@ -156,11 +156,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         telemetry.clone(),
     )?;
     let indexer = auditor.as_ref().map(|a| {
-        crate::background::spawn_indexer(
-            database_url.clone(),
-            data_dir.clone(),
-            a.journal().dir().to_path_buf(),
-        )
+        crate::background::spawn_indexer(crate::background::Indexer {
+            database_url: database_url.clone(),
+            data_dir: data_dir.clone(),
+            journal: a.journal().clone(),
+            metrics: telemetry.metrics().clone(),
+            anomalies: {
+                let gw = gw.clone();
+                Box::new(move || gw.snapshot().config.audit.anomalies.clone())
+            },
+        })
     });
     let retention = auditor.as_ref().and_then(|a| {
         crate::background::spawn_retention(

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use sqlx::QueryBuilder;
 
+use crate::usage::{UsageIncrement, upsert_usage};
 use crate::{Pool, StoreError, with_pool};
 
 /// One indexed journal line.
@@ -83,6 +84,41 @@ const CURSOR: &str = "INSERT INTO audit_cursor (segment, byte_offset) VALUES ($1
     ON CONFLICT (segment) DO UPDATE SET byte_offset = excluded.byte_offset \
     WHERE excluded.byte_offset > audit_cursor.byte_offset";
 
+/// Inserts index rows inside the open transaction `$tx`, many per statement: one round trip
+/// (and, for SQLite, one hand-off to its worker thread) per chunk instead of per row.
+macro_rules! insert_rows {
+    ($tx:ident, $rows:expr) => {
+        for chunk in $rows.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::new(INSERT_INTO);
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.instance.as_str())
+                    .push_bind(r.seq)
+                    .push_bind(r.time_us)
+                    .push_bind(r.kind.as_str())
+                    .push_bind(r.outcome.as_str())
+                    .push_bind(r.subject.as_deref())
+                    .push_bind(r.email.as_deref())
+                    .push_bind(r.issuer.as_deref())
+                    .push_bind(r.virtual_server.as_deref())
+                    .push_bind(r.server.as_deref())
+                    .push_bind(r.method.as_deref())
+                    .push_bind(r.target.as_deref())
+                    .push_bind(r.latency_us)
+                    .push_bind(r.segment.as_str())
+                    .push_bind(r.byte_offset);
+            });
+            q.push(" ON CONFLICT (instance, seq) DO NOTHING");
+            // Not cached: each row count is a different statement, and caching them grew
+            // the gateway's memory with every batch size seen.
+            q.build().persistent(false).execute(&mut *$tx).await?;
+        }
+    };
+}
+
+const CURSOR_FROM: &str = "INSERT INTO audit_cursor (segment, byte_offset) VALUES ($1, $2) \
+    ON CONFLICT (segment) DO UPDATE SET byte_offset = excluded.byte_offset \
+    WHERE audit_cursor.byte_offset = $3";
+
 const COLUMNS: &str = "SELECT instance, seq, time_us, type, outcome, subject, email, issuer, \
     virtual_server, server, method, target, latency_us, segment, byte_offset FROM audit_events";
 
@@ -127,32 +163,7 @@ impl AuditIndex {
     ) -> Result<(), StoreError> {
         with_pool!(&self.pool, |p| {
             let mut tx = p.begin().await?;
-            // Many rows per statement: one round trip (and, for SQLite, one hand-off to its
-            // worker thread) per chunk instead of per row.
-            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let mut q = QueryBuilder::new(INSERT_INTO);
-                q.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.instance.as_str())
-                        .push_bind(r.seq)
-                        .push_bind(r.time_us)
-                        .push_bind(r.kind.as_str())
-                        .push_bind(r.outcome.as_str())
-                        .push_bind(r.subject.as_deref())
-                        .push_bind(r.email.as_deref())
-                        .push_bind(r.issuer.as_deref())
-                        .push_bind(r.virtual_server.as_deref())
-                        .push_bind(r.server.as_deref())
-                        .push_bind(r.method.as_deref())
-                        .push_bind(r.target.as_deref())
-                        .push_bind(r.latency_us)
-                        .push_bind(r.segment.as_str())
-                        .push_bind(r.byte_offset);
-                });
-                q.push(" ON CONFLICT (instance, seq) DO NOTHING");
-                // Not cached: each row count is a different statement, and caching them grew
-                // the gateway's memory with every batch size seen.
-                q.build().persistent(false).execute(&mut *tx).await?;
-            }
+            insert_rows!(tx, rows);
             sqlx::query(CURSOR)
                 .bind(segment)
                 .bind(offset)
@@ -161,6 +172,43 @@ impl AuditIndex {
             tx.commit().await?;
         });
         Ok(())
+    }
+
+    /// Adds `rows` read from `segment` between byte `from` and byte `offset`, and adds `usage`
+    /// (their hourly rollup increments, pre-aggregated: one per rollup row) in the same
+    /// transaction, moving the cursor from `from` to `offset`.
+    ///
+    /// Counters, unlike index rows, are not idempotent, so the cursor moves (and `usage` is
+    /// added) only if it still stands at `from`: when another indexer (a replica, or
+    /// `gatehouse audit query` next to the gateway) got there first, possibly with a longer
+    /// read of a growing segment, this call adds its (idempotent) rows but counts nothing, and
+    /// the next catch-up reads on from wherever that indexer stopped. Returns whether the
+    /// cursor moved.
+    pub async fn add_with_usage(
+        &self,
+        segment: &str,
+        from: i64,
+        offset: i64,
+        rows: &[IndexedEvent],
+        usage: &[UsageIncrement],
+    ) -> Result<bool, StoreError> {
+        let moved = with_pool!(&self.pool, |p| {
+            let mut tx = p.begin().await?;
+            insert_rows!(tx, rows);
+            let moved = sqlx::query(CURSOR_FROM)
+                .bind(segment)
+                .bind(offset)
+                .bind(from)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if moved > 0 && !usage.is_empty() {
+                upsert_usage!(&self.pool, tx, usage);
+            }
+            tx.commit().await?;
+            moved
+        });
+        Ok(moved > 0)
     }
 
     /// The events matching `filter`, newest first.

@@ -11,10 +11,12 @@
 #![warn(missing_docs)]
 
 mod audit_index;
+mod baselines;
 mod credentials;
 mod error;
 pub mod migrate;
 mod sink_cursors;
+pub mod usage;
 
 use std::fmt;
 use std::path::Path;
@@ -26,10 +28,14 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{PgPool, SqlitePool};
 
 pub use audit_index::{AuditFilter, AuditIndex, IndexedEvent};
+pub use baselines::{AnomalyState, Baseline};
 pub use credentials::{CredentialKey, CredentialRecord, Credentials, StoredCredential};
 pub use error::{StoreError, redact_url};
 pub use migrate::{MIGRATIONS, Migration, SCHEMA_VERSION};
 pub use sink_cursors::{SinkCursors, SinkStatus};
+pub use usage::{
+    HourTotals, Scope, Usage, UsageBy, UsageCounts, UsageIncrement, UsageKey, UsageRow,
+};
 
 /// File name of the SQLite database inside the data directory.
 pub const SQLITE_FILE_NAME: &str = "gatehouse.db";
@@ -185,6 +191,16 @@ impl Store {
     /// The index of the audit journal.
     pub fn audit_index(&self) -> AuditIndex {
         AuditIndex::new(self.pool.clone())
+    }
+
+    /// The hourly usage rollups (`gatehouse usage report`, anomaly baselines).
+    pub fn usage(&self) -> Usage {
+        Usage::new(self.pool.clone())
+    }
+
+    /// The anomaly detectors' baselines and state.
+    pub fn anomalies(&self) -> AnomalyState {
+        AnomalyState::new(self.pool.clone())
     }
 
     /// How far each audit sink has delivered the journal.

@@ -42,6 +42,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_audit_sinks.sql"),
         postgres: include_str!("../migrations/postgres/0003_audit_sinks.sql"),
     },
+    Migration {
+        version: 4,
+        name: "usage",
+        sqlite: include_str!("../migrations/sqlite/0004_usage.sql"),
+        postgres: include_str!("../migrations/postgres/0004_usage.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows; a database recording a newer one is refused.

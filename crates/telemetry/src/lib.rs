@@ -29,6 +29,7 @@
 //! | `gatehouse_audit_queue_depth` | gauge | |
 //! | `gatehouse_audit_events_total` | counter | `outcome` |
 //! | `gatehouse_audit_write_errors_total` | counter | |
+//! | `gatehouse_anomalies_total` | counter | `detector` (`volume`, `distinct_tools`, `error_rate`, `off_hours`, `first_delete`, `new_network`, `authz_failures`) |
 //! | `gatehouse_metric_series_overflow_total` | counter | `metric` |
 //! | `gatehouse_build_info` | gauge (always 1) | `version` |
 //!

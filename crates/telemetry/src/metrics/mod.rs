@@ -105,6 +105,7 @@ pub struct Metrics {
     policy_decisions: Family<Counter, 1>,
     audit_events: Family<Counter, 1>,
     audit_write_errors: Counter,
+    anomalies: Family<Counter, 1>,
     audit_queue_depth: RwLock<Option<GaugeFn>>,
 }
 
@@ -138,6 +139,7 @@ impl Metrics {
             policy_decisions: Family::new(limit),
             audit_events: Family::new(limit),
             audit_write_errors: Counter::default(),
+            anomalies: Family::new(limit),
             audit_queue_depth: RwLock::new(None),
         };
         // Both decisions exist from the start, so a rate() over them has a zero baseline.
@@ -212,6 +214,11 @@ impl Metrics {
     /// One failed write of the audit journal.
     pub fn audit_write_error(&self) {
         self.audit_write_errors.inc();
+    }
+
+    /// One anomaly event written by `detector` (`volume`, `first_delete`, …).
+    pub fn anomaly(&self, detector: &str) {
+        self.anomalies.apply([detector], Counter::inc);
     }
 
     /// Reads the audit queue depth from `f` at every scrape (replacing an earlier one).
@@ -329,6 +336,13 @@ impl Metrics {
             "Failed writes of the audit journal.",
             self.audit_write_errors.get(),
         );
+        expo::counters(
+            &mut out,
+            "gatehouse_anomalies_total",
+            "Anomaly events written to the audit journal, by detector.",
+            ["detector"],
+            &self.anomalies,
+        );
         self.render_overflow(&mut out);
         expo::header(
             &mut out,
@@ -371,6 +385,7 @@ impl Metrics {
                 "gatehouse_audit_events_total",
                 self.audit_events.overflowed(),
             ),
+            ("gatehouse_anomalies_total", self.anomalies.overflowed()),
         ];
         for (metric, n) in families {
             if n > 0 {

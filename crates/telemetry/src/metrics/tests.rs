@@ -145,6 +145,9 @@ fn gauges_callbacks_and_build_info() {
     m.audit_event("written");
     m.audit_write_error();
     m.set_audit_queue_depth(|| 42);
+    m.anomaly("volume");
+    m.anomaly("volume");
+    m.anomaly("first_delete");
     let text = m.render();
     for line in [
         "gatehouse_active_sessions{virtual_server=\"a\"} 1",
@@ -155,6 +158,8 @@ fn gauges_callbacks_and_build_info() {
         "gatehouse_audit_queue_depth 42",
         "gatehouse_audit_events_total{outcome=\"written\"} 1",
         "gatehouse_audit_write_errors_total 1",
+        "gatehouse_anomalies_total{detector=\"volume\"} 2",
+        "gatehouse_anomalies_total{detector=\"first_delete\"} 1",
         &format!(
             "gatehouse_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
@@ -169,7 +174,7 @@ fn gauges_callbacks_and_build_info() {
     let types = lines_starting(&text, "# TYPE ");
     let helps = lines_starting(&text, "# HELP ");
     assert_eq!(types.len(), helps.len());
-    assert_eq!(types.len(), 13);
+    assert_eq!(types.len(), 14);
 }
 
 #[test]
