@@ -275,6 +275,18 @@ async fn every_request_leaves_one_event_with_the_caller_the_target_and_the_outco
         .await
     );
 
+    // Alice's attempt at `add`, classified `delete`, was her first: the indexer thread's
+    // detector journals it as an anomaly.
+    assert!(
+        eventually(Duration::from_secs(10), || events(&data).iter().any(|e| e
+            ["type"]
+            == "anomaly"
+            && e["detail"]["detector"] == "first_delete"
+            && e["detail"]["tool"] == "add"
+            && e["principal"]["subject"] == "alice"))
+        .await
+    );
+
     // Query: the index answers by user, tool and outcome.
     let d = data.to_str().unwrap();
     let (code, out, err) = gatehouse(&[
@@ -284,6 +296,8 @@ async fn every_request_leaves_one_event_with_the_caller_the_target_and_the_outco
         d,
         "--user",
         "alice",
+        "--type",
+        "mcp.request",
         "--format",
         "json",
     ]);
