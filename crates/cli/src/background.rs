@@ -9,6 +9,7 @@ use std::time::Duration;
 use gatehouse_audit::Journal;
 use gatehouse_audit::anomaly::Detectors;
 use gatehouse_audit::index::{CatchUp, catch_up_with};
+use gatehouse_audit::sinks::Progress;
 use gatehouse_config::{AnomalyConfig, SinkConfig};
 use gatehouse_telemetry::Metrics;
 
@@ -169,6 +170,7 @@ pub fn spawn_sinks(
     database_url: Option<String>,
     data_dir: PathBuf,
     dir: PathBuf,
+    metrics: Arc<Metrics>,
 ) -> Option<tokio::sync::watch::Sender<bool>> {
     if sinks.is_empty() {
         return None;
@@ -188,7 +190,19 @@ pub fn spawn_sinks(
             let name = config.name.clone();
             match gatehouse_audit::sinks::SinkRunner::new(config, dir.clone(), store.sink_cursors())
             {
-                Ok(runner) => tasks.push(tokio::spawn(runner.run(stopped.clone()))),
+                Ok(runner) => {
+                    let metrics = metrics.clone();
+                    let runner = runner.on_progress(Box::new(move |sink, p| match p {
+                        Progress::Delivered {
+                            delivered,
+                            rejected,
+                        } => {
+                            metrics.sink_delivered(sink, delivered, rejected, now_us() / 1_000_000)
+                        }
+                        Progress::Failed => metrics.sink_failed(sink),
+                    }));
+                    tasks.push(tokio::spawn(runner.run(stopped.clone())))
+                }
                 Err(e) => tracing::error!(sink = %name, error = %e, "audit sink cannot start"),
             }
         }

@@ -181,6 +181,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             database_url.clone(),
             data_dir.clone(),
             a.journal().dir().to_path_buf(),
+            telemetry.metrics().clone(),
         )
     });
     if let Some(path) = &args.config {

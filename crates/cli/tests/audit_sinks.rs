@@ -40,8 +40,12 @@ async fn sinks_ship_while_the_gateway_runs_and_a_down_receiver_holds_its_events_
         .unwrap()
         .port();
     let out = dir.path().join("siem/audit.jsonl");
+    let admin = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let yaml = format!(
-        "{}audit:\n  sinks:\n    - {{ name: local, type: file, path: siem/audit.jsonl, flush_interval: 100ms }}\n    - {{ name: soc, type: syslog, url: 'tcp://127.0.0.1:{port}', flush_interval: 100ms, max_backoff: 1s }}\n",
+        "{}admin:\n  listen: '{admin}'\naudit:\n  sinks:\n    - {{ name: local, type: file, path: siem/audit.jsonl, flush_interval: 100ms }}\n    - {{ name: soc, type: syslog, url: 'tcp://127.0.0.1:{port}', flush_interval: 100ms, max_backoff: 1s }}\n",
         demo_member_yaml("")
     );
     let cfg = write_config(dir.path(), &yaml);
@@ -133,6 +137,30 @@ async fn sinks_ship_while_the_gateway_runs_and_a_down_receiver_holds_its_events_
     ]);
     assert_eq!(code, 1, "a failing sink fails the probe: {err}");
     assert!(err.contains("soc: failing"), "{err}");
+
+    // Prometheus sees the same: deliveries of one sink, failed attempts of the other.
+    let text = http
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+    };
+    assert!(value(r#"gatehouse_audit_sink_events_total{sink="local",outcome="delivered"}"#) >= 6.0);
+    assert!(value(r#"gatehouse_audit_sink_failures_total{sink="soc"}"#) >= 1.0);
+    assert!(value(r#"gatehouse_audit_sink_last_delivery_timestamp_seconds{sink="local"}"#) > 1.7e9);
+    if let Some(promtool) = gatehouse_testkit::tools::promtool() {
+        let (ok, said) = gatehouse_testkit::tools::check_metrics(&promtool, &text);
+        assert!(ok, "promtool: {said}");
+    }
 
     // The receiver comes up: everything held arrives, framed as RFC 6587 octet counting.
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))

@@ -60,6 +60,9 @@ fn realistic() -> std::sync::Arc<Metrics> {
     m.policy_decision(false);
     m.audit_event("written");
     m.audit_event("dropped");
+    m.anomaly("first_delete");
+    m.sink_delivered("splunk", 500, 2, 1_764_000_000);
+    m.sink_failed("soc \"tls\"");
     m.audit_write_error();
     m.set_audit_queue_depth(|| 3);
     m
@@ -206,6 +209,7 @@ fn the_grafana_dashboard_queries_are_valid_and_use_exported_metrics() {
     for (i, expr) in exprs.iter().enumerate() {
         let promql = expr
             .replace("$__rate_interval", "5m")
+            .replace("$__range", "1h")
             .replace("$virtual_server", ".*")
             .replace("$server", ".*");
         rules.push_str(&format!(

@@ -26,7 +26,7 @@ use gatehouse_config::{SinkConfig, SinkKind};
 
 use crate::reader::StoredEvent;
 
-pub use runner::{SinkRunner, dead_letter_path};
+pub use runner::{Progress, ProgressHook, SinkRunner, dead_letter_path};
 
 /// One event on its way to a receiver.
 #[derive(Debug, Clone)]

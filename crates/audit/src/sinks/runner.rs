@@ -20,12 +20,30 @@ pub fn dead_letter_path(dir: &Path, name: &str) -> PathBuf {
     dir.join("sinks").join(format!("{name}.rejected.jsonl"))
 }
 
+/// What a runner reports as it goes (for metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// A batch was taken: `delivered` events shipped, `rejected` dead-lettered.
+    Delivered {
+        /// Events the receiver took.
+        delivered: u64,
+        /// Events it refused for good.
+        rejected: u64,
+    },
+    /// A delivery attempt failed; it will be retried.
+    Failed,
+}
+
+/// Receives a runner's [`Progress`] (the sink's name first).
+pub type ProgressHook = Box<dyn Fn(&str, Progress) + Send + Sync>;
+
 /// Feeds one sink from the journal in `dir`.
 pub struct SinkRunner {
     config: SinkConfig,
     dir: PathBuf,
     cursors: SinkCursors,
     sink: Box<dyn Sink>,
+    progress: Option<ProgressHook>,
 }
 
 /// What one pass over the journal did.
@@ -61,6 +79,19 @@ impl SinkRunner {
             dir,
             cursors,
             sink,
+            progress: None,
+        }
+    }
+
+    /// Calls `hook` after every delivery and every failed attempt.
+    pub fn on_progress(mut self, hook: ProgressHook) -> SinkRunner {
+        self.progress = Some(hook);
+        self
+    }
+
+    fn report(&self, p: Progress) {
+        if let Some(hook) = &self.progress {
+            hook(&self.config.name, p);
         }
     }
 
@@ -148,6 +179,10 @@ impl SinkRunner {
                     )
                     .await?;
                 cursors.insert(segment.name.clone(), end as i64);
+                self.report(Progress::Delivered {
+                    delivered,
+                    rejected,
+                });
                 pass.delivered += delivered;
                 pass.rejected += rejected;
                 from = end;
@@ -210,6 +245,7 @@ impl SinkRunner {
     }
 
     async fn record_failure(&self, message: &str) {
+        self.report(Progress::Failed);
         tracing::warn!(sink = %self.config.name, error = %message, "audit sink delivery failed");
         if let Err(e) = self.cursors.failed(&self.config.name, message).await {
             tracing::warn!(sink = %self.config.name, error = %e, "audit sink: cannot record the failure");

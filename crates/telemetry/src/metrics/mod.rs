@@ -106,6 +106,9 @@ pub struct Metrics {
     audit_events: Family<Counter, 1>,
     audit_write_errors: Counter,
     anomalies: Family<Counter, 1>,
+    sink_events: Family<Counter, 2>,
+    sink_failures: Family<Counter, 1>,
+    sink_last_delivery: Family<Gauge, 1>,
     audit_queue_depth: RwLock<Option<GaugeFn>>,
 }
 
@@ -140,6 +143,9 @@ impl Metrics {
             audit_events: Family::new(limit),
             audit_write_errors: Counter::default(),
             anomalies: Family::new(limit),
+            sink_events: Family::new(limit),
+            sink_failures: Family::new(limit),
+            sink_last_delivery: Family::new(limit),
             audit_queue_depth: RwLock::new(None),
         };
         // Both decisions exist from the start, so a rate() over them has a zero baseline.
@@ -219,6 +225,20 @@ impl Metrics {
     /// One anomaly event written by `detector` (`volume`, `first_delete`, …).
     pub fn anomaly(&self, detector: &str) {
         self.anomalies.apply([detector], Counter::inc);
+    }
+
+    /// `sink` delivered `delivered` events and dead-lettered `rejected` at unix time `now`.
+    pub fn sink_delivered(&self, sink: &str, delivered: u64, rejected: u64, now: i64) {
+        self.sink_events
+            .apply([sink, "delivered"], |c| c.add(delivered));
+        self.sink_events
+            .apply([sink, "rejected"], |c| c.add(rejected));
+        self.sink_last_delivery.apply([sink], |g| g.set(now));
+    }
+
+    /// One failed delivery attempt of `sink` (it will be retried).
+    pub fn sink_failed(&self, sink: &str) {
+        self.sink_failures.apply([sink], Counter::inc);
     }
 
     /// Reads the audit queue depth from `f` at every scrape (replacing an earlier one).
@@ -343,6 +363,27 @@ impl Metrics {
             ["detector"],
             &self.anomalies,
         );
+        expo::counters(
+            &mut out,
+            "gatehouse_audit_sink_events_total",
+            "Audit events a sink shipped (delivered) or its receiver refused for good (rejected, kept in the dead-letter file).",
+            ["sink", "outcome"],
+            &self.sink_events,
+        );
+        expo::counters(
+            &mut out,
+            "gatehouse_audit_sink_failures_total",
+            "Failed delivery attempts of an audit sink (each is retried).",
+            ["sink"],
+            &self.sink_failures,
+        );
+        expo::gauges(
+            &mut out,
+            "gatehouse_audit_sink_last_delivery_timestamp_seconds",
+            "Unix time of an audit sink's last successful delivery.",
+            ["sink"],
+            &self.sink_last_delivery,
+        );
         self.render_overflow(&mut out);
         expo::header(
             &mut out,
@@ -386,6 +427,18 @@ impl Metrics {
                 self.audit_events.overflowed(),
             ),
             ("gatehouse_anomalies_total", self.anomalies.overflowed()),
+            (
+                "gatehouse_audit_sink_events_total",
+                self.sink_events.overflowed(),
+            ),
+            (
+                "gatehouse_audit_sink_failures_total",
+                self.sink_failures.overflowed(),
+            ),
+            (
+                "gatehouse_audit_sink_last_delivery_timestamp_seconds",
+                self.sink_last_delivery.overflowed(),
+            ),
         ];
         for (metric, n) in families {
             if n > 0 {

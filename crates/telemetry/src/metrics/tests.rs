@@ -148,6 +148,9 @@ fn gauges_callbacks_and_build_info() {
     m.anomaly("volume");
     m.anomaly("volume");
     m.anomaly("first_delete");
+    m.sink_delivered("splunk", 500, 0, 1_764_000_000);
+    m.sink_delivered("splunk", 20, 1, 1_764_000_060);
+    m.sink_failed("soc");
     let text = m.render();
     for line in [
         "gatehouse_active_sessions{virtual_server=\"a\"} 1",
@@ -160,6 +163,10 @@ fn gauges_callbacks_and_build_info() {
         "gatehouse_audit_write_errors_total 1",
         "gatehouse_anomalies_total{detector=\"volume\"} 2",
         "gatehouse_anomalies_total{detector=\"first_delete\"} 1",
+        "gatehouse_audit_sink_events_total{sink=\"splunk\",outcome=\"delivered\"} 520",
+        "gatehouse_audit_sink_events_total{sink=\"splunk\",outcome=\"rejected\"} 1",
+        "gatehouse_audit_sink_failures_total{sink=\"soc\"} 1",
+        "gatehouse_audit_sink_last_delivery_timestamp_seconds{sink=\"splunk\"} 1764000060",
         &format!(
             "gatehouse_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
@@ -174,7 +181,7 @@ fn gauges_callbacks_and_build_info() {
     let types = lines_starting(&text, "# TYPE ");
     let helps = lines_starting(&text, "# HELP ");
     assert_eq!(types.len(), helps.len());
-    assert_eq!(types.len(), 14);
+    assert_eq!(types.len(), 17);
 }
 
 #[test]
