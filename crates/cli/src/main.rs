@@ -111,7 +111,7 @@ enum Command {
         command: PolicyCommand,
     },
     /// Work with the audit journal: verify its hash chains, query its index, export it,
-    /// watch its sinks.
+    /// watch its sinks, apply its retention.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
