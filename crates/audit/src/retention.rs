@@ -149,6 +149,11 @@ impl Retention {
         self.config.is_default()
     }
 
+    /// How long the usage rollups are kept; `None`: forever.
+    pub fn usage(&self) -> Option<Duration> {
+        self.config.usage.or(self.config.default).map(|d| d.get())
+    }
+
     /// How long an event of type `kind` (with JSON-RPC `method`) is kept; `None`: forever.
     pub fn keep_for(&self, kind: &str, method: Option<&str>) -> Option<Duration> {
         let c = &self.config;
@@ -480,6 +485,8 @@ pub struct Enforced {
     pub bytes: u64,
     /// Expired segments kept because a sink has not shipped them yet.
     pub held_for_sinks: Vec<String>,
+    /// Usage rollup rows removed (`audit.retention.usage`, else `default`).
+    pub rollups: u64,
 }
 
 /// One retention pass over `dir` at `now`: plans, keeps the segments one of `sinks` has not
@@ -522,6 +529,14 @@ pub async fn enforce(
     if !out.removed.is_empty() {
         store.audit_index().forget_segments(&out.removed).await?;
         cursors.forget_segments(&out.removed).await?;
+    }
+    if let Some(keep) = retention.usage() {
+        let cutoff = now.checked_sub(keep).unwrap_or(SystemTime::UNIX_EPOCH);
+        let secs = cutoff
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        // Whole hours only: an hour still partly inside the period is kept.
+        out.rollups = store.usage().prune(secs - secs.rem_euclid(3600)).await?;
     }
     Ok(out)
 }

@@ -105,6 +105,19 @@ async fn expired_segments_go_per_class_and_the_journal_still_verifies() {
     gatehouse_audit::index::catch_up(&store.audit_index(), &audit)
         .await
         .unwrap();
+    let calls = |store: gatehouse_store::Store| async move {
+        let rows = store
+            .usage()
+            .report(gatehouse_store::UsageBy::User, 0, i64::MAX, 100)
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.counts.calls).sum::<i64>()
+    };
+    assert_eq!(
+        calls(store.clone()).await,
+        240 + 2,
+        "every request is in the rollups"
+    );
     let done = enforce(
         &audit,
         &retention(400, Some(7 * 365)),
@@ -125,6 +138,13 @@ async fn expired_segments_go_per_class_and_the_journal_still_verifies() {
         done.events >= 100,
         "most of the 500-day-old requests went: {}",
         done.events
+    );
+    // The rollups of hours past the default period (400d) went too: the recent ones stay.
+    assert!(done.rollups > 0);
+    assert_eq!(
+        calls(store.clone()).await,
+        60 + 2,
+        "only the last day's calls are left"
     );
     let after = segments(dir, &old);
     assert_eq!(

@@ -86,10 +86,11 @@ pub async fn retention(args: &RetentionArgs) -> anyhow::Result<bool> {
         );
     }
     println!(
-        "removed {} segment file(s), {} event(s), {} bytes",
+        "removed {} segment file(s), {} event(s), {} bytes; {} usage rollup row(s)",
         done.removed.len(),
         done.events,
-        done.bytes
+        done.bytes,
+        done.rollups
     );
     Ok(true)
 }

@@ -285,6 +285,12 @@ fn record_retention(
             "expired audit segments kept until every sink has shipped them (see gatehouse audit sinks)"
         );
     }
+    if done.rollups > 0 {
+        tracing::info!(
+            rows = done.rollups,
+            "usage rollups past audit.retention removed"
+        );
+    }
     if done.removed.is_empty() {
         return;
     }

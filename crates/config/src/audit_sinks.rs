@@ -209,6 +209,9 @@ pub struct RetentionConfig {
     /// `anomaly`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anomaly: Option<DurationSpec>,
+    /// The hourly usage rollups in the store (they name users), by hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<DurationSpec>,
 }
 
 impl RetentionConfig {

@@ -345,6 +345,28 @@ impl Usage {
         Usage { pool }
     }
 
+    /// Removes the rollups of hours before `before_hour` (unix seconds), and the record of
+    /// anomalies fired then; returns how many rollup rows went.
+    pub async fn prune(&self, before_hour: i64) -> Result<u64, StoreError> {
+        const ROLLUPS: &str = "DELETE FROM usage_rollup WHERE hour < $1";
+        const FIRED: &str = "DELETE FROM anomaly_fired WHERE hour < $1";
+        let removed = with_pool!(&self.pool, |p| {
+            let mut tx = p.begin().await?;
+            let n = sqlx::query(ROLLUPS)
+                .bind(before_hour)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query(FIRED)
+                .bind(before_hour)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            n
+        });
+        Ok(removed)
+    }
+
     /// Usage between `since_hour` (inclusive) and `until_hour` (exclusive), both unix seconds
     /// at the start of an hour, added up by `by`, most calls first, at most `limit` lines.
     pub async fn report(

@@ -158,6 +158,7 @@ impl Validator<'_> {
             ("session", r.session),
             ("change", r.change),
             ("anomaly", r.anomaly),
+            ("usage", r.usage),
         ] {
             if let Some(d) = d
                 && d.get().as_secs() < 3600
