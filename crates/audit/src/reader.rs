@@ -85,6 +85,29 @@ pub fn read_lines(
     Ok((lines, offset))
 }
 
+/// The length of `path` up to its last newline, looking at its first `len` bytes: where a
+/// reader that wants only complete lines stops.
+pub fn complete_len(path: &Path, len: u64) -> Result<u64, AuditError> {
+    let io = |source| AuditError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut end = len;
+    let mut buf = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let from = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - from) as usize];
+        file.seek(SeekFrom::Start(from)).map_err(io)?;
+        std::io::Read::read_exact(&mut file, chunk).map_err(io)?;
+        if let Some(i) = chunk.iter().rposition(|b| *b == b'\n') {
+            return Ok(from + i as u64 + 1);
+        }
+        end = from;
+    }
+    Ok(0)
+}
+
 /// A journal line read back: the event and the fields the writer put in front of it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct StoredEvent {

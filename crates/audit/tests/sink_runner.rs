@@ -5,6 +5,7 @@
 //! exercised by each sink's own tests.
 
 use std::collections::VecDeque;
+use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use futures::future::BoxFuture;
 use gatehouse_audit::chain::CheckpointSigner;
 use gatehouse_audit::sinks::{Delivered, Shipped, Sink, SinkError, SinkRunner, dead_letter_path};
 use gatehouse_audit::{AuditEvent, EventKind, Journal, JournalOptions, Outcome};
-use gatehouse_config::{Durability, DurationSpec, OnFailure, SinkConfig, SinkKind};
+use gatehouse_config::{Durability, DurationSpec, OnFailure, SinkConfig, SinkKind, SinkStart};
 use tokio::sync::watch;
 
 /// What the scripted receiver answers, in order; `Ok` once the script is used up.
@@ -75,6 +76,7 @@ fn config(events: &[&str]) -> SinkConfig {
         headers: Default::default(),
         ca: None,
         facility: None,
+        start: SinkStart::Beginning,
         events: events.iter().map(|e| e.to_string()).collect(),
         batch_size: 10,
         flush_interval: DurationSpec::new(Duration::from_millis(50)),
@@ -263,5 +265,60 @@ async fn the_events_filter_ships_only_the_named_types_and_stop_interrupts_a_retr
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_new_sink_that_starts_now_skips_the_backlog_but_not_what_comes_after() {
+    let tmp = tempfile::tempdir().unwrap();
+    journal(tmp.path(), 30, 2048).await;
+    // A torn last line (being written) is not skipped: only complete lines are.
+    let last = std::fs::read_dir(tmp.path().join("audit"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .max()
+        .unwrap();
+    let len = std::fs::metadata(&last).unwrap().len();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&last)
+        .unwrap()
+        .write_all(b"{\"seq\":")
+        .unwrap();
+    assert_eq!(
+        gatehouse_audit::reader::complete_len(&last, len + 7).unwrap(),
+        len
+    );
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&last)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+    let mut cfg = config(&[]);
+    cfg.start = SinkStart::Now;
+    let rx = Receiver::default();
+    let (mut r, store) = runner(tmp.path(), cfg.clone(), rx.clone()).await;
+    let (_tx, mut stop) = watch::channel(false);
+    assert_eq!(
+        r.catch_up(&mut stop).await.unwrap().delivered,
+        0,
+        "the backlog is skipped"
+    );
+    let later = journal(tmp.path(), 3, 2048).await;
+    r.catch_up(&mut stop).await.unwrap();
+    assert_eq!(*rx.got.lock().unwrap(), later, "what came after is shipped");
+
+    // Restarted, the same sink keeps its cursor: `start` applies only to a new sink.
+    let more = journal(tmp.path(), 2, 2048).await;
+    let (mut again, _) = runner(tmp.path(), cfg, rx.clone()).await;
+    again.catch_up(&mut stop).await.unwrap();
+    let mut want = later.clone();
+    want.extend(more);
+    assert_eq!(*rx.got.lock().unwrap(), want);
+    assert_eq!(
+        store.sink_cursors().status().await.unwrap()[0].delivered,
+        want.len() as i64
     );
 }

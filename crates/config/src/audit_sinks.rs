@@ -90,6 +90,10 @@ pub struct SinkConfig {
     /// `syslog`: the facility name (default `local0`; `auth`, `authpriv`, `local0`…`local7`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facility: Option<String>,
+    /// Where a new sink starts (one with no cursor yet): `beginning` (default) ships the
+    /// whole journal, a backfill; `now` ships only what is written from its first start on.
+    #[serde(default, skip_serializing_if = "SinkStart::is_beginning")]
+    pub start: SinkStart,
     /// Only these event types are shipped (default: all), e.g. `[mcp.request, anomaly]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,
@@ -120,6 +124,24 @@ fn default_timeout() -> DurationSpec {
 }
 fn default_max_backoff() -> DurationSpec {
     DurationSpec::from_secs(60)
+}
+
+/// Where a new sink starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkStart {
+    /// Ship the whole journal (a backfill).
+    #[default]
+    Beginning,
+    /// Ship only what is written from the sink's first start on.
+    Now,
+}
+
+impl SinkStart {
+    /// True for the default (kept out of serialized configs).
+    pub fn is_beginning(&self) -> bool {
+        *self == SinkStart::Beginning
+    }
 }
 
 /// The kinds of sink.

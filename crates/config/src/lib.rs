@@ -57,7 +57,9 @@ pub use audit::{
     ArgumentsMode, AuditConfig, DEFAULT_SECRET_KEYS, Durability, OnFailure, PathStep, ServerAudit,
     parse_redact_path,
 };
-pub use audit_sinks::{AnomalyConfig, EventFormat, RetentionConfig, SinkConfig, SinkKind};
+pub use audit_sinks::{
+    AnomalyConfig, EventFormat, RetentionConfig, SinkConfig, SinkKind, SinkStart,
+};
 pub use auth::{
     AuthConfig, ClaimMapping, CredentialKind, CredentialsConfig, IntrospectionConfig, ListenerTls,
     SecretRef, SecretSource, ToolScopes, WorkloadIssuerConfig, WorkloadKind,

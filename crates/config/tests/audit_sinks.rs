@@ -30,7 +30,7 @@ fn every_sink_type_loads_with_its_defaults_and_paths_relative_to_the_config() {
       client_id: c
       client_secret: env:AZ_SECRET
       dcr_id: dcr-0123
-    - { name: otel, type: otlp_logs, url: 'http://collector:4318', events: [mcp.request, anomaly] }
+    - { name: otel, type: otlp_logs, url: 'http://collector:4318', events: [mcp.request, anomaly], start: now }
   retention: { default: 400d, tool_call: 7y, auth_failure: 30d }
   anomalies: { factor: 4, min_calls: 50 }
 ",
@@ -58,6 +58,12 @@ fn every_sink_type_loads_with_its_defaults_and_paths_relative_to_the_config() {
         es.0
     );
     assert_eq!(sinks[5].events, vec!["mcp.request", "anomaly"]);
+    assert_eq!(sinks[5].start, gatehouse_config::SinkStart::Now);
+    assert_eq!(
+        sinks[0].start,
+        gatehouse_config::SinkStart::Beginning,
+        "a backfill by default"
+    );
     let r = &c.audit.retention;
     assert_eq!(r.default.unwrap().get(), Duration::from_secs(400 * 86_400));
     assert!(r.tool_call.unwrap().get() > Duration::from_secs(7 * 365 * 86_400));

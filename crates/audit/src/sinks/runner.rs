@@ -5,12 +5,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use gatehouse_config::SinkConfig;
+use gatehouse_config::{SinkConfig, SinkStart};
 use gatehouse_store::SinkCursors;
 use tokio::sync::watch;
 
 use super::{Delivered, Shipped, Sink, SinkError, build};
-use crate::reader::{StoredEvent, read_lines, segment_files};
+use crate::reader::{StoredEvent, complete_len, read_lines, segment_files};
 
 /// First wait after a failed delivery; doubles up to the sink's `max_backoff`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -44,6 +44,8 @@ pub struct SinkRunner {
     cursors: SinkCursors,
     sink: Box<dyn Sink>,
     progress: Option<ProgressHook>,
+    /// Whether `start: now` has been looked at (once per runner).
+    positioned: bool,
 }
 
 /// What one pass over the journal did.
@@ -80,6 +82,7 @@ impl SinkRunner {
             cursors,
             sink,
             progress: None,
+            positioned: false,
         }
     }
 
@@ -131,6 +134,12 @@ impl SinkRunner {
         stop: &mut watch::Receiver<bool>,
     ) -> Result<Pass, crate::AuditError> {
         let mut cursors: HashMap<String, i64> = self.cursors.cursors(&self.config.name).await?;
+        if !self.positioned {
+            self.positioned = true;
+            if self.config.start == SinkStart::Now && cursors.is_empty() && !self.known().await? {
+                cursors = self.skip_to_end().await?;
+            }
+        }
         let mut pass = Pass::default();
         let max = self.config.batch_size.max(1) as usize;
         for segment in segment_files(&self.dir)? {
@@ -189,6 +198,27 @@ impl SinkRunner {
             }
         }
         Ok(pass)
+    }
+
+    /// Whether the store has seen this sink before (a status row).
+    async fn known(&self) -> Result<bool, crate::AuditError> {
+        let status = self.cursors.status().await?;
+        Ok(status.iter().any(|s| s.sink == self.config.name))
+    }
+
+    /// A new sink with `start: now`: its cursor starts after the last complete line of
+    /// every segment there is.
+    async fn skip_to_end(&self) -> Result<HashMap<String, i64>, crate::AuditError> {
+        let mut cursors = HashMap::new();
+        for segment in segment_files(&self.dir)? {
+            let end = complete_len(&segment.path, segment.len)?;
+            self.cursors
+                .advance(&self.config.name, &segment.name, end as i64, 0, 0)
+                .await?;
+            cursors.insert(segment.name, end as i64);
+        }
+        tracing::info!(sink = %self.config.name, "new audit sink starts at the end of the journal (start: now)");
+        Ok(cursors)
     }
 
     fn wanted(&self, e: &StoredEvent) -> bool {
