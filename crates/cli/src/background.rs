@@ -162,72 +162,144 @@ async fn open_store(
     }
 }
 
+/// The current value of part of the configuration (it follows reloads).
+pub type Current<T> = Box<dyn Fn() -> T + Send>;
+
+/// A sink that runs: its config, the sender that stops it, its task.
+type Running = (
+    SinkConfig,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+);
+
 /// Ships the journal to every configured sink, each from its own cursor, on one thread (at
-/// normal priority: a SIEM's lag is an operator's concern, unlike the index's). Returns the
-/// sender that stops them, or `None` without sinks.
+/// normal priority: a SIEM's lag is an operator's concern, unlike the index's). Follows
+/// reloads of `audit.sinks`: every two seconds, sinks added are started, sinks removed are
+/// stopped and sinks changed are restarted (each keeps its cursor under its name). Returns
+/// the sender that stops them all.
 pub fn spawn_sinks(
-    sinks: Vec<SinkConfig>,
+    sinks: Current<Vec<SinkConfig>>,
     database_url: Option<String>,
     data_dir: PathBuf,
     dir: PathBuf,
     metrics: Arc<Metrics>,
-) -> Option<tokio::sync::watch::Sender<bool>> {
-    if sinks.is_empty() {
-        return None;
-    }
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    const LOST: &str = "nothing is shipped";
-    spawn_worker("audit-sinks", false, LOST, move || async move {
-        let store = match open_store(database_url.as_deref(), &data_dir).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "audit sinks: cannot open the store that keeps their cursors; nothing is shipped");
-                return;
-            }
-        };
-        let mut tasks = Vec::new();
-        for config in sinks {
-            let name = config.name.clone();
-            match gatehouse_audit::sinks::SinkRunner::new(config, dir.clone(), store.sink_cursors())
-            {
-                Ok(runner) => {
-                    let metrics = metrics.clone();
-                    let runner = runner.on_progress(Box::new(move |sink, p| match p {
-                        Progress::Delivered {
-                            delivered,
-                            rejected,
-                        } => {
-                            metrics.sink_delivered(sink, delivered, rejected, now_us() / 1_000_000)
+) -> tokio::sync::watch::Sender<bool> {
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    spawn_worker(
+        "audit-sinks",
+        false,
+        "nothing is shipped",
+        move || async move {
+            let mut store: Option<gatehouse_store::Store> = None;
+            let mut running: std::collections::HashMap<String, Running> = Default::default();
+            // Sinks that could not start (a missing CA file, say): tried again after a minute,
+            // or at once when their configuration changes.
+            let mut failed: std::collections::HashMap<String, (SinkConfig, tokio::time::Instant)> =
+                Default::default();
+            loop {
+                let wanted = sinks();
+                if !wanted.is_empty() && store.is_none() {
+                    match open_store(database_url.as_deref(), &data_dir).await {
+                        Ok(s) => store = Some(s),
+                        Err(e) => {
+                            tracing::error!(error = %e, "audit sinks: cannot open the store that keeps their cursors; retrying")
                         }
-                        Progress::Failed => metrics.sink_failed(sink),
-                    }));
-                    tasks.push(tokio::spawn(runner.run(stopped.clone())))
+                    }
                 }
-                Err(e) => tracing::error!(sink = %name, error = %e, "audit sink cannot start"),
+                running.retain(|name, (config, halt, _)| {
+                    let keep = wanted.iter().any(|w| w == config);
+                    if !keep {
+                        tracing::info!(sink = %name, "audit sink stopped (configuration changed)");
+                        let _ = halt.send(true);
+                    }
+                    keep
+                });
+                if let Some(store) = &store {
+                    for config in &wanted {
+                        if running.contains_key(&config.name) {
+                            continue;
+                        }
+                        if let Some((c, at)) = failed.get(&config.name)
+                            && c == config
+                            && at.elapsed() < Duration::from_secs(60)
+                        {
+                            continue;
+                        }
+                        match start_sink(config, &dir, store, &metrics) {
+                            Some(r) => {
+                                failed.remove(&config.name);
+                                running.insert(config.name.clone(), r);
+                            }
+                            None => {
+                                failed.insert(
+                                    config.name.clone(),
+                                    (config.clone(), tokio::time::Instant::now()),
+                                );
+                            }
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = stopped.changed() => {}
+                }
+                if *stopped.borrow() {
+                    break;
+                }
             }
-        }
-        for t in tasks {
-            let _ = t.await;
-        }
-        store.close().await;
-    });
-    Some(stop)
+            for (_, (_, halt, task)) in running {
+                let _ = halt.send(true);
+                let _ = task.await;
+            }
+            if let Some(store) = store {
+                store.close().await;
+            }
+        },
+    );
+    stop
 }
 
-/// Enforces `audit.retention` a minute after start and then every hour: removes expired
-/// segment files behind signed anchors (never what a sink has not shipped), and records each
-/// removal as a `retention` event. Returns the flag that stops it, or `None` when everything
-/// is kept forever.
+/// Starts one sink's runner, reporting its progress to the metrics.
+fn start_sink(
+    config: &SinkConfig,
+    dir: &std::path::Path,
+    store: &gatehouse_store::Store,
+    metrics: &Arc<Metrics>,
+) -> Option<Running> {
+    let runner = match gatehouse_audit::sinks::SinkRunner::new(
+        config.clone(),
+        dir.to_path_buf(),
+        store.sink_cursors(),
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(sink = %config.name, error = %e, "audit sink cannot start");
+            return None;
+        }
+    };
+    let metrics = metrics.clone();
+    let runner = runner.on_progress(Box::new(move |sink, p| match p {
+        Progress::Delivered {
+            delivered,
+            rejected,
+        } => metrics.sink_delivered(sink, delivered, rejected, now_us() / 1_000_000),
+        Progress::Failed => metrics.sink_failed(sink),
+    }));
+    let (halt, halted) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(runner.run(halted));
+    Some((config.clone(), halt, task))
+}
+
+/// Enforces `audit.retention` a minute after start and then every hour, as the configuration
+/// says at that moment (it follows reloads): removes expired segment files behind signed
+/// anchors (never what a sink has not shipped) and old usage rollups, and records each removal
+/// as a `retention` event. Returns the flag that stops it.
 pub fn spawn_retention(
-    config: gatehouse_config::AuditConfig,
+    audit: Current<gatehouse_config::AuditConfig>,
     database_url: Option<String>,
     data_dir: PathBuf,
     auditor: Arc<gatehouse_gateway::observe::Auditor>,
-) -> Option<Arc<std::sync::atomic::AtomicBool>> {
-    let retention = gatehouse_audit::retention::Retention::new(&config.retention);
-    if retention.keeps_everything() {
-        return None;
-    }
+) -> Arc<std::sync::atomic::AtomicBool> {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stopped = stop.clone();
     spawn_worker(
@@ -235,9 +307,7 @@ pub fn spawn_retention(
         false,
         "nothing expires",
         move || async move {
-            let (key, _) = gatehouse_audit::journal::signing_key_path(&config, &data_dir);
             let dir = auditor.journal().dir().to_path_buf();
-            let sinks: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
             let mut next = tokio::time::Instant::now() + Duration::from_secs(60);
             while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
                 if tokio::time::Instant::now() < next {
@@ -245,9 +315,16 @@ pub fn spawn_retention(
                     continue;
                 }
                 next += Duration::from_secs(3600);
+                let config = audit();
+                let retention = gatehouse_audit::retention::Retention::new(&config.retention);
+                if retention.keeps_everything() {
+                    continue;
+                }
                 let outcome = async {
+                    let (key, _) = gatehouse_audit::journal::signing_key_path(&config, &data_dir);
                     let signer =
                         gatehouse_audit::chain::CheckpointSigner::load_or_create(&key, false)?;
+                    let sinks: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
                     let store = open_store(database_url.as_deref(), &data_dir).await?;
                     let done = gatehouse_audit::retention::enforce(
                         &dir,
@@ -271,7 +348,7 @@ pub fn spawn_retention(
             }
         },
     );
-    Some(stop)
+    stop
 }
 
 /// Writes what a retention pass removed (or held back) into the journal itself.

@@ -167,17 +167,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             },
         })
     });
-    let retention = auditor.as_ref().and_then(|a| {
+    let retention = auditor.as_ref().map(|a| {
+        let gw = gw.clone();
         crate::background::spawn_retention(
-            gw.snapshot().config.audit.clone(),
+            Box::new(move || gw.snapshot().config.audit.clone()),
             database_url.clone(),
             data_dir.clone(),
             a.clone(),
         )
     });
-    let sinks = auditor.as_ref().and_then(|a| {
+    let sinks = auditor.as_ref().map(|a| {
+        let gw = gw.clone();
         crate::background::spawn_sinks(
-            gw.snapshot().config.audit.sinks.clone(),
+            Box::new(move || gw.snapshot().config.audit.sinks.clone()),
             database_url.clone(),
             data_dir.clone(),
             a.journal().dir().to_path_buf(),

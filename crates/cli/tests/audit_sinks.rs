@@ -196,3 +196,59 @@ async fn sinks_ship_while_the_gateway_runs_and_a_down_receiver_holds_its_events_
     .await;
     assert!(ok, "{}", status().1);
 }
+
+#[tokio::test]
+async fn a_reload_starts_added_sinks_with_a_backfill_and_stops_removed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = |name: &str| {
+        format!("    - {{ name: {name}, type: file, path: {name}.jsonl, flush_interval: 100ms }}\n")
+    };
+    let yaml = |sinks: &str| format!("{}audit:\n  sinks:\n{sinks}", demo_member_yaml(""));
+    let cfg = write_config(dir.path(), &yaml(&sink("first")));
+    let gw = Gatehouse::start(&["--config", cfg.to_str().unwrap()]);
+    let http = client();
+    let call = |i: i64| {
+        let (http, url) = (http.clone(), gw.url("/mcp"));
+        async move {
+            let (s, _) = modern(
+                &http,
+                &url,
+                i,
+                "tools/call",
+                json!({"name": "echo", "arguments": {"text": format!("call {i}")}}),
+            )
+            .await;
+            assert_eq!(s, 200);
+        }
+    };
+    let calls_in = |name: &str, text: &str| {
+        shipped(&dir.path().join(format!("{name}.jsonl")))
+            .iter()
+            .filter(|e| e["arguments"]["text"] == text)
+            .count()
+    };
+    call(1).await;
+    assert!(eventually(Duration::from_secs(10), || calls_in("first", "call 1") == 1).await);
+
+    // Swap the sinks: `second` starts with the whole journal, `first` stops.
+    std::fs::write(&cfg, yaml(&sink("second"))).unwrap();
+    assert!(
+        eventually(Duration::from_secs(15), || calls_in("second", "call 1")
+            == 1)
+        .await,
+        "the added sink backfills"
+    );
+    call(2).await;
+    assert!(
+        eventually(Duration::from_secs(10), || calls_in("second", "call 2")
+            == 1)
+        .await
+    );
+    // `first` was stopped before call 2 was made (the backfill above came after the swap).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        calls_in("first", "call 2"),
+        0,
+        "the removed sink ships nothing more"
+    );
+}
