@@ -6,59 +6,17 @@
 //! Run: `cargo bench -p gatehouse-audit --bench sinks_local` (prints a Markdown table;
 //! `BENCH_EVENTS` sets the journal size, default 100000).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use gatehouse_audit::chain::CheckpointSigner;
+mod common;
+
+use common::{event, open};
 use gatehouse_audit::sinks::SinkRunner;
-use gatehouse_audit::{
-    AuditEvent, ClientRecord, EventKind, Journal, JournalOptions, Outcome, PrincipalRecord,
-    TargetRecord,
-};
-use gatehouse_config::{Durability, OnFailure, SinkConfig};
+use gatehouse_config::{Durability, SinkConfig};
 use tokio::io::AsyncReadExt;
 
-fn event(i: usize) -> AuditEvent {
-    let mut e = AuditEvent::new(EventKind::Request, Outcome::Ok);
-    e.request_id = Some(format!("{i:016x}"));
-    e.principal = Some(PrincipalRecord {
-        kind: "user".into(),
-        subject: "00u1abcd2EFGH3ijk4l5".into(),
-        issuer: "https://idp.example.com/oauth2/default".into(),
-        email: Some("alice@example.com".into()),
-        groups: vec!["engineering".into(), "mcp-users".into()],
-        ..Default::default()
-    });
-    e.client = Some(ClientRecord {
-        name: Some("claude-code".into()),
-        version: Some("2.1.0".into()),
-        ip: Some("10.1.2.3".into()),
-        user_agent: Some("node".into()),
-    });
-    e.virtual_server = Some("engineering".into());
-    e.server = Some("jira".into());
-    e.method = Some("tools/call".into());
-    e.target = Some(TargetRecord {
-        kind: "tool".into(),
-        name: "search_issues".into(),
-        operation: Some("read".into()),
-    });
-    e.arguments = Some(
-        serde_json::json!({"jql": "project = OPS AND status = Open ORDER BY created DESC", "max_results": 50}),
-    );
-    e.latency_us = Some(1234);
-    e
-}
-
 async fn journal(dir: &std::path::Path, n: usize) {
-    let j = Journal::open(JournalOptions {
-        dir: dir.join("audit"),
-        durability: Durability::Process,
-        on_failure: OnFailure::Refuse,
-        segment_bytes: 64 * 1024 * 1024,
-        signer: CheckpointSigner::load_or_create(&dir.join("k"), true).unwrap(),
-        sync_interval: Duration::from_secs(1),
-    })
-    .unwrap();
+    let j = open(dir, Durability::Process);
     let mut pending = Vec::new();
     for i in 0..n {
         pending.push(j.append(&event(i)));

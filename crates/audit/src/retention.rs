@@ -96,8 +96,9 @@ pub fn anchors_path(dir: &Path, instance: &str) -> PathBuf {
     dir.join("retention").join(format!("{instance}.jsonl"))
 }
 
-/// Every anchor recorded for `instance`, with its line number, oldest first (unverified).
-pub fn read_anchors(dir: &Path, instance: &str) -> Result<Vec<(Anchor, u64, bool)>, AuditError> {
+/// Every line of `instance`'s anchors file with its line number, oldest first: the anchor,
+/// or `None` for a line that is not one (unverified either way).
+pub fn read_anchors(dir: &Path, instance: &str) -> Result<Vec<(u64, Option<Anchor>)>, AuditError> {
     let path = anchors_path(dir, instance);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
@@ -108,26 +109,8 @@ pub fn read_anchors(dir: &Path, instance: &str) -> Result<Vec<(Anchor, u64, bool
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.is_empty())
-        .map(|(i, l)| match serde_json::from_str::<Anchor>(l) {
-            Ok(a) => (a, i as u64 + 1, true),
-            Err(_) => (empty_anchor(instance), i as u64 + 1, false),
-        })
+        .map(|(i, l)| (i as u64 + 1, serde_json::from_str::<Anchor>(l).ok()))
         .collect())
-}
-
-fn empty_anchor(instance: &str) -> Anchor {
-    Anchor {
-        instance: instance.to_string(),
-        through_seq: 0,
-        hash: String::new(),
-        through_segment: 0,
-        whole_chain: false,
-        previous: None,
-        events: 0,
-        time: String::new(),
-        key_id: String::new(),
-        sig: String::new(),
-    }
 }
 
 /// How long each class of event is kept.
@@ -271,8 +254,7 @@ pub fn plan(
         let anchors = read_anchors(dir, &instance)?;
         let latest = anchors
             .iter()
-            .filter(|(_, _, ok)| *ok)
-            .map(|(a, _, _)| a)
+            .filter_map(|(_, a)| a.as_ref())
             .max_by_key(|a| a.through_seq);
         let last_number = segments.keys().next_back().copied().unwrap_or(0);
         let mut removal = Removal {
@@ -324,8 +306,8 @@ fn followed(
 ) -> Result<std::collections::HashSet<String>, AuditError> {
     let mut out = std::collections::HashSet::new();
     for (instance, segments) in chains {
-        for (anchor, _, ok) in read_anchors(dir, instance)? {
-            if let (true, Some(p)) = (ok, anchor.previous) {
+        for (_, anchor) in read_anchors(dir, instance)? {
+            if let Some(p) = anchor.and_then(|a| a.previous) {
                 out.insert(p.instance);
             }
         }

@@ -247,20 +247,20 @@ fn read_anchor(
 ) -> Result<Option<Anchor>, AuditError> {
     let file = format!("retention/{instance}.jsonl");
     let mut best: Option<Anchor> = None;
-    for (anchor, line, parsed) in read_anchors(dir, instance)? {
+    for (line, anchor) in read_anchors(dir, instance)? {
         let damage = |kind, detail: String| Damage {
             file: file.clone(),
             line,
             kind,
             detail,
         };
-        if !parsed {
+        let Some(anchor) = anchor else {
             report.damages.push(damage(
                 DamageKind::Malformed,
                 "not a retention anchor".into(),
             ));
             continue;
-        }
+        };
         match keys.get(&anchor.key_id) {
             None => report.damages.push(damage(
                 DamageKind::BadSignature,

@@ -1,12 +1,12 @@
 //! The file sink fed by a real journal through the SinkRunner, with its cursor in a real
 //! SQLite store: order, exactly-once across restarts, logrotate, the `events` filter.
 
-mod sink_support;
+mod support;
 
 use gatehouse_audit::StoredEvent;
 use gatehouse_audit::sinks::{Shipped, Sink, SinkError};
 use serde_json::{Value, json};
-use sink_support::{Bench, config, drain};
+use support::{Fixture, config, drain};
 
 /// One test at a time: `a_batch_cut_by_a_full_disk_is_rolled_back` lowers the process's
 /// file size limit, which would hit the others when `cargo test` runs them as threads of one
@@ -36,10 +36,10 @@ fn expected(range: std::ops::Range<usize>) -> Vec<String> {
 #[tokio::test]
 async fn every_event_arrives_once_in_order_and_a_restart_continues_from_the_cursor() {
     let _serial = SERIAL.lock().await;
-    let b = Bench::new().await;
-    let out = b.tmp.path().join("out/nested/audit.jsonl");
+    let b = Fixture::new().await;
+    let out = b.dir.path().join("out/nested/audit.jsonl");
     let cfg = config(json!({"name": "f", "type": "file", "path": out, "batch_size": 7}));
-    b.append(0, 50).await;
+    b.append_requests(0, 50).await;
     let mut runner = b.runner(cfg.clone());
     let pass = drain(&mut runner).await;
     assert_eq!(pass.delivered, 51, "50 requests and journal.start");
@@ -61,7 +61,7 @@ async fn every_event_arrives_once_in_order_and_a_restart_continues_from_the_curs
     assert!(first["prev"].is_string() && first["id"].is_string());
 
     drop(runner);
-    b.append(50, 30).await;
+    b.append_requests(50, 30).await;
     let mut runner = b.runner(cfg);
     assert_eq!(drain(&mut runner).await.delivered, 30);
     assert_eq!(drain(&mut runner).await.delivered, 0, "nothing twice");
@@ -74,21 +74,21 @@ async fn every_event_arrives_once_in_order_and_a_restart_continues_from_the_curs
 #[tokio::test]
 async fn a_rotated_file_is_reopened() {
     let _serial = SERIAL.lock().await;
-    let b = Bench::new().await;
-    let out = b.tmp.path().join("audit.jsonl");
+    let b = Fixture::new().await;
+    let out = b.dir.path().join("audit.jsonl");
     let mut runner = b.runner(config(json!({"name": "f", "type": "file", "path": out})));
-    b.append(0, 10).await;
+    b.append_requests(0, 10).await;
     drain(&mut runner).await;
     // What logrotate does without copytruncate: move the file away, the writer must notice.
-    let rotated = b.tmp.path().join("audit.jsonl.1");
+    let rotated = b.dir.path().join("audit.jsonl.1");
     std::fs::rename(&out, &rotated).unwrap();
-    b.append(10, 5).await;
+    b.append_requests(10, 5).await;
     drain(&mut runner).await;
     assert_eq!(tools(&lines(&rotated)), expected(0..10));
     assert_eq!(tools(&lines(&out)), expected(10..15));
     // And a file that was removed outright.
     std::fs::remove_file(&out).unwrap();
-    b.append(15, 3).await;
+    b.append_requests(15, 3).await;
     drain(&mut runner).await;
     assert_eq!(tools(&lines(&out)), expected(15..18));
 }
@@ -96,12 +96,12 @@ async fn a_rotated_file_is_reopened() {
 #[tokio::test]
 async fn the_events_filter_and_the_format_apply() {
     let _serial = SERIAL.lock().await;
-    let b = Bench::new().await;
-    let out = b.tmp.path().join("ecs.jsonl");
+    let b = Fixture::new().await;
+    let out = b.dir.path().join("ecs.jsonl");
     let mut runner = b.runner(config(json!({
         "name": "ecs", "type": "file", "path": out, "format": "ecs", "events": ["mcp.request"],
     })));
-    b.append(0, 12).await;
+    b.append_requests(0, 12).await;
     assert_eq!(
         drain(&mut runner).await.delivered,
         12,
@@ -120,13 +120,13 @@ async fn the_events_filter_and_the_format_apply() {
 #[tokio::test]
 async fn an_unwritable_path_is_retried_and_nothing_is_lost() {
     let _serial = SERIAL.lock().await;
-    let b = Bench::new().await;
+    let b = Fixture::new().await;
     // A directory where the file should be: every write fails until it is removed.
-    let out = b.tmp.path().join("blocked");
+    let out = b.dir.path().join("blocked");
     std::fs::create_dir_all(&out).unwrap();
     let cfg = config(json!({"name": "f", "type": "file", "path": out, "max_backoff": "100ms"}));
     let runner = b.runner(cfg);
-    b.append(0, 5).await;
+    b.append_requests(0, 5).await;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(runner.run(rx));
     // The runner records the failure in the store and keeps retrying.
@@ -173,10 +173,10 @@ fn file_size_limit(bytes: libc::rlim_t) {
 #[tokio::test]
 async fn a_batch_cut_by_a_full_disk_is_rolled_back() {
     let _serial = SERIAL.lock().await;
-    let b = Bench::new().await;
-    b.append(0, 40).await;
+    let b = Fixture::new().await;
+    b.append_requests(0, 40).await;
     b.journal.close().await.unwrap();
-    let segment = gatehouse_audit::reader::segment_files(&b.audit_dir()).unwrap()[0].clone();
+    let segment = gatehouse_audit::reader::segment_files(&b.journal_dir()).unwrap()[0].clone();
     let (journal_lines, _) = gatehouse_audit::reader::read_lines(&segment.path, 0, 100).unwrap();
     let shipped: Vec<Shipped> = journal_lines
         .into_iter()
@@ -187,7 +187,7 @@ async fn a_batch_cut_by_a_full_disk_is_rolled_back() {
         .collect();
     let (first, second) = shipped.split_at(20);
     let first_bytes: u64 = first.iter().map(|s| s.raw.len() as u64 + 1).sum();
-    let out = b.tmp.path().join("out.jsonl");
+    let out = b.dir.path().join("out.jsonl");
     let mut sink = gatehouse_audit::sinks::file::FileSink::new(&config(
         json!({"name": "f", "type": "file", "path": out}),
     ))

@@ -1,6 +1,6 @@
 //! The Elasticsearch/OpenSearch sink, fed from a real journal through the `SinkRunner`,
 //! against a test double of the `_bulk` API (no Elasticsearch can run here; see
-//! `support/receivers.rs`).
+//! `support/receivers/`).
 
 mod support;
 

@@ -1,6 +1,6 @@
 //! The Sentinel sink (Azure Monitor Logs Ingestion API), fed from a real journal through the
 //! `SinkRunner`, against test doubles of the ingestion endpoint and Entra ID's token
-//! endpoint (neither can run here; see `support/receivers.rs`).
+//! endpoint (neither can run here; see `support/receivers/`).
 
 mod support;
 

@@ -1,5 +1,5 @@
 //! The Splunk HEC sink, fed from a real journal through the `SinkRunner`, against a test
-//! double of the HTTP Event Collector (Splunk cannot run here; see `support/receivers.rs`).
+//! double of the HTTP Event Collector (Splunk cannot run here; see `support/receivers/`).
 
 mod support;
 

@@ -3,7 +3,7 @@
 //! right PRI, MSGID, structured data and a parseable MSG; UDP cuts oversized messages; and
 //! an rsyslog outage over TCP and TLS loses nothing.
 
-mod sink_support;
+mod support;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use std::time::Duration;
 use gatehouse_audit::{AuditEvent, EventKind, Outcome, TargetRecord};
 use gatehouse_testkit::rsyslog::{Received, Rsyslog, Transport};
 use serde_json::{Value, json};
-use sink_support::{Bench, config, drain};
+use support::{Fixture, config, drain};
 
 /// A CA and a server certificate for 127.0.0.1 (PEM files), generated per test.
 struct Certs {
@@ -67,7 +67,7 @@ const HOSTILE: &str = r#"a"b]c\d"#;
 
 /// The events of the delivery test: outcomes that map to different severities, and a tool
 /// name that must be escaped in the structured data.
-async fn append_mix(b: &Bench) {
+async fn append_mix(b: &Fixture) {
     for (i, outcome) in [
         Outcome::Ok,
         Outcome::Denied,
@@ -105,7 +105,7 @@ async fn every_event_arrives_once_per_transport_with_pri_msgid_and_sd() {
     let Some((rsyslog, certs)) = receiver() else {
         return;
     };
-    let b = Bench::new().await;
+    let b = Fixture::new().await;
     append_mix(&b).await;
     for (transport, facility, code) in [
         (Transport::Udp, "local0", 16u16),
@@ -160,7 +160,7 @@ async fn udp_cuts_oversized_messages_to_a_datagram_receivers_take() {
     let Some((rsyslog, _certs)) = receiver() else {
         return;
     };
-    let b = Bench::new().await;
+    let b = Fixture::new().await;
     let mut e = AuditEvent::new(EventKind::Request, Outcome::Ok);
     e.arguments = Some(json!({ "text": "x".repeat(20_000) }));
     b.journal.append(&e).await.unwrap();
@@ -188,7 +188,7 @@ async fn an_rsyslog_outage_loses_nothing_over_tcp_and_tls() {
     let Some((mut rsyslog, certs)) = receiver() else {
         return;
     };
-    let b = Bench::new().await;
+    let b = Fixture::new().await;
     let mut stops = Vec::new();
     for transport in [Transport::Tcp, Transport::Tls] {
         let runner = b.runner(config(json!({
@@ -198,7 +198,7 @@ async fn an_rsyslog_outage_loses_nothing_over_tcp_and_tls() {
         let (tx, rx) = tokio::sync::watch::channel(false);
         stops.push((tx, tokio::spawn(runner.run(rx))));
     }
-    b.append(0, 20).await;
+    b.append_requests(0, 20).await;
     for t in [Transport::Tcp, Transport::Tls] {
         let got = rsyslog.wait_for(t, 21, Duration::from_secs(10)).await;
         assert_eq!(
@@ -209,7 +209,7 @@ async fn an_rsyslog_outage_loses_nothing_over_tcp_and_tls() {
         );
     }
     rsyslog.kill();
-    b.append(20, 30).await;
+    b.append_requests(20, 30).await;
     // Both sinks notice the dead receiver and keep retrying while it is down.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let status = b.store.sink_cursors().status().await.unwrap();
@@ -239,15 +239,15 @@ async fn tls_refuses_a_receiver_whose_ca_is_not_trusted() {
     let Some((rsyslog, _certs)) = receiver() else {
         return;
     };
-    let b = Bench::new().await;
-    b.append(0, 1).await;
+    let b = Fixture::new().await;
+    b.append_requests(0, 1).await;
     // No `ca`: the test CA is in no system store, so the handshake must fail and the batch
     // stay pending (a retry), never be reported delivered.
     let cfg =
         config(json!({"name": "tls", "type": "syslog", "url": url(Transport::Tls, &rsyslog)}));
     let mut sink = gatehouse_audit::sinks::syslog::SyslogSink::new(&cfg).unwrap();
     let line = std::fs::read_to_string(
-        gatehouse_audit::reader::segment_files(&b.audit_dir()).unwrap()[0]
+        gatehouse_audit::reader::segment_files(&b.journal_dir()).unwrap()[0]
             .path
             .clone(),
     )

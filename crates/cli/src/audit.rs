@@ -42,10 +42,7 @@ impl Location {
         let url = database_url
             .map(str::to_string)
             .or_else(|| config?.store.as_ref().map(|s| s.url.clone()));
-        Ok(match &url {
-            Some(u) => gatehouse_store::Store::open(u).await?,
-            None => gatehouse_store::Store::open_sqlite_in(&self.data_dir).await?,
-        })
+        Ok(gatehouse_store::Store::open_or_embedded(url.as_deref(), &self.data_dir).await?)
     }
 
     /// The key that signs the journal's checkpoints: the config's `audit.signing_key`, else

@@ -49,7 +49,12 @@ pub fn spawn_indexer(indexer: Indexer) -> Arc<std::sync::atomic::AtomicBool> {
     let stopped = stop.clone();
     const LOST: &str = "`gatehouse audit query` will index instead";
     spawn_worker("audit-index", true, LOST, move || async move {
-        let store = match open_store(database_url.as_deref(), &data_dir).await {
+        let store = match gatehouse_store::Store::open_or_embedded(
+            database_url.as_deref(),
+            &data_dir,
+        )
+        .await
+        {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "audit index: cannot open the store; {LOST}");
@@ -151,17 +156,6 @@ where
     }
 }
 
-/// A connection of its own to the store `gatehouse up` uses.
-async fn open_store(
-    database_url: Option<&str>,
-    data_dir: &std::path::Path,
-) -> Result<gatehouse_store::Store, gatehouse_store::StoreError> {
-    match database_url {
-        Some(url) => gatehouse_store::Store::open(url).await,
-        None => gatehouse_store::Store::open_sqlite_in(data_dir).await,
-    }
-}
-
 /// The current value of part of the configuration (it follows reloads).
 pub type Current<T> = Box<dyn Fn() -> T + Send>;
 
@@ -199,7 +193,12 @@ pub fn spawn_sinks(
             loop {
                 let wanted = sinks();
                 if !wanted.is_empty() && store.is_none() {
-                    match open_store(database_url.as_deref(), &data_dir).await {
+                    match gatehouse_store::Store::open_or_embedded(
+                        database_url.as_deref(),
+                        &data_dir,
+                    )
+                    .await
+                    {
                         Ok(s) => store = Some(s),
                         Err(e) => {
                             tracing::error!(error = %e, "audit sinks: cannot open the store that keeps their cursors; retrying")
@@ -325,7 +324,11 @@ pub fn spawn_retention(
                     let signer =
                         gatehouse_audit::chain::CheckpointSigner::load_or_create(&key, false)?;
                     let sinks: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
-                    let store = open_store(database_url.as_deref(), &data_dir).await?;
+                    let store = gatehouse_store::Store::open_or_embedded(
+                        database_url.as_deref(),
+                        &data_dir,
+                    )
+                    .await?;
                     let done = gatehouse_audit::retention::enforce(
                         &dir,
                         &retention,

@@ -83,10 +83,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .database_url
         .clone()
         .or_else(|| config.store.as_ref().map(|s| s.url.clone()));
-    let store = match &database_url {
-        Some(url) => gatehouse_store::Store::open(url).await?,
-        None => gatehouse_store::Store::open_sqlite_in(&data_dir).await?,
-    };
+    let store =
+        gatehouse_store::Store::open_or_embedded(database_url.as_deref(), &data_dir).await?;
     let store_label = match &database_url {
         Some(url) => gatehouse_store::redact_url(url),
         None => data_dir.join("gatehouse.db").display().to_string(),

@@ -8,21 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::bin;
+use common::gatehouse;
 use gatehouse_audit::chain::{CheckpointSigner, read_public_key, verify_detached};
 use gatehouse_audit::export::Manifest;
 use gatehouse_audit::{AuditEvent, EventKind, Journal, JournalOptions, Outcome, TargetRecord};
 use gatehouse_config::{Durability, OnFailure};
 use serde_json::Value;
-
-fn gatehouse(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin()).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// A data dir whose journal holds 30 requests, one per minute from 2025-01-01T10:00:00Z
 /// (tool `tool_<i>`), signed with the key `gatehouse up` would use.

@@ -4,22 +4,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use common::bin;
+use common::gatehouse;
 use gatehouse_audit::chain::CheckpointSigner;
 use gatehouse_audit::{AuditEvent, EventKind, Journal, JournalOptions, Outcome};
 use gatehouse_config::{Durability, OnFailure};
-
-fn gatehouse(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin()).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// One chain of `n` tool calls `days_ago` old, signed with the data directory's default key.
 async fn chain(data: &Path, audit: &Path, n: usize, days_ago: u64) -> String {

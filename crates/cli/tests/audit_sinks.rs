@@ -5,20 +5,10 @@
 mod common;
 
 use std::net::TcpListener;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
-
-fn gatehouse(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin()).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// The complete lines of the file sink's output (a last line without newline is being
 /// written).

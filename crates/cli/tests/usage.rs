@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -15,15 +14,6 @@ use gatehouse_audit::{
 };
 use gatehouse_config::{Durability, OnFailure};
 use serde_json::Value;
-
-fn gatehouse(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin()).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn ago(minutes: u64) -> String {
     humantime::format_rfc3339_micros(

@@ -117,6 +117,15 @@ impl Store {
         }
     }
 
+    /// Opens `url` when one is configured, else the embedded default database in `data_dir`
+    /// (what `--database-url` / `store.url` mean everywhere).
+    pub async fn open_or_embedded(url: Option<&str>, data_dir: &Path) -> Result<Store, StoreError> {
+        match url {
+            Some(url) => Self::open(url).await,
+            None => Self::open_sqlite_in(data_dir).await,
+        }
+    }
+
     /// Opens (creating if missing) `<data_dir>/gatehouse.db`, the embedded default database.
     /// Creates `data_dir` too if it does not exist.
     pub async fn open_sqlite_in(data_dir: &Path) -> Result<Store, StoreError> {

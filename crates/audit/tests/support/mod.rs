@@ -1,5 +1,5 @@
 //! What the sink tests share: a real journal in a temp dir, a SQLite store for the cursors,
-//! sink configs, and running a [`SinkRunner`] until it has shipped everything.
+//! sink configs, test events, and running a [`SinkRunner`] until it has shipped everything.
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
@@ -58,6 +58,15 @@ impl Fixture {
     /// Appends `n` varied events (tool calls, denials, errors) and flushes.
     pub async fn append(&self, n: usize) {
         self.append_with(n, 0).await;
+    }
+
+    /// Appends `n` plain tool calls numbered from `from` (tool `tool_<i>`, see [`request`]),
+    /// and flushes.
+    pub async fn append_requests(&self, from: usize, n: usize) {
+        for i in from..from + n {
+            self.journal.append(&request(i)).await.unwrap();
+        }
+        self.journal.flush().await.unwrap();
     }
 
     /// Appends `n` events whose arguments carry `pad` extra bytes each.
@@ -135,6 +144,18 @@ pub fn config(v: Value) -> SinkConfig {
     o.entry("max_backoff").or_insert(json!("5s"));
     o.entry("timeout").or_insert(json!("5s"));
     serde_json::from_value(v).unwrap()
+}
+
+/// A plain tool call of tool `tool_<i>`.
+pub fn request(i: usize) -> AuditEvent {
+    let mut e = AuditEvent::new(EventKind::Request, Outcome::Ok);
+    e.method = Some("tools/call".into());
+    e.target = Some(TargetRecord {
+        kind: "tool".into(),
+        name: format!("tool_{i}"),
+        operation: Some("read".into()),
+    });
+    e
 }
 
 /// The `i`th test event: varied kinds, outcomes and principals.

@@ -33,6 +33,16 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_gatehouse"))
 }
 
+/// Runs `gatehouse ARGS` to the end: its exit code, stdout and stderr.
+pub fn gatehouse(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 impl Gatehouse {
     /// Starts `gatehouse up` on an ephemeral port with extra args (e.g. `--config`).
     pub fn start(args: &[&str]) -> Gatehouse {

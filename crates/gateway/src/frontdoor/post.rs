@@ -40,7 +40,6 @@ pub(super) async fn handle(
     caller: Caller,
     request_id: String,
 ) -> Response {
-    crate::observe::note(|f| f.request_bytes = Some(body.len() as u64));
     let msg = match Message::parse(&body) {
         Ok(m) => m,
         Err(e) => {
@@ -55,7 +54,7 @@ pub(super) async fn handle(
             );
         }
     };
-    crate::observe::message(&msg);
+    crate::observe::message(&msg, body.len());
     if let Some(refusal) =
         super::authn::check_tool_scopes(&snapshot, &vs, &headers, &msg, &caller, &request_id)
     {

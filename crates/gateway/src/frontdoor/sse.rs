@@ -114,7 +114,6 @@ pub(super) async fn message(
             &request_id,
         );
     };
-    crate::observe::note(|f| f.request_bytes = Some(body.len() as u64));
     let msg = match Message::parse(&body) {
         Ok(m) => m,
         Err(e) => {
@@ -127,7 +126,7 @@ pub(super) async fn message(
             );
         }
     };
-    crate::observe::message(&msg);
+    crate::observe::message(&msg, body.len());
     if let Some(refusal) = super::authn::check_tool_scopes(
         &snapshot,
         &vs,

@@ -169,15 +169,16 @@ pub async fn scope<F: std::future::Future>(note: Option<Arc<RequestNote>>, fut: 
     }
 }
 
-/// Records what a client message says about the request (method, whether it is a request at
+/// Records what a client message of `bytes` bytes says about the request (method, whether it is a request at
 /// all) and, for a request, starts its span with the trace context of its `_meta` (or of the
 /// HTTP headers).
-pub fn message(msg: &Message) {
+pub fn message(msg: &Message, bytes: usize) {
     let _ = NOTE.try_with(|n| {
         let is_request = msg.kind() == MessageKind::Request;
         let (vs, session) = {
             let mut f = n.facts.lock().expect("request note lock");
             f.method = msg.method.clone();
+            f.request_bytes = Some(bytes as u64);
             f.not_a_request = !is_request;
             (
                 f.virtual_server.clone().unwrap_or_default(),
