@@ -59,6 +59,10 @@ pub struct AuditConfig {
     /// Largest recorded argument document in bytes (default 4096); larger ones are recorded
     /// as their size, SHA-256 and a prefix.
     pub max_argument_bytes: u32,
+    /// Longest string recorded in an event, in the index and in log lines (default 1024
+    /// bytes): a method name, a resource URI, a client's name. A longer one is cut and
+    /// recorded with its original length and SHA-256.
+    pub max_field_bytes: u32,
     /// Extra keys (beyond the built-in list: password, token, secret, api_key,
     /// authorization, …) whose values are redacted.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -88,6 +92,7 @@ impl Default for AuditConfig {
             segment_bytes: 64 * 1024 * 1024,
             arguments: ArgumentsMode::Redacted,
             max_argument_bytes: 4096,
+            max_field_bytes: 1024,
             secret_keys: Vec::new(),
             coalesce: DurationSpec::from_secs(10),
             sinks: Vec::new(),

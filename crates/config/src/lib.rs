@@ -39,6 +39,7 @@ mod auth;
 mod duration;
 mod error;
 mod interpolate;
+mod limits;
 mod model;
 mod path;
 mod policy;
@@ -66,6 +67,7 @@ pub use auth::{
 };
 pub use duration::{DURATION_PATTERN, DurationSpec};
 pub use error::{ConfigError, ConfigErrors};
+pub use limits::{ConnectionLimits, SessionLimits, StderrLimits};
 pub use model::{
     Config, GatewayConfig, MemberConfig, NAME_PATTERN, ProtocolSetting, ServerConfig, ServerKind,
     StoreConfig, TlsConfig, Transport, VirtualServerConfig,

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{AuditConfig, ServerAudit};
 use crate::auth::{AuthConfig, CredentialsConfig, ListenerTls, ToolScopes};
 use crate::duration::DurationSpec;
+use crate::limits::{ConnectionLimits, SessionLimits, StderrLimits};
 use crate::policy::{PoliciesConfig, ToolOperations};
 use crate::telemetry::{AdminConfig, TelemetryConfig};
 
@@ -113,6 +114,28 @@ pub struct GatewayConfig {
     /// `https://mcp.example.com`; default: derived from `listen`. Used for OAuth redirect URIs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
+    /// How long a client may take to send a request body once its headers arrived
+    /// (default 30s); slower bodies get `408`.
+    pub body_timeout: DurationSpec,
+    /// Most bytes of request bodies being read at once, over all connections (default
+    /// 256 MiB); a request that would exceed it gets `503` with `Retry-After`.
+    pub max_body_bytes_in_flight: u64,
+    /// Most bytes queued for one legacy HTTP+SSE stream whose client does not read
+    /// (default 16 MiB); past it the stream ends with an error event and its calls stop.
+    pub sse_queue_bytes: u64,
+    /// Bounds on client connections.
+    #[serde(skip_serializing_if = "is_default")]
+    pub connections: ConnectionLimits,
+    /// Bounds on handshake-era sessions.
+    #[serde(skip_serializing_if = "is_default")]
+    pub sessions: SessionLimits,
+    /// Bounds on what stdio servers write to stderr.
+    #[serde(skip_serializing_if = "is_default")]
+    pub stderr: StderrLimits,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 impl GatewayConfig {
@@ -138,6 +161,12 @@ impl Default for GatewayConfig {
             session_ttl: DurationSpec::from_secs(24 * 60 * 60),
             tls: None,
             public_url: None,
+            body_timeout: DurationSpec::from_secs(30),
+            max_body_bytes_in_flight: 256 * 1024 * 1024,
+            sse_queue_bytes: 16 * 1024 * 1024,
+            connections: ConnectionLimits::default(),
+            sessions: SessionLimits::default(),
+            stderr: StderrLimits::default(),
         }
     }
 }

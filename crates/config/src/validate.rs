@@ -166,6 +166,59 @@ impl Validator<'_> {
         }
         self.positive("gateway.request_timeout", g.request_timeout.get());
         self.positive("gateway.session_ttl", g.session_ttl.get());
+        self.positive("gateway.body_timeout", g.body_timeout.get());
+        self.positive(
+            "gateway.connections.header_timeout",
+            g.connections.header_timeout.get(),
+        );
+        self.positive(
+            "gateway.connections.idle_timeout",
+            g.connections.idle_timeout.get(),
+        );
+        self.positive(
+            "gateway.sessions.idle_timeout",
+            g.sessions.idle_timeout.get(),
+        );
+        for (path, value) in [
+            (
+                "gateway.max_body_bytes_in_flight",
+                g.max_body_bytes_in_flight,
+            ),
+            ("gateway.sse_queue_bytes", g.sse_queue_bytes),
+            ("gateway.connections.max", u64::from(g.connections.max)),
+            (
+                "gateway.connections.max_per_ip",
+                u64::from(g.connections.max_per_ip),
+            ),
+            (
+                "gateway.sessions.max_per_principal",
+                u64::from(g.sessions.max_per_principal),
+            ),
+            ("gateway.sessions.max", u64::from(g.sessions.max)),
+            (
+                "gateway.stderr.max_line_bytes",
+                u64::from(g.stderr.max_line_bytes),
+            ),
+            (
+                "gateway.stderr.max_lines_per_second",
+                u64::from(g.stderr.max_lines_per_second),
+            ),
+        ] {
+            if value == 0 && self.positions.contains(path) {
+                self.at_value(path, "found 0, expected a positive number".into());
+            }
+        }
+        if g.max_body_bytes_in_flight < g.max_body_bytes
+            && self.positions.contains("gateway.max_body_bytes_in_flight")
+        {
+            self.at_value(
+                "gateway.max_body_bytes_in_flight",
+                format!(
+                    "found {}, expected at least gateway.max_body_bytes ({}): one request body must fit",
+                    g.max_body_bytes_in_flight, g.max_body_bytes
+                ),
+            );
+        }
         if let Some(url) = &g.public_url
             && !url::Url::parse(url)
                 .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())

@@ -311,6 +311,39 @@ fn gateway_semantics() {
 }
 
 #[test]
+fn limits_must_be_positive_and_leave_room_for_one_body() {
+    let errs = errors(concat!(
+        "gateway:\n",
+        "  max_body_bytes: 2048\n",
+        "  max_body_bytes_in_flight: 1024\n",
+        "  body_timeout: 0s\n",
+        "  sse_queue_bytes: 0\n",
+        "  connections: {max: 0, max_per_ip: 10, header_timeout: 0s}\n",
+        "  sessions:\n",
+        "    max_per_principal: 0\n",
+        "  stderr: {max_lines_per_second: 0}\n",
+        "audit:\n",
+        "  max_field_bytes: 8\n",
+    ));
+    let mut got: Vec<_> = errs.iter().map(|e| (e.line, e.path.as_str())).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (3, "gateway.max_body_bytes_in_flight"),
+            (4, "gateway.body_timeout"),
+            (5, "gateway.sse_queue_bytes"),
+            (6, "gateway.connections.header_timeout"),
+            (6, "gateway.connections.max"),
+            (8, "gateway.sessions.max_per_principal"),
+            (9, "gateway.stderr.max_lines_per_second"),
+            (11, "audit.max_field_bytes"),
+        ],
+        "{errs:#?}"
+    );
+}
+
+#[test]
 fn several_schema_errors_are_all_reported_in_order() {
     let errs = errors(concat!(
         "servers:\n",

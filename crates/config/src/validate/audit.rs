@@ -22,6 +22,15 @@ impl Validator<'_> {
                 "found 0, expected a size in bytes (use arguments: off to record none)".into(),
             );
         }
+        if a.max_field_bytes < 64 && self.positions.contains("audit.max_field_bytes") {
+            self.at_value(
+                "audit.max_field_bytes",
+                format!(
+                    "found {}, expected at least 64 bytes (a tool name or URI must stay recognisable)",
+                    a.max_field_bytes
+                ),
+            );
+        }
         self.positive("audit.coalesce", a.coalesce.get());
         for (i, key) in a.secret_keys.iter().enumerate() {
             if key.trim().is_empty() {
