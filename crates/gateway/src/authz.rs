@@ -299,18 +299,7 @@ pub async fn visible(
     kind: ListKind,
     merged: &Merged,
 ) -> Option<Vec<usize>> {
-    visible_under(vs.authz.as_ref(), vs, ctx, kind, merged).await
-}
-
-/// [`visible`] under the given policies (`None`: everything is visible).
-pub async fn visible_under(
-    authz: Option<&Authz>,
-    vs: &VirtualServer,
-    ctx: &CallCtx,
-    kind: ListKind,
-    merged: &Merged,
-) -> Option<Vec<usize>> {
-    let authz = authz?;
+    let authz = vs.authz.as_ref()?;
     let (action, item_kind) = list_action(kind);
     let mut owners: Vec<Option<(&str, &crate::catalog::Route)>> = vec![None; merged.items.len()];
     for (name, route) in &merged.routes {
@@ -352,42 +341,4 @@ pub async fn visible_under(
         "list filtered by policy"
     );
     Some(shown)
-}
-
-/// A policy set replaced by another (either may be `None`: authorization off).
-#[derive(Debug, Clone)]
-pub struct PolicySwap {
-    /// The set that decided until now.
-    pub before: Option<Authz>,
-    /// The set that decides from now on.
-    pub after: Option<Authz>,
-}
-
-/// The `list_changed` notifications a caller needs after `swap`: one per list whose visible
-/// items differ between the two policy sets, for this caller. Lists are compared on the
-/// virtual server's current items, so only the policies' effect counts.
-pub async fn changed_lists(
-    vs: &VirtualServer,
-    ctx: &CallCtx,
-    swap: &PolicySwap,
-) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    for (kind, method) in [
-        (ListKind::Tools, "notifications/tools/list_changed"),
-        (ListKind::Prompts, "notifications/prompts/list_changed"),
-        (ListKind::Resources, "notifications/resources/list_changed"),
-    ] {
-        let merged = crate::catalog::merged(vs, kind, ctx).await;
-        let all = || (0..merged.items.len()).collect::<Vec<_>>();
-        let before = visible_under(swap.before.as_ref(), vs, ctx, kind, &merged)
-            .await
-            .unwrap_or_else(all);
-        let after = visible_under(swap.after.as_ref(), vs, ctx, kind, &merged)
-            .await
-            .unwrap_or_else(all);
-        if before != after {
-            out.push(method);
-        }
-    }
-    out
 }

@@ -142,12 +142,10 @@ pub async fn server_list(
     }
     let mut items = Vec::new();
     let mut cursor: Option<Value> = None;
+    let decided = crate::methods::Decided::catalog(kind);
     for _ in 0..MAX_PAGES {
         let params = cursor.take().map(|c| json!({"cursor": c}));
-        let reply = server
-            .backend
-            .call(kind.method(), params, client, None)
-            .await?;
+        let reply = server.backend.call(&decided, params, client, None).await?;
         if let Some(e) = reply.error {
             return Err(BackendError::Protocol {
                 server: server.config.name.clone(),
@@ -195,6 +193,16 @@ pub struct Merged {
     pub routes: HashMap<String, Route>,
     /// Members whose list could not be fetched, with the reason.
     pub failures: Vec<(String, BackendError)>,
+    /// A hash of each item's definition (by position), so a caller's view of the list can be
+    /// compared cheaply before and after a change.
+    pub hashes: Vec<u64>,
+}
+
+fn definition_hash(def: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    def.to_string().hash(&mut h);
+    h.finish()
 }
 
 /// Cache of merged views, keyed by the member caches' generations.
@@ -295,6 +303,7 @@ pub async fn merged(vs: &VirtualServer, kind: ListKind, ctx: &CallCtx) -> Arc<Me
                     item: out.items.len(),
                 },
             );
+            out.hashes.push(definition_hash(&def));
             out.items.push(def);
         }
     }

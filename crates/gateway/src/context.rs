@@ -27,6 +27,24 @@ pub struct CallCtx {
 }
 
 impl CallCtx {
+    /// The view of a handshake-era caller that has not initialized yet (a legacy HTTP+SSE
+    /// connection before `initialize`): no capabilities, no upstream sessions.
+    pub fn handshake(caller: &gatehouse_identity::Caller) -> CallCtx {
+        CallCtx {
+            client: ClientContext {
+                caller: caller.clone(),
+                ..Default::default()
+            },
+            upstream: HashMap::new(),
+            era: Era::Handshake,
+            protocol_version: gatehouse_wire::ProtocolVersion::LATEST_HANDSHAKE
+                .as_str()
+                .to_string(),
+            events: None,
+            param_headers: Vec::new(),
+        }
+    }
+
     /// The client context for calls to one member (with the client's upstream session there).
     pub fn for_member(&self, member: &Member) -> ClientContext {
         let mut c = self.client.clone();

@@ -13,13 +13,16 @@ pub mod catalog;
 pub mod context;
 pub mod dispatch;
 pub mod frontdoor;
+pub mod methods;
 pub mod metrics;
 pub mod notify;
 pub mod observe;
 pub mod reload;
 pub mod seal;
 pub mod snapshot;
+pub mod subscriptions;
 pub mod tasks;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,8 +33,8 @@ use arc_swap::ArcSwap;
 use gatehouse_config::Config;
 
 use crate::catalog::ListKind;
-use crate::frontdoor::call::Parked;
 use crate::frontdoor::guard::OriginPolicy;
+use crate::frontdoor::mrtr::Parked;
 use crate::frontdoor::session::SessionStore;
 use crate::notify::ChangeHub;
 use crate::seal::Keyring;
@@ -59,11 +62,18 @@ pub struct Gateway {
     pub origin_policy: OriginPolicy,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Most bytes queued for one legacy HTTP+SSE stream.
+    pub sse_queue_bytes: u64,
+    /// Who owns the tasks created through this process (for `tasks/list` and notifications).
+    pub tasks: tasks::TaskOwners,
+    /// Member changes, announced after the catalog caches dropped what they invalidate, so
+    /// a stream that measures a caller's view then sees the new lists.
+    pub changes: tokio::sync::broadcast::Sender<notify::ServerChange>,
     /// What snapshot builds need (hub, vault, public URL).
     build: BuildContext,
     /// Announces each change of the policy set to open streams (callers whose view changed
-    /// get `list_changed`).
-    pub policy_swaps: tokio::sync::broadcast::Sender<authz::PolicySwap>,
+    /// get `list_changed`; subscriptions are decided again).
+    pub policy_swaps: tokio::sync::broadcast::Sender<()>,
     /// The audit journal; `None` when auditing is off.
     pub audit: Option<Arc<observe::Auditor>>,
     /// Metrics and (with OTLP) traces.
@@ -111,6 +121,7 @@ impl Gateway {
         };
         let max_body_bytes = usize::try_from(config.gateway.max_body_bytes).unwrap_or(usize::MAX);
         let sessions = SessionStore::new(config.gateway.session_ttl.get());
+        let config_sse_queue_bytes = config.gateway.sse_queue_bytes;
         let snapshot = Snapshot::build(config, None, &build, policies)?;
         let gw = Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -121,6 +132,9 @@ impl Gateway {
             sse: Default::default(),
             origin_policy,
             max_body_bytes,
+            sse_queue_bytes: config_sse_queue_bytes,
+            tasks: tasks::TaskOwners::default(),
+            changes: tokio::sync::broadcast::channel(256).0,
             build,
             policy_swaps: tokio::sync::broadcast::channel(16).0,
             audit,
@@ -161,20 +175,9 @@ impl Gateway {
         let next = Snapshot::build(config, Some(&old), &self.build, policies)?;
         let version = next.version;
         let retired = old.retired_by(&next);
-        let swap = (old.policies.as_ref().map(|p| p.version().clone())
-            != next.policies.as_ref().map(|p| p.version().clone()))
-        .then(|| {
-            let authz = |p: &Option<Arc<gatehouse_policy::Policies>>| {
-                p.clone().map(|policies| authz::Authz {
-                    policies,
-                    log: self.build.decisions.clone(),
-                })
-            };
-            authz::PolicySwap {
-                before: authz(&old.policies),
-                after: authz(&next.policies),
-            }
-        });
+        let version_of = |s: &Snapshot| s.policies.as_ref().map(|p| p.version().to_string());
+        let policy_change =
+            (version_of(&old) != version_of(&next)).then(|| (version_of(&old), version_of(&next)));
         if let Some(a) = &self.audit {
             let servers = |s: &Snapshot| {
                 let mut v: Vec<String> = s.servers.keys().cloned().collect();
@@ -192,16 +195,14 @@ impl Gateway {
                     "virtual_servers": next.virtual_servers.values().map(|v| v.name.clone()).collect::<Vec<_>>(),
                 }),
             );
-            if let Some(swap) = &swap {
-                let version =
-                    |a: &Option<authz::Authz>| a.as_ref().map(|a| a.policies.version().to_string());
+            if let Some((from, to)) = &policy_change {
                 a.change(
                     gatehouse_audit::EventKind::PolicyChange,
                     gatehouse_audit::Outcome::Ok,
                     None,
                     serde_json::json!({
-                        "from_version": version(&swap.before),
-                        "to_version": version(&swap.after),
+                        "from_version": from,
+                        "to_version": to,
                         "engine": next.policies.as_ref().map(|p| p.engine_name()),
                         "policies": next.policies.as_ref().map(|p| p.len()),
                     }),
@@ -209,9 +210,9 @@ impl Gateway {
             }
         }
         self.snapshot.store(Arc::new(next));
-        if let Some(swap) = swap {
+        if policy_change.is_some() {
             // Nobody listening is fine.
-            let _ = self.policy_swaps.send(swap);
+            let _ = self.policy_swaps.send(());
         }
         for handle in retired {
             tokio::spawn(async move {
@@ -276,6 +277,16 @@ impl Gateway {
                                 ListKind::Resources,
                                 ListKind::ResourceTemplates,
                             ]);
+                            for m in [
+                                "notifications/tools/list_changed",
+                                "notifications/prompts/list_changed",
+                                "notifications/resources/list_changed",
+                            ] {
+                                let _ = gw.changes.send(notify::ServerChange {
+                                    server: h.config.name.clone(),
+                                    message: gatehouse_wire::Message::notification(m, None),
+                                });
+                            }
                         }
                         continue;
                     }
@@ -286,6 +297,8 @@ impl Gateway {
                     h.lists
                         .invalidate(ListKind::from_notification(change.message.method()));
                 }
+                // Nobody listening is fine.
+                let _ = gw.changes.send(change);
             }
         });
     }

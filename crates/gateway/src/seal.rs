@@ -52,6 +52,25 @@ struct StoredKey {
 struct Key {
     kid: String,
     cipher: XChaCha20Poly1305,
+    /// Derives the nonces of deterministic seals (a key of its own, so a nonce reveals
+    /// nothing about the plaintext to whoever lacks the key).
+    nonce_key: [u8; 32],
+}
+
+impl Key {
+    fn new(kid: String, raw: &[u8]) -> Key {
+        use sha2::Digest;
+        let nonce_key = sha2::Sha256::new()
+            .chain_update(b"gatehouse/seal/deterministic-nonce/v1")
+            .chain_update(raw)
+            .finalize()
+            .into();
+        Key {
+            kid,
+            cipher: XChaCha20Poly1305::new_from_slice(raw).expect("32-byte key"),
+            nonce_key,
+        }
+    }
 }
 
 /// The set of sealing keys; the first one seals, all of them open.
@@ -104,10 +123,7 @@ impl Keyring {
                     reason: format!("key {:?} must be 32 bytes with a kid without dots", k.kid),
                 });
             }
-            keys.push(Key {
-                kid: k.kid,
-                cipher: XChaCha20Poly1305::new_from_slice(&raw).expect("32-byte key"),
-            });
+            keys.push(Key::new(k.kid, &raw));
         }
         if keys.is_empty() {
             return Err(SealError::InvalidKeyFile {
@@ -123,19 +139,38 @@ impl Keyring {
         let k = new_stored_key();
         let raw = B64.decode(&k.key).expect("own encoding");
         Keyring {
-            keys: vec![Key {
-                kid: k.kid,
-                cipher: XChaCha20Poly1305::new_from_slice(&raw).expect("32-byte key"),
-            }],
+            keys: vec![Key::new(k.kid, &raw)],
         }
     }
 
     /// Seals `plaintext` for `purpose` (bound as associated data, so a session id can never be
     /// replayed as a request state). Output: `<kid>.<base64url(nonce ‖ ciphertext)>`.
     pub fn seal(&self, purpose: &str, plaintext: &[u8]) -> String {
-        let key = &self.keys[0];
         let mut nonce = [0u8; 24];
         rand::rng().fill_bytes(&mut nonce);
+        self.seal_with_nonce(purpose, plaintext, nonce)
+    }
+
+    /// Seals like [`Keyring::seal`], but the same purpose and plaintext always give the same
+    /// token (the nonce is a keyed hash of both, SIV-style): for handles a client compares,
+    /// such as task ids that must match across a result and later notifications. Equal tokens
+    /// reveal equal plaintexts and nothing more.
+    pub fn seal_deterministic(&self, purpose: &str, plaintext: &[u8]) -> String {
+        use sha2::Digest;
+        let key = &self.keys[0];
+        let digest = sha2::Sha256::new()
+            .chain_update(key.nonce_key)
+            .chain_update((purpose.len() as u64).to_be_bytes())
+            .chain_update(purpose.as_bytes())
+            .chain_update(plaintext)
+            .finalize();
+        let mut nonce = [0u8; 24];
+        nonce.copy_from_slice(&digest[..24]);
+        self.seal_with_nonce(purpose, plaintext, nonce)
+    }
+
+    fn seal_with_nonce(&self, purpose: &str, plaintext: &[u8], nonce: [u8; 24]) -> String {
+        let key = &self.keys[0];
         let ct = key
             .cipher
             .encrypt(
@@ -218,6 +253,27 @@ mod tests {
         // A second load reads the same key: tokens survive a restart.
         let again = Keyring::load_or_create(dir.path()).unwrap();
         assert_eq!(again.open("session", &t).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn deterministic_seals_are_stable_and_still_bound() {
+        let ring = Keyring::ephemeral();
+        let a = ring.seal_deterministic("task", b"alice:7");
+        assert_eq!(a, ring.seal_deterministic("task", b"alice:7"));
+        assert_ne!(a, ring.seal_deterministic("task", b"alice:8"));
+        assert_ne!(a, ring.seal_deterministic("other", b"alice:7"));
+        assert_eq!(ring.open("task", &a).unwrap(), b"alice:7");
+        assert!(ring.open("other", &a).is_err(), "purpose is bound");
+        let elsewhere = Keyring::ephemeral();
+        assert_ne!(
+            a.split_once('.').unwrap().1,
+            elsewhere
+                .seal_deterministic("task", b"alice:7")
+                .split_once('.')
+                .unwrap()
+                .1,
+            "the nonce depends on the key, not only on the plaintext"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use gatehouse_config::{Config, MemberConfig, ServerConfig, VirtualServerConfig};
 use gatehouse_identity::outbound::Vault;
 use gatehouse_identity::{IdentityError, OutboundCredential, ResourceServer};
 
+use crate::backend::http::{ResourceSubscriptions, Watched};
 use crate::backend::{Backend, BackendError};
 use crate::catalog::{ListCache, MergedCache};
 use crate::notify::ChangeHub;
@@ -48,59 +49,16 @@ pub struct BuildContext {
     pub decisions: Arc<dyn crate::authz::DecisionLog>,
 }
 
-/// Reference-counted resource subscriptions the gateway holds at one server for its clients.
-#[derive(Debug, Default)]
-pub struct ResourceSubscriptions {
-    counts: std::sync::Mutex<HashMap<String, usize>>,
-    /// Signalled when the set of URIs changes.
-    pub changed: Arc<tokio::sync::Notify>,
-}
-
-impl ResourceSubscriptions {
-    /// Adds one subscriber to `uri`; true when it is the first.
-    pub fn add(&self, uri: &str) -> bool {
-        let first = {
-            let mut c = self.counts.lock().expect("subscriptions lock");
-            let n = c.entry(uri.to_string()).or_default();
-            *n += 1;
-            *n == 1
-        };
-        if first {
-            self.changed.notify_one();
+impl Watched for ServerHandle {
+    fn http(&self) -> Option<&crate::backend::http::HttpBackend> {
+        match &self.backend {
+            Backend::Http(b) => Some(b),
+            _ => None,
         }
-        first
     }
 
-    /// Removes one subscriber from `uri`; true when it was the last.
-    pub fn remove(&self, uri: &str) -> bool {
-        let last = {
-            let mut c = self.counts.lock().expect("subscriptions lock");
-            match c.get_mut(uri) {
-                Some(n) if *n > 1 => {
-                    *n -= 1;
-                    false
-                }
-                Some(_) => c.remove(uri).is_some(),
-                None => false,
-            }
-        };
-        if last {
-            self.changed.notify_one();
-        }
-        last
-    }
-
-    /// The URIs with at least one subscriber.
-    pub fn uris(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .counts
-            .lock()
-            .expect("subscriptions lock")
-            .keys()
-            .cloned()
-            .collect();
-        v.sort();
-        v
+    fn resources(&self) -> &ResourceSubscriptions {
+        &self.resources
     }
 }
 
@@ -214,7 +172,8 @@ impl Snapshot {
                         }),
                     });
                     if remote {
-                        crate::backend::http::spawn_watch(Arc::downgrade(&handle), stop);
+                        let weak: std::sync::Weak<dyn Watched> = Arc::downgrade(&handle) as _;
+                        crate::backend::http::spawn_watch(weak, stop);
                     }
                     handle
                 }

@@ -19,6 +19,7 @@ use gatehouse_wire::{Era, ErrorObject, Message, ProtocolVersion, codes};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::methods::Decided;
 use crate::notify::ChangeHub;
 
 /// How long a server→client request (elicitation may wait for a person) may go unanswered.
@@ -134,8 +135,33 @@ pub enum BackendError {
 pub const URL_ELICITATION_REQUIRED: i64 = -32042;
 
 impl BackendError {
-    /// The JSON-RPC error the client receives.
-    pub fn to_error_object(&self) -> ErrorObject {
+    /// True when the user must first authorize Gatehouse at the server (`user_oauth`).
+    pub fn is_authorization_required(&self) -> bool {
+        matches!(
+            self,
+            BackendError::Credential(
+                gatehouse_identity::CredentialError::AuthorizationRequired { .. }
+            )
+        )
+    }
+
+    /// The server the error is about.
+    pub fn server(&self) -> Option<&str> {
+        match self {
+            BackendError::Unavailable { server, .. }
+            | BackendError::Failed { server, .. }
+            | BackendError::Timeout { server, .. }
+            | BackendError::Protocol { server, .. }
+            | BackendError::HttpStatus { server, .. }
+            | BackendError::SessionExpired { server } => Some(server),
+            BackendError::Credential(_) => None,
+        }
+    }
+
+    /// The JSON-RPC error a client receives: a stable message naming the server and what
+    /// kind of failure it was, with the request id; never the upstream URL, status text or
+    /// body (they go to the log under the same request id).
+    pub fn to_client_error(&self, request_id: Option<&str>) -> ErrorObject {
         if let BackendError::Credential(
             gatehouse_identity::CredentialError::AuthorizationRequired { server, url },
         ) = self
@@ -154,13 +180,64 @@ impl BackendError {
                 }]}),
             );
         }
-        let code = match self {
-            BackendError::Timeout { .. } => codes::REQUEST_TIMEOUT,
-            BackendError::Protocol { .. } => codes::INTERNAL_ERROR,
-            _ => codes::BACKEND_UNAVAILABLE,
+        let server = self.server().unwrap_or("the server");
+        let (code, what) = match self {
+            BackendError::Timeout { timeout, .. } => (
+                codes::REQUEST_TIMEOUT,
+                format!("server {server:?} did not answer within {timeout:?}"),
+            ),
+            BackendError::Protocol { .. } => (
+                codes::INTERNAL_ERROR,
+                format!("server {server:?} sent an invalid response"),
+            ),
+            BackendError::Failed { .. } => (
+                codes::BACKEND_UNAVAILABLE,
+                format!("server {server:?} failed during the call"),
+            ),
+            BackendError::SessionExpired { .. } => (
+                codes::BACKEND_UNAVAILABLE,
+                format!("server {server:?} no longer knows this session"),
+            ),
+            BackendError::Credential(_) => (
+                codes::BACKEND_UNAVAILABLE,
+                "no credential could be obtained for the server".to_string(),
+            ),
+            _ => (
+                codes::BACKEND_UNAVAILABLE,
+                format!("server {server:?} is unavailable"),
+            ),
         };
-        ErrorObject::new(code, self.to_string())
+        unavailable_error_with(code, server, &what, request_id)
     }
+}
+
+/// A stable client-facing error about `server` with `message`, carrying the request id of
+/// the current request (the log has the details under it).
+pub fn unavailable_error(server: &str, message: &str) -> ErrorObject {
+    let request_id = crate::observe::request_id();
+    unavailable_error_with(
+        codes::BACKEND_UNAVAILABLE,
+        server,
+        message,
+        request_id.as_deref(),
+    )
+}
+
+fn unavailable_error_with(
+    code: i64,
+    server: &str,
+    message: &str,
+    request_id: Option<&str>,
+) -> ErrorObject {
+    let mut data = serde_json::json!({ "server": server });
+    let message = match request_id {
+        Some(id) => {
+            data["requestId"] = serde_json::Value::from(id);
+            format!("{message} (request id {id}; details in the gateway log)")
+        }
+        None => message.to_string(),
+    };
+    ErrorObject::with_data(code, message, data)
 }
 
 /// What a backend reports about itself after the first contact.
@@ -268,15 +345,18 @@ impl Backend {
         }
     }
 
-    /// Calls `method` with `params` (already in client-neutral form: the backend adds or strips
-    /// era-specific `_meta` itself). Dropping the future cancels the call at the server.
+    /// Sends the request `decided` names, with `params` (already in client-neutral form: the
+    /// backend adds or strips era-specific `_meta` itself). Dropping the future cancels the
+    /// call at the server. Only [`crate::upstream`] and the catalog call this (test:
+    /// `only_the_table_creates_decisions`).
     pub async fn call(
         &self,
-        method: &str,
+        decided: &Decided,
         params: Option<Value>,
         client: &ClientContext,
         events: Option<mpsc::Sender<CallEvent>>,
     ) -> Result<Message, BackendError> {
+        let method = decided.method();
         let fut = async {
             match self {
                 Backend::Stdio(b) => b.call(method, params, client, events).await,
@@ -293,13 +373,14 @@ impl Backend {
         }
     }
 
-    /// Sends a notification to the server (e.g. `notifications/cancelled`, roots changes).
+    /// Sends the notification `decided` names (e.g. roots changes).
     pub async fn notify(
         &self,
-        method: &str,
+        decided: &Decided,
         params: Option<Value>,
         client: &ClientContext,
     ) -> Result<(), BackendError> {
+        let method = decided.method();
         match self {
             Backend::Stdio(b) => b.notify(method, params, client).await,
             Backend::Http(b) => b.notify(method, params, client).await,
@@ -319,7 +400,12 @@ impl Backend {
     /// Opens a handshake-era session for one handshake-era client at an HTTP backend that
     /// speaks that era (also a dual-era one: the client then keeps its own era end to end).
     /// Stdio and stateless-only backends return `None`.
-    pub async fn open_session(&self, client: &ClientContext) -> Option<UpstreamSession> {
+    pub async fn open_session(
+        &self,
+        decided: &Decided,
+        client: &ClientContext,
+    ) -> Option<UpstreamSession> {
+        debug_assert_eq!(decided.method(), "initialize");
         match self {
             Backend::Stdio(_) | Backend::Sse(_) => None,
             Backend::Http(b) => b.open_session(client).await,

@@ -196,7 +196,10 @@ impl Peer {
             "notifications/tools/list_changed"
             | "notifications/prompts/list_changed"
             | "notifications/resources/list_changed"
-            | "notifications/resources/updated" => self.hub.publish(&self.server, msg),
+            | "notifications/resources/updated"
+            // A task names itself: the front door delivers it to the task's creator only.
+            | "notifications/tasks"
+            | "notifications/tasks/status" => self.hub.publish(&self.server, msg),
             _ => {
                 tracing::debug!(server = %self.server, method, "notification from server not relayed")
             }

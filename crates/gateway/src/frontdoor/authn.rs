@@ -7,9 +7,8 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gatehouse_identity::{AuthFailure, Caller};
-use gatehouse_wire::{ErrorObject, Id};
 
-use super::guard::rpc_error;
+use super::request::{Refusal, RequestCtx};
 use crate::snapshot::{Snapshot, VirtualServer};
 
 /// Path prefix of RFC 9728 metadata documents.
@@ -25,7 +24,7 @@ pub(super) async fn authenticate(
     headers: &HeaderMap,
     query: Option<&str>,
     request_id: &str,
-) -> Result<Caller, Response> {
+) -> Result<Caller, Refusal> {
     let Some(rs) = &vs.auth else {
         return Ok(Caller::anonymous());
     };
@@ -44,45 +43,30 @@ pub(super) async fn authenticate(
             } else {
                 tracing::warn!(request_id, virtual_server = %vs.name, reason = failure.refusal.reason.code(), detail = %failure.refusal.detail, status = failure.status, "request refused by authentication");
             }
-            let code = failure.refusal.reason.code();
-            crate::observe::note(|f| f.reason = Some(code.to_string()));
-            Err(refusal(snapshot, vs, headers, &failure, request_id))
+            Err(refusal(snapshot, vs, headers, &failure))
         }
     }
 }
 
-/// The scopes `vs` requires for calling the tool exposed as `name` (per-tool `scopes` of its
-/// member server, by the server's own tool name; the first member exposing the name wins, as
-/// in the merged list).
-fn tool_scopes<'a>(vs: &'a VirtualServer, name: &str) -> Option<&'a [String]> {
-    vs.members.iter().find_map(|m| {
-        m.server
-            .config
-            .scopes
-            .iter()
-            .find(|(tool, _)| m.config.exposed_name(tool).as_deref() == Some(name))
-            .map(|(_, scopes)| scopes.as_slice())
-    })
-}
-
-/// Step-up check of a `tools/call`: a caller lacking the tool's scopes gets `403
-/// insufficient_scope` naming them (RFC 6750 §3.1), so its client can ask for more. Returns the
-/// refusal to send, if any.
+/// Step-up check of a `tools/call` the table allowed: a caller lacking the scopes the tool's
+/// server requires for it (per-tool `scopes`, by the server's own tool name) gets `403
+/// insufficient_scope` naming them (RFC 6750 §3.1), so its client can ask for more. The tool
+/// is the one the table resolved: a tool the caller cannot see never asks for a scope.
 pub(super) fn check_tool_scopes(
-    snapshot: &Snapshot,
-    vs: &VirtualServer,
-    headers: &HeaderMap,
-    msg: &gatehouse_wire::Message,
-    caller: &Caller,
-    request_id: &str,
-) -> Option<Response> {
-    if vs.auth.is_none() || msg.method() != "tools/call" {
-        return None;
+    cx: &RequestCtx,
+    tool: &crate::methods::Resolved,
+) -> Result<(), Refusal> {
+    let vs = &cx.vs;
+    if vs.auth.is_none() {
+        return Ok(());
     }
-    let needed = msg.target_name().and_then(|n| tool_scopes(vs, n))?;
-    let missing = caller.principal.missing_scopes(needed);
+    let server = &vs.members[tool.member].server.config;
+    let Some(needed) = server.scopes.get(&tool.original) else {
+        return Ok(());
+    };
+    let missing = cx.caller.principal.missing_scopes(needed);
     if missing.is_empty() {
-        return None;
+        return Ok(());
     }
     let mut scope: Vec<String> = vs
         .auth
@@ -95,20 +79,17 @@ pub(super) fn check_tool_scopes(
         }
     }
     let failure = AuthFailure::insufficient_scope(&missing, scope);
-    tracing::warn!(request_id, virtual_server = %vs.name, principal = %caller.principal.key(), tool = msg.target_name().unwrap_or(""), reason = failure.refusal.reason.code(), "tool call refused: missing scope");
-    let code = failure.refusal.reason.code();
-    crate::observe::note(|f| f.reason = Some(code.to_string()));
-    Some(refusal(snapshot, vs, headers, &failure, request_id))
+    tracing::warn!(request_id = %cx.request_id, virtual_server = %vs.name, principal = %cx.caller.principal.key(), tool = %crate::observe::bounded(&tool.exposed), reason = failure.refusal.reason.code(), "tool call refused: missing scope");
+    Err(refusal(&cx.snapshot, vs, &cx.headers, &failure))
 }
 
-/// The HTTP response for an authentication or scope refusal.
+/// The refusal for an authentication or scope failure, with its challenge.
 pub(crate) fn refusal(
     snapshot: &Snapshot,
     vs: &VirtualServer,
     headers: &HeaderMap,
     failure: &AuthFailure,
-    request_id: &str,
-) -> Response {
+) -> Refusal {
     let status = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::UNAUTHORIZED);
     let message = match failure.status {
         503 => format!(
@@ -118,21 +99,15 @@ pub(crate) fn refusal(
         403 => format!("Forbidden: {}", failure.refusal.detail),
         _ => format!("Unauthorized: {}", failure.refusal.detail),
     };
-    let mut resp = rpc_error(
-        status,
-        Id::Null,
-        ErrorObject::new(UNAUTHORIZED, message),
-        request_id,
-    );
+    let mut r = Refusal::new(status, UNAUTHORIZED, message).reason(failure.refusal.reason.code());
     let metadata = metadata_url(snapshot, headers, &vs.path);
     if let Ok(v) = HeaderValue::from_str(&failure.challenge(&metadata)) {
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        r = r.header(header::WWW_AUTHENTICATE, v);
     }
     if let Some(secs) = failure.retry_after {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        r = r.header(header::RETRY_AFTER, HeaderValue::from(secs));
     }
-    resp
+    r
 }
 
 /// The absolute URL of `vs_path`'s metadata document: under `gateway.public_url` when set,

@@ -6,14 +6,21 @@
 //! hints). GET opens a session's standalone stream; DELETE ends a session.
 
 pub mod authn;
+mod authorize;
+mod body;
 pub mod call;
 pub mod guard;
 mod handshake;
+mod listener;
+pub mod mrtr;
 mod oauth;
 mod post;
+mod pump;
+pub mod request;
 pub mod resume;
 pub mod session;
 pub mod sse;
+mod stateless;
 mod stream;
 
 use std::sync::Arc;
@@ -28,6 +35,7 @@ use gatehouse_wire::{ErrorObject, Id, codes};
 
 use crate::Gateway;
 use guard::rpc_error;
+use request::{Refusal, RequestCtx};
 
 /// Builds the HTTP router: health endpoints plus every virtual server's path.
 pub fn router(gw: Arc<Gateway>) -> Router {
@@ -120,6 +128,9 @@ fn audit_refusal(request_id: &str, note: &crate::observe::RequestNote) -> Respon
     )
 }
 
+/// Routes one HTTP request to its virtual server and front door: the protected-resource
+/// metadata and OAuth callback first, then DNS-rebinding protection, draining, and
+/// authentication (before any other work), then the transport by method and path.
 async fn handle(
     gw: Arc<Gateway>,
     parts: axum::http::request::Parts,
@@ -159,31 +170,31 @@ async fn handle(
         crate::observe::note(|f| f.reason = Some("no_such_endpoint".into()));
         return (
             StatusCode::NOT_FOUND,
-            format!("no virtual server at {path}\n"),
+            format!("no virtual server at {}\n", crate::observe::bounded(path)),
         )
             .into_response();
     };
     crate::observe::note(|f| f.virtual_server = Some(vs.name.clone()));
     if let Err(reason) = gw.origin_policy.check(&parts.headers) {
-        crate::observe::note(|f| f.reason = Some("origin_refused".into()));
         tracing::warn!(request_id, %reason, "refused request (DNS rebinding protection)");
-        return rpc_error(
+        return Refusal::new(
             StatusCode::FORBIDDEN,
-            Id::Null,
-            ErrorObject::new(codes::INVALID_REQUEST, format!("Forbidden: {reason}")),
-            &request_id,
-        );
+            codes::INVALID_REQUEST,
+            format!("Forbidden: {reason}"),
+        )
+        .reason("origin_refused")
+        .into_response(&request_id);
     }
     if gw.is_draining() {
-        crate::observe::note(|f| f.reason = Some("draining".into()));
-        return rpc_error(
+        return Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            Id::Null,
-            ErrorObject::new(codes::BACKEND_UNAVAILABLE, "the gateway is shutting down"),
-            &request_id,
-        );
+            codes::BACKEND_UNAVAILABLE,
+            "the gateway is shutting down",
+        )
+        .reason("draining")
+        .into_response(&request_id);
     }
-    let caller = match authn::authenticate(
+    let mut caller = match authn::authenticate(
         &snapshot,
         &vs,
         &parts.headers,
@@ -193,9 +204,8 @@ async fn handle(
     .await
     {
         Ok(c) => c,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(&request_id),
     };
-    let mut caller = caller;
     caller.source_ip = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -211,43 +221,20 @@ async fn handle(
     if let Some((_, server)) = authorize {
         return oauth::authorize(&vs, server, parts.uri.query(), &caller).await;
     }
-    if legacy_sse == Some(true) {
-        return sse::open(gw, vs, &caller, &request_id);
-    }
-    match parts.method {
-        Method::POST => {
-            let limit = gw.max_body_bytes;
-            let bytes = match axum::body::to_bytes(body, limit).await {
-                Ok(b) => b,
-                Err(_) => {
-                    tracing::warn!(request_id, limit, "request body too large");
-                    return rpc_error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        Id::Null,
-                        ErrorObject::new(
-                            codes::INVALID_REQUEST,
-                            format!("request body exceeds the limit of {limit} bytes"),
-                        ),
-                        &request_id,
-                    );
-                }
-            };
-            if legacy_sse == Some(false) {
-                return sse::message(
-                    gw,
-                    snapshot,
-                    vs,
-                    parts.uri.query(),
-                    bytes,
-                    caller,
-                    request_id,
-                )
-                .await;
-            }
-            post::handle(gw, snapshot, vs, parts.headers, bytes, caller, request_id).await
-        }
-        Method::GET => stream::get(gw, vs, parts.headers, caller, request_id).await,
-        Method::DELETE => stream::delete(gw, vs, parts.headers, caller, request_id).await,
+    let cx = RequestCtx {
+        gw,
+        snapshot,
+        vs,
+        caller,
+        headers: parts.headers,
+        request_id,
+    };
+    match (parts.method, legacy_sse) {
+        (Method::GET, Some(true)) => sse::open(cx).await,
+        (Method::POST, Some(false)) => sse::message(cx, parts.uri.query(), body).await,
+        (Method::POST, _) => post::handle(cx, body).await,
+        (Method::GET, _) => stream::get(cx).await,
+        (Method::DELETE, _) => stream::delete(cx).await,
         _ => (
             StatusCode::METHOD_NOT_ALLOWED,
             [("allow", "GET, POST, DELETE")],

@@ -6,19 +6,19 @@
 //! the process that serves the stream; resuming on another replica is not supported.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gatehouse_wire::{Message, sse};
 use tokio::sync::mpsc;
 
-use super::call::{CallStream, Step};
-use crate::Gateway;
-
 /// Most events kept per stream for replay.
 const MAX_EVENTS: usize = 1024;
+/// Most bytes of events kept per stream for replay (the oldest go first): a few large
+/// results cannot pin memory for as long as the stream stays resumable.
+const MAX_REPLAY_BYTES: usize = 16 * 1024 * 1024;
 /// How long a stalled reader is waited for before its events only go to the replay buffer.
 const LIVE_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a finished stream stays resumable.
@@ -28,6 +28,8 @@ const KEEP_FINISHED: Duration = Duration::from_secs(300);
 #[derive(Debug, Default)]
 struct StreamLog {
     events: VecDeque<(u64, Bytes)>,
+    /// Bytes in `events`.
+    bytes: usize,
     next_seq: u64,
     live: Option<mpsc::Sender<Bytes>>,
     finished: Option<Instant>,
@@ -41,7 +43,8 @@ pub struct Streams {
 }
 
 impl Streams {
-    fn open(&self, live: mpsc::Sender<Bytes>) -> u64 {
+    /// Opens a new response stream whose events go to `live` while it is connected.
+    pub(super) fn open(&self, live: mpsc::Sender<Bytes>) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let mut logs = self.logs.lock().expect("streams lock");
         logs.retain(|_, l| l.finished.is_none_or(|t| t.elapsed() < KEEP_FINISHED));
@@ -58,7 +61,7 @@ impl Streams {
     /// Records an event and sends it to the live connection, if there is one. A reader that is
     /// merely slow is waited for; one that is gone (or stalled for long) is detached, and the
     /// events stay buffered for a resume.
-    async fn push(&self, stream: u64, msg: &Message, last: bool) {
+    pub(super) async fn push(&self, stream: u64, msg: &Message, last: bool) {
         let live = {
             let mut logs = self.logs.lock().expect("streams lock");
             let Some(log) = logs.get_mut(&stream) else {
@@ -67,10 +70,14 @@ impl Streams {
             log.next_seq += 1;
             let id = format!("{stream}-{}", log.next_seq);
             let frame = sse::encode(Some(&id), None, &String::from_utf8_lossy(&msg.to_bytes()));
-            if log.events.len() == MAX_EVENTS {
-                log.events.pop_front();
-            }
+            log.bytes += frame.len();
             log.events.push_back((log.next_seq, frame.clone()));
+            while log.events.len() > MAX_EVENTS || log.bytes > MAX_REPLAY_BYTES {
+                match log.events.pop_front() {
+                    Some((_, old)) => log.bytes -= old.len(),
+                    None => break,
+                }
+            }
             let live = log.live.clone().map(|l| (l, frame));
             if last {
                 log.finished = Some(Instant::now());
@@ -120,33 +127,12 @@ impl Streams {
     }
 }
 
-/// Runs a handshake-era call whose response became a stream: a task drives the call to its end
-/// whether or not the client stays connected, and the returned channel feeds the HTTP body.
-pub(super) fn spawn(
-    gw: Arc<Gateway>,
-    mut call: CallStream,
-    first: Message,
-    streams: Arc<Streams>,
-) -> mpsc::Receiver<Bytes> {
-    let (tx, rx) = mpsc::channel(64);
-    let stream = streams.open(tx);
-    tokio::spawn(async move {
-        streams.push(stream, &first, false).await;
-        while let Some(step) = call.next(&gw.keys, &gw.parked).await {
-            match step {
-                Step::Message(m) => streams.push(stream, &m, false).await,
-                Step::Final(m) => streams.push(stream, &m, true).await,
-            }
-        }
-    });
-    rx
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use gatehouse_wire::Id;
     use serde_json::json;
+    use std::sync::Arc;
 
     #[tokio::test]
     async fn replays_after_the_last_seen_event_and_reattaches() {

@@ -52,8 +52,8 @@ pub struct Session {
     pub pending: Mutex<HashMap<String, oneshot::Sender<Message>>>,
     /// The level set by `logging/setLevel` (held by this process only).
     pub log_level: Mutex<Option<String>>,
-    /// Resource URIs this client subscribed to (updates for others are not relayed to it).
-    pub subscriptions: Mutex<std::collections::HashSet<String>>,
+    /// Resources this client subscribed to (updates for others are not relayed to it).
+    pub subscriptions: Arc<crate::subscriptions::Subscriptions>,
     /// Resumable response streams (`Last-Event-ID`).
     pub streams: Arc<super::resume::Streams>,
     /// In-flight client requests, for `notifications/cancelled`.
@@ -257,7 +257,7 @@ impl Session {
             pending: Mutex::default(),
             log_level: Mutex::new(None),
             streams: Arc::default(),
-            subscriptions: Mutex::default(),
+            subscriptions: Arc::default(),
             inflight: Mutex::default(),
             next_request: AtomicU64::new(1),
         }

@@ -1,33 +1,87 @@
 //! The legacy HTTP+SSE transport (2024-11-05): `GET <path>/sse` opens an event stream whose first
 //! event names the endpoint to POST messages to (`<path>/message?sessionId=…`); every response and
 //! server→client message travels on that stream. Older clients and bridges still use it.
+//!
+//! A client that POSTs calls but does not read the stream would make the gateway hold their
+//! results: each connection queues at most `gateway.sse_queue_bytes`, and past it the stream
+//! ends with an error event, the session's calls stop and later POSTs are refused.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
-use gatehouse_identity::Caller;
 use gatehouse_wire::{ErrorObject, Id, Message, codes, sse};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
-use super::call::Step;
-use super::guard::rpc_error;
 use super::handshake::{self, Handled};
+use super::listener::{Listener, Out, Owner};
+use super::pump::{self, Sink};
+use super::request::{Refusal, RequestCtx};
 use super::session::Session;
 use crate::Gateway;
-use crate::snapshot::{Snapshot, VirtualServer};
+use crate::catalog::ListKind;
 
 /// One open `GET …/sse` stream and the session initialized over it.
 #[derive(Debug)]
 pub struct SseConnection {
-    tx: mpsc::Sender<Message>,
+    queue: mpsc::UnboundedSender<Bytes>,
+    /// Bytes queued and not yet taken by the response body.
+    queued: Arc<AtomicUsize>,
+    limit: usize,
+    overflowed: AtomicBool,
+    closed: CancellationToken,
     vs_path: String,
     /// The principal that opened the connection; only it may post messages into it.
     principal: String,
     session: Mutex<Option<Arc<Session>>>,
+}
+
+impl SseConnection {
+    /// The session initialized over this connection, once there is one.
+    pub fn session(&self) -> Option<Arc<Session>> {
+        self.session.lock().expect("sse session lock").clone()
+    }
+
+    /// Queues one SSE frame for the client. False when the connection is closed — or just
+    /// closed because the client let more than the limit pile up unread.
+    pub fn push(&self, frame: Bytes) -> bool {
+        if self.closed.is_cancelled() {
+            return false;
+        }
+        let queued = self.queued.fetch_add(frame.len(), Ordering::AcqRel) + frame.len();
+        if queued > self.limit {
+            self.overflow(queued);
+            return false;
+        }
+        self.queue.send(frame).is_ok()
+    }
+
+    fn overflow(&self, queued: usize) {
+        if self.overflowed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::warn!(
+            virtual_server_path = %self.vs_path,
+            queued,
+            limit = self.limit,
+            "legacy SSE stream closed: its client does not read it (gateway.sse_queue_bytes)"
+        );
+        if let Some(s) = self.session() {
+            for (_, h) in s.inflight.lock().expect("inflight lock").drain() {
+                h.abort();
+            }
+        }
+        self.closed.cancel();
+    }
+
+    /// Resolves when the connection is closed.
+    pub async fn closed(&self) {
+        self.closed.cancelled().await
+    }
 }
 
 /// The open HTTP+SSE connections of this process, by the id in their endpoint URL.
@@ -40,45 +94,89 @@ pub struct SseConnections {
 struct Unregister {
     gw: Arc<Gateway>,
     id: String,
+    conn: Arc<SseConnection>,
 }
 
 impl Drop for Unregister {
     fn drop(&mut self) {
+        self.conn.closed.cancel();
         self.gw.sse.open.lock().expect("sse lock").remove(&self.id);
     }
 }
 
-pub(super) fn open(
-    gw: Arc<Gateway>,
-    vs: Arc<VirtualServer>,
-    caller: &Caller,
-    request_id: &str,
-) -> Response {
+/// The error event a client that fell behind sees before its stream ends.
+fn overflow_event(limit: usize) -> Bytes {
+    let msg = Message::error(
+        Id::Null,
+        ErrorObject::new(
+            codes::BACKEND_UNAVAILABLE,
+            format!(
+                "stream closed by the gateway: more than {limit} bytes were waiting for this client to read (gateway.sse_queue_bytes); reconnect"
+            ),
+        ),
+    );
+    sse::encode(None, None, &String::from_utf8_lossy(&msg.to_bytes()))
+}
+
+pub(super) async fn open(cx: RequestCtx) -> Response {
     let id = format!("{:032x}", rand::random::<u128>());
-    let (tx, rx) = mpsc::channel(64);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let limit = usize::try_from(cx.gw.sse_queue_bytes).unwrap_or(usize::MAX);
     let conn = Arc::new(SseConnection {
-        tx,
-        vs_path: vs.path.clone(),
-        principal: caller.principal.key().to_string(),
+        queue: tx,
+        queued: Arc::default(),
+        limit,
+        overflowed: AtomicBool::new(false),
+        closed: CancellationToken::new(),
+        vs_path: cx.vs.path.clone(),
+        principal: cx.caller.principal.key().to_string(),
         session: Mutex::new(None),
     });
-    gw.sse
+    cx.gw
+        .sse
         .open
         .lock()
         .expect("sse lock")
-        .insert(id.clone(), conn);
-    let endpoint = format!("{}/message?sessionId={id}", vs.path);
-    tracing::info!(request_id, virtual_server = %vs.name, "HTTP+SSE connection opened");
-    let guard = Unregister { gw: gw.clone(), id };
-    let first = futures::stream::once(async move {
-        Ok::<_, std::convert::Infallible>(sse::encode(None, Some("endpoint"), &endpoint))
-    });
-    // The session does not exist before initialize; resource updates reach this transport's
-    // clients unfiltered (rare: it predates most subscription use).
-    let rest = super::stream::merged_stream(vs, gw.hub.subscribe(), rx, None, None);
-    let body = first.chain(rest).map(move |b| {
-        let _keep = &guard;
-        b
+        .insert(id.clone(), conn.clone());
+    let endpoint = format!("{}/message?sessionId={id}", cx.vs.path);
+    tracing::info!(request_id = %cx.request_id, virtual_server = %cx.vs.name, "HTTP+SSE connection opened");
+    conn.push(sse::encode(None, Some("endpoint"), &endpoint));
+    let listener = Listener::open(
+        &cx,
+        crate::context::CallCtx::handshake(&cx.caller),
+        Owner::Legacy(conn.clone()),
+        &[ListKind::Tools, ListKind::Prompts, ListKind::Resources],
+        None,
+    )
+    .await;
+    tokio::spawn(listener.run(Out::Legacy(conn.clone()), None));
+    let guard = Unregister {
+        gw: cx.gw.clone(),
+        id,
+        conn: conn.clone(),
+    };
+    let body = futures::stream::unfold(Some((guard, rx)), |state| async move {
+        let (guard, mut rx) = state?;
+        let next = tokio::select! {
+            biased;
+            () = guard.conn.closed.cancelled() => None,
+            f = rx.recv() => f,
+        };
+        match next {
+            Some(frame) => {
+                guard.conn.queued.fetch_sub(frame.len(), Ordering::AcqRel);
+                Some((Ok::<_, std::convert::Infallible>(frame), Some((guard, rx))))
+            }
+            None if guard.conn.overflowed.load(Ordering::Acquire) => {
+                guard
+                    .gw
+                    .telemetry
+                    .metrics()
+                    .stream_closed("legacy_sse", "slow_reader");
+                Some((Ok(overflow_event(guard.conn.limit)), None))
+            }
+            None => None,
+        }
     });
     Response::builder()
         .status(StatusCode::OK)
@@ -89,95 +187,94 @@ pub(super) fn open(
         .expect("valid response")
 }
 
-pub(super) async fn message(
-    gw: Arc<Gateway>,
-    snapshot: Arc<Snapshot>,
-    vs: Arc<VirtualServer>,
-    query: Option<&str>,
-    body: Bytes,
-    caller: Caller,
-    request_id: String,
-) -> Response {
+/// A running call whose messages go to a legacy connection's stream.
+struct LegacySink(Arc<SseConnection>);
+
+impl Sink for LegacySink {
+    async fn send(&mut self, msg: Message, _last: bool) -> bool {
+        self.0.push(sse::encode(
+            None,
+            None,
+            &String::from_utf8_lossy(&msg.to_bytes()),
+        ))
+    }
+
+    async fn gone(&self) {
+        self.0.closed().await
+    }
+}
+
+fn reply(conn: &SseConnection, msg: &Message) {
+    conn.push(sse::encode(
+        None,
+        None,
+        &String::from_utf8_lossy(&msg.to_bytes()),
+    ));
+}
+
+/// `POST <path>/message?sessionId=…`: one message on a legacy connection.
+pub(super) async fn message(cx: RequestCtx, query: Option<&str>, body: Body) -> Response {
+    match post(cx.clone(), query, body).await {
+        Ok(r) => r,
+        Err(refusal) => refusal.into_response(&cx.request_id),
+    }
+}
+
+async fn post(cx: RequestCtx, query: Option<&str>, body: Body) -> Result<Response, Refusal> {
     let conn_id = query
         .unwrap_or("")
         .split('&')
-        .find_map(|kv| kv.strip_prefix("sessionId="))
-        .map(str::to_string);
-    let conn = conn_id.and_then(|id| gw.sse.open.lock().expect("sse lock").get(&id).cloned());
+        .find_map(|kv| kv.strip_prefix("sessionId="));
+    let conn = conn_id.and_then(|id| cx.gw.sse.open.lock().expect("sse lock").get(id).cloned());
     // Another principal cannot post into a connection (the id is in a URL, not a secret).
-    let principal = caller.principal.key();
-    let Some(conn) = conn.filter(|c| c.vs_path == vs.path && c.principal == principal) else {
-        return rpc_error(
+    let principal = cx.caller.principal.key();
+    let Some(conn) = conn.filter(|c| c.vs_path == cx.vs.path && c.principal == principal) else {
+        return Err(Refusal::new(
             StatusCode::NOT_FOUND,
-            Id::Null,
-            ErrorObject::new(codes::INVALID_REQUEST, "unknown or closed SSE session"),
-            &request_id,
-        );
+            codes::INVALID_REQUEST,
+            "unknown or closed SSE session",
+        ));
     };
-    let msg = match Message::parse(&body) {
+    if conn.overflowed.load(Ordering::Acquire) {
+        return Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            codes::INVALID_REQUEST,
+            "this SSE session's stream was closed because its client did not read it (gateway.sse_queue_bytes); open a new one",
+        )
+        .reason("sse_slow_reader"));
+    }
+    let bytes = super::body::read(&cx, body).await?;
+    let msg = match Message::parse(&bytes) {
         Ok(m) => m,
         Err(e) => {
-            tracing::warn!(request_id, error = %e, "malformed JSON-RPC message");
-            return rpc_error(
-                StatusCode::BAD_REQUEST,
-                e.id(),
-                e.to_error_object(),
-                &request_id,
-            );
+            tracing::warn!(request_id = %cx.request_id, error = %e, "malformed JSON-RPC message");
+            return Err(Refusal::error(StatusCode::BAD_REQUEST, e.to_error_object())
+                .id(e.id())
+                .reason("malformed"));
         }
     };
-    crate::observe::message(&msg, body.len());
-    if let Some(refusal) = super::authn::check_tool_scopes(
-        &snapshot,
-        &vs,
-        &axum::http::HeaderMap::new(),
-        &msg,
-        &caller,
-        &request_id,
-    ) {
-        return refusal;
-    }
+    crate::observe::message(&msg, bytes.len());
     if msg.method() == "initialize" {
-        match handshake::open_session(&gw, &vs, msg, &caller, &request_id).await {
-            Ok((session, reply)) => {
+        match handshake::open_session(&cx, msg).await {
+            Ok((session, r)) => {
                 *conn.session.lock().expect("sse session lock") = Some(session);
-                let _ = conn.tx.send(reply).await;
+                reply(&conn, &r);
             }
-            Err((id, e)) => {
-                let _ = conn.tx.send(Message::error(id, e)).await;
-            }
+            Err(r) => reply(&conn, &r),
         }
-        return StatusCode::ACCEPTED.into_response();
+        return Ok(StatusCode::ACCEPTED.into_response());
     }
-    let session = conn.session.lock().expect("sse session lock").clone();
-    let Some(session) = session else {
+    let Some(session) = conn.session() else {
         let id = msg.id.clone().unwrap_or(Id::Null);
-        return rpc_error(
+        return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
-            id,
-            ErrorObject::new(codes::INVALID_REQUEST, "send initialize first"),
-            &request_id,
-        );
+            codes::INVALID_REQUEST,
+            "send initialize first",
+        )
+        .id(id));
     };
-    match handshake::handle(snapshot, vs, msg, session, &caller, true, &request_id).await {
-        Handled::Accepted => {}
-        Handled::Rejected(id, e) => {
-            let _ = conn.tx.send(Message::error(id, e)).await;
-        }
-        Handled::Reply(m) => {
-            let _ = conn.tx.send(m).await;
-        }
-        Handled::Call(mut stream) => {
-            let tx = conn.tx.clone();
-            tokio::spawn(async move {
-                while let Some(step) = stream.next(&gw.keys, &gw.parked).await {
-                    let (Step::Message(m) | Step::Final(m)) = step;
-                    if tx.send(m).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
+    if let Handled::Call(call) = handshake::handle(&cx, session, msg, true).await? {
+        tokio::spawn(pump::run(cx.gw.clone(), call, None, LegacySink(conn)));
     }
-    StatusCode::ACCEPTED.into_response()
+    Ok(StatusCode::ACCEPTED.into_response())
 }

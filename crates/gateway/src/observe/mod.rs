@@ -156,6 +156,32 @@ pub fn note(f: impl FnOnce(&mut Facts)) {
     let _ = NOTE.try_with(|n| f(&mut n.facts.lock().expect("request note lock")));
 }
 
+/// The current request's id (for error messages and log lines), outside a request `None`.
+pub fn request_id() -> Option<String> {
+    NOTE.try_with(|n| {
+        n.facts
+            .lock()
+            .expect("request note lock")
+            .request_id
+            .clone()
+    })
+    .ok()
+}
+
+/// A client- or backend-supplied string as log lines show it: at most 256 bytes (cut on a
+/// character boundary, marked with `…`), so no caller can make a log line grow without bound.
+pub fn bounded(s: &str) -> std::borrow::Cow<'_, str> {
+    const MAX: usize = 256;
+    if s.len() <= MAX {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut cut = MAX;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}… ({} bytes)", &s[..cut], s.len()))
+}
+
 /// The current request's note.
 pub fn current() -> Option<Arc<RequestNote>> {
     NOTE.try_with(Arc::clone).ok()

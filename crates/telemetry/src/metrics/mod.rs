@@ -109,6 +109,7 @@ pub struct Metrics {
     sink_events: Family<Counter, 2>,
     sink_failures: Family<Counter, 1>,
     sink_last_delivery: Family<Gauge, 1>,
+    streams_closed: Family<Counter, 2>,
     audit_queue_depth: RwLock<Option<GaugeFn>>,
 }
 
@@ -146,6 +147,7 @@ impl Metrics {
             sink_events: Family::new(limit),
             sink_failures: Family::new(limit),
             sink_last_delivery: Family::new(limit),
+            streams_closed: Family::new(limit),
             audit_queue_depth: RwLock::new(None),
         };
         // Both decisions exist from the start, so a rate() over them has a zero baseline.
@@ -241,6 +243,12 @@ impl Metrics {
         self.sink_failures.apply([sink], Counter::inc);
     }
 
+    /// The gateway ended a client's stream on `transport` (`legacy_sse`, …) for `reason`
+    /// (`slow_reader`: more was queued for it than the limit allows).
+    pub fn stream_closed(&self, transport: &str, reason: &str) {
+        self.streams_closed.apply([transport, reason], Counter::inc);
+    }
+
     /// Reads the audit queue depth from `f` at every scrape (replacing an earlier one).
     pub fn set_audit_queue_depth(&self, f: impl Fn() -> u64 + Send + Sync + 'static) {
         *self
@@ -314,6 +322,13 @@ impl Metrics {
             "Open handshake-era sessions, by virtual server.",
             ["virtual_server"],
             &self.active_sessions,
+        );
+        expo::counters(
+            &mut out,
+            "gatehouse_streams_closed_total",
+            "Client streams the gateway ended itself, by transport and reason (slow_reader: the client did not read what was queued for it).",
+            ["transport", "reason"],
+            &self.streams_closed,
         );
         expo::gauges(
             &mut out,
@@ -422,6 +437,10 @@ impl Metrics {
                 self.active_sessions.overflowed(),
             ),
             ("gatehouse_backend_up", self.backend_up.overflowed()),
+            (
+                "gatehouse_streams_closed_total",
+                self.streams_closed.overflowed(),
+            ),
             (
                 "gatehouse_audit_events_total",
                 self.audit_events.overflowed(),

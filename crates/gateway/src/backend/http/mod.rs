@@ -24,7 +24,7 @@ use relay::{CancelGuard, Relay};
 use request::{Posted, describe_reqwest};
 
 pub(crate) use client::build_client;
-pub use watch::spawn_watch;
+pub use watch::{ResourceSubscriptions, Watched, spawn_watch};
 
 use super::adapt;
 use super::{

@@ -29,6 +29,11 @@ impl Relay {
             | "notifications/prompts/list_changed"
             | "notifications/resources/list_changed"
             | "notifications/resources/updated" => self.hub.publish(&self.name, m),
+            // Outside a call, a task notification goes to the task's creator (the front door
+            // knows who that is); inside one it belongs to that call.
+            "notifications/tasks" | "notifications/tasks/status" if events.is_none() => {
+                self.hub.publish(&self.name, m)
+            }
             _ => {
                 if let Some(ev) = events {
                     let _ = ev.try_send(CallEvent::Notification(m));

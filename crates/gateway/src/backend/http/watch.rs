@@ -3,7 +3,8 @@
 //! The gateway keeps one open per server to learn of `list_changed`, and relays a client's own
 //! session stream while that client has its GET stream open.
 
-use std::sync::Weak;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -15,7 +16,71 @@ use tokio_util::sync::CancellationToken;
 
 use super::HttpBackend;
 use crate::backend::{BackendError, CallEvent, ClientContext, UpstreamSession, adapt};
-use crate::snapshot::ServerHandle;
+
+/// What a change feed needs of the server it watches (the snapshot's server handle, seen
+/// from below: the backend layer does not know snapshots).
+pub trait Watched: Send + Sync {
+    /// The server's HTTP backend, if it is a remote Streamable HTTP server.
+    fn http(&self) -> Option<&HttpBackend>;
+    /// The resources the gateway holds subscriptions to at this server.
+    fn resources(&self) -> &ResourceSubscriptions;
+}
+
+/// Reference-counted resource subscriptions the gateway holds at one server for its clients.
+#[derive(Debug, Default)]
+pub struct ResourceSubscriptions {
+    counts: std::sync::Mutex<HashMap<String, usize>>,
+    /// Signalled when the set of URIs changes.
+    pub changed: Arc<tokio::sync::Notify>,
+}
+
+impl ResourceSubscriptions {
+    /// Adds one subscriber to `uri`; true when it is the first.
+    pub fn add(&self, uri: &str) -> bool {
+        let first = {
+            let mut c = self.counts.lock().expect("subscriptions lock");
+            let n = c.entry(uri.to_string()).or_default();
+            *n += 1;
+            *n == 1
+        };
+        if first {
+            self.changed.notify_one();
+        }
+        first
+    }
+
+    /// Removes one subscriber from `uri`; true when it was the last.
+    pub fn remove(&self, uri: &str) -> bool {
+        let last = {
+            let mut c = self.counts.lock().expect("subscriptions lock");
+            match c.get_mut(uri) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => c.remove(uri).is_some(),
+                None => false,
+            }
+        };
+        if last {
+            self.changed.notify_one();
+        }
+        last
+    }
+
+    /// The URIs with at least one subscriber.
+    pub fn uris(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .counts
+            .lock()
+            .expect("subscriptions lock")
+            .keys()
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+}
 
 impl HttpBackend {
     /// Opens the server's stream of server-initiated messages. With `session`, the GET stream of
@@ -144,17 +209,17 @@ impl HttpBackend {
 
 /// Keeps a change feed open to a remote server for as long as its handle lives, reconnecting
 /// with backoff, so `list_changed` from the server reaches the caches and the clients.
-pub fn spawn_watch(handle: Weak<ServerHandle>, stop: CancellationToken) {
+pub fn spawn_watch(handle: Weak<dyn Watched>, stop: CancellationToken) {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(500);
         loop {
             let Some(h) = handle.upgrade() else { return };
-            let crate::backend::Backend::Http(b) = &h.backend else {
+            let Some(b) = h.http() else {
                 return;
             };
-            let changed = h.resources.changed.clone();
+            let changed = h.resources().changed.clone();
             let opened = b
-                .open_stream(None, &h.resources.uris(), &Default::default())
+                .open_stream(None, &h.resources().uris(), &Default::default())
                 .await;
             drop(h);
             match opened {
