@@ -43,11 +43,24 @@ async fn killed_stdio_backend_fails_the_call_and_restarts() {
     let ((status, body), took) = slow.await.unwrap();
     assert_eq!(status, 200);
     assert_eq!(body["error"]["code"], -32000, "{body}");
+    // A stable message and the request id for the client; the exit status in the log.
+    let request_id = body["error"]["data"]["requestId"].as_str().unwrap();
     assert!(
         body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("exited"),
+            .contains("failed during the call"),
+        "{body}"
+    );
+    assert!(
+        gh.logged(request_id) && gh.logged("exited"),
+        "the details are logged"
+    );
+    assert!(
+        !body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SIGKILL"),
         "{body}"
     );
     assert!(

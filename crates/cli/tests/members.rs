@@ -205,17 +205,26 @@ async fn task_ids_route_to_the_member_that_created_the_task() {
     assert_eq!(created["result"]["resultType"], "task", "{created}");
     let task_id = created["result"]["taskId"].as_str().unwrap().to_string();
     assert!(
-        task_id.starts_with("fx:"),
-        "qualified with the member: {task_id}"
+        task_id.starts_with("gatehouse-task."),
+        "a handle sealed for the caller, naming the member: {task_id}"
     );
     let got = request(2, "tasks/get", json!({"taskId": task_id})).await;
     assert_eq!(
         got["result"]["taskId"], task_id,
-        "routed to the fixture and re-qualified: {got}"
+        "routed to the fixture and sealed again to the same handle: {got}"
     );
     assert!(got["result"]["status"].is_string(), "{got}");
     let unknown = request(3, "tasks/get", json!({"taskId": "nope"})).await;
     assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
+    // The member's own id, as a client might guess it, is not a task either.
+    let bare = task_id.clone();
+    let forged = request(
+        4,
+        "tasks/get",
+        json!({"taskId": format!("fx:{}", &bare[bare.len() - 8..])}),
+    )
+    .await;
+    assert_eq!(forged["error"], unknown["error"], "{forged}");
     drop(gh);
     fixture.shutdown().await.unwrap();
 }

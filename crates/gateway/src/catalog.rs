@@ -145,7 +145,11 @@ pub async fn server_list(
     let decided = crate::methods::Decided::catalog(kind);
     for _ in 0..MAX_PAGES {
         let params = cursor.take().map(|c| json!({"cursor": c}));
-        let reply = server.backend.call(&decided, params, client, None).await?;
+        let outbound = server.backend.credential(client).await?;
+        let reply = server
+            .backend
+            .call(&decided, outbound, params, client, None)
+            .await?;
         if let Some(e) = reply.error {
             return Err(BackendError::Protocol {
                 server: server.config.name.clone(),

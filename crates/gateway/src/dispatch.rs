@@ -260,10 +260,10 @@ async fn list(vs: &VirtualServer, kind: ListKind, msg: &Message, ctx: &CallCtx) 
     };
     let merged = catalog::merged(vs, kind, ctx).await;
     if vs.fail_closed && !merged.failures.is_empty() {
-        let (server, _) = &merged.failures[0];
+        let (_, e) = &merged.failures[0];
         return Message::error(
             id,
-            crate::backend::unavailable_error(server, &format!("member {server:?} is unavailable")),
+            e.to_client_error(crate::observe::request_id().as_deref()),
         );
     }
     let shown = crate::authz::visible(vs, ctx, kind, &merged).await;

@@ -23,6 +23,8 @@ use serde_json::Value;
 
 use crate::seal::Keyring;
 
+/// The 2026-07-28 tasks extension (SEP-2663).
+pub const EXTENSION: &str = "io.modelcontextprotocol/tasks";
 /// Marks task ids the gateway minted.
 pub const HANDLE_PREFIX: &str = "gatehouse-task.";
 /// Purpose bound into sealed task handles.

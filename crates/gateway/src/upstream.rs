@@ -1,7 +1,8 @@
 //! Sending decided requests to members: the one place client traffic leaves the gateway.
 //!
 //! Every function here takes the [`Decided`] the table made for the request and sends exactly
-//! the method it names to exactly the member(s) it names. For handshake-era clients of
+//! the method it names to exactly the member(s) it names. Per member, the steps are: the
+//! outbound credential ([`crate::backend::Backend::credential`]), then the call. For handshake-era clients of
 //! stateless members it also drives MRTR rounds: a member's `input_required` becomes
 //! server→client requests on the client's stream, and the gateway retries with the answers.
 
@@ -75,11 +76,17 @@ pub async fn call(vs: &VirtualServer, decided: &Decided, msg: Message, ctx: &Cal
             .as_ref()
             .and_then(|s| crate::observe::trace_upstream(s, &mut sent, &client));
         let client = traced.as_ref().unwrap_or(&client);
-        let called = member
-            .server
-            .backend
-            .call(decided, sent, client, ctx.events.clone())
-            .await;
+        // Credentials, then (where resilience layers will go) the call itself.
+        let called = match member.server.backend.credential(client).await {
+            Ok(outbound) => {
+                member
+                    .server
+                    .backend
+                    .call(decided, outbound, sent, client, ctx.events.clone())
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         crate::observe::backend_result(&member.server.config.name, span, &called);
         let reply = match called {
             Ok(r) => r,
@@ -166,7 +173,13 @@ pub async fn call_all(vs: &VirtualServer, decided: &Decided, msg: &Message, ctx:
         let client = ctx.for_member(m);
         let params = msg.params.clone();
         async move {
-            let _ = m.server.backend.call(decided, params, &client, None).await;
+            if let Ok(outbound) = m.server.backend.credential(&client).await {
+                let _ = m
+                    .server
+                    .backend
+                    .call(decided, outbound, params, &client, None)
+                    .await;
+            }
         }
     });
     futures::future::join_all(calls).await;
@@ -197,7 +210,11 @@ pub async fn call_detached(
     client: &crate::backend::ClientContext,
 ) -> Result<Message, BackendError> {
     let m = member(vs, decided);
-    m.server.backend.call(decided, params, client, None).await
+    let outbound = m.server.backend.credential(client).await?;
+    m.server
+        .backend
+        .call(decided, outbound, params, client, None)
+        .await
 }
 
 /// How long opening or closing one member's upstream session may take.

@@ -180,7 +180,13 @@ impl BackendError {
                 }]}),
             );
         }
-        let server = self.server().unwrap_or("the server");
+        use gatehouse_identity::CredentialError as C;
+        let server = match self {
+            BackendError::Credential(
+                C::Unavailable { server, .. } | C::Refused { server, .. } | C::NoUser { server },
+            ) => server.as_str(),
+            _ => self.server().unwrap_or("the server"),
+        };
         let (code, what) = match self {
             BackendError::Timeout { timeout, .. } => (
                 codes::REQUEST_TIMEOUT,
@@ -198,9 +204,27 @@ impl BackendError {
                 codes::BACKEND_UNAVAILABLE,
                 format!("server {server:?} no longer knows this session"),
             ),
+            BackendError::Credential(C::Unavailable { .. }) => (
+                codes::BACKEND_UNAVAILABLE,
+                format!("the token endpoint of server {server:?} is unreachable"),
+            ),
+            // The OAuth error code is a stable code; the server's description stays in the log.
+            BackendError::Credential(C::Refused { error, .. }) => (
+                codes::BACKEND_UNAVAILABLE,
+                format!(
+                    "the authorization server refused a credential for server {server:?}: {}",
+                    crate::observe::bounded(error)
+                ),
+            ),
+            BackendError::Credential(C::NoUser { .. }) => (
+                codes::BACKEND_UNAVAILABLE,
+                format!(
+                    "server {server:?} acts for the calling user, but the caller is not authenticated"
+                ),
+            ),
             BackendError::Credential(_) => (
                 codes::BACKEND_UNAVAILABLE,
-                "no credential could be obtained for the server".to_string(),
+                "no credential could be obtained: the credential vault is unavailable".to_string(),
             ),
             _ => (
                 codes::BACKEND_UNAVAILABLE,
@@ -209,18 +233,6 @@ impl BackendError {
         };
         unavailable_error_with(code, server, &what, request_id)
     }
-}
-
-/// A stable client-facing error about `server` with `message`, carrying the request id of
-/// the current request (the log has the details under it).
-pub fn unavailable_error(server: &str, message: &str) -> ErrorObject {
-    let request_id = crate::observe::request_id();
-    unavailable_error_with(
-        codes::BACKEND_UNAVAILABLE,
-        server,
-        message,
-        request_id.as_deref(),
-    )
 }
 
 fn unavailable_error_with(
@@ -239,6 +251,10 @@ fn unavailable_error_with(
     };
     ErrorObject::with_data(code, message, data)
 }
+
+/// The outbound credential of one call, obtained by [`Backend::credential`].
+#[derive(Debug, Clone)]
+pub struct Outbound(http::Auth);
 
 /// What a backend reports about itself after the first contact.
 #[derive(Debug, Clone)]
@@ -352,6 +368,7 @@ impl Backend {
     pub async fn call(
         &self,
         decided: &Decided,
+        outbound: Outbound,
         params: Option<Value>,
         client: &ClientContext,
         events: Option<mpsc::Sender<CallEvent>>,
@@ -360,7 +377,7 @@ impl Backend {
         let fut = async {
             match self {
                 Backend::Stdio(b) => b.call(method, params, client, events).await,
-                Backend::Http(b) => b.call(method, params, client, events).await,
+                Backend::Http(b) => b.call(method, params, client, events, outbound.0).await,
                 Backend::Sse(b) => b.call(method, params, client, events).await,
             }
         };
@@ -370,6 +387,17 @@ impl Backend {
                 server: self.name().to_string(),
                 timeout: self.timeout(),
             }),
+        }
+    }
+
+    /// The outbound credential for one call made for `client`'s caller: the step of the
+    /// request path between authorization and sending (never the caller's own token). Remote
+    /// Streamable HTTP servers get a header per request; a stdio server's credential is in its
+    /// environment and a legacy HTTP+SSE server's is its connection's, so theirs is empty.
+    pub async fn credential(&self, client: &ClientContext) -> Result<Outbound, BackendError> {
+        match self {
+            Backend::Http(b) => b.authorize(client).await.map(Outbound),
+            Backend::Stdio(_) | Backend::Sse(_) => Ok(Outbound(None)),
         }
     }
 

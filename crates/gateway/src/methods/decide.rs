@@ -334,19 +334,15 @@ async fn resolve_named(
                 e.to_client_error(crate::observe::request_id().as_deref()),
             )));
         }
-        if let Some((server, _)) = merged.failures.first() {
+        if let Some((_, e)) = merged.failures.first() {
             let what = if item_kind == ItemKind::Tool {
                 "tool"
             } else {
                 "prompt"
             };
-            return Err(Route::Answer(Message::error(
-                Id::Null,
-                crate::backend::unavailable_error(
-                    server,
-                    &format!("Unknown {what} {name:?}; member {server:?} is unavailable"),
-                ),
-            )));
+            let mut error = e.to_client_error(crate::observe::request_id().as_deref());
+            error.message = format!("Unknown {what} {name:?}; {}", error.message);
+            return Err(Route::Answer(Message::error(Id::Null, error)));
         }
         return Err(missing(Id::Null, item_kind, name));
     };
@@ -469,6 +465,21 @@ fn task(
 ) -> Route {
     let id = msg.id.clone().unwrap_or(Id::Null);
     let wire = interned(msg.method()).expect("task methods are in the table");
+    // In 2026-07-28 tasks are an extension: a client that did not negotiate it has no tasks
+    // (SEP-2575: -32021 names the capability it lacks).
+    let extension = ("extensions", Some(tasks::EXTENSION));
+    if ctx.era == gatehouse_wire::Era::Stateless
+        && !gatehouse_wire::capability::declared(&ctx.client.capabilities, extension)
+    {
+        return Route::Answer(Message::error(
+            id,
+            ErrorObject::with_data(
+                codes::MISSING_CLIENT_CAPABILITY,
+                format!("{} needs the {} extension", msg.method(), tasks::EXTENSION),
+                gatehouse_wire::capability::missing_error_data(extension),
+            ),
+        ));
+    }
     if method == TaskMethod::List {
         let all = (0..vs.members.len())
             .map(|m| Decided::member(wire, m))

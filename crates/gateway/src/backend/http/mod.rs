@@ -103,7 +103,7 @@ impl HttpBackend {
     }
 
     /// The credential header for a request made for `client`'s caller.
-    async fn authorize(&self, client: &ClientContext) -> Result<Auth, BackendError> {
+    pub(crate) async fn authorize(&self, client: &ClientContext) -> Result<Auth, BackendError> {
         match &self.credentials {
             None => Ok(None),
             Some(c) => c
@@ -246,9 +246,9 @@ impl HttpBackend {
         params: Option<Value>,
         client: &ClientContext,
         events: Option<mpsc::Sender<CallEvent>>,
+        auth: Auth,
     ) -> Result<Message, BackendError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let auth = self.authorize(client).await?;
         if let Some(own) = &client.upstream_session {
             let version = own
                 .version
