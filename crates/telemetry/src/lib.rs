@@ -25,6 +25,7 @@
 //! | `mcp_client_operation_duration_seconds` | histogram | `server`, `mcp_method_name` |
 //! | `gatehouse_active_sessions` | gauge | `virtual_server` |
 //! | `gatehouse_backend_up` | gauge | `server` (1 up, 0 down) |
+//! | `gatehouse_streams_closed_total` | counter | `transport`, `reason` |
 //! | `gatehouse_policy_decisions_total` | counter | `decision` (`allow`, `deny`) |
 //! | `gatehouse_audit_queue_depth` | gauge | |
 //! | `gatehouse_audit_events_total` | counter | `outcome` |
