@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::json;
@@ -14,34 +14,6 @@ const ECHO_ONLY: &str = r#"permit (principal, action == Gatehouse::Action::"call
 
 fn count(gh: &Gatehouse, needle: &str) -> usize {
     gh.log.lock().unwrap().matches(needle).count()
-}
-
-/// Reads `stream` for `within`, returning what arrived.
-async fn read_for(stream: &mut reqwest::Response, within: Duration) -> String {
-    let mut seen = String::new();
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, stream.chunk()).await {
-            Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
-            _ => break,
-        }
-    }
-    seen
-}
-
-/// Reads `stream` until `needle` arrives (or 15 s pass).
-async fn read_until(stream: &mut reqwest::Response, needle: &str) -> String {
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !seen.contains(needle) && Instant::now() < deadline {
-        if let Ok(Ok(Some(chunk))) =
-            tokio::time::timeout(Duration::from_millis(500), stream.chunk()).await
-        {
-            seen.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
-    seen
 }
 
 async fn wait_reloads(gh: &Gatehouse, n: usize) {

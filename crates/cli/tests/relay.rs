@@ -5,47 +5,12 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
 use common::*;
-use serde_json::{Value, json};
-
-/// What the recording backend saw: (headers, body) per request.
-type Seen = Arc<Mutex<Vec<(Vec<(String, String)>, Value)>>>;
-
-async fn recording_backend() -> (String, Seen) {
-    let seen: Seen = Arc::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app_seen = seen.clone();
-    let app = axum::Router::new().route(
-        "/mcp",
-        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
-            let seen = app_seen.clone();
-            async move {
-                let msg: Value = serde_json::from_str(&body).unwrap();
-                let hs = headers.iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
-                seen.lock().unwrap().push((hs, msg.clone()));
-                let id = msg["id"].clone();
-                let result = match msg["method"].as_str() {
-                    Some("server/discover") => json!({"supportedVersions":["2026-07-28"],"capabilities":{"tools":{}},"serverInfo":{"name":"rec","version":"1"}}),
-                    Some("tools/list") => json!({"tools":[{"name":"probe","inputSchema":{"type":"object"},"x-vendor":{"kept":true}}]}),
-                    Some("tools/call") => json!({"content":[{"type":"text","text":"ok","x-extra":1}],"x-unknown-result-field":{"nested":[1,2]}}),
-                    Some("vendor/custom") => json!({"echo": msg["params"].clone()}),
-                    _ if msg.get("id").is_none() => return (axum::http::StatusCode::ACCEPTED, String::new()),
-                    _ => json!({}),
-                };
-                (axum::http::StatusCode::OK, json!({"jsonrpc":"2.0","id":id,"result":result}).to_string())
-            }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}/mcp"), seen)
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn client_credentials_never_reach_the_backend_and_unknowns_are_relayed() {
-    let (backend, seen) = recording_backend().await;
+    let (backend, seen) = recorder::start(recorder::RecorderEra::Stateless).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(
         dir.path(),

@@ -219,6 +219,17 @@ impl TaskOwners {
         o.by_task.insert(key, (scope.clone(), now));
     }
 
+    /// The servers where `scope` created tasks through this process (`tasks/list` asks
+    /// only those: a member holding none of the caller's tasks is not asked at all).
+    pub fn servers_of(&self, scope: &TaskScope) -> std::collections::BTreeSet<String> {
+        let o = self.inner.lock().expect("task owners lock");
+        o.by_task
+            .iter()
+            .filter(|(_, (s, at))| s == scope && at.elapsed() < OWNER_TTL)
+            .map(|((server, _), _)| server.clone())
+            .collect()
+    }
+
     /// Who owns `server`'s task `task_id`, if it was created through this process.
     pub fn owner(&self, server: &str, task_id: &str) -> Option<TaskScope> {
         let o = self.inner.lock().expect("task owners lock");

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod idp;
+pub mod recorder;
 pub mod tokens;
 
 use std::io::{BufRead, BufReader};
@@ -302,12 +303,25 @@ pub async fn modern(
     url: &str,
     id: i64,
     method: &str,
-    mut params: Value,
+    params: Value,
 ) -> (u16, Value) {
-    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}});
+    modern_with(http, url, id, method, params, json!({})).await
+}
+
+/// [`modern`] with the client capabilities `caps`.
+pub async fn modern_with(
+    http: &reqwest::Client,
+    url: &str,
+    id: i64,
+    method: &str,
+    mut params: Value,
+    caps: Value,
+) -> (u16, Value) {
+    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":caps});
     let name = params
         .get("name")
         .or_else(|| params.get("uri"))
+        .or_else(|| params.get("taskId"))
         .and_then(Value::as_str)
         .map(str::to_string);
     let mut headers = vec![
@@ -320,6 +334,34 @@ pub async fn modern(
     let body = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params});
     let (s, _, v) = post(http, url, &headers, &body).await;
     (s, v)
+}
+
+/// Reads `stream` for `within`, returning what arrived.
+pub async fn read_for(stream: &mut reqwest::Response, within: Duration) -> String {
+    let mut seen = String::new();
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.chunk()).await {
+            Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => break,
+        }
+    }
+    seen
+}
+
+/// Reads `stream` until `needle` arrives (or 15 s pass).
+pub async fn read_until(stream: &mut reqwest::Response, needle: &str) -> String {
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !seen.contains(needle) && Instant::now() < deadline {
+        if let Ok(Ok(Some(chunk))) =
+            tokio::time::timeout(Duration::from_millis(500), stream.chunk()).await
+        {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    seen
 }
 
 /// Writes a config file into `dir` and returns its path.

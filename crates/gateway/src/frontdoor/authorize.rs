@@ -15,7 +15,7 @@ pub(super) async fn authorize(
     ctx: &CallCtx,
     msg: Message,
 ) -> Result<Route, Refusal> {
-    let route = methods::authorize(&cx.gw.keys, &cx.vs, ctx, msg).await;
+    let route = methods::authorize(&cx.gw.keys, &cx.gw.tasks, &cx.vs, ctx, msg).await;
     if let Route::Member {
         item: Some(item), ..
     } = &route

@@ -109,6 +109,7 @@ fn string_param<'a>(msg: &'a Message, key: &str) -> Option<&'a str> {
 /// Decides one request of a client of `vs` (the front door has applied its era's rules).
 pub async fn authorize(
     keys: &crate::seal::Keyring,
+    owners: &tasks::TaskOwners,
     vs: &VirtualServer,
     ctx: &CallCtx,
     msg: Message,
@@ -119,7 +120,7 @@ pub async fn authorize(
             Handling::Session(s) => session(s, msg),
             Handling::List(kind) => Route::List(kind, msg),
             Handling::Item(m) => item(vs, ctx, m, msg).await,
-            Handling::Task(m) => task(keys, vs, ctx, m, msg),
+            Handling::Task(m) => task(keys, owners, vs, ctx, m, msg),
             Handling::Subscription(SubscriptionMethod::Subscribe) => subscribe(vs, ctx, msg).await,
             Handling::Subscription(SubscriptionMethod::Unsubscribe) => {
                 match string_param(&msg, "uri").map(str::to_string) {
@@ -458,6 +459,7 @@ async fn complete(vs: &VirtualServer, ctx: &CallCtx, mut msg: Message) -> Route 
 
 fn task(
     keys: &crate::seal::Keyring,
+    owners: &tasks::TaskOwners,
     vs: &VirtualServer,
     ctx: &CallCtx,
     method: TaskMethod,
@@ -480,13 +482,19 @@ fn task(
             ),
         ));
     }
-    if method == TaskMethod::List {
-        let all = (0..vs.members.len())
-            .map(|m| Decided::member(wire, m))
-            .collect();
-        return Route::TaskList(all, msg);
-    }
     let scope = TaskScope::of(vs, ctx);
+    if method == TaskMethod::List {
+        // Only members where this caller created tasks are asked.
+        let servers = owners.servers_of(&scope);
+        let mine = vs
+            .members
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| servers.contains(&m.server.config.name))
+            .map(|(i, _)| Decided::member(wire, i))
+            .collect();
+        return Route::TaskList(mine, msg);
+    }
     let opened = string_param(&msg, "taskId").and_then(|h| tasks::open(keys, &scope, h));
     let Some((server, task_id)) = opened else {
         return Route::Answer(Message::error(id, tasks::not_found()));
