@@ -147,3 +147,80 @@ async fn dropped_stream_resumes_with_last_event_id() {
         "the call kept running while disconnected"
     );
 }
+
+/// A legacy HTTP+SSE client that POSTs calls but never reads its stream cannot make the
+/// gateway hold their results: past `gateway.sse_queue_bytes` the stream ends with an error
+/// event the client sees when it reads, and later POSTs are refused with a specific error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_sse_client_that_does_not_read_is_cut_off_not_buffered() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "gateway:\n  sse_queue_bytes: 1048576\nadmin:\n  listen: 127.0.0.1:0\n{}",
+        demo_member_yaml("")
+    );
+    let cfg = write_config(dir.path(), &yaml);
+    let gh = Gatehouse::start(&["--config", cfg.to_str().unwrap()]);
+    let http = client();
+    let mut sse = http
+        .get(gh.url("/mcp/sse"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    let first = read_until(&mut sse, "sessionId=").await;
+    let endpoint = first
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let post_url = gh.url(&endpoint);
+    let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"slow","version":"1"}}});
+    let (s, _, _) = post(&http, &post_url, &[], &init).await;
+    assert_eq!(s, 202);
+    let baseline = rss_kib(gh.child.id());
+    // 100 calls with 1 MiB results each: 100 MiB the client never reads.
+    let text = "x".repeat(1024 * 1024);
+    let mut refused = None;
+    for i in 1..=100 {
+        let call = json!({"jsonrpc":"2.0","id":i,"method":"tools/call","params":{"name":"echo","arguments":{"text":text}}});
+        let (status, _, body) = post(&http, &post_url, &[], &call).await;
+        if status != 202 {
+            refused = Some((i, status, body));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (at, status, body) = refused.expect("every POST was accepted: nothing bounds the stream");
+    assert!(at < 40, "refused only at call {at}");
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("gateway.sse_queue_bytes"),
+        "{body}"
+    );
+    let grown = rss_kib(gh.child.id()).saturating_sub(baseline);
+    assert!(grown < 48 * 1024, "RSS grew by {grown} KiB");
+    // The client, reading at last, sees why its stream ended.
+    let rest = tokio::time::timeout(Duration::from_secs(10), sse.text())
+        .await
+        .expect("the stream ends")
+        .unwrap_or_default();
+    assert!(rest.contains("sse_queue_bytes"), "{}", &rest[rest.len().saturating_sub(400)..]);
+    let metrics = http
+        .get(gh.banner_url("metrics:"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "gatehouse_streams_closed_total{transport=\"legacy_sse\",reason=\"slow_reader\"} 1"
+        ),
+        "{metrics}"
+    );
+}

@@ -100,9 +100,26 @@ struct Unregister {
 impl Drop for Unregister {
     fn drop(&mut self) {
         self.conn.closed.cancel();
-        self.gw.sse.open.lock().expect("sse lock").remove(&self.id);
+        if !self.conn.overflowed.load(Ordering::Acquire) {
+            self.gw.sse.open.lock().expect("sse lock").remove(&self.id);
+            return;
+        }
+        // A client cut off for not reading keeps hearing why for a while, instead of an
+        // "unknown session" it could take for a gateway restart.
+        let (gw, id) = (Arc::downgrade(&self.gw), self.id.clone());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                tokio::time::sleep(CUT_OFF_REMEMBERED).await;
+                if let Some(gw) = gw.upgrade() {
+                    gw.sse.open.lock().expect("sse lock").remove(&id);
+                }
+            });
+        }
     }
 }
+
+/// How long POSTs to a connection cut off for not reading get the specific refusal.
+const CUT_OFF_REMEMBERED: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The error event a client that fell behind sees before its stream ends.
 fn overflow_event(limit: usize) -> Bytes {
