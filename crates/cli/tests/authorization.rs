@@ -162,7 +162,12 @@ async fn a_task_belongs_to_the_caller_that_created_it_in_both_eras() {
         assert_eq!(r["error"], never["error"], "2025 {method}: {r}");
     }
     // A member-side id, guessed or taken from elsewhere, is no handle either.
-    for guess in ["1", "fx:1", "task-1", handle.trim_start_matches("gatehouse-task.")] {
+    for guess in [
+        "1",
+        "fx:1",
+        "task-1",
+        handle.trim_start_matches("gatehouse-task."),
+    ] {
         let (_, r) = modern_with(
             &alice,
             &s.url,
@@ -196,10 +201,17 @@ async fn a_task_belongs_to_the_caller_that_created_it_in_both_eras() {
         tasks_caps(),
     )
     .await;
-    assert!(cancelled["error"].is_null(), "the owner cancels: {cancelled}");
+    assert!(
+        cancelled["error"].is_null(),
+        "the owner cancels: {cancelled}"
+    );
     // A 2026-07-28 client that did not negotiate tasks has none.
     let (status, r) = modern(&bob, &s.url, 42, "tasks/get", json!({"taskId": handle})).await;
-    assert_eq!((status, r["error"]["code"].clone()), (400, json!(-32021)), "{r}");
+    assert_eq!(
+        (status, r["error"]["code"].clone()),
+        (400, json!(-32021)),
+        "{r}"
+    );
 }
 
 /// Reads a listen stream's acknowledgement.
@@ -262,7 +274,11 @@ async fn subscriptions_are_decided_as_reads_when_made_and_when_policies_change()
     // 2025: a resource Alice may not read cannot be subscribed to.
     let legacy = legacy_session(alice.clone(), &s.url).await;
     let (_, denied) = legacy
-        .request(1, "resources/subscribe", json!({"uri": "test://static-text"}))
+        .request(
+            1,
+            "resources/subscribe",
+            json!({"uri": "test://static-text"}),
+        )
         .await;
     assert_eq!(denied["error"]["code"], -32602, "{denied}");
     assert!(
@@ -278,7 +294,11 @@ async fn subscriptions_are_decided_as_reads_when_made_and_when_policies_change()
     assert!(ok["result"].is_object(), "{ok}");
     // Unsubscribing from what it never subscribed to is a no-op for the caller.
     let (_, noop) = legacy
-        .request(3, "resources/unsubscribe", json!({"uri": "test://static-text"}))
+        .request(
+            3,
+            "resources/unsubscribe",
+            json!({"uri": "test://static-text"}),
+        )
         .await;
     assert!(noop["result"].is_object(), "{noop}");
     let mut get = legacy.open_stream().await;
@@ -299,7 +319,10 @@ async fn subscriptions_are_decided_as_reads_when_made_and_when_policies_change()
     tokio::time::sleep(Duration::from_millis(500)).await;
     trigger_update(&bob, &s.url, 5).await;
     let quiet = read_for(&mut stream, Duration::from_secs(2)).await;
-    assert!(!quiet.contains("resources/updated"), "listen stream: {quiet}");
+    assert!(
+        !quiet.contains("resources/updated"),
+        "listen stream: {quiet}"
+    );
     let quiet = read_for(&mut get, Duration::from_millis(500)).await;
     assert!(!quiet.contains("resources/updated"), "GET stream: {quiet}");
 }
@@ -336,7 +359,10 @@ fn every_method() -> Vec<(bool, String)> {
         include_str!("../../gateway/src/methods/data/methods-2025-11-25.txt"),
         include_str!("../../gateway/src/methods/data/methods-2026-07-28.txt"),
     ] {
-        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
             let (kind, method) = line.split_once(' ').unwrap();
             out.push((kind == "request", method.to_string()));
         }
@@ -374,11 +400,7 @@ async fn under_a_deny_everything_set_no_member_receives_an_item_or_unknown_metho
     for era in [RecorderEra::Handshake, RecorderEra::Stateless] {
         let (backend, seen) = recorder::start(era).await;
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("none.cedar"),
-            "// Nothing is permitted.\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("none.cedar"), "// Nothing is permitted.\n").unwrap();
         let cfg = write_config(
             dir.path(),
             &format!(
@@ -470,7 +492,13 @@ async fn list_changed_reaches_only_callers_whose_view_changed() {
         "{seen}"
     );
     let quiet = read_for(&mut alice_listen, Duration::from_secs(2)).await;
-    assert!(!quiet.contains("list_changed"), "alice's listen stream: {quiet}");
+    assert!(
+        !quiet.contains("list_changed"),
+        "alice's listen stream: {quiet}"
+    );
     let quiet = read_for(&mut alice_get, Duration::from_millis(500)).await;
-    assert!(!quiet.contains("list_changed"), "alice's GET stream: {quiet}");
+    assert!(
+        !quiet.contains("list_changed"),
+        "alice's GET stream: {quiet}"
+    );
 }

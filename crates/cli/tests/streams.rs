@@ -208,7 +208,11 @@ async fn a_legacy_sse_client_that_does_not_read_is_cut_off_not_buffered() {
         .await
         .expect("the stream ends")
         .unwrap_or_default();
-    assert!(rest.contains("sse_queue_bytes"), "{}", &rest[rest.len().saturating_sub(400)..]);
+    assert!(
+        rest.contains("sse_queue_bytes"),
+        "{}",
+        &rest[rest.len().saturating_sub(400)..]
+    );
     let metrics = http
         .get(gh.banner_url("metrics:"))
         .send()

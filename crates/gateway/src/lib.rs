@@ -22,6 +22,8 @@ pub mod seal;
 pub mod snapshot;
 pub mod subscriptions;
 pub mod tasks;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod upstream;
 
 use std::net::SocketAddr;

@@ -52,7 +52,11 @@ fn answer(
     seen: &Seen,
     headers: &axum::http::HeaderMap,
     body: &str,
-) -> (axum::http::StatusCode, [(&'static str, &'static str); 2], String) {
+) -> (
+    axum::http::StatusCode,
+    [(&'static str, &'static str); 2],
+    String,
+) {
     use axum::http::StatusCode;
     let msg: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     let hs = headers

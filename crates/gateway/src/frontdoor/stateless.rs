@@ -206,3 +206,116 @@ pub fn stamp_result(reply: &mut Message, method: &str, private: bool) {
     }
     reply.result = Some(out);
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use serde_json::json;
+
+    use crate::testing::Harness;
+
+    fn call(meta: serde_json::Value) -> serde_json::Value {
+        json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"test_simple_text","arguments":{},"_meta":meta}})
+    }
+
+    fn meta(version: &str) -> serde_json::Value {
+        json!({"io.modelcontextprotocol/protocolVersion":version,"io.modelcontextprotocol/clientCapabilities":{}})
+    }
+
+    #[tokio::test]
+    async fn the_2026_rules_in_their_order() {
+        let h = Harness::start(None).await;
+        let ok_headers = [
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "test_simple_text"),
+        ];
+        let (status, _, v) = h.post(&ok_headers, &call(meta("2026-07-28"))).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["result"]["resultType"], "complete", "{v}");
+        // A header that disagrees with the body is -32020 before anything else.
+        let (status, _, v) = h
+            .post(
+                &[
+                    ("mcp-protocol-version", "2026-07-28"),
+                    ("mcp-method", "tools/list"),
+                    ("mcp-name", "test_simple_text"),
+                ],
+                &call(meta("2026-07-28")),
+            )
+            .await;
+        assert_eq!(
+            (status, v["error"]["code"].clone()),
+            (StatusCode::BAD_REQUEST, json!(-32020)),
+            "{v}"
+        );
+        let (status, _, v) = h.post(&ok_headers[1..], &call(meta("2026-07-28"))).await;
+        assert_eq!(
+            (status, v["error"]["code"].clone()),
+            (StatusCode::BAD_REQUEST, json!(-32020)),
+            "{v}"
+        );
+        // An unknown version names the supported ones.
+        let (status, _, v) = h
+            .post(
+                &[
+                    ("mcp-protocol-version", "2099-01-01"),
+                    ("mcp-method", "tools/call"),
+                    ("mcp-name", "test_simple_text"),
+                ],
+                &call(meta("2099-01-01")),
+            )
+            .await;
+        assert_eq!(
+            (status, v["error"]["code"].clone()),
+            (StatusCode::BAD_REQUEST, json!(-32022)),
+            "{v}"
+        );
+        assert_eq!(
+            v["error"]["data"]["supported"],
+            json!(["2026-07-28"]),
+            "{v}"
+        );
+        // Client capabilities are required.
+        let (status, _, v) = h
+            .post(
+                &ok_headers,
+                &call(json!({"io.modelcontextprotocol/protocolVersion":"2026-07-28"})),
+            )
+            .await;
+        assert_eq!(
+            (status, v["error"]["code"].clone()),
+            (StatusCode::BAD_REQUEST, json!(-32602)),
+            "{v}"
+        );
+        // A handshake-era method does not exist in 2026-07-28.
+        let ping =
+            json!({"jsonrpc":"2.0","id":2,"method":"ping","params":{"_meta":meta("2026-07-28")}});
+        let (status, _, v) = h
+            .post(
+                &[
+                    ("mcp-protocol-version", "2026-07-28"),
+                    ("mcp-method", "ping"),
+                ],
+                &ping,
+            )
+            .await;
+        assert_eq!(
+            (status, v["error"]["code"].clone()),
+            (StatusCode::NOT_FOUND, json!(-32601)),
+            "{v}"
+        );
+        // A notification is accepted with nothing to answer.
+        let note = json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":9,"_meta":meta("2026-07-28")}});
+        let (status, _, _) = h
+            .post(
+                &[
+                    ("mcp-protocol-version", "2026-07-28"),
+                    ("mcp-method", "notifications/cancelled"),
+                ],
+                &note,
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+}

@@ -222,3 +222,109 @@ fn only_the_table_creates_decisions() {
         );
     }
 }
+
+mod in_process {
+    use serde_json::json;
+
+    use crate::testing::Harness;
+
+    const ONLY_SIMPLE_TEXT: &str = r#"permit (principal, action == Gatehouse::Action::"call_tool", resource == Gatehouse::Tool::"v/test_simple_text");
+permit (principal, action == Gatehouse::Action::"call_tool", resource == Gatehouse::Tool::"v/slow_compute");
+"#;
+
+    fn tasks() -> serde_json::Value {
+        json!({"extensions": {"io.modelcontextprotocol/tasks": {}}})
+    }
+
+    #[tokio::test]
+    async fn a_denied_item_looks_missing_and_unknown_methods_are_refused_under_policies() {
+        let h = Harness::start(Some(ONLY_SIMPLE_TEXT)).await;
+        let (_, list) = h.modern(1, "tools/list", json!({}), json!({})).await;
+        let names: Vec<&str> = list["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["test_simple_text", "slow_compute"], "{list}");
+        let (_, denied) = h
+            .modern(
+                2,
+                "tools/call",
+                json!({"name": "test_error_handling", "arguments": {}}),
+                json!({}),
+            )
+            .await;
+        let (_, missing) = h
+            .modern(
+                3,
+                "tools/call",
+                json!({"name": "no_such_tool", "arguments": {}}),
+                json!({}),
+            )
+            .await;
+        assert_eq!(denied["error"]["code"], missing["error"]["code"]);
+        assert_eq!(
+            denied["error"]["message"]
+                .as_str()
+                .unwrap()
+                .replace("test_error_handling", "X"),
+            missing["error"]["message"]
+                .as_str()
+                .unwrap()
+                .replace("no_such_tool", "X"),
+        );
+        let (status, custom) = h.modern(4, "vendor/anything", json!({}), json!({})).await;
+        assert_eq!(
+            (status.as_u16(), custom["error"]["code"].clone()),
+            (404, json!(-32601)),
+            "{custom}"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_methods_reach_a_sole_member_without_policies() {
+        let h = Harness::start(None).await;
+        let (_, custom) = h.modern(1, "vendor/anything", json!({}), json!({})).await;
+        // Relayed: the fixture itself answers that it does not know the method.
+        assert_eq!(custom["error"]["code"], -32601, "{custom}");
+        assert!(
+            !custom["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Method not found: vendor/anything"),
+            "the gateway's own refusal, not the member's: {custom}"
+        );
+    }
+
+    #[tokio::test]
+    async fn task_ids_are_sealed_for_their_creator_and_open_again() {
+        let h = Harness::start(Some(ONLY_SIMPLE_TEXT)).await;
+        let (_, created) = h
+            .modern(
+                1,
+                "tools/call",
+                json!({"name": "slow_compute", "arguments": {"seconds": 5}}),
+                tasks(),
+            )
+            .await;
+        let handle = created["result"]["taskId"].as_str().unwrap().to_string();
+        assert!(handle.starts_with(crate::tasks::HANDLE_PREFIX), "{created}");
+        let (_, got) = h
+            .modern(2, "tasks/get", json!({"taskId": handle}), tasks())
+            .await;
+        assert_eq!(got["result"]["taskId"], handle.as_str(), "{got}");
+        let (status, gated) = h
+            .modern(3, "tasks/get", json!({"taskId": handle}), json!({}))
+            .await;
+        assert_eq!(
+            (status.as_u16(), gated["error"]["code"].clone()),
+            (400, json!(-32021)),
+            "{gated}"
+        );
+        let (_, cancelled) = h
+            .modern(4, "tasks/cancel", json!({"taskId": handle}), tasks())
+            .await;
+        assert!(cancelled["error"].is_null(), "{cancelled}");
+    }
+}
