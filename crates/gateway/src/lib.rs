@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod context;
 pub mod dispatch;
 pub mod frontdoor;
+pub mod listen;
 pub mod metrics;
 pub mod notify;
 pub mod observe;
@@ -57,8 +58,8 @@ pub struct Gateway {
     pub sse: frontdoor::sse::SseConnections,
     /// Host/Origin checks.
     pub origin_policy: OriginPolicy,
-    /// Largest accepted request body.
-    pub max_body_bytes: usize,
+    /// Bounds on request bodies (size, time, bytes in flight).
+    pub bodies: frontdoor::body::BodyLimits,
     /// What snapshot builds need (hub, vault, public URL).
     build: BuildContext,
     /// Announces each change of the policy set to open streams (callers whose view changed
@@ -109,7 +110,7 @@ impl Gateway {
             loopback: listen.ip().is_loopback(),
             allowed_origins: config.gateway.allowed_origins.clone(),
         };
-        let max_body_bytes = usize::try_from(config.gateway.max_body_bytes).unwrap_or(usize::MAX);
+        let bodies = frontdoor::body::BodyLimits::new(&config.gateway, telemetry.metrics().clone());
         let sessions = SessionStore::new(config.gateway.session_ttl.get());
         let snapshot = Snapshot::build(config, None, &build, policies)?;
         let gw = Arc::new(Gateway {
@@ -120,7 +121,7 @@ impl Gateway {
             parked: Parked::default(),
             sse: Default::default(),
             origin_policy,
-            max_body_bytes,
+            bodies,
             build,
             policy_swaps: tokio::sync::broadcast::channel(16).0,
             audit,

@@ -6,6 +6,7 @@
 //! hints). GET opens a session's standalone stream; DELETE ends a session.
 
 pub mod authn;
+pub mod body;
 pub mod call;
 pub mod guard;
 mod handshake;
@@ -164,7 +165,7 @@ async fn handle(
             .into_response();
     };
     crate::observe::note(|f| f.virtual_server = Some(vs.name.clone()));
-    if let Err(reason) = gw.origin_policy.check(&parts.headers) {
+    if let Err(reason) = gw.origin_policy.check(&parts.uri, &parts.headers) {
         crate::observe::note(|f| f.reason = Some("origin_refused".into()));
         tracing::warn!(request_id, %reason, "refused request (DNS rebinding protection)");
         return rpc_error(
@@ -216,21 +217,9 @@ async fn handle(
     }
     match parts.method {
         Method::POST => {
-            let limit = gw.max_body_bytes;
-            let bytes = match axum::body::to_bytes(body, limit).await {
+            let bytes = match body::read(&gw.bodies, &parts, body, &request_id).await {
                 Ok(b) => b,
-                Err(_) => {
-                    tracing::warn!(request_id, limit, "request body too large");
-                    return rpc_error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        Id::Null,
-                        ErrorObject::new(
-                            codes::INVALID_REQUEST,
-                            format!("request body exceeds the limit of {limit} bytes"),
-                        ),
-                        &request_id,
-                    );
-                }
+                Err(refusal) => return refusal,
             };
             if legacy_sse == Some(false) {
                 return sse::message(
