@@ -49,7 +49,9 @@ async fn slow_and_silent_connections_are_closed_after_the_header_timeout() {
                 }
                 let (mut read, mut write) = s.into_split();
                 let trickle = tokio::spawn(async move {
-                    for b in b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaa" {
+                    for b in
+                        b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaa"
+                    {
                         if write.write_all(&[*b]).await.is_err() {
                             return;
                         }
@@ -206,7 +208,10 @@ async fn connections_are_capped_per_source_address_and_overall() {
     assert!(
         value(r#"gatehouse_connections_refused_total{listener="gateway",reason="max"}"#) >= 1.0
     );
-    assert_eq!(value(r#"gatehouse_connections_open{listener="gateway"}"#), 6.0);
+    assert_eq!(
+        value(r#"gatehouse_connections_open{listener="gateway"}"#),
+        6.0
+    );
 }
 
 /// Lowers the open-file limit of the gateway process (soft and hard) to `n`.

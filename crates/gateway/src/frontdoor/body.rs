@@ -100,6 +100,7 @@ impl Drop for Reservation {
 
 enum Refusal {
     DeclaredTooLarge(u64),
+    ChunksTooLarge(u64),
     TooLarge,
     Timeout,
     Budget,
@@ -118,14 +119,19 @@ pub async fn read(
     request_id: &str,
 ) -> Result<Bytes, Response> {
     let deadline = tokio::time::Instant::now() + limits.timeout;
-    match tokio::time::timeout_at(deadline, collect(limits, body)).await {
+    let chunks = parts.extensions.get::<crate::listen::DeclaredBody>();
+    match tokio::time::timeout_at(deadline, collect(limits, body, chunks)).await {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(refusal)) => Err(refuse(limits, parts, refusal, request_id)),
         Err(_) => Err(refuse(limits, parts, Refusal::Timeout, request_id)),
     }
 }
 
-async fn collect(limits: &BodyLimits, body: Body) -> Result<Bytes, Refusal> {
+async fn collect(
+    limits: &BodyLimits,
+    body: Body,
+    chunks: Option<&crate::listen::DeclaredBody>,
+) -> Result<Bytes, Refusal> {
     let declared = body.size_hint().lower();
     if declared > limits.max_bytes {
         return Err(Refusal::DeclaredTooLarge(declared));
@@ -141,7 +147,22 @@ async fn collect(limits: &BodyLimits, body: Body) -> Result<Bytes, Refusal> {
     }
     let mut buf = BytesMut::with_capacity(usize::try_from(declared).unwrap_or(0));
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
+    let over = async {
+        match chunks {
+            Some(c) => c.exceeds(limits.max_bytes).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(over);
+    loop {
+        let chunk = tokio::select! {
+            chunk = stream.next() => match chunk {
+                Some(chunk) => chunk,
+                None => break,
+            },
+            // A chunk-size line over the limit: its bytes may never come.
+            n = &mut over => return Err(Refusal::ChunksTooLarge(n)),
+        };
         let chunk = chunk.map_err(|e| Refusal::Unreadable(e.to_string()))?;
         let total = (buf.len() + chunk.len()) as u64;
         if total > limits.max_bytes {
@@ -163,6 +184,13 @@ fn refuse(limits: &BodyLimits, parts: &Parts, refusal: Refusal, request_id: &str
             Some("too_large"),
             format!(
                 "request body of {n} bytes (Content-Length) exceeds the limit of {max} bytes (gateway.max_body_bytes)"
+            ),
+        ),
+        Refusal::ChunksTooLarge(n) => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Some("too_large"),
+            format!(
+                "request body declares at least {n} bytes in its chunk sizes, over the limit of {max} bytes (gateway.max_body_bytes)"
             ),
         ),
         Refusal::TooLarge => (

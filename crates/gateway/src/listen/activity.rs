@@ -15,6 +15,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::framing::{Declared, Framing};
+
 /// Why the watchdog closes a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Expiry {
@@ -45,6 +47,8 @@ struct State {
     /// The connection speaks HTTP/1 (known from its first request). HTTP/2 carries pings and
     /// window updates between requests, so bytes there do not mean a request is arriving.
     http1: bool,
+    /// What the chunk-size lines of an HTTP/1 request body declared so far.
+    body: Option<Declared>,
 }
 
 /// The shared state of one connection.
@@ -52,6 +56,7 @@ struct State {
 pub(crate) struct Activity {
     state: Mutex<State>,
     changed: Notify,
+    body_changed: Notify,
     header_timeout: Duration,
     idle_timeout: Duration,
 }
@@ -65,8 +70,10 @@ impl Activity {
                 idle_since: Instant::now(),
                 head_started: None,
                 http1: false,
+                body: None,
             }),
             changed: Notify::new(),
+            body_changed: Notify::new(),
             header_timeout,
             idle_timeout,
         })
@@ -84,7 +91,15 @@ impl Activity {
         s.requests += 1;
         s.head_started = None;
         s.http1 = version <= Version::HTTP_11;
-        InFlight(self.clone())
+        InFlight {
+            activity: self.clone(),
+            message: s.requests,
+        }
+    }
+
+    fn declared(&self, declared: Declared) {
+        self.lock().body = Some(declared);
+        self.body_changed.notify_waiters();
     }
 
     fn end(&self) {
@@ -144,31 +159,85 @@ impl Activity {
 
 /// Keeps its connection busy while alive.
 #[derive(Debug)]
-pub(crate) struct InFlight(Arc<Activity>);
+pub(crate) struct InFlight {
+    activity: Arc<Activity>,
+    /// The request's position on its connection (1 for the first).
+    message: u64,
+}
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.end();
+impl InFlight {
+    /// Lets the reader of this HTTP/1 request's body learn what its chunk sizes declare.
+    pub(crate) fn declared_body(&self) -> DeclaredBody {
+        DeclaredBody {
+            activity: self.activity.clone(),
+            message: self.message,
+        }
     }
 }
 
-/// The connection's I/O, noting when bytes arrive.
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.activity.end();
+    }
+}
+
+/// A request extension on HTTP/1 requests: what the chunk-size lines of the request's body
+/// declare, as the listener sees them arrive (hyper does not expose chunk sizes).
+#[derive(Debug, Clone)]
+pub struct DeclaredBody {
+    activity: Arc<Activity>,
+    message: u64,
+}
+
+impl DeclaredBody {
+    /// Resolves with the declared size once the body's chunk sizes add up to more than
+    /// `max` bytes (a lower bound while a size line is still arriving); never otherwise.
+    pub async fn exceeds(&self, max: u64) -> u64 {
+        loop {
+            let changed = self.activity.body_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let body = self.activity.lock().body;
+            if let Some(d) = body.filter(|d| d.message == self.message && d.bytes > max) {
+                return d.bytes;
+            }
+            changed.await;
+        }
+    }
+}
+
+/// The connection's I/O, noting when bytes arrive and what HTTP/1 chunk sizes declare.
 #[derive(Debug)]
 pub(crate) struct Watched<I> {
-    pub(crate) inner: I,
-    pub(crate) activity: Arc<Activity>,
+    inner: I,
+    activity: Arc<Activity>,
+    framing: Framing,
+}
+
+impl<I> Watched<I> {
+    pub(crate) fn new(inner: I, activity: Arc<Activity>) -> Watched<I> {
+        Watched {
+            inner,
+            activity,
+            framing: Framing::new(),
+        }
+    }
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
         let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.bytes_read();
+            this.activity.bytes_read();
+            if let Some(declared) = this.framing.read(&buf.filled()[before..]) {
+                this.activity.declared(declared);
+            }
         }
         polled
     }

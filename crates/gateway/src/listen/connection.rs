@@ -74,10 +74,7 @@ async fn drive<I>(shared: &Arc<Shared>, io: I, peer: SocketAddr, activity: Arc<A
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = TokioIo::new(Watched {
-        inner: io,
-        activity: activity.clone(),
-    });
+    let io = TokioIo::new(Watched::new(io, activity.clone()));
     let service = ConnService {
         router: shared.router.clone(),
         peer,
@@ -129,6 +126,9 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnService {
     fn call(&self, mut req: http::Request<Incoming>) -> Self::Future {
         let guard = self.activity.begin(req.version());
         req.extensions_mut().insert(ConnectInfo(self.peer));
+        if req.version() <= http::Version::HTTP_11 {
+            req.extensions_mut().insert(guard.declared_body());
+        }
         let router = self.router.clone();
         Box::pin(async move {
             let response = router.oneshot(req).await?;

@@ -10,6 +10,7 @@ mod activity;
 pub mod admission;
 mod connection;
 mod descriptors;
+mod framing;
 mod refusal;
 pub mod tls;
 
@@ -24,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use activity::DeclaredBody;
 use admission::Admission;
 pub use admission::{EffectiveCap, Refusal};
 use connection::Shared;
