@@ -332,3 +332,73 @@ async fn the_descriptor_reserve_keeps_calls_and_the_audit_trail_working_at_the_c
         "nothing in the gateway ran out of descriptors"
     );
 }
+
+#[tokio::test]
+async fn the_tls_listener_offers_http2_and_closes_silent_handshakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+        ])
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "openssl makes a certificate");
+    let gw = start(
+        &dir,
+        "  tls: { cert: cert.pem, key: key.pem }\n  connections:\n    header_timeout: 1s\n",
+    );
+    assert!(gw.base.starts_with("https://"), "{}", gw.base);
+    // The certificate is self-signed: this test is about protocols, not trust.
+    let https = |builder: reqwest::ClientBuilder| {
+        builder.danger_accept_invalid_certs(true).build().unwrap()
+    };
+    let h2 = https(reqwest::Client::builder());
+    let r = h2.get(gw.url("/healthz")).send().await.unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.version()),
+        (200, reqwest::Version::HTTP_2),
+        "ALPN picks h2"
+    );
+    let (s, v) = modern(&h2, &gw.url("/mcp"), 1, "tools/list", json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    let h1 = https(reqwest::Client::builder().http1_only());
+    let r = h1.get(gw.url("/healthz")).send().await.unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.version()),
+        (200, reqwest::Version::HTTP_11)
+    );
+
+    // A client that connects and never starts the handshake.
+    let mut silent = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    let took = raw::closed_within(&mut silent, Duration::from_secs(3))
+        .await
+        .expect("closed within 3× the header timeout");
+    assert!(took >= Duration::from_millis(800), "closed early: {took:?}");
+    let metrics = gw.metrics().await;
+    assert!(
+        raw::metric(
+            &metrics,
+            r#"gatehouse_connections_closed_total{listener="gateway",reason="header_timeout"}"#
+        ) >= Some(1.0),
+        "{metrics}"
+    );
+}
