@@ -11,20 +11,6 @@ use common::*;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
-/// Starts the demo member behind `/mcp` with `gateway` (indented YAML under `gateway:`).
-fn start(dir: &tempfile::TempDir, gateway: &str) -> Gatehouse {
-    let path = write_config(
-        dir.path(),
-        &format!("gateway:\n{gateway}{}", demo_member_yaml("")),
-    );
-    Gatehouse::start(&[
-        "--config",
-        path.to_str().unwrap(),
-        "--admin-listen",
-        "127.0.0.1:0",
-    ])
-}
-
 /// The HTTP/2 connection preface and an empty SETTINGS frame: an h2c client that never
 /// sends a request.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
@@ -32,7 +18,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00
 #[tokio::test]
 async fn slow_and_silent_connections_are_closed_after_the_header_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = start(
+    let gw = start_with_gateway(
         &dir,
         "  connections:\n    header_timeout: 1s\n    idle_timeout: 60s\n",
     );
@@ -58,7 +44,7 @@ async fn slow_and_silent_connections_are_closed_after_the_header_timeout() {
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 });
-                let closed = closed_after(&mut read).await;
+                let closed = raw::closed_within(&mut read, Duration::from_secs(3)).await;
                 trickle.abort();
                 closed
             }));
@@ -70,7 +56,7 @@ async fn slow_and_silent_connections_are_closed_after_the_header_timeout() {
             let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
             s.write_all(preface).await.unwrap();
             let (mut read, _write) = s.into_split();
-            closed_after(&mut read).await
+            raw::closed_within(&mut read, Duration::from_secs(3)).await
         }));
     }
     for w in waits {
@@ -86,23 +72,10 @@ async fn slow_and_silent_connections_are_closed_after_the_header_timeout() {
     assert_eq!(closed, Some(13.0), "{metrics}");
 }
 
-async fn closed_after(read: &mut tokio::net::tcp::OwnedReadHalf) -> Option<Duration> {
-    use tokio::io::AsyncReadExt;
-    let start = std::time::Instant::now();
-    let mut buf = [0u8; 1024];
-    loop {
-        match tokio::time::timeout(Duration::from_secs(3), read.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
-            Ok(Ok(_)) => {}
-            Err(_) => return None,
-        }
-    }
-}
-
 #[tokio::test]
 async fn idle_keep_alive_connections_are_closed_but_open_streams_are_not() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = start(
+    let gw = start_with_gateway(
         &dir,
         "  connections:\n    header_timeout: 10s\n    idle_timeout: 1s\n",
     );
@@ -162,7 +135,7 @@ async fn open_from(from: &str, addr: std::net::SocketAddr) -> (tokio::net::TcpSt
 #[tokio::test]
 async fn connections_are_capped_per_source_address_and_overall() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = start(&dir, "  connections:\n    max: 6\n    max_per_ip: 3\n");
+    let gw = start_with_gateway(&dir, "  connections:\n    max: 6\n    max_per_ip: 3\n");
     let addr = gw.addr();
     let mut held = Vec::new();
     for _ in 0..3 {
@@ -362,7 +335,7 @@ async fn the_tls_listener_offers_http2_and_closes_silent_handshakes() {
         .unwrap()
         .success();
     assert!(ok, "openssl makes a certificate");
-    let gw = start(
+    let gw = start_with_gateway(
         &dir,
         "  tls: { cert: cert.pem, key: key.pem }\n  connections:\n    header_timeout: 1s\n",
     );

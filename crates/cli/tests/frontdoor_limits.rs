@@ -12,20 +12,6 @@ use common::*;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
-/// Starts the demo member behind `/mcp` with `gateway` (indented YAML under `gateway:`).
-fn start(dir: &tempfile::TempDir, gateway: &str) -> Gatehouse {
-    let path = write_config(
-        dir.path(),
-        &format!("gateway:\n{gateway}{}", demo_member_yaml("")),
-    );
-    Gatehouse::start(&[
-        "--config",
-        path.to_str().unwrap(),
-        "--admin-listen",
-        "127.0.0.1:0",
-    ])
-}
-
 /// The head of a stateless `POST` to `path` with `framing` (a `Content-Length` or
 /// `Transfer-Encoding` line).
 fn post_head(path: &str, framing: &str) -> Vec<u8> {
@@ -53,7 +39,7 @@ async fn send(
 #[tokio::test]
 async fn a_declared_length_over_the_limit_is_refused_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = start(
+    let gw = start_with_gateway(
         &dir,
         "  max_body_bytes: 65536\n  body_timeout: 10s\n  connections:\n    header_timeout: 10s\n",
     );
@@ -75,21 +61,14 @@ async fn a_declared_length_over_the_limit_is_refused_at_once() {
             "the connection is closed (the rest of the body is never read)"
         );
     }
-    let metrics = gw.metrics().await;
-    assert_eq!(
-        raw::metric(
-            &metrics,
-            r#"gatehouse_request_bodies_refused_total{reason="too_large"}"#
-        ),
-        Some(2.0),
-        "{metrics}"
-    );
+    let refused = r#"gatehouse_request_bodies_refused_total{reason="too_large"}"#;
+    assert_eq!(raw::metric_of(&gw, refused).await, 2.0);
 }
 
 #[tokio::test]
 async fn chunked_bodies_are_refused_once_their_chunk_sizes_pass_the_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = start(
+    let gw = start_with_gateway(
         &dir,
         "  max_body_bytes: 65536
   body_timeout: 10s
@@ -115,21 +94,14 @@ async fn chunked_bodies_are_refused_once_their_chunk_sizes_pass_the_limit() {
     let (r, _, _) = send(&gw, &head, &body, Duration::from_secs(2)).await;
     assert_eq!(raw::status(&r.unwrap()), 413);
 
-    let metrics = gw.metrics().await;
-    assert_eq!(
-        raw::metric(
-            &metrics,
-            r#"gatehouse_request_bodies_refused_total{reason="too_large"}"#
-        ),
-        Some(2.0),
-        "{metrics}"
-    );
+    let refused = r#"gatehouse_request_bodies_refused_total{reason="too_large"}"#;
+    assert_eq!(raw::metric_of(&gw, refused).await, 2.0);
 }
 
 #[tokio::test]
 async fn a_stalled_body_gets_408_after_the_body_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = start(&dir, "  body_timeout: 1s\n");
+    let gw = start_with_gateway(&dir, "  body_timeout: 1s\n");
     let head = post_head("/mcp", "Content-Length: 100");
     let (r, took, mut s) = send(&gw, &head, b"{\"jsonrpc\":", Duration::from_secs(3)).await;
     let r = r.expect("answered within 3× the body timeout");
@@ -141,22 +113,15 @@ async fn a_stalled_body_gets_408_after_the_body_timeout() {
             .await
             .is_some()
     );
-    let metrics = gw.metrics().await;
-    assert_eq!(
-        raw::metric(
-            &metrics,
-            r#"gatehouse_request_bodies_refused_total{reason="timeout"}"#
-        ),
-        Some(1.0),
-        "{metrics}"
-    );
+    let refused = r#"gatehouse_request_bodies_refused_total{reason="timeout"}"#;
+    assert_eq!(raw::metric_of(&gw, refused).await, 1.0);
 }
 
 #[tokio::test]
 async fn bodies_being_read_share_a_budget() {
     let dir = tempfile::tempdir().unwrap();
     // Room for 10 bodies of 99,000 bytes.
-    let gw = start(
+    let gw = start_with_gateway(
         &dir,
         "  max_body_bytes: 100000\n  max_body_bytes_in_flight: 1000000\n  body_timeout: 3s\n",
     );
@@ -213,7 +178,7 @@ fn tools_list() -> serde_json::Value {
 #[tokio::test]
 async fn a_foreign_http2_authority_is_refused_like_a_foreign_host() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = start(&dir, "  max_body_bytes: 65536\n");
+    let gw = start_with_gateway(&dir, "  max_body_bytes: 65536\n");
     let port = gw.addr().port();
     let headers = [
         ("mcp-protocol-version", "2026-07-28"),
@@ -248,7 +213,7 @@ async fn a_foreign_http2_authority_is_refused_like_a_foreign_host() {
 #[tokio::test]
 async fn a_request_without_host_is_refused_on_a_loopback_listener() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = start(
+    let gw = start_with_gateway(
         &dir,
         "  max_body_bytes: 65536
 ",

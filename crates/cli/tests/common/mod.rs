@@ -360,6 +360,21 @@ pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
     p
 }
 
+/// Starts the demo member behind `/mcp` with `gateway` (indented YAML under `gateway:`; paths
+/// in it are relative to `dir`) and an admin listener.
+pub fn start_with_gateway(dir: &tempfile::TempDir, gateway: &str) -> Gatehouse {
+    let path = write_config(
+        dir.path(),
+        &format!("gateway:\n{gateway}{}", demo_member_yaml("")),
+    );
+    Gatehouse::start(&[
+        "--config",
+        path.to_str().unwrap(),
+        "--admin-listen",
+        "127.0.0.1:0",
+    ])
+}
+
 /// Config YAML with the built-in demo server as a stdio member.
 pub fn demo_member_yaml(extra_member: &str) -> String {
     format!(

@@ -65,7 +65,10 @@ pub fn status(response: &str) -> u16 {
 
 /// How long until the peer closes `stream` (reading and discarding whatever it sends), or
 /// `None` if it is still open after `within`.
-pub async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Duration> {
+pub async fn closed_within(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    within: Duration,
+) -> Option<Duration> {
     let start = Instant::now();
     let deadline = tokio::time::Instant::now() + within;
     let mut chunk = [0u8; 1024];
@@ -76,6 +79,12 @@ pub async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<D
             Err(_) => return None,
         }
     }
+}
+
+/// The value of `name` in the gateway's metrics, or a panic showing them all.
+pub async fn metric_of(gw: &super::Gatehouse, name: &str) -> f64 {
+    let text = gw.metrics().await;
+    metric(&text, name).unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }
 
 /// The value of `name` (e.g. `gatehouse_connections_open{listener="gateway"}`) in a

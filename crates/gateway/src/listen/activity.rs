@@ -122,6 +122,11 @@ impl Activity {
         }
     }
 
+    /// True while a request is in flight.
+    pub(crate) fn busy(&self) -> bool {
+        self.lock().in_flight > 0
+    }
+
     /// When the connection must close, and why; `None` while a request is in flight.
     fn deadline(&self) -> Option<(Instant, Expiry)> {
         let s = self.lock();

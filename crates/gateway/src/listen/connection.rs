@@ -95,9 +95,12 @@ where
                 closed(shared, why);
                 if why == Expiry::IdleTimeout {
                     // Nothing is in flight: a graceful close tells an HTTP/2 client (GOAWAY)
-                    // not to start another stream here.
+                    // not to start another stream here. A request that raced the close is
+                    // served to its end.
                     conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await;
+                    while tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await.is_err()
+                        && activity.busy()
+                    {}
                 }
                 return;
             }
