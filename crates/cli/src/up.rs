@@ -8,7 +8,12 @@ use std::time::Duration;
 use anyhow::Context;
 use gatehouse_config::Config;
 use gatehouse_gateway::Gateway;
+use gatehouse_gateway::listen::ListenerConfig;
 use gatehouse_gateway::seal::Keyring;
+
+/// Most connections the admin listener (metrics, health) holds at once: scrapers and probes
+/// need few, and its descriptors come out of the gateway listener's share.
+const ADMIN_MAX_CONNECTIONS: u32 = 64;
 
 /// Arguments of `gatehouse up`.
 pub struct UpArgs {
@@ -92,7 +97,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     check_exposure(&config, listen, args.insecure).map_err(|e| anyhow::anyhow!(e))?;
     // Read before anything listens: a listener that cannot serve TLS must not start at all.
     let tls = match &config.gateway.tls {
-        Some(t) => Some(tls_config(&t.cert, &t.key).await?),
+        Some(t) => Some(tls_config(&t.cert, &t.key)?),
         None => None,
     };
     let listener = tokio::net::TcpListener::bind(listen)
@@ -135,11 +140,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {addr} (admin)"))?;
             let local = listener.local_addr()?;
             let router = gatehouse_telemetry::admin_router(telemetry.metrics().clone());
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, router).await {
-                    tracing::error!(error = %e, "admin listener stopped");
-                }
-            });
+            let admin = ListenerConfig {
+                name: "admin",
+                limits: gatehouse_config::ConnectionLimits {
+                    max: ADMIN_MAX_CONNECTIONS,
+                    max_per_ip: ADMIN_MAX_CONNECTIONS,
+                    ..config.gateway.connections.clone()
+                },
+                fd_reserve: None,
+                tls: None,
+            }
+            .build(listener, router, telemetry.metrics().clone())?;
+            tokio::spawn(admin.serve(std::future::pending()));
             Some(local)
         }
         None => None,
@@ -210,43 +222,31 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     println!("Press Ctrl-C to stop.");
 
-    let app = gw.router();
+    let limits = gw.snapshot().config.gateway.connections.clone();
+    let admin_share = if admin.is_some() {
+        ADMIN_MAX_CONNECTIONS
+    } else {
+        0
+    };
+    // Built last: the descriptors open by now count against the open-file limit.
+    let listener = ListenerConfig {
+        name: "gateway",
+        fd_reserve: Some(limits.fd_reserve.saturating_add(admin_share)),
+        limits,
+        tls,
+    }
+    .build(listener, gw.router(), telemetry.metrics().clone())?;
     let drain_gw = gw.clone();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = match tls {
-        None => tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .await
-        }),
-        Some(tls) => {
-            let handle = axum_server::Handle::new();
-            let stopper = handle.clone();
-            tokio::spawn(async move {
-                let _ = stop_rx.await;
-                stopper.graceful_shutdown(Some(grace));
-            });
-            let listener = listener.into_std()?;
-            tokio::spawn(async move {
-                axum_server::from_tcp_rustls(listener, tls)?
-                    .handle(handle)
-                    .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-                    .await
-            })
-        }
-    };
+    let server = tokio::spawn(listener.serve(async move {
+        let _ = stop_rx.await;
+    }));
     wait_for_signal().await;
     tracing::info!(?grace, "shutting down: draining in-flight calls");
     drain_gw.start_draining();
     let _ = stop_tx.send(());
     match tokio::time::timeout(grace, server).await {
-        Ok(Ok(Ok(()))) => tracing::info!("all connections closed"),
-        Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error during shutdown"),
+        Ok(Ok(())) => tracing::info!("all connections closed"),
         Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
         Err(_) => tracing::warn!(
             ?grace,
@@ -351,21 +351,11 @@ fn print_banner(
 }
 
 /// The listener's TLS settings from PEM files, with errors that name the file.
-async fn tls_config(
-    cert: &Path,
-    key: &Path,
-) -> anyhow::Result<axum_server::tls_rustls::RustlsConfig> {
+fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     // Several crates bring rustls; the process uses aws-lc-rs, like the HTTP client.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-        .await
-        .with_context(|| {
-            format!(
-                "gateway.tls: cannot use certificate {} with key {}",
-                cert.display(),
-                key.display()
-            )
-        })
+    gatehouse_gateway::listen::tls::server_config(cert, key)
+        .map_err(|e| anyhow::anyhow!("gateway.tls: {e}"))
 }
 
 async fn wait_for_signal() {

@@ -142,7 +142,9 @@ async fn sigterm_drains_and_leaves_no_orphans() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_concurrent_sessions() {
-    let gh = Gatehouse::start(&[]);
+    // A thousand connections from this one address: above the default cap per address.
+    let dir = tempfile::tempdir().unwrap();
+    let gh = start_with_gateway(&dir, "  connections:\n    max_per_ip: 2000\n");
     let url = gh.url("/mcp");
     // Warm up: the shared backend process.
     Legacy::connect(&url)

@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod context;
 pub mod dispatch;
 pub mod frontdoor;
+pub mod listen;
 pub mod methods;
 pub mod metrics;
 pub mod notify;
@@ -62,8 +63,8 @@ pub struct Gateway {
     pub sse: frontdoor::sse::SseConnections,
     /// Host/Origin checks.
     pub origin_policy: OriginPolicy,
-    /// Largest accepted request body.
-    pub max_body_bytes: usize,
+    /// Bounds on request bodies (size, time, bytes in flight).
+    pub bodies: frontdoor::body::BodyLimits,
     /// Most bytes queued for one legacy HTTP+SSE stream.
     pub sse_queue_bytes: u64,
     /// Who owns the tasks created through this process (for `tasks/list` and notifications).
@@ -121,7 +122,7 @@ impl Gateway {
             loopback: listen.ip().is_loopback(),
             allowed_origins: config.gateway.allowed_origins.clone(),
         };
-        let max_body_bytes = usize::try_from(config.gateway.max_body_bytes).unwrap_or(usize::MAX);
+        let bodies = frontdoor::body::BodyLimits::new(&config.gateway, telemetry.metrics().clone());
         let sessions = SessionStore::new(config.gateway.session_ttl.get());
         let config_sse_queue_bytes = config.gateway.sse_queue_bytes;
         let snapshot = Snapshot::build(config, None, &build, policies)?;
@@ -133,7 +134,7 @@ impl Gateway {
             parked: Parked::default(),
             sse: Default::default(),
             origin_policy,
-            max_body_bytes,
+            bodies,
             sse_queue_bytes: config_sse_queue_bytes,
             tasks: tasks::TaskOwners::default(),
             changes: tokio::sync::broadcast::channel(256).0,

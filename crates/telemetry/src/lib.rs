@@ -31,6 +31,12 @@
 //! | `gatehouse_audit_events_total` | counter | `outcome` |
 //! | `gatehouse_audit_write_errors_total` | counter | |
 //! | `gatehouse_anomalies_total` | counter | `detector` (`volume`, `distinct_tools`, `error_rate`, `off_hours`, `first_delete`, `new_network`, `authz_failures`) |
+//! | `gatehouse_connections_open` | gauge | `listener` (`gateway`, `admin`) |
+//! | `gatehouse_connections_refused_total` | counter | `listener`, `reason` (`max`, `per_ip`, `fd_reserve`) |
+//! | `gatehouse_connections_closed_total` | counter | `listener`, `reason` (`header_timeout`, `idle_timeout`) |
+//! | `gatehouse_accept_errors_total` | counter | `listener`, `kind` (`fd_exhausted`, `other`) |
+//! | `gatehouse_request_bodies_refused_total` | counter | `reason` (`too_large`, `timeout`, `budget`) |
+//! | `gatehouse_request_body_bytes_in_flight` | gauge | |
 //! | `gatehouse_metric_series_overflow_total` | counter | `metric` |
 //! | `gatehouse_build_info` | gauge (always 1) | `version` |
 //!
@@ -70,8 +76,9 @@ pub use admin::admin_router;
 pub use context::{TraceContext, extract, inject_headers, inject_meta};
 pub use error::TelemetryError;
 pub use metrics::{
-    CONTENT_TYPE, Counter, DEFAULT_SERIES_LIMIT, DURATION_BUCKETS, Family, Gauge, Histogram,
-    HistogramSnapshot, Metrics, OTHER_METHOD, OVERFLOW_LABEL, RequestOutcome, escape_label_value,
+    BODY_REFUSAL_REASONS, CONNECTION_CLOSE_REASONS, CONNECTION_REFUSAL_REASONS, CONTENT_TYPE,
+    Counter, DEFAULT_SERIES_LIMIT, DURATION_BUCKETS, Family, Gauge, Histogram, HistogramSnapshot,
+    LimitMetrics, Metrics, OTHER_METHOD, OVERFLOW_LABEL, RequestOutcome, escape_label_value,
     method_label,
 };
 pub use otel::{SEMCONV_DURATION_BUCKETS, Telemetry};

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod idp;
+pub mod raw;
 pub mod recorder;
 pub mod tokens;
 
@@ -66,12 +67,23 @@ impl Gatehouse {
         env: &[(&str, &str)],
         data_dir: tempfile::TempDir,
     ) -> Gatehouse {
+        Self::start_configured(args, env, data_dir, |_| {})
+    }
+
+    /// Starts with the command adjusted by `configure` first (e.g. to lower a resource limit).
+    pub fn start_configured(
+        args: &[&str],
+        env: &[(&str, &str)],
+        data_dir: tempfile::TempDir,
+        configure: impl FnOnce(&mut Command),
+    ) -> Gatehouse {
         let listen: &[&str] = if args.contains(&"--listen") {
             &[]
         } else {
             &["--listen", "127.0.0.1:0"]
         };
-        let mut child = Command::new(bin())
+        let mut command = Command::new(bin());
+        command
             .arg("up")
             .args(listen)
             .arg("--data-dir")
@@ -81,9 +93,9 @@ impl Gatehouse {
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .env("NO_COLOR", "1")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("gatehouse starts");
+            .stderr(Stdio::piped());
+        configure(&mut command);
+        let mut child = command.spawn().expect("gatehouse starts");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let first = lines.next().expect("banner").expect("banner line");
@@ -141,6 +153,25 @@ impl Gatehouse {
             assert!(Instant::now() < deadline, "the banner has no {label} line");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The gateway listener's socket address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.base
+            .split("://")
+            .nth(1)
+            .and_then(|a| a.parse().ok())
+            .expect("the banner's address")
+    }
+
+    /// The Prometheus exposition of the admin listener (started with `--admin-listen`).
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.banner_url("metrics:"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -369,6 +400,21 @@ pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
     let p = dir.join("gatehouse.yaml");
     std::fs::write(&p, yaml).unwrap();
     p
+}
+
+/// Starts the demo member behind `/mcp` with `gateway` (indented YAML under `gateway:`; paths
+/// in it are relative to `dir`) and an admin listener.
+pub fn start_with_gateway(dir: &tempfile::TempDir, gateway: &str) -> Gatehouse {
+    let path = write_config(
+        dir.path(),
+        &format!("gateway:\n{gateway}{}", demo_member_yaml("")),
+    );
+    Gatehouse::start(&[
+        "--config",
+        path.to_str().unwrap(),
+        "--admin-listen",
+        "127.0.0.1:0",
+    ])
 }
 
 /// Config YAML with the built-in demo server as a stdio member.

@@ -1,7 +1,7 @@
 //! Checks every request passes before dispatch: DNS-rebinding protection (Host and Origin),
 //! and JSON-RPC error responses with the request id that also appears in the log.
 
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use gatehouse_wire::{ErrorObject, Id, Message};
 use serde_json::json;
@@ -37,8 +37,12 @@ fn is_loopback_host(hostport: &str) -> bool {
 }
 
 impl OriginPolicy {
-    /// `Err(reason)` when the request must be refused with 403.
-    pub fn check(&self, headers: &HeaderMap) -> Result<(), String> {
+    /// `Err(reason)` when the request must be refused with 403. On a loopback listener every
+    /// name the request gives for the server — the URI's authority (HTTP/2 `:authority`, an
+    /// absolute-form HTTP/1 target) and the `Host` header — must be a loopback name (or one
+    /// of `allowed_origins`), and a request that gives none is refused: DNS rebinding
+    /// protection must not depend on the protocol version.
+    pub fn check(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), String> {
         if let Some(origin) = headers.get(header::ORIGIN) {
             let origin = origin.to_str().unwrap_or("");
             let allowed = self
@@ -53,17 +57,24 @@ impl OriginPolicy {
                 return Err(format!("origin {origin:?} is not allowed"));
             }
         }
-        if self.loopback
-            && let Some(host) = headers.get(header::HOST)
-        {
-            let host = host.to_str().unwrap_or("");
+        if !self.loopback {
+            return Ok(());
+        }
+        let authority = uri.authority().map(|a| a.as_str());
+        let host = headers.get(header::HOST).map(|h| h.to_str().unwrap_or(""));
+        if authority.is_none() && host.is_none() {
+            return Err(
+                "the request names no host (no Host header, no authority in the URI); a loopback listener requires one".into(),
+            );
+        }
+        for name in authority.into_iter().chain(host) {
             let allowed_by_origin_list = self.allowed_origins.iter().any(|o| {
                 o.split_once("://")
-                    .is_some_and(|(_, hp)| hp.eq_ignore_ascii_case(host))
+                    .is_some_and(|(_, hp)| hp.eq_ignore_ascii_case(name))
             });
-            if !is_loopback_host(host) && !allowed_by_origin_list {
+            if !is_loopback_host(name) && !allowed_by_origin_list {
                 return Err(format!(
-                    "host {host:?} is not allowed on a loopback listener"
+                    "host {name:?} is not allowed on a loopback listener"
                 ));
             }
         }
@@ -112,41 +123,94 @@ mod tests {
         h
     }
 
-    #[test]
-    fn loopback_listener_refuses_rebinding() {
-        let p = OriginPolicy {
+    fn policy() -> OriginPolicy {
+        OriginPolicy {
             loopback: true,
             allowed_origins: vec!["https://app.example.com".into()],
+        }
+    }
+
+    /// Checks an origin-form request (`/mcp`), as HTTP/1 sends it.
+    fn check(p: &OriginPolicy, pairs: &[(&'static str, &str)]) -> Result<(), String> {
+        p.check(&Uri::from_static("/mcp"), &headers(pairs))
+    }
+
+    #[test]
+    fn loopback_listener_refuses_rebinding() {
+        let p = policy();
+        assert!(check(&p, &[("host", "127.0.0.1:8080")]).is_ok());
+        assert!(
+            check(
+                &p,
+                &[
+                    ("host", "localhost:8080"),
+                    ("origin", "http://localhost:3000")
+                ]
+            )
+            .is_ok()
+        );
+        assert!(check(&p, &[("host", "[::1]:8080")]).is_ok());
+        assert!(
+            check(
+                &p,
+                &[
+                    ("host", "evil.example.com"),
+                    ("origin", "http://evil.example.com")
+                ]
+            )
+            .is_err()
+        );
+        assert!(
+            check(
+                &p,
+                &[
+                    ("host", "127.0.0.1:8080"),
+                    ("origin", "http://evil.example.com")
+                ]
+            )
+            .is_err()
+        );
+        assert!(
+            check(
+                &p,
+                &[("host", "127.0.0.1"), ("origin", "https://app.example.com")]
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_uri_authority_is_checked_like_the_host_header() {
+        let p = policy();
+        // HTTP/2 carries `:authority` in the URI and usually no Host header.
+        let h2 = |uri: &'static str| p.check(&Uri::from_static(uri), &HeaderMap::new());
+        assert!(h2("http://127.0.0.1:8080/mcp").is_ok());
+        assert!(h2("http://localhost:8080/mcp").is_ok());
+        assert!(h2("http://app.example.com/mcp").is_ok());
+        let err = h2("http://evil.example.com:8080/mcp").unwrap_err();
+        assert!(err.contains("evil.example.com:8080"), "{err}");
+        // An absolute-form HTTP/1 target cannot hide a foreign Host header, nor the reverse.
+        let abs = Uri::from_static("http://127.0.0.1:8080/mcp");
+        assert!(
+            p.check(&abs, &headers(&[("host", "evil.example.com")]))
+                .is_err()
+        );
+        let foreign = Uri::from_static("http://evil.example.com/mcp");
+        assert!(
+            p.check(&foreign, &headers(&[("host", "127.0.0.1:8080")]))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_request_without_any_host_is_refused_on_loopback_only() {
+        let err = check(&policy(), &[]).unwrap_err();
+        assert!(err.contains("names no host"), "{err}");
+        let open = OriginPolicy {
+            loopback: false,
+            allowed_origins: vec![],
         };
-        assert!(p.check(&headers(&[("host", "127.0.0.1:8080")])).is_ok());
-        assert!(
-            p.check(&headers(&[
-                ("host", "localhost:8080"),
-                ("origin", "http://localhost:3000")
-            ]))
-            .is_ok()
-        );
-        assert!(p.check(&headers(&[("host", "[::1]:8080")])).is_ok());
-        assert!(
-            p.check(&headers(&[
-                ("host", "evil.example.com"),
-                ("origin", "http://evil.example.com")
-            ]))
-            .is_err()
-        );
-        assert!(
-            p.check(&headers(&[
-                ("host", "127.0.0.1:8080"),
-                ("origin", "http://evil.example.com")
-            ]))
-            .is_err()
-        );
-        assert!(
-            p.check(&headers(&[
-                ("host", "127.0.0.1"),
-                ("origin", "https://app.example.com")
-            ]))
-            .is_ok()
-        );
+        assert!(check(&open, &[]).is_ok());
+        assert!(check(&open, &[("host", "mcp.example.com")]).is_ok());
     }
 }

@@ -7,7 +7,7 @@
 
 pub mod authn;
 mod authorize;
-mod body;
+pub mod body;
 pub mod call;
 pub mod guard;
 mod handshake;
@@ -175,7 +175,7 @@ async fn handle(
             .into_response();
     };
     crate::observe::note(|f| f.virtual_server = Some(vs.name.clone()));
-    if let Err(reason) = gw.origin_policy.check(&parts.headers) {
+    if let Err(reason) = gw.origin_policy.check(&parts.uri, &parts.headers) {
         tracing::warn!(request_id, %reason, "refused request (DNS rebinding protection)");
         return Refusal::new(
             StatusCode::FORBIDDEN,
@@ -221,6 +221,15 @@ async fn handle(
     if let Some((_, server)) = authorize {
         return oauth::authorize(&vs, server, parts.uri.query(), &caller).await;
     }
+    // A body is read (within its bounds) before anything looks at it.
+    let bytes = if parts.method == Method::POST {
+        match body::read(&gw.bodies, &parts, body, &request_id).await {
+            Ok(b) => Some(b),
+            Err(refusal) => return refusal,
+        }
+    } else {
+        None
+    };
     let cx = RequestCtx {
         gw,
         snapshot,
@@ -229,12 +238,14 @@ async fn handle(
         headers: parts.headers,
         request_id,
     };
-    match (parts.method, legacy_sse) {
-        (Method::GET, Some(true)) => sse::open(cx).await,
-        (Method::POST, Some(false)) => sse::message(cx, parts.uri.query(), body).await,
-        (Method::POST, _) => post::handle(cx, body).await,
-        (Method::GET, _) => stream::get(cx).await,
-        (Method::DELETE, _) => stream::delete(cx).await,
+    match (parts.method, legacy_sse, bytes) {
+        (Method::GET, Some(true), _) => sse::open(cx).await,
+        (Method::POST, Some(false), Some(bytes)) => {
+            sse::message(cx, parts.uri.query(), bytes).await
+        }
+        (Method::POST, _, Some(bytes)) => post::handle(cx, bytes).await,
+        (Method::GET, _, _) => stream::get(cx).await,
+        (Method::DELETE, _, _) => stream::delete(cx).await,
         _ => (
             StatusCode::METHOD_NOT_ALLOWED,
             [("allow", "GET, POST, DELETE")],

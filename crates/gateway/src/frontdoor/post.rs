@@ -1,8 +1,8 @@
 //! POST: one JSON-RPC message from a client of either era. The request path, top to bottom
-//! (authentication ran before the body was read, and the request's audit event and span wrap
-//! all of it — see `mod.rs`):
+//! (`mod.rs` routed it to its virtual server, checked Host and Origin, authenticated the
+//! caller and then read the body within its size, time and memory bounds
+//! ([`super::body`]); the request's audit event and span wrap all of it):
 //!
-//! 1. **body** — read within its size, time and memory bounds ([`super::body`]);
 //! 2. **parse** — one JSON-RPC message, or `-32700`/`-32600`;
 //! 3. **era** — `initialize` opens a handshake-era session; a protocol version in `_meta`
 //!    makes a 2026-07-28 request ([`super::stateless`]); otherwise the session the
@@ -34,16 +34,15 @@ use super::stateless::{self, Admitted};
 use crate::methods::Route;
 
 /// Runs one POST through the request path.
-pub(super) async fn handle(cx: RequestCtx, body: Body) -> Response {
+pub(super) async fn handle(cx: RequestCtx, bytes: Bytes) -> Response {
     let request_id = cx.request_id.clone();
-    match path(cx, body).await {
+    match path(cx, bytes).await {
         Ok(response) => response,
         Err(refusal) => refusal.into_response(&request_id),
     }
 }
 
-async fn path(cx: RequestCtx, body: Body) -> Result<Response, Refusal> {
-    let bytes = super::body::read(&cx, body).await?;
+async fn path(cx: RequestCtx, bytes: Bytes) -> Result<Response, Refusal> {
     let msg = parse(&cx, &bytes)?;
     match era(&cx, msg)? {
         Arrived::Initialize(msg) => initialize(&cx, msg).await,

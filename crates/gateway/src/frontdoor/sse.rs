@@ -230,14 +230,14 @@ fn reply(conn: &SseConnection, msg: &Message) {
 }
 
 /// `POST <path>/message?sessionId=…`: one message on a legacy connection.
-pub(super) async fn message(cx: RequestCtx, query: Option<&str>, body: Body) -> Response {
-    match post(cx.clone(), query, body).await {
+pub(super) async fn message(cx: RequestCtx, query: Option<&str>, bytes: Bytes) -> Response {
+    match post(cx.clone(), query, bytes).await {
         Ok(r) => r,
         Err(refusal) => refusal.into_response(&cx.request_id),
     }
 }
 
-async fn post(cx: RequestCtx, query: Option<&str>, body: Body) -> Result<Response, Refusal> {
+async fn post(cx: RequestCtx, query: Option<&str>, bytes: Bytes) -> Result<Response, Refusal> {
     let conn_id = query
         .unwrap_or("")
         .split('&')
@@ -260,7 +260,6 @@ async fn post(cx: RequestCtx, query: Option<&str>, body: Body) -> Result<Respons
         )
         .reason("sse_slow_reader"));
     }
-    let bytes = super::body::read(&cx, body).await?;
     let msg = match Message::parse(&bytes) {
         Ok(m) => m,
         Err(e) => {

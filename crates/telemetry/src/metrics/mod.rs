@@ -2,6 +2,7 @@
 
 mod expo;
 mod family;
+mod limits;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -10,6 +11,9 @@ pub use expo::{CONTENT_TYPE, escape_label_value};
 pub use family::{
     Counter, DEFAULT_SERIES_LIMIT, DURATION_BUCKETS, Family, Gauge, Histogram, HistogramSnapshot,
     OVERFLOW_LABEL,
+};
+pub use limits::{
+    BODY_REFUSAL_REASONS, CONNECTION_CLOSE_REASONS, CONNECTION_REFUSAL_REASONS, LimitMetrics,
 };
 
 /// Label value standing for any method that is not a known MCP method (as OpenTelemetry
@@ -111,6 +115,7 @@ pub struct Metrics {
     sink_last_delivery: Family<Gauge, 1>,
     streams_closed: Family<Counter, 2>,
     audit_queue_depth: RwLock<Option<GaugeFn>>,
+    limits: LimitMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -149,6 +154,7 @@ impl Metrics {
             sink_last_delivery: Family::new(limit),
             streams_closed: Family::new(limit),
             audit_queue_depth: RwLock::new(None),
+            limits: LimitMetrics::new(limit),
         };
         // Both decisions exist from the start, so a rate() over them has a zero baseline.
         metrics.policy_decisions.with(["allow"]);
@@ -255,6 +261,11 @@ impl Metrics {
             .audit_queue_depth
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Some(Box::new(f));
+    }
+
+    /// Connection and request-body bounds.
+    pub fn limits(&self) -> &LimitMetrics {
+        &self.limits
     }
 
     /// `gatehouse_requests_total` by `[virtual_server, method, outcome]`, for callers
@@ -399,6 +410,7 @@ impl Metrics {
             ["sink"],
             &self.sink_last_delivery,
         );
+        self.limits.render(&mut out);
         self.render_overflow(&mut out);
         expo::header(
             &mut out,
@@ -459,7 +471,7 @@ impl Metrics {
                 self.sink_last_delivery.overflowed(),
             ),
         ];
-        for (metric, n) in families {
+        for (metric, n) in families.into_iter().chain(self.limits.overflowed()) {
             if n > 0 {
                 out.push_str(name);
                 out.push_str("{metric=\"");

@@ -181,7 +181,7 @@ fn gauges_callbacks_and_build_info() {
     let types = lines_starting(&text, "# TYPE ");
     let helps = lines_starting(&text, "# HELP ");
     assert_eq!(types.len(), helps.len());
-    assert_eq!(types.len(), 18);
+    assert_eq!(types.len(), 24);
 }
 
 #[test]
