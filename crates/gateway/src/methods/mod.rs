@@ -340,6 +340,93 @@ impl Decided {
     }
 }
 
+/// The table as Markdown, for `docs/reference/methods.md` (generated from [`TABLE`]; a test
+/// keeps the file in step).
+pub fn reference_markdown() -> String {
+    let mut out = String::from(
+        "# Methods and what is decided for them\n\n\
+         Generated from the gateway's authorization table (`crates/gateway/src/methods/mod.rs`); \
+         `GATEHOUSE_BLESS=1 cargo test -p gatehouse-gateway methods` rewrites it.\n\n\
+         Every JSON-RPC method a client can send, on every front door (Streamable HTTP, legacy \
+         HTTP+SSE, GET streams, `subscriptions/listen`). A method not listed here is unknown: \
+         under `policies` it is refused with `-32601` (it could reach an item by another name); \
+         without them it is relayed to a virtual server's sole member. A method listed for one \
+         era only gets `-32601` in the other.\n\n\
+         | method | kind | eras | decided as |\n|---|---|---|---|\n",
+    );
+    for e in TABLE {
+        let kind = match e.kind {
+            MessageKind::Notification => "notification",
+            _ => "request",
+        };
+        let eras = match e.eras {
+            Eras::Both => "2025, 2026-07-28",
+            Eras::Handshake => "2025",
+            Eras::Stateless => "2026-07-28",
+        };
+        out.push_str(&format!(
+            "| `{}` | {kind} | {eras} | {} |\n",
+            e.method,
+            e.handling.describe()
+        ));
+    }
+    out
+}
+
+impl Handling {
+    /// What is decided, in words (for the reference docs).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Handling::Item(ItemMethod::CallTool) => "item: `call_tool` on the tool",
+            Handling::Item(ItemMethod::GetPrompt) => "item: `get_prompt` on the prompt",
+            Handling::Item(ItemMethod::ReadResource) => "item: `read_resource` on the URI",
+            Handling::Item(ItemMethod::Complete) => {
+                "item: `complete` on the prompt or resource it completes"
+            }
+            Handling::Item(ItemMethod::GetSkill) => "item: `read_resource` on the skill's URI",
+            Handling::Item(ItemMethod::ReadDirectory) => {
+                "item: `read_resource` on the directory's URI"
+            }
+            Handling::List(_) => "filtered list: only items the caller may use",
+            Handling::Session(SessionMethod::Initialize) => {
+                "session: opens a session (the client's own upstream sessions)"
+            }
+            Handling::Session(SessionMethod::Ping) => "session: answered by the gateway",
+            Handling::Session(SessionMethod::Discover) => {
+                "session: answered by the gateway from its members' capabilities"
+            }
+            Handling::Session(SessionMethod::SetLogLevel) => {
+                "session: the session's log level, sent to every member"
+            }
+            Handling::Session(SessionMethod::Initialized) => "session: consumed by the gateway",
+            Handling::Session(SessionMethod::Cancelled) => {
+                "session: cancels one of the caller's own requests"
+            }
+            Handling::Session(SessionMethod::RootsListChanged | SessionMethod::Progress) => {
+                "session: relayed to every member"
+            }
+            Handling::Task(TaskMethod::List) => {
+                "caller-bound: the caller's own tasks, asked only of members holding one"
+            }
+            Handling::Task(_) => {
+                "caller-bound: the task handle opens only for the principal and virtual server that created it"
+            }
+            Handling::Subscription(SubscriptionMethod::Subscribe) => {
+                "subscription: `read_resource` on the URI, when made and again when policies change"
+            }
+            Handling::Subscription(SubscriptionMethod::Unsubscribe) => {
+                "subscription: releases the caller's own subscription only"
+            }
+            Handling::Subscription(SubscriptionMethod::Listen) => {
+                "subscription: each URI `read_resource` (refused and unknown ones left out of the acknowledgement)"
+            }
+            Handling::Undecidable => {
+                "undecidable: refused (or dropped) under policies, relayed to a sole member without them"
+            }
+        }
+    }
+}
+
 /// The permission to relay a client's `initialize` to every member: each handshake-era HTTP
 /// member opens the client's own upstream session.
 pub fn initialize() -> Decided {

@@ -328,3 +328,22 @@ permit (principal, action == Gatehouse::Action::"call_tool", resource == Gatehou
         assert!(cancelled["error"].is_null(), "{cancelled}");
     }
 }
+
+/// `docs/reference/methods.md` is generated from the table; this keeps it in step
+/// (`GATEHOUSE_BLESS=1` rewrites it).
+#[test]
+fn the_reference_docs_list_the_table() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/reference/methods.md");
+    let want = reference_markdown();
+    if std::env::var_os("GATEHOUSE_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        have == want,
+        "{} is out of date: run GATEHOUSE_BLESS=1 cargo test -p gatehouse-gateway methods",
+        path.display()
+    );
+}
