@@ -317,3 +317,31 @@ async fn a_stream_the_member_closes_early_is_resumed() {
     drop(gh);
     fixture.shutdown().await.unwrap();
 }
+
+/// On the legacy HTTP+SSE transport too, a client hears of a resource only if it subscribed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_sse_clients_hear_only_of_resources_they_subscribed_to() {
+    let fixture = fixture(Era::Modern).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &fixture_only_yaml(&fixture.url));
+    let gh = Gatehouse::start(&["--config", cfg.to_str().unwrap()]);
+    let http = client();
+    let (mut subscribed, a) = legacy_sse(&http, &gh, "/mcp").await;
+    let (mut other, b) = legacy_sse(&http, &gh, "/mcp").await;
+    let subscribe = json!({"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"test://watched-resource"}});
+    assert_eq!(post(&http, &a, &[], &subscribe).await.0, 202);
+    let mut seen = String::new();
+    for n in 2..30 {
+        let trigger = json!({"jsonrpc":"2.0","id":n,"method":"tools/call","params":{"name":"test_trigger_resource_update","arguments":{}}});
+        post(&http, &b, &[], &trigger).await;
+        seen.push_str(&read_for(&mut subscribed, Duration::from_millis(500)).await);
+        if seen.contains("notifications/resources/updated") {
+            break;
+        }
+    }
+    assert!(seen.contains("notifications/resources/updated"), "{seen}");
+    let quiet = read_for(&mut other, Duration::from_secs(1)).await;
+    assert!(!quiet.contains("resources/updated"), "{quiet}");
+    drop(gh);
+    fixture.shutdown().await.unwrap();
+}

@@ -161,23 +161,7 @@ async fn a_legacy_sse_client_that_does_not_read_is_cut_off_not_buffered() {
     let cfg = write_config(dir.path(), &yaml);
     let gh = Gatehouse::start(&["--config", cfg.to_str().unwrap()]);
     let http = client();
-    let mut sse = http
-        .get(gh.url("/mcp/sse"))
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
-    let first = read_until(&mut sse, "sessionId=").await;
-    let endpoint = first
-        .lines()
-        .find_map(|l| l.strip_prefix("data: "))
-        .unwrap()
-        .trim()
-        .to_string();
-    let post_url = gh.url(&endpoint);
-    let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"slow","version":"1"}}});
-    let (s, _, _) = post(&http, &post_url, &[], &init).await;
-    assert_eq!(s, 202);
+    let (sse, post_url) = legacy_sse(&http, &gh, "/mcp").await;
     let baseline = rss_kib(gh.child.id());
     // 100 calls with 1 MiB results each: 100 MiB the client never reads.
     let text = "x".repeat(1024 * 1024);

@@ -58,7 +58,7 @@ pub struct Gateway {
     /// Handshake-era sessions served here.
     pub sessions: SessionStore,
     /// MRTR calls waiting for a client's retry.
-    pub parked: Parked,
+    pub parked: Parked<frontdoor::call::CallStream>,
     /// Open legacy HTTP+SSE connections.
     pub sse: frontdoor::sse::SseConnections,
     /// Host/Origin checks.

@@ -395,6 +395,36 @@ pub async fn read_until(stream: &mut reqwest::Response, needle: &str) -> String 
     seen
 }
 
+/// Opens a legacy HTTP+SSE connection (`<endpoint>/sse`) and initializes it: the stream (its
+/// endpoint event read) and the URL messages are POSTed to.
+pub async fn legacy_sse(
+    http: &reqwest::Client,
+    gh: &Gatehouse,
+    endpoint: &str,
+) -> (reqwest::Response, String) {
+    let mut sse = http
+        .get(gh.url(&format!("{endpoint}/sse")))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 200);
+    let first = read_until(&mut sse, "sessionId=").await;
+    let path = first
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("endpoint event")
+        .trim()
+        .to_string();
+    let post_url = gh.url(&path);
+    let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"sse","version":"1"}}});
+    let (s, _, _) = post(http, &post_url, &[], &init).await;
+    assert_eq!(s, 202);
+    let ready = read_until(&mut sse, "protocolVersion").await;
+    assert!(ready.contains("protocolVersion"), "{ready}");
+    (sse, post_url)
+}
+
 /// Writes a config file into `dir` and returns its path.
 pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
     let p = dir.join("gatehouse.yaml");

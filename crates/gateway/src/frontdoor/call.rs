@@ -51,23 +51,23 @@ pub struct Call {
 /// A running client request.
 #[derive(Debug)]
 pub struct CallStream {
-    pub(super) client_id: Id,
-    pub(super) method: String,
-    pub(super) era: Era,
-    pub(super) session: Option<Arc<Session>>,
-    pub(super) can_stream: bool,
+    client_id: Id,
+    method: String,
+    era: Era,
+    session: Option<Arc<Session>>,
+    can_stream: bool,
     /// What the client declared it can answer (elicitation, sampling, roots).
-    pub(super) client_caps: Arc<Value>,
-    pub(super) scope: String,
+    client_caps: Arc<Value>,
+    scope: String,
     /// Results are for this caller only (`cacheScope: private`): the caller is authenticated,
     /// or policies decide what it sees.
-    pub(super) private: bool,
+    private: bool,
     /// Whose task ids the call's notifications carry, and from which member.
-    pub(super) task_owner: Option<(Arc<Gateway>, TaskScope, String)>,
-    pub(super) events: mpsc::Receiver<CallEvent>,
-    pub(super) done: oneshot::Receiver<Message>,
-    pub(super) task: AbortOnDrop,
-    pub(super) finished: bool,
+    task_owner: Option<(Arc<Gateway>, TaskScope, String)>,
+    events: mpsc::Receiver<CallEvent>,
+    done: oneshot::Receiver<Message>,
+    task: AbortOnDrop,
+    finished: bool,
 }
 
 /// Starts running `call` on a task of its own; the task holds the snapshot so a reload never
@@ -180,7 +180,7 @@ impl CallStream {
                         match self.deliver(ev, gw).await { Some(step) => return Some(step), None => continue }
                     }
                     self.finished = true;
-                    if let Some(round) = mrtr::authorize_round(self, &reply, &gw.keys) {
+                    if let Some(round) = mrtr::authorize_round(self.round(), self.era, &self.client_caps, &reply, &gw.keys) {
                         return Some(Step::Final(round));
                     }
                     return Some(Step::Final(self.finish(reply)));
@@ -194,7 +194,7 @@ impl CallStream {
 
     /// Refuses a server→client request the client did not declare the capability for; the
     /// backend gets -32021 and decides what to do. Returns the request when it may proceed.
-    pub(super) fn screen(
+    fn screen(
         &self,
         request: Message,
         reply: oneshot::Sender<Message>,
@@ -235,10 +235,15 @@ impl CallStream {
                 Some(Step::Message(session.register_request(request, reply)))
             }
             (Era::Stateless, _) => {
-                let requests = mrtr::gather(self, request, reply).await;
+                let requests = self.gather(request, reply).await;
                 self.finished = true;
+                let parked = self.detach();
                 Some(Step::Final(mrtr::park(
-                    self, requests, &gw.keys, &gw.parked,
+                    self.round(),
+                    parked,
+                    requests,
+                    &gw.keys,
+                    &gw.parked,
                 )))
             }
             _ => {
@@ -266,8 +271,33 @@ impl CallStream {
         reply
     }
 
+    fn round(&self) -> mrtr::Round<'_> {
+        mrtr::Round {
+            client_id: &self.client_id,
+            scope: &self.scope,
+        }
+    }
+
+    /// A server may send several requests at once: gathers those arriving shortly after the
+    /// first into one MRTR round.
+    async fn gather(
+        &mut self,
+        request: Message,
+        reply: oneshot::Sender<Message>,
+    ) -> Vec<(Message, oneshot::Sender<Message>)> {
+        let mut requests = vec![(request, reply)];
+        while let Ok(Some(ev)) = tokio::time::timeout(GATHER_WINDOW, self.events.recv()).await {
+            if let CallEvent::ServerRequest { request, reply } = ev
+                && let Some(r) = self.screen(request, reply)
+            {
+                requests.push(r);
+            }
+        }
+        requests
+    }
+
     /// Moves the running call out of `self` (which is finished), answering to `client_id`.
-    pub(super) fn detach(&mut self) -> CallStream {
+    fn detach(&mut self) -> CallStream {
         CallStream {
             client_id: Id::Null,
             method: std::mem::take(&mut self.method),
@@ -285,6 +315,15 @@ impl CallStream {
         }
     }
 }
+
+impl mrtr::Resumable for CallStream {
+    fn answer_to(&mut self, id: Id) {
+        self.client_id = id;
+    }
+}
+
+/// How long to wait for more server→client requests before answering `input_required`.
+const GATHER_WINDOW: std::time::Duration = std::time::Duration::from_millis(25);
 
 fn internal(id: &Id) -> Message {
     Message::error(

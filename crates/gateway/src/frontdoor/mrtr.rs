@@ -12,12 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 
-use super::call::CallStream;
-use crate::backend::CallEvent;
 use crate::seal::Keyring;
 
-/// How long to wait for more server→client requests before answering `input_required`.
-const GATHER_WINDOW: Duration = Duration::from_millis(25);
 /// Purpose bound into sealed request states.
 const STATE_PURPOSE: &str = "gatehouse/request-state/v1";
 /// Marks request states the gateway minted (others belong to a backend and are relayed).
@@ -45,31 +41,30 @@ pub fn request_scope(vs_path: &str, principal: &str, msg: &Message) -> String {
     )
 }
 
-/// A server may send several requests at once: gathers those arriving shortly after the
-/// first into one round.
-pub(super) async fn gather(
-    call: &mut CallStream,
-    request: Message,
-    reply: oneshot::Sender<Message>,
-) -> Vec<(Message, oneshot::Sender<Message>)> {
-    let mut requests = vec![(request, reply)];
-    while let Ok(Some(ev)) = tokio::time::timeout(GATHER_WINDOW, call.events.recv()).await {
-        if let CallEvent::ServerRequest { request, reply } = ev
-            && let Some(r) = call.screen(request, reply)
-        {
-            requests.push(r);
-        }
-    }
-    requests
+/// What an MRTR round is bound to: the client's request id, and the scope a retry must match
+/// ([`request_scope`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Round<'a> {
+    /// The id of the request the round answers.
+    pub client_id: &'a Id,
+    /// The request's binding.
+    pub scope: &'a str,
+}
+
+/// A parked call answering, once resumed, to the retry's id.
+pub trait Resumable {
+    /// The call now answers to `id`.
+    fn answer_to(&mut self, id: Id);
 }
 
 /// Turns server→client requests into an MRTR `input_required` result for a stateless
-/// client, parking the backend call until the client retries.
-pub(super) fn park(
-    call: &mut CallStream,
+/// client, parking `call` (the running backend call) until the client retries.
+pub(super) fn park<S: Resumable>(
+    round: Round<'_>,
+    call: S,
     requests: Vec<(Message, oneshot::Sender<Message>)>,
     keys: &Keyring,
-    parked: &Parked,
+    parked: &Parked<S>,
 ) -> Message {
     let mut input_requests = Map::new();
     let mut replies = HashMap::new();
@@ -82,17 +77,17 @@ pub(super) fn park(
         replies.insert(key, reply);
     }
     let handle = parked.insert(ParkedCall {
-        stream: call.detach(),
+        stream: call,
         replies,
         created: Instant::now(),
     });
     let token = RequestState {
         call: Some(handle),
-        scope: call.scope.clone(),
+        scope: round.scope.to_string(),
     }
     .seal(keys);
     Message::result(
-        call.client_id.clone(),
+        round.client_id.clone(),
         &json!({"resultType": "input_required", "inputRequests": input_requests, "requestState": token}),
     )
 }
@@ -101,13 +96,13 @@ pub(super) fn park(
 /// `user_oauth` credential) with an MRTR URL elicitation instead of the `-32042` error; its
 /// retry runs the request again.
 pub(super) fn authorize_round(
-    call: &CallStream,
+    round: Round<'_>,
+    era: Era,
+    client_caps: &Value,
     reply: &Message,
     keys: &Keyring,
 ) -> Option<Message> {
-    if call.era != Era::Stateless
-        || !capability::declared(&call.client_caps, ("elicitation", Some("url")))
-    {
+    if era != Era::Stateless || !capability::declared(client_caps, ("elicitation", Some("url"))) {
         return None;
     }
     let error = reply
@@ -117,13 +112,13 @@ pub(super) fn authorize_round(
     let elicitation = error.data.as_ref()?.get("elicitations")?.get(0)?;
     let token = RequestState {
         call: None,
-        scope: call.scope.clone(),
+        scope: round.scope.to_string(),
     }
     .seal(keys);
     let request = json!({"method": "elicitation/create", "params": {
         "mode": "url", "url": elicitation.get("url")?, "message": elicitation.get("message")?}});
     Some(Message::result(
-        call.client_id.clone(),
+        round.client_id.clone(),
         &json!({"resultType": "input_required", "inputRequests": {"authorize": request}, "requestState": token}),
     ))
 }
@@ -144,9 +139,9 @@ impl RequestState {
 }
 
 /// What a retry carrying a gateway `requestState` resumes.
-pub enum Resumed {
+pub enum Resumed<S> {
     /// The parked backend call, now answering to the retry.
-    Parked(CallStream),
+    Parked(S),
     /// Nothing was parked: run the request again (without `requestState`/`inputResponses`).
     /// `declined` when the user declined the gateway's input request.
     Again {
@@ -157,19 +152,27 @@ pub enum Resumed {
 
 /// A backend call waiting for a stateless client's `inputResponses`.
 #[derive(Debug)]
-pub struct ParkedCall {
-    stream: CallStream,
+pub struct ParkedCall<S> {
+    stream: S,
     replies: HashMap<String, oneshot::Sender<Message>>,
     created: Instant,
 }
 
 /// Calls parked by MRTR, held by the process that serves them.
-#[derive(Debug, Default)]
-pub struct Parked {
-    calls: Mutex<HashMap<u64, ParkedCall>>,
+#[derive(Debug)]
+pub struct Parked<S> {
+    calls: Mutex<HashMap<u64, ParkedCall<S>>>,
 }
 
-impl Parked {
+impl<S> Default for Parked<S> {
+    fn default() -> Self {
+        Parked {
+            calls: Mutex::default(),
+        }
+    }
+}
+
+impl<S: Resumable> Parked<S> {
     /// Drops parked calls whose client never came back.
     pub fn sweep(&self) {
         self.calls
@@ -178,7 +181,7 @@ impl Parked {
             .retain(|_, c| c.created.elapsed() < PARK_TTL);
     }
 
-    fn insert(&self, call: ParkedCall) -> u64 {
+    fn insert(&self, call: ParkedCall<S>) -> u64 {
         // Random, so a parked call cannot be guessed even apart from the sealed state.
         let id = rand::random::<u64>();
         let mut calls = self.calls.lock().expect("parked lock");
@@ -202,7 +205,7 @@ impl Parked {
         retry: &Message,
         vs_path: &str,
         principal: &str,
-    ) -> Result<Resumed, ErrorObject> {
+    ) -> Result<Resumed<S>, ErrorObject> {
         let invalid =
             || ErrorObject::new(codes::INVALID_PARAMS, "requestState is invalid or expired");
         let sealed = token.strip_prefix(STATE_PREFIX).ok_or_else(invalid)?;
@@ -256,7 +259,7 @@ impl Parked {
             };
             let _ = reply.send(answer);
         }
-        call.stream.client_id = retry.id.clone().unwrap_or(Id::Null);
+        call.stream.answer_to(retry.id.clone().unwrap_or(Id::Null));
         Ok(Resumed::Parked(call.stream))
     }
 }
