@@ -75,7 +75,9 @@ pub fn exceeds(e: &AuditEvent, max: usize) -> bool {
     let over_opt = |s: &Option<String>| s.as_ref().is_some_and(over);
     let principal = e.principal.as_ref().is_some_and(|p| {
         [&p.kind, &p.subject, &p.issuer].into_iter().any(over)
-            || [&p.email, &p.tenant, &p.client_id].into_iter().any(over_opt)
+            || [&p.email, &p.tenant, &p.client_id]
+                .into_iter()
+                .any(over_opt)
             || p.groups.iter().any(over)
     });
     let client = e.client.as_ref().is_some_and(|c| {
@@ -83,9 +85,10 @@ pub fn exceeds(e: &AuditEvent, max: usize) -> bool {
             .into_iter()
             .any(over_opt)
     });
-    let target = e.target.as_ref().is_some_and(|t| {
-        over(&t.kind) || over(&t.name) || over_opt(&t.operation)
-    });
+    let target = e
+        .target
+        .as_ref()
+        .is_some_and(|t| over(&t.kind) || over(&t.name) || over_opt(&t.operation));
     let result = e
         .result
         .as_ref()
@@ -352,12 +355,7 @@ mod tests {
         let fields = bound_event(&mut e, 64);
         assert_eq!(
             fields,
-            [
-                "principal.groups",
-                "client.name",
-                "method",
-                "detail"
-            ]
+            ["principal.groups", "client.name", "method", "detail"]
         );
         assert!(!exceeds(&e, 64), "a bounded event has nothing left to cut");
         let t = e.truncated.as_ref().unwrap();

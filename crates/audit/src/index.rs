@@ -14,8 +14,8 @@ use serde_json::Value;
 
 use crate::AuditError;
 use crate::anomaly::Observations;
-pub use crate::line::unix_micros;
 use crate::line::LineView;
+pub use crate::line::unix_micros;
 use crate::reader::{read_lines, segment_files};
 use crate::usage::UsageBatch;
 

@@ -32,8 +32,8 @@ pub mod verify;
 use std::path::PathBuf;
 
 pub use arguments::{ArgumentRecorder, RecordedArguments};
-pub use coalesce::{Coalescer, FailureKey};
 pub use bound::FieldCut;
+pub use coalesce::{Coalescer, FailureKey};
 pub use event::{
     ArgumentsDigest, AuditEvent, ClientRecord, EventKind, Outcome, PolicyRecord, PrincipalRecord,
     ResultRecord, ResultStatus, TargetRecord,

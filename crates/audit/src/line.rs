@@ -11,8 +11,8 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 
 use crate::event::{EventKind, Outcome, ResultStatus};
 
@@ -246,7 +246,13 @@ mod tests {
         let v = LineView::parse(line).unwrap();
         assert!(v.is_request());
         assert!(v.outcome.is(Outcome::Denied));
-        assert!(v.result.as_ref().unwrap().status.is(ResultStatus::ToolError));
+        assert!(
+            v.result
+                .as_ref()
+                .unwrap()
+                .status
+                .is(ResultStatus::ToolError)
+        );
         assert_eq!(v.time_us(), 1_767_225_600_000_000);
         let newer = br#"{"instance":"i","seq":4,"time":"2026-01-01T00:00:00Z","type":"mcp.future",
             "outcome":"vanished"}"#;

@@ -25,9 +25,9 @@ use std::collections::HashMap;
 
 use gatehouse_store::{UsageCounts, UsageIncrement, UsageKey};
 
-pub use crate::line::hour_of;
-use crate::line::LineView;
 use crate::event::{Outcome, ResultStatus};
+use crate::line::LineView;
+pub use crate::line::hour_of;
 
 /// Bytes of a response per estimated token.
 pub const BYTES_PER_TOKEN: u64 = 4;

@@ -87,7 +87,11 @@ async fn long_strings_are_cut_alike_in_the_journal_the_index_and_every_layout() 
     let segment = &segment_files(&audit).unwrap()[0];
     let (lines, _) = read_lines(&segment.path, 0, 10).unwrap();
     let line = &lines[1].bytes;
-    assert!(line.len() < 16 * 1024, "journal line of {} bytes", line.len());
+    assert!(
+        line.len() < 16 * 1024,
+        "journal line of {} bytes",
+        line.len()
+    );
     let v: Value = serde_json::from_slice(line).unwrap();
     let recorded = v["method"].as_str().unwrap();
     assert!(recorded.len() <= MAX, "{}", recorded.len());
@@ -104,7 +108,10 @@ async fn long_strings_are_cut_alike_in_the_journal_the_index_and_every_layout() 
         "principal.groups[1]",
         "result.error_message",
     ] {
-        assert!(t[field]["bytes"].as_u64().unwrap() > MAX as u64, "{field}: {t}");
+        assert!(
+            t[field]["bytes"].as_u64().unwrap() > MAX as u64,
+            "{field}: {t}"
+        );
         assert_eq!(t[field]["sha256"].as_str().unwrap().len(), 64, "{field}");
     }
     let name = v["target"]["name"].as_str().unwrap();

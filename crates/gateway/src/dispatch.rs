@@ -160,10 +160,10 @@ pub async fn dispatch(vs: &VirtualServer, msg: Message, ctx: &CallCtx) -> Messag
                     let server = &vs.members[m].server;
                     if method == "resources/subscribe" {
                         if server.resources.add(&uri) {
-                            tracing::info!(server = %server.config.name, %uri, "watching a resource for subscribed clients");
+                            tracing::info!(server = %server.config.name, uri = %crate::observe::shown(&uri), "watching a resource for subscribed clients");
                         }
                     } else if server.resources.remove(&uri) {
-                        tracing::info!(server = %server.config.name, %uri, "no client subscribes to this resource any more");
+                        tracing::info!(server = %server.config.name, uri = %crate::observe::shown(&uri), "no client subscribes to this resource any more");
                     }
                     Message::result(id, &json!({}))
                 }
@@ -209,7 +209,7 @@ pub async fn dispatch(vs: &VirtualServer, msg: Message, ctx: &CallCtx) -> Messag
         // With policies, only what they can decide reaches a server: a method the gateway does
         // not know could reach a tool by another name (deny by default).
         _ if vs.authz.is_some() => {
-            tracing::info!(target: "gatehouse::decision", virtual_server = %vs.name, %method, "method refused: policies cannot decide it");
+            tracing::info!(target: "gatehouse::decision", virtual_server = %vs.name, method = %crate::observe::shown(&method), "method refused: policies cannot decide it");
             err(
                 &id,
                 codes::METHOD_NOT_FOUND,

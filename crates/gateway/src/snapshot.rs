@@ -46,6 +46,8 @@ pub struct BuildContext {
     pub public_base: String,
     /// Where policy decisions are recorded.
     pub decisions: Arc<dyn crate::authz::DecisionLog>,
+    /// How stdio servers' stderr reaches the log (`gateway.stderr`, kept current by reloads).
+    pub stderr: Arc<crate::backend::stderr::StderrPolicy>,
 }
 
 /// Reference-counted resource subscriptions the gateway holds at one server for its clients.
@@ -198,6 +200,7 @@ impl Snapshot {
                         config.call_timeout(sc),
                         hub.clone(),
                         credentials.clone(),
+                        &ctx.stderr,
                     )?;
                     let stop = tokio_util::sync::CancellationToken::new();
                     let remote = matches!(backend, Backend::Http(_));

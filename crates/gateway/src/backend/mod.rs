@@ -9,6 +9,7 @@ pub mod adapt;
 pub mod http;
 pub mod peer;
 pub mod sse;
+pub mod stderr;
 pub mod stdio;
 
 use std::sync::Arc;
@@ -224,6 +225,7 @@ impl Backend {
         timeout: Duration,
         hub: Arc<ChangeHub>,
         credentials: Option<Arc<gatehouse_identity::OutboundCredential>>,
+        stderr: &Arc<stderr::StderrPolicy>,
     ) -> Result<Backend, BackendError> {
         match config.kind() {
             ServerKind::Stdio { .. } => Ok(Backend::Stdio(stdio::StdioBackend::new(
@@ -231,6 +233,7 @@ impl Backend {
                 timeout,
                 hub,
                 credentials,
+                stderr.clone(),
             ))),
             ServerKind::Remote {
                 transport: Transport::Sse,

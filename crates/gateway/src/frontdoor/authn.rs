@@ -42,7 +42,7 @@ pub(super) async fn authenticate(
             if failure.refusal.reason == gatehouse_identity::Reason::MissingToken {
                 tracing::info!(request_id, virtual_server = %vs.name, reason = failure.refusal.reason.code(), "request without a token refused");
             } else {
-                tracing::warn!(request_id, virtual_server = %vs.name, reason = failure.refusal.reason.code(), detail = %failure.refusal.detail, status = failure.status, "request refused by authentication");
+                tracing::warn!(request_id, virtual_server = %vs.name, reason = failure.refusal.reason.code(), detail = %crate::observe::shown(&failure.refusal.detail), status = failure.status, "request refused by authentication");
             }
             let code = failure.refusal.reason.code();
             crate::observe::note(|f| f.reason = Some(code.to_string()));
@@ -95,7 +95,7 @@ pub(super) fn check_tool_scopes(
         }
     }
     let failure = AuthFailure::insufficient_scope(&missing, scope);
-    tracing::warn!(request_id, virtual_server = %vs.name, principal = %caller.principal.key(), tool = msg.target_name().unwrap_or(""), reason = failure.refusal.reason.code(), "tool call refused: missing scope");
+    tracing::warn!(request_id, virtual_server = %vs.name, principal = %caller.principal.key(), tool = %crate::observe::shown(msg.target_name().unwrap_or("")), reason = failure.refusal.reason.code(), "tool call refused: missing scope");
     let code = failure.refusal.reason.code();
     crate::observe::note(|f| f.reason = Some(code.to_string()));
     Some(refusal(snapshot, vs, headers, &failure, request_id))

@@ -97,7 +97,7 @@ pub(super) async fn open_session(
         sub: caller.principal.key().to_string(),
     };
     let session = gw.sessions.create(&gw.keys, claims, version);
-    tracing::info!(request_id, virtual_server = %vs.name, version = %version, client = %session.claims.info, "session started");
+    tracing::info!(request_id, virtual_server = %vs.name, version = %version, client = %crate::observe::shown(&session.claims.info), "session started");
     let reply = Message::result(id, &dispatch::initialize_result(vs, version, &client).await);
     Ok((session, reply))
 }
@@ -137,7 +137,7 @@ pub(super) async fn handle(
                     let _ = tx.send(msg);
                 }
                 None => {
-                    tracing::debug!(request_id, id = %key, "response to an unknown server request")
+                    tracing::debug!(request_id, id = %crate::observe::shown(&key), "response to an unknown server request")
                 }
             }
             Handled::Accepted
@@ -157,7 +157,7 @@ pub(super) async fn handle(
                             .expect("inflight lock")
                             .remove(&target)
                     {
-                        tracing::info!(request_id, %target, "client cancelled a request");
+                        tracing::info!(request_id, target = %crate::observe::shown(&target), "client cancelled a request");
                         h.abort();
                     }
                 }

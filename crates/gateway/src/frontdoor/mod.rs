@@ -80,7 +80,7 @@ async fn entry(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
             http_method: parts.method.to_string(),
             client: gatehouse_audit::ClientRecord {
                 ip: peer.map(|p| p.ip().to_string()),
-                user_agent: header("user-agent").map(|u| u.chars().take(256).collect()),
+                user_agent: header("user-agent").map(str::to_string),
                 ..Default::default()
             },
             session: header(gatehouse_wire::headers::SESSION_ID)
@@ -166,7 +166,7 @@ async fn handle(
     crate::observe::note(|f| f.virtual_server = Some(vs.name.clone()));
     if let Err(reason) = gw.origin_policy.check(&parts.headers) {
         crate::observe::note(|f| f.reason = Some("origin_refused".into()));
-        tracing::warn!(request_id, %reason, "refused request (DNS rebinding protection)");
+        tracing::warn!(request_id, reason = %crate::observe::shown(&reason), "refused request (DNS rebinding protection)");
         return rpc_error(
             StatusCode::FORBIDDEN,
             Id::Null,

@@ -44,7 +44,7 @@ pub(super) async fn handle(
         Ok(m) => m,
         Err(e) => {
             crate::observe::note(|f| f.reason = Some("malformed".into()));
-            tracing::warn!(request_id, error = %e, "malformed JSON-RPC message");
+            tracing::warn!(request_id, error = %crate::observe::shown(&e), "malformed JSON-RPC message");
             crate::metrics::REJECTED_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return rpc_error(
                 StatusCode::BAD_REQUEST,

@@ -117,7 +117,7 @@ pub(super) async fn message(
     let msg = match Message::parse(&body) {
         Ok(m) => m,
         Err(e) => {
-            tracing::warn!(request_id, error = %e, "malformed JSON-RPC message");
+            tracing::warn!(request_id, error = %crate::observe::shown(&e), "malformed JSON-RPC message");
             return rpc_error(
                 StatusCode::BAD_REQUEST,
                 e.id(),

@@ -81,7 +81,7 @@ pub(super) async fn get(
         if let Some((replay, rest)) = session.streams.resume(last) {
             tracing::info!(
                 request_id,
-                last_event_id = last,
+                last_event_id = %crate::observe::shown(last),
                 replayed = replay.len(),
                 "stream resumed"
             );

@@ -28,6 +28,8 @@ use gatehouse_wire::{Id, Message, MessageKind, meta};
 use serde_json::Value;
 
 pub use finish::CallGuard;
+/// Bounds a client- or server-supplied value in a log line (see [`gatehouse_audit::bound`]).
+pub use gatehouse_audit::bound::shown;
 
 /// The journal and what the gateway adds around it.
 #[derive(Debug)]

@@ -169,7 +169,9 @@ pub fn spawn_watch(handle: Weak<ServerHandle>, stop: CancellationToken) {
                         }
                     }
                 }
-                Err(e) => tracing::debug!(error = %e, "change feed unavailable; retrying"),
+                Err(e) => {
+                    tracing::debug!(error = %crate::observe::shown(&e), "change feed unavailable; retrying")
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
