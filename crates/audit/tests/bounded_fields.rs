@@ -2,37 +2,24 @@
 //! every SIEM layout hold the same short strings, each cut one described by its original
 //! length and SHA-256; the chain still verifies.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+mod support;
 
-use gatehouse_audit::chain::CheckpointSigner;
+use std::sync::{Arc, Mutex};
+
+use gatehouse_audit::bound::DEFAULT_MAX_FIELD_BYTES as MAX;
 use gatehouse_audit::format::{cef, ecs, ocsf};
 use gatehouse_audit::index::catch_up;
 use gatehouse_audit::reader::{StoredEvent, read_lines, segment_files};
 use gatehouse_audit::{
-    AuditEvent, ClientRecord, EventKind, Journal, JournalOptions, Outcome, PrincipalRecord,
-    ResultRecord, TargetRecord, verify,
+    AuditEvent, ClientRecord, EventKind, Outcome, PrincipalRecord, ResultRecord, TargetRecord,
+    verify,
 };
-use gatehouse_config::{Durability, OnFailure};
-use gatehouse_store::{AuditFilter, Store};
+use gatehouse_store::AuditFilter;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use support::Fixture;
 
-const MAX: usize = 1024;
 const HUGE: usize = 3 * 1024 * 1024;
-
-fn journal(dir: &std::path::Path) -> Journal {
-    Journal::open(JournalOptions {
-        dir: dir.join("audit"),
-        durability: Durability::Process,
-        on_failure: OnFailure::Refuse,
-        segment_bytes: 64 << 20,
-        signer: CheckpointSigner::load_or_create(&dir.join("k"), true).unwrap(),
-        sync_interval: Duration::from_millis(100),
-        max_field_bytes: MAX,
-    })
-    .unwrap()
-}
 
 fn sha256(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
@@ -73,8 +60,8 @@ fn hostile() -> (AuditEvent, String) {
 
 #[tokio::test]
 async fn long_strings_are_cut_alike_in_the_journal_the_index_and_every_layout() {
-    let dir = tempfile::tempdir().unwrap();
-    let journal = journal(dir.path());
+    let f = Fixture::new().await;
+    let journal = &f.journal;
     let cut: Arc<Mutex<Vec<&'static str>>> = Arc::default();
     let seen = cut.clone();
     journal.on_truncated(move |field| seen.lock().unwrap().push(field));
@@ -83,7 +70,7 @@ async fn long_strings_are_cut_alike_in_the_journal_the_index_and_every_layout() 
     journal.close().await.unwrap();
 
     // The journal line.
-    let audit = dir.path().join("audit");
+    let audit = f.journal_dir();
     let segment = &segment_files(&audit).unwrap()[0];
     let (lines, _) = read_lines(&segment.path, 0, 10).unwrap();
     let line = &lines[1].bytes;
@@ -138,8 +125,7 @@ async fn long_strings_are_cut_alike_in_the_journal_the_index_and_every_layout() 
     assert!(report.damages.is_empty(), "{report:?}");
 
     // The index.
-    let store = Store::open_sqlite_in(dir.path()).await.unwrap();
-    let index = store.audit_index();
+    let index = f.store.audit_index();
     catch_up(&index, &audit).await.unwrap();
     let rows = index
         .query(&AuditFilter {
@@ -182,16 +168,12 @@ async fn long_strings_are_cut_alike_in_the_journal_the_index_and_every_layout() 
 
 #[tokio::test]
 async fn events_within_the_bound_are_written_unchanged() {
-    let dir = tempfile::tempdir().unwrap();
-    let journal = journal(dir.path());
+    let f = Fixture::new().await;
     let mut e = AuditEvent::new(EventKind::Request, Outcome::Ok);
     e.method = Some("m".repeat(MAX));
     e.detail = Some(serde_json::json!({"note": "x".repeat(MAX)}));
-    journal.append(&e).await.unwrap();
-    journal.close().await.unwrap();
-    let segment = &segment_files(&dir.path().join("audit")).unwrap()[0];
-    let (lines, _) = read_lines(&segment.path, 0, 10).unwrap();
-    let stored = StoredEvent::parse(&lines[1].bytes).unwrap();
+    f.journal.append(&e).await.unwrap();
+    let stored = &f.events()[1];
     assert_eq!(stored.event.method, e.method, "exactly the bound fits");
     assert_eq!(stored.event.detail, e.detail);
     assert_eq!(stored.event.truncated, None);

@@ -2,17 +2,16 @@
 //! `event.reason`, OCSF `status_detail`, CEF `reason`) and the index find the first event and
 //! the summary alike, and their counts add up to the refusals made.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
-use gatehouse_audit::chain::CheckpointSigner;
 use gatehouse_audit::format::{cef, ecs, ocsf};
 use gatehouse_audit::index::{catch_up, read_event};
-use gatehouse_audit::reader::{StoredEvent, read_lines, segment_files};
-use gatehouse_audit::{
-    AuditEvent, ClientRecord, Coalescer, EventKind, FailureKey, Journal, JournalOptions, Outcome,
-};
-use gatehouse_config::{Durability, OnFailure};
-use gatehouse_store::{AuditFilter, Store};
+use gatehouse_audit::reader::StoredEvent;
+use gatehouse_audit::{AuditEvent, ClientRecord, Coalescer, EventKind, FailureKey, Outcome};
+use gatehouse_store::AuditFilter;
+use support::Fixture;
 
 const CODE: &str = "missing_kid";
 
@@ -30,18 +29,8 @@ fn refusal(ms: u64) -> AuditEvent {
 
 #[tokio::test]
 async fn every_event_of_a_coalesced_flood_carries_the_code_and_the_counts_add_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit");
-    let journal = Journal::open(JournalOptions {
-        dir: audit.clone(),
-        durability: Durability::Process,
-        on_failure: OnFailure::Refuse,
-        segment_bytes: 1 << 20,
-        signer: CheckpointSigner::load_or_create(&dir.path().join("k"), true).unwrap(),
-        sync_interval: Duration::from_millis(100),
-        max_field_bytes: gatehouse_audit::bound::DEFAULT_MAX_FIELD_BYTES,
-    })
-    .unwrap();
+    let f = Fixture::new().await;
+    let journal = &f.journal;
     let coalescer = Coalescer::new(Duration::from_secs(10));
     let key = || FailureKey {
         source: "192.0.2.7".into(),
@@ -59,13 +48,9 @@ async fn every_event_of_a_coalesced_flood_carries_the_code_and_the_counts_add_up
     for e in coalescer.due(t0 + Duration::from_secs(11)) {
         journal.append(&e).await.unwrap();
     }
-    journal.close().await.unwrap();
-
-    let segment = &segment_files(&audit).unwrap()[0];
-    let (lines, _) = read_lines(&segment.path, 0, 100).unwrap();
-    let refusals: Vec<StoredEvent> = lines
-        .iter()
-        .map(|l| StoredEvent::parse(&l.bytes).unwrap())
+    let refusals: Vec<StoredEvent> = f
+        .events()
+        .into_iter()
         .filter(|s| s.event.kind == EventKind::AuthFailure)
         .collect();
     assert_eq!(refusals.len(), 2, "the first refusal and one summary");
@@ -97,8 +82,8 @@ async fn every_event_of_a_coalesced_flood_carries_the_code_and_the_counts_add_up
     assert!(line.contains(&format!("cnt={}", REFUSALS - 1)), "{line}");
 
     // The index finds both by type; each row's event carries the code.
-    let store = Store::open_sqlite_in(dir.path()).await.unwrap();
-    let index = store.audit_index();
+    let audit = f.journal_dir();
+    let index = f.store.audit_index();
     catch_up(&index, &audit).await.unwrap();
     let rows = index
         .query(&AuditFilter {

@@ -190,21 +190,9 @@ async fn megabyte_strings_from_a_client_stay_small_in_the_journal_the_index_and_
     );
 
     // The metrics.
-    let metrics = client()
-        .get(gw.banner_url("metrics:"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let value = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{name} missing in\n{metrics}"))
+    let metrics = scrape(&gw.banner_url("metrics:")).await;
+    let value = |series: &str| {
+        sample(&metrics, series).unwrap_or_else(|| panic!("{series} missing in\n{metrics}"))
     };
     assert!(value("gatehouse_audit_fields_truncated_total{field=\"method\"}") >= 1.0);
     assert!(value("gatehouse_audit_fields_truncated_total{field=\"client.name\"}") >= 1.0);

@@ -25,11 +25,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    sample(text, series).unwrap_or(0.0)
 }
 
 #[tokio::test]
@@ -75,31 +71,23 @@ async fn a_flooding_server_with_an_endless_stderr_line_costs_neither_memory_nor_
 
     // Until the whole long line went through, watch the gateway's memory.
     let mut peak = before;
-    let mut metrics = String::new();
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
+    let metrics = loop {
         peak = peak.max(rss_kib(pid));
-        metrics = client()
-            .get(&metrics_url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = scrape(&metrics_url).await;
         let cut = metric(
             &metrics,
             "gatehouse_stdio_stderr_dropped_bytes_total{server=\"noisy\",reason=\"line_too_long\"}",
         );
         if cut >= (LONG_LINE - MAX_LINE_BYTES as u64) as f64 {
-            break;
+            break metrics;
         }
         assert!(
             Instant::now() < deadline,
             "the long line was not read within 2 minutes ({cut} bytes)"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
     let elapsed = started.elapsed().as_secs() + 1;
     eprintln!("RSS {before} KiB before, peak {peak} KiB while reading {LONG_LINE} bytes of stderr");
     assert!(
