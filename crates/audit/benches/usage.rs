@@ -89,6 +89,7 @@ fn main() {
             segment_bytes: 64 * 1024 * 1024,
             signer: CheckpointSigner::load_or_create(&dir.path().join("k"), true).unwrap(),
             sync_interval: Duration::from_secs(1),
+            max_field_bytes: gatehouse_audit::bound::DEFAULT_MAX_FIELD_BYTES,
         })
         .unwrap();
         for i in 0..n {

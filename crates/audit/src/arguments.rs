@@ -121,14 +121,11 @@ impl ArgumentRecorder {
                     };
                 }
                 let text = copy.to_string();
-                let mut cut = self.max_bytes;
-                while !text.is_char_boundary(cut) {
-                    cut -= 1;
-                }
                 // The digest is of what was received, so it can be matched with the server's
                 // own logs; the prefix is of the redacted form.
                 let original = args.to_string();
-                let mut d = digest_of(&original, Some(text[..cut].to_string()));
+                let kept = crate::bound::prefix(&text, self.max_bytes).to_string();
+                let mut d = digest_of(&original, Some(kept));
                 d.bytes = original.len() as u64;
                 RecordedArguments {
                     value: None,

@@ -4,8 +4,12 @@
 //! everything else is what the gateway knew when the event happened. Fields that do not apply
 //! are left out rather than written as `null`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::bound::FieldCut;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -92,6 +96,31 @@ impl Outcome {
     }
 }
 
+/// What a caller got back, as `result.status` records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResultStatus {
+    /// A result.
+    Ok,
+    /// A JSON-RPC error.
+    Error,
+    /// A result with `isError`.
+    ToolError,
+    /// A 2026-07-28 `input_required` result (MRTR).
+    InputRequired,
+}
+
+impl ResultStatus {
+    /// The name written in the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultStatus::Ok => "ok",
+            ResultStatus::Error => "error",
+            ResultStatus::ToolError => "tool_error",
+            ResultStatus::InputRequired => "input_required",
+        }
+    }
+}
+
 /// One audit event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
@@ -156,6 +185,11 @@ pub struct AuditEvent {
     /// Type-specific details (versions of a change, the previous journal, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<Value>,
+    /// The strings that were longer than `audit.max_field_bytes` and were cut (they end with
+    /// `…`), by field path (`method`, `client.name`, `principal.groups[2]`, `detail.tool`):
+    /// the original's length and SHA-256. Set by the journal as it writes the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<BTreeMap<String, FieldCut>>,
 }
 
 impl AuditEvent {
@@ -183,6 +217,7 @@ impl AuditEvent {
             count: None,
             reason: None,
             detail: None,
+            truncated: None,
         }
     }
 }
@@ -266,7 +301,8 @@ pub struct ResultRecord {
     /// The JSON-RPC error code, for errors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<i64>,
-    /// The start of the error message, for errors.
+    /// The error message, for errors (cut to `audit.max_field_bytes` like every recorded
+    /// string).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
     /// Bytes of the response.

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::chain::{CheckpointSigner, public_key_path};
 use crate::format::{extension, render};
-use crate::index::unix_micros;
+use crate::line::unix_micros;
 use crate::reader::{StoredEvent, read_lines, segment_files};
 use crate::{AuditError, VerifyReport};
 

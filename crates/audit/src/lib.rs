@@ -5,13 +5,15 @@
 //! checkpoints signed by an Ed25519 key ([`chain`]). [`verify()`] walks the chains and names
 //! every edit, deletion, reordering or truncation. [`ArgumentRecorder`] decides what of a
 //! call's arguments is written; [`Coalescer`] keeps floods of unauthenticated failures from
-//! drowning the journal; [`index`] keeps a queryable index (without argument values) in the
+//! drowning the journal; [`bound`] keeps every recorded string within
+//! `audit.max_field_bytes`; [`index`] keeps a queryable index (without argument values) in the
 //! store, with hourly [`usage`] rollups; [`anomaly`] detectors judge what it indexes against
-//! baselines kept there.
+//! baselines kept there. All three read a journal line through its typed [`line`] view.
 #![warn(missing_docs)]
 
 pub mod anomaly;
 pub mod arguments;
+pub mod bound;
 pub mod chain;
 pub mod coalesce;
 pub mod event;
@@ -19,6 +21,7 @@ pub mod export;
 pub mod format;
 pub mod index;
 pub mod journal;
+pub mod line;
 pub mod reader;
 pub mod retention;
 pub mod segments;
@@ -29,10 +32,11 @@ pub mod verify;
 use std::path::PathBuf;
 
 pub use arguments::{ArgumentRecorder, RecordedArguments};
+pub use bound::FieldCut;
 pub use coalesce::{Coalescer, FailureKey};
 pub use event::{
     ArgumentsDigest, AuditEvent, ClientRecord, EventKind, Outcome, PolicyRecord, PrincipalRecord,
-    ResultRecord, TargetRecord,
+    ResultRecord, ResultStatus, TargetRecord,
 };
 pub use journal::{Journal, JournalOptions, JournalStats};
 pub use reader::{JournalLine, SegmentFile, StoredEvent};

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AuditError;
 use crate::chain::{CheckpointSigner, line_hash, verify_detached};
-use crate::index::unix_micros;
+use crate::line::unix_micros;
 use crate::segments::list;
 
 /// Where a chain that another chain follows ended (`journal.start`'s `detail.previous`).

@@ -25,7 +25,9 @@ use std::collections::HashMap;
 
 use gatehouse_store::{UsageCounts, UsageIncrement, UsageKey};
 
-use crate::index::LineFields;
+use crate::event::{Outcome, ResultStatus};
+use crate::line::LineView;
+pub use crate::line::hour_of;
 
 /// Bytes of a response per estimated token.
 pub const BYTES_PER_TOKEN: u64 = 4;
@@ -44,11 +46,6 @@ pub fn estimated_tokens(method: &str, bytes: u64) -> u64 {
     }
 }
 
-/// Start of the hour of `time_us` (unix microseconds), in unix seconds.
-pub fn hour_of(time_us: i64) -> i64 {
-    time_us.div_euclid(3_600_000_000) * 3600
-}
-
 /// The rollup increments of a batch of lines, aggregated per rollup row.
 #[derive(Debug, Default)]
 pub struct UsageBatch {
@@ -57,18 +54,18 @@ pub struct UsageBatch {
 
 impl UsageBatch {
     /// Counts one parsed line; only `mcp.request` events are calls.
-    pub(crate) fn count(&mut self, f: &LineFields, time_us: i64) {
-        if f.kind != "mcp.request" {
+    pub fn count(&mut self, f: &LineView, time_us: i64) {
+        if !f.is_request() {
             return;
         }
         let mut c = UsageCounts {
             calls: 1,
             ..Default::default()
         };
-        match f.outcome.as_str() {
-            "error" => c.errors = 1,
-            "denied" | "forbidden" => c.denied = 1,
-            _ => {}
+        if f.outcome.is(Outcome::Error) {
+            c.errors = 1;
+        } else if f.outcome.is(Outcome::Denied) || f.outcome.is(Outcome::Forbidden) {
+            c.denied = 1;
         }
         if let Some(us) = f.latency_us {
             c.record_latency(us.max(0));
@@ -76,7 +73,7 @@ impl UsageBatch {
         c.request_bytes = f.request_bytes.unwrap_or(0) as i64;
         let method = f.method.as_deref().unwrap_or("");
         if let Some(r) = &f.result {
-            if r.status == "tool_error" {
+            if r.status.is(ResultStatus::ToolError) {
                 c.tool_errors = 1;
             }
             c.response_bytes = r.bytes as i64;

@@ -31,6 +31,7 @@ async fn catching_up_is_incremental_and_rows_point_at_their_lines() {
         segment_bytes: 1 << 20,
         signer: CheckpointSigner::load_or_create(&dir.path().join("k"), true).unwrap(),
         sync_interval: Duration::from_millis(100),
+        max_field_bytes: gatehouse_audit::bound::DEFAULT_MAX_FIELD_BYTES,
     })
     .unwrap();
     let store = Store::open_sqlite_in(dir.path()).await.unwrap();

@@ -19,6 +19,7 @@ fn options(dir: &Path, durability: Durability, segment_bytes: u64) -> JournalOpt
         segment_bytes,
         signer: CheckpointSigner::load_or_create(&dir.join("keys/audit.key"), true).unwrap(),
         sync_interval: Duration::from_millis(100),
+        max_field_bytes: gatehouse_audit::bound::DEFAULT_MAX_FIELD_BYTES,
     }
 }
 

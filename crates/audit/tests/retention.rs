@@ -28,6 +28,7 @@ fn open(dir: &Path) -> Journal {
         segment_bytes: 4096,
         signer: CheckpointSigner::load_or_create(&key(dir), true).unwrap(),
         sync_interval: Duration::from_millis(50),
+        max_field_bytes: gatehouse_audit::bound::DEFAULT_MAX_FIELD_BYTES,
     })
     .unwrap()
 }

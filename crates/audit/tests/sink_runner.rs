@@ -95,6 +95,7 @@ async fn journal(dir: &Path, n: usize, segment_bytes: u64) -> Vec<String> {
         segment_bytes,
         signer: CheckpointSigner::load_or_create(&dir.join("key"), true).unwrap(),
         sync_interval: Duration::from_millis(50),
+        max_field_bytes: gatehouse_audit::bound::DEFAULT_MAX_FIELD_BYTES,
     })
     .unwrap();
     for i in 0..n {

@@ -99,6 +99,7 @@ async fn rollups_are_exact_and_counted_once() {
         segment_bytes: 4096,
         signer: CheckpointSigner::load_or_create(&dir.path().join("k"), true).unwrap(),
         sync_interval: Duration::from_millis(100),
+        max_field_bytes: gatehouse_audit::bound::DEFAULT_MAX_FIELD_BYTES,
     })
     .unwrap();
     let store = Store::open_sqlite_in(dir.path()).await.unwrap();
@@ -291,6 +292,7 @@ async fn concurrent_indexers_count_each_line_once() {
         segment_bytes: 1 << 20,
         signer: CheckpointSigner::load_or_create(&dir.path().join("k"), true).unwrap(),
         sync_interval: Duration::from_millis(100),
+        max_field_bytes: gatehouse_audit::bound::DEFAULT_MAX_FIELD_BYTES,
     })
     .unwrap();
     let a = Store::open_sqlite_in(dir.path()).await.unwrap();

@@ -123,7 +123,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         telemetry
             .metrics()
             .set_audit_queue_depth(move || journal.stats().queued as u64);
+        let metrics = telemetry.metrics().clone();
+        a.journal()
+            .on_truncated(move |field| metrics.audit_field_truncated(field));
     }
+    telemetry
+        .metrics()
+        .set_log_fields_truncated(gatehouse_audit::bound::log_cuts);
     // The built-in demo shows its metrics on an ephemeral loopback port.
     let admin_listen = args
         .admin_listen

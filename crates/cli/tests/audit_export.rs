@@ -27,6 +27,7 @@ async fn journal() -> tempfile::TempDir {
         segment_bytes: 4096,
         signer: CheckpointSigner::load_or_create(&key, true).unwrap(),
         sync_interval: Duration::from_millis(50),
+        max_field_bytes: gatehouse_audit::bound::DEFAULT_MAX_FIELD_BYTES,
     })
     .unwrap();
     for i in 0..30 {

@@ -21,6 +21,7 @@ async fn chain(data: &Path, audit: &Path, n: usize, days_ago: u64) -> String {
         signer: CheckpointSigner::load_or_create(&data.join("keys/audit-signing.key"), true)
             .unwrap(),
         sync_interval: Duration::from_millis(50),
+        max_field_bytes: gatehouse_audit::bound::DEFAULT_MAX_FIELD_BYTES,
     })
     .unwrap();
     let t = SystemTime::now() - Duration::from_secs(days_ago * 86_400);

@@ -344,6 +344,96 @@ async fn every_kind_of_bad_token_is_refused_with_invalid_token_and_a_logged_reas
     assert_eq!(status, 401);
 }
 
+/// `clock_skew` (default 60 s) covers `iat` and `nbf` as it covers `exp`: a token issued a
+/// year in the future, or valid only ten minutes from now, is refused with its own reason
+/// code, in the log and in the journal; within the tolerance both pass. Signed with the OP's
+/// key, so only the claim under test is wrong.
+#[tokio::test]
+async fn tokens_issued_or_valid_only_in_the_future_are_refused_beyond_the_clock_skew() {
+    let op = Op::start();
+    let (gw, _dir) = start(&op.issuer, "");
+    let iss = op.issuer.as_str();
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut c = good_claims(iss);
+        f(&mut c);
+        forge(&op.key_pem, Some("op-key-1"), c)
+    };
+    let year = 365 * 24 * 3600;
+    let cases: Vec<(&str, String, u16, Option<&str>)> = vec![
+        (
+            "issued a year in the future",
+            with(&|c| {
+                c["iat"] = json!(now() + year);
+                c["exp"] = json!(now() + year + 300);
+            }),
+            401,
+            Some("issued_in_future"),
+        ),
+        (
+            "issued ten minutes in the future",
+            with(&|c| c["iat"] = json!(now() + 600)),
+            401,
+            Some("issued_in_future"),
+        ),
+        (
+            "issued 30 s ahead (a clock within the tolerance)",
+            with(&|c| c["iat"] = json!(now() + 30)),
+            200,
+            None,
+        ),
+        (
+            "valid from ten minutes from now",
+            with(&|c| c["nbf"] = json!(now() + 600)),
+            401,
+            Some("not_yet_valid"),
+        ),
+        (
+            "valid from 30 s from now (within the tolerance)",
+            with(&|c| c["nbf"] = json!(now() + 30)),
+            200,
+            None,
+        ),
+    ];
+    for (what, token, expected, reason) in cases {
+        let (status, headers, body) =
+            call_with(&gw, &[("authorization", &format!("Bearer {token}"))]).await;
+        assert_eq!(status, expected, "{what}: {body}");
+        if let Some(reason) = reason {
+            assert!(
+                challenge(&headers).contains("error=\"invalid_token\""),
+                "{what}"
+            );
+            assert!(
+                common::eventually(Duration::from_secs(5), || gw
+                    .logged(&format!("reason={reason}"))
+                    || gw.logged(&format!("reason=\"{reason}\"")))
+                .await,
+                "{what}: the log names the reason {reason}"
+            );
+        }
+    }
+    // The journal records the refusal under its code.
+    let audit = gw.data_dir.path().join("audit");
+    let recorded = common::eventually(Duration::from_secs(5), || {
+        std::fs::read_dir(&audit)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+            .flat_map(|e| {
+                let text = std::fs::read_to_string(e.path()).unwrap();
+                text.lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .collect::<Vec<_>>()
+            })
+            .any(|e| e["type"] == "auth.failure" && e["reason"] == "issued_in_future")
+    })
+    .await;
+    assert!(
+        recorded,
+        "an auth.failure event with reason issued_in_future"
+    );
+}
+
 #[tokio::test]
 async fn an_unreachable_idp_gives_503_until_keys_load_and_cached_keys_survive_an_outage() {
     // Cold start with the IdP down: the gateway starts and answers 503 with Retry-After.

@@ -74,6 +74,7 @@ async fn write_journal(data_dir: &Path, events: &[AuditEvent]) {
         segment_bytes: 1 << 20,
         signer: CheckpointSigner::load_or_create(&data_dir.join("synthetic.key"), true).unwrap(),
         sync_interval: Duration::from_millis(100),
+        max_field_bytes: gatehouse_audit::bound::DEFAULT_MAX_FIELD_BYTES,
     })
     .unwrap();
     for e in events {

@@ -68,7 +68,7 @@ fn log_decision(r: &DecisionRecord<'_>, level: tracing::Level) {
                 allowed = d.allowed,
                 principal = %format_args!("{}::{:?}", q.principal.kind.as_str(), q.principal.sub),
                 action = q.action.as_str(),
-                resource = %format_args!("{}::{:?}", q.resource.kind.as_str(), q.resource.id()),
+                resource = %crate::observe::shown(format_args!("{}::{:?}", q.resource.kind.as_str(), q.resource.id())),
                 server = %q.resource.server,
                 operation = q.resource.operation.as_str(),
                 policies = %d.policies.join(","),

@@ -251,7 +251,7 @@ pub async fn merged(vs: &VirtualServer, kind: ListKind, ctx: &CallCtx) -> Arc<Me
         let list = match list {
             Ok(l) => l,
             Err(e) => {
-                tracing::warn!(virtual_server = %vs.name, server = %server, error = %e, "member list unavailable; its items are missing");
+                tracing::warn!(virtual_server = %vs.name, server = %server, error = %crate::observe::shown(&e), "member list unavailable; its items are missing");
                 out.failures.push((server.clone(), e.clone()));
                 continue;
             }
@@ -295,7 +295,7 @@ pub async fn merged(vs: &VirtualServer, kind: ListKind, ctx: &CallCtx) -> Arc<Me
             };
             if let Some(prev) = out.routes.get(&exposed) {
                 let first = &vs.members[prev.member].server.config.name;
-                tracing::warn!(virtual_server = %vs.name, name = %exposed, kept = %first, dropped = %server, "two members expose the same name; the first include wins");
+                tracing::warn!(virtual_server = %vs.name, name = %crate::observe::shown(&exposed), kept = %first, dropped = %server, "two members expose the same name; the first include wins");
                 crate::metrics::NAME_CONFLICTS.fetch_add(1, Ordering::Relaxed);
                 continue;
             }

@@ -117,7 +117,12 @@ impl Gateway {
             vault,
             public_base: public_base(&config, &listen.to_string()),
             decisions: Arc::new(authz::LogDecisions),
+            stderr: backend::stderr::StderrPolicy::new(
+                &config.gateway.stderr,
+                telemetry.metrics().clone(),
+            ),
         };
+        gatehouse_audit::bound::set_log_limit(config.audit.max_field_bytes as usize);
         let origin_policy = OriginPolicy {
             loopback: listen.ip().is_loopback(),
             allowed_origins: config.gateway.allowed_origins.clone(),
@@ -166,6 +171,17 @@ impl Gateway {
         }
     }
 
+    /// Applies a reloaded config's bounds on recorded strings and stdio stderr; the journal,
+    /// the log and running processes follow at once.
+    fn apply_bounds(&self, config: &Config) {
+        let max = config.audit.max_field_bytes as usize;
+        gatehouse_audit::bound::set_log_limit(max);
+        if let Some(a) = &self.audit {
+            a.journal().set_max_field_bytes(max);
+        }
+        self.build.stderr.configure(&config.gateway.stderr);
+    }
+
     /// Swaps in a new config and policy set. In-flight requests keep the snapshot they started
     /// with; backends of unchanged servers carry over; removed ones stop once their last
     /// request finishes.
@@ -212,6 +228,7 @@ impl Gateway {
                 );
             }
         }
+        self.apply_bounds(&next.config);
         self.snapshot.store(Arc::new(next));
         if policy_change.is_some() {
             // Nobody listening is fine.

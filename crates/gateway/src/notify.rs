@@ -30,7 +30,7 @@ impl Default for ChangeHub {
 impl ChangeHub {
     /// Publishes a change; nobody listening is fine.
     pub fn publish(&self, server: &str, message: Message) {
-        tracing::debug!(server, method = message.method(), "server change");
+        tracing::debug!(server, method = %crate::observe::shown(message.method()), "server change");
         let _ = self.tx.send(ServerChange {
             server: server.to_string(),
             message,

@@ -47,6 +47,8 @@ pub struct BuildContext {
     pub public_base: String,
     /// Where policy decisions are recorded.
     pub decisions: Arc<dyn crate::authz::DecisionLog>,
+    /// How stdio servers' stderr reaches the log (`gateway.stderr`, kept current by reloads).
+    pub stderr: Arc<crate::backend::stderr::StderrPolicy>,
 }
 
 impl Watched for ServerHandle {
@@ -156,6 +158,7 @@ impl Snapshot {
                         config.call_timeout(sc),
                         hub.clone(),
                         credentials.clone(),
+                        &ctx.stderr,
                     )?;
                     let stop = tokio_util::sync::CancellationToken::new();
                     let remote = matches!(backend, Backend::Http(_));

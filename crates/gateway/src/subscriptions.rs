@@ -109,7 +109,7 @@ pub async fn subscribe(
     }
     if by_gateway {
         if member.server.resources.add(&uri) {
-            tracing::info!(server = %server, uri = %crate::observe::bounded(&uri), "watching a resource for subscribed clients");
+            tracing::info!(server = %server, uri = %crate::observe::shown(&uri), "watching a resource for subscribed clients");
         }
         return empty_result(&msg);
     }
@@ -148,7 +148,7 @@ fn release_decision(vs: &VirtualServer, uri: &str, held: &Held) -> Option<Decide
     if held.by_gateway {
         let server = &vs.members[index].server;
         if server.resources.remove(uri) {
-            tracing::info!(server = %held.server, uri = %crate::observe::bounded(uri), "no client subscribes to this resource any more");
+            tracing::info!(server = %held.server, uri = %crate::observe::shown(uri), "no client subscribes to this resource any more");
         }
         return None;
     }

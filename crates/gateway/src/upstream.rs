@@ -45,7 +45,7 @@ pub fn failure(server: &str, e: &BackendError) -> ErrorObject {
     tracing::warn!(
         request_id = request_id.as_deref().unwrap_or(""),
         server,
-        error = %crate::observe::bounded(&e.to_string()),
+        error = %crate::observe::shown(&e.to_string()),
         "call to member failed"
     );
     e.to_client_error(request_id.as_deref())

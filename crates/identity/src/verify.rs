@@ -39,8 +39,11 @@ pub enum Reason {
     BadSignature,
     /// `exp` is past.
     Expired,
-    /// `nbf` is in the future.
+    /// `nbf` is in the future (beyond the clock-skew tolerance).
     NotYetValid,
+    /// `iat` is in the future (beyond the clock-skew tolerance): the token claims to be
+    /// issued later than now, which no honest issuer does.
+    IssuedInFuture,
     /// `iss` is not the configured issuer.
     WrongIssuer,
     /// `aud` does not contain this endpoint's audience.
@@ -72,6 +75,7 @@ impl Reason {
             Reason::BadSignature => "bad_signature",
             Reason::Expired => "expired",
             Reason::NotYetValid => "not_yet_valid",
+            Reason::IssuedInFuture => "issued_in_future",
             Reason::WrongIssuer => "wrong_issuer",
             Reason::WrongAudience => "wrong_audience",
             Reason::MissingClaim => "missing_claim",
@@ -231,6 +235,7 @@ impl JwtVerifier {
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &v)
             .map_err(|e| refusal(e.kind()))?;
         let claims = data.claims;
+        check_issued_at(&claims, jsonwebtoken::get_current_timestamp(), self.leeway)?;
         if let Some(domain) = &self.trust_domain {
             let sub = claims.get("sub").and_then(Value::as_str).unwrap_or("");
             let prefix = format!("spiffe://{domain}/");
@@ -254,6 +259,33 @@ impl JwtVerifier {
             expires_at,
         })
     }
+}
+
+/// Refuses a token whose `iat` is later than `now` (unix seconds) plus `leeway`; `iat` is
+/// optional (RFC 7519 §4.1.6), but when present it must be a NumericDate. `jsonwebtoken`
+/// checks `exp` and `nbf` only.
+fn check_issued_at(claims: &Map<String, Value>, now: u64, leeway: Duration) -> Result<(), Refusal> {
+    let Some(iat) = claims.get("iat") else {
+        return Ok(());
+    };
+    let Some(iat) = iat.as_f64().filter(|t| t.is_finite()) else {
+        return Err(Refusal::new(
+            Reason::Malformed,
+            "the token's iat claim is malformed",
+        ));
+    };
+    let latest = now.saturating_add(leeway.as_secs()) as f64;
+    if iat > latest {
+        return Err(Refusal::new(
+            Reason::IssuedInFuture,
+            format!(
+                "the token was issued {}s in the future, beyond the clock-skew tolerance of {}s",
+                (iat - now as f64).ceil() as i64,
+                leeway.as_secs()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn refusal(kind: &ErrorKind) -> Refusal {
@@ -299,6 +331,35 @@ mod tests {
         assert!(!looks_like_jwt("a.b"));
         assert!(!looks_like_jwt("a.b.c.d"));
         assert!(!looks_like_jwt("a.b+.c"));
+    }
+
+    #[test]
+    fn iat_in_the_future_beyond_the_skew_is_refused() {
+        let skew = Duration::from_secs(60);
+        let now = 1_800_000_000;
+        let claims = |iat: Value| {
+            let mut m = Map::new();
+            m.insert("iat".into(), iat);
+            m
+        };
+        assert!(
+            check_issued_at(&Map::new(), now, skew).is_ok(),
+            "iat is optional"
+        );
+        assert!(check_issued_at(&claims(now.into()), now, skew).is_ok());
+        assert!(check_issued_at(&claims((now + 60).into()), now, skew).is_ok());
+        assert!(check_issued_at(&claims((now - 86_400).into()), now, skew).is_ok());
+        let r = check_issued_at(&claims((now + 61).into()), now, skew).unwrap_err();
+        assert_eq!(r.reason, Reason::IssuedInFuture);
+        assert_eq!(r.reason.code(), "issued_in_future");
+        let year = check_issued_at(&claims((now + 31_536_000).into()), now, skew).unwrap_err();
+        assert!(
+            year.detail.contains("31536000s in the future"),
+            "{}",
+            year.detail
+        );
+        let text = check_issued_at(&claims("yesterday".into()), now, skew).unwrap_err();
+        assert_eq!(text.reason, Reason::Malformed);
     }
 
     #[test]

@@ -30,6 +30,10 @@
 //! | `gatehouse_audit_queue_depth` | gauge | |
 //! | `gatehouse_audit_events_total` | counter | `outcome` |
 //! | `gatehouse_audit_write_errors_total` | counter | |
+//! | `gatehouse_audit_fields_truncated_total` | counter | `field` (`method`, `client.name`, `target.name`, …) |
+//! | `gatehouse_log_fields_truncated_total` | counter | |
+//! | `gatehouse_stdio_stderr_dropped_total` | counter | `server`, `reason` (`line_too_long`, `rate`): lines |
+//! | `gatehouse_stdio_stderr_dropped_bytes_total` | counter | `server`, `reason`: bytes |
 //! | `gatehouse_anomalies_total` | counter | `detector` (`volume`, `distinct_tools`, `error_rate`, `off_hours`, `first_delete`, `new_network`, `authz_failures`) |
 //! | `gatehouse_connections_open` | gauge | `listener` (`gateway`, `admin`) |
 //! | `gatehouse_connections_refused_total` | counter | `listener`, `reason` (`max`, `per_ip`, `fd_reserve`) |

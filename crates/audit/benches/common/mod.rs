@@ -54,6 +54,7 @@ pub fn open(dir: &std::path::Path, durability: Durability) -> Journal {
         segment_bytes: 64 * 1024 * 1024,
         signer: CheckpointSigner::load_or_create(&dir.join("k"), true).unwrap(),
         sync_interval: Duration::from_secs(1),
+        max_field_bytes: gatehouse_audit::bound::DEFAULT_MAX_FIELD_BYTES,
     })
     .unwrap()
 }

@@ -33,7 +33,7 @@ use serde_json::json;
 
 use crate::AuditError;
 use crate::event::{AuditEvent, EventKind, Outcome, PrincipalRecord};
-use crate::usage::hour_of;
+use crate::line::hour_of;
 
 use observe::Who;
 pub use observe::{Observations, network};
@@ -80,7 +80,7 @@ impl Detectors {
         self.config = config;
     }
 
-    /// Empty observations to pass to [`index::catch_up_with`](crate::index::catch_up_with).
+    /// Empty observations for the index to fill as it reads new lines (its `CatchUp`).
     pub fn observations(&self) -> Observations {
         Observations::new(&self.config)
     }

@@ -7,8 +7,8 @@ use std::net::IpAddr;
 
 use gatehouse_config::AnomalyConfig;
 
-use crate::index::LineFields;
-use crate::usage::hour_of;
+use crate::event::Outcome;
+use crate::line::{LineView, hour_of};
 
 /// Authorization failures kept per principal and catch-up: past this many the detector has
 /// long fired (or the flood is spread too thin to matter) and memory stays bounded.
@@ -58,8 +58,8 @@ impl Observations {
 
     /// Takes in one parsed line. Only `mcp.request` events count: anomaly events (and every
     /// other kind) are ignored, so a detector's own events never feed a detector.
-    pub(crate) fn observe(&mut self, f: &LineFields, time_us: i64) {
-        if f.kind != "mcp.request" {
+    pub fn observe(&mut self, f: &LineView, time_us: i64) {
+        if !f.is_request() {
             return;
         }
         let hour = hour_of(time_us);
@@ -109,7 +109,7 @@ impl Observations {
                 .or_insert(time_us);
             *first = (*first).min(time_us);
         }
-        if matches!(f.outcome.as_str(), "denied" | "forbidden") {
+        if f.outcome.is(Outcome::Denied) || f.outcome.is(Outcome::Forbidden) {
             let times = self.failures.entry(subject.to_string()).or_default();
             if times.len() < MAX_FAILURES_PER_PRINCIPAL {
                 times.push(time_us);

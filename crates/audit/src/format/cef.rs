@@ -2,15 +2,15 @@
 //! `CEF:0|Gatehouse|Gatehouse|<version>|<type>/<outcome>|<name>|<severity>|<extensions>`.
 //!
 //! Standard extension keys hold what they are made for (`rt`, `suser`, `suid`, `src`,
-//! `act`, `outcome`, `requestMethod`, `requestClientApplication`, `externalId`, …); the
-//! rest uses the labeled custom slots `cs1`…`cs6` / `cn1`…`cn2`. Header values escape `\`
-//! and `|`; extension values escape `\`, `=` and line breaks, so a hostile tool name or
-//! reason cannot forge a field.
+//! `act`, `outcome`, `requestMethod`, `requestClientApplication`, `externalId`, `cnt`,
+//! `start`, `end`, …); the rest uses the labeled custom slots `cs1`…`cs6`, `cn1`…`cn2` and
+//! `flexString1`. Header values escape `\` and `|`; extension values escape `\`, `=` and
+//! line breaks, so a hostile tool name or reason cannot forge a field.
 
 use std::fmt::Write;
 use std::net::IpAddr;
 
-use super::{Severity, epoch_ms, severity, user_name};
+use super::{Severity, coalesced_window, epoch_ms, severity, truncated_fields, user_name};
 use crate::reader::StoredEvent;
 
 /// The CEF line of one event.
@@ -90,6 +90,12 @@ pub fn line(s: &StoredEvent) -> String {
     if let Some(c) = e.count {
         ext.put("cnt", &c.to_string());
     }
+    if let Some((first, last)) = coalesced_window(e)
+        && let (Some(first), Some(last)) = (epoch_ms(first), epoch_ms(last))
+    {
+        ext.put("start", &first.to_string());
+        ext.put("end", &last.to_string());
+    }
     ext.labeled("cs1", "virtualServer", e.virtual_server.as_deref());
     let target = e.target.as_ref().map(|t| match &t.operation {
         Some(op) => format!("{}:{} ({op})", t.kind, t.name),
@@ -113,6 +119,9 @@ pub fn line(s: &StoredEvent) -> String {
         .and_then(|r| r.http_status.map(i64::from).or(r.error_code))
         .map(|c| c.to_string());
     ext.labeled("cn2", "statusCode", status.as_deref());
+    // The lengths and digests of cut strings are in the journal line; CEF names the fields.
+    let truncated = truncated_fields(e);
+    ext.labeled("flexString1", "truncatedFields", truncated.as_deref());
     out
 }
 

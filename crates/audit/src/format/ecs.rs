@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{failed, user_name};
+use super::{coalesced_window, failed, user_name};
 use crate::event::{EventKind, Outcome};
 use crate::reader::StoredEvent;
 
@@ -34,6 +34,10 @@ pub fn document(s: &StoredEvent) -> Value {
     });
     if let Some(us) = e.latency_us {
         event["duration"] = json!(us.saturating_mul(1000));
+    }
+    if let Some((first, last)) = coalesced_window(e) {
+        event["start"] = json!(first);
+        event["end"] = json!(last);
     }
     if let Some(r) = e
         .reason
@@ -211,5 +215,6 @@ fn custom(s: &StoredEvent) -> Value {
     put("session", e.session.as_ref().map(|v| json!(v)));
     put("count", e.count.map(|v| json!(v)));
     put("detail", e.detail.clone());
+    put("truncated", e.truncated.as_ref().map(|v| json!(v)));
     Value::Object(g)
 }

@@ -55,6 +55,19 @@ pub fn user_name(e: &AuditEvent) -> Option<&str> {
         .or((!p.subject.is_empty()).then_some(p.subject.as_str()))
 }
 
+/// The times of the first and the last failure a coalesced summary counts
+/// (`detail.first_at`, `detail.last_at`; see [`Coalescer`](crate::Coalescer)).
+pub fn coalesced_window(e: &AuditEvent) -> Option<(&str, &str)> {
+    let d = e.detail.as_ref()?;
+    Some((d.get("first_at")?.as_str()?, d.get("last_at")?.as_str()?))
+}
+
+/// The fields whose strings the journal cut (see [`bound`](crate::bound)), comma-separated.
+pub fn truncated_fields(e: &AuditEvent) -> Option<String> {
+    let t = e.truncated.as_ref().filter(|t| !t.is_empty())?;
+    Some(t.keys().map(String::as_str).collect::<Vec<_>>().join(","))
+}
+
 /// How severe the event is on the 0–10 scale CEF uses; syslog and OCSF derive theirs from
 /// the same buckets so the three agree.
 pub fn severity(e: &AuditEvent) -> Severity {

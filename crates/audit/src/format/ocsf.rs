@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Severity, epoch_ms, severity, user_name};
+use super::{Severity, coalesced_window, epoch_ms, severity, user_name};
 use crate::event::{EventKind, Outcome};
 use crate::reader::StoredEvent;
 
@@ -89,6 +89,10 @@ pub fn document(s: &StoredEvent) -> Value {
     }
     if let Some(c) = e.count {
         doc["count"] = json!(c);
+    }
+    if let Some((first, last)) = coalesced_window(e) {
+        doc["start_time"] = json!(epoch_ms(first));
+        doc["end_time"] = json!(epoch_ms(last));
     }
     if let Some(ua) = e.client.as_ref().and_then(|c| c.user_agent.as_ref()) {
         doc["http_request"] = json!({ "user_agent": ua });
@@ -281,5 +285,6 @@ fn unmapped(s: &StoredEvent) -> Value {
             .map(|v| json!(v)),
     );
     put("detail", e.detail.clone());
+    put("truncated", e.truncated.as_ref().map(|v| json!(v)));
     Value::Object(u)
 }

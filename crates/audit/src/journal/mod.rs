@@ -20,6 +20,7 @@ use gatehouse_config::{Durability, OnFailure};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::AuditError;
+use crate::bound::{bound_event, exceeds};
 use crate::chain::CheckpointSigner;
 use crate::event::AuditEvent;
 
@@ -38,6 +39,9 @@ pub struct JournalOptions {
     pub signer: CheckpointSigner,
     /// How often written events are fsync'd (in `process` mode) and checkpointed.
     pub sync_interval: Duration,
+    /// Longest string an event records (`audit.max_field_bytes`); longer ones are cut as they
+    /// are written (see [`bound`](crate::bound)).
+    pub max_field_bytes: usize,
 }
 
 /// The key that signs the journal's checkpoints and anchors: `audit.signing_key`, else
@@ -68,6 +72,7 @@ impl JournalOptions {
             segment_bytes: config.segment_bytes,
             signer,
             sync_interval: Duration::from_secs(1),
+            max_field_bytes: config.max_field_bytes as usize,
         })
     }
 }
@@ -92,7 +97,6 @@ pub struct JournalStats {
     pub queued: usize,
 }
 
-#[derive(Debug)]
 pub(crate) struct Shared {
     instance: String,
     dir: PathBuf,
@@ -102,6 +106,20 @@ pub(crate) struct Shared {
     written: AtomicU64,
     failed: AtomicU64,
     last_error: Mutex<Option<String>>,
+    max_field_bytes: AtomicUsize,
+    on_truncated: std::sync::RwLock<Option<TruncationObserver>>,
+}
+
+/// Told the field (a bounded set of names, see [`bound_event`]) of each string the journal cut.
+type TruncationObserver = Box<dyn Fn(&'static str) + Send + Sync>;
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("instance", &self.instance)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How appends reach the file.
@@ -186,7 +204,7 @@ impl Journal {
         &self,
         event: &AuditEvent,
     ) -> impl Future<Output = Result<(), AuditError>> + Send + 'static {
-        let body = serde_json::to_vec(event).expect("audit events serialize");
+        let body = self.serialize(event);
         let on_failure = self.shared.on_failure;
         let waiting = match &self.handle.route {
             Route::Inline(w) => Err(lock(w).commit(&[&body])),
@@ -216,7 +234,7 @@ impl Journal {
     /// Appends `event` without waiting (for events no response waits on, such as a call
     /// abandoned by its client).
     pub fn append_detached(&self, event: &AuditEvent) {
-        let body = serde_json::to_vec(event).expect("audit events serialize");
+        let body = self.serialize(event);
         let result = match &self.handle.route {
             Route::Inline(w) => lock(w).commit(&[&body]),
             Route::Thread(tx) => self.send(tx, body, None),
@@ -224,6 +242,43 @@ impl Journal {
         if let Err(e) = result {
             tracing::error!(error = %e, "audit event not written");
         }
+    }
+
+    /// The event's line, every recorded string cut to `max_field_bytes` (so the journal, the
+    /// index and every sink hold the same bounded strings). Only an event with a string over
+    /// the bound is copied.
+    fn serialize(&self, event: &AuditEvent) -> Vec<u8> {
+        let max = self.shared.max_field_bytes.load(Ordering::Relaxed);
+        if !exceeds(event, max) {
+            return serde_json::to_vec(event).expect("audit events serialize");
+        }
+        let mut bounded = event.clone();
+        let fields = bound_event(&mut bounded, max);
+        if let Some(observe) = self
+            .shared
+            .on_truncated
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            fields.into_iter().for_each(observe);
+        }
+        serde_json::to_vec(&bounded).expect("audit events serialize")
+    }
+
+    /// Changes the bound on recorded strings (a reloaded `audit.max_field_bytes`).
+    pub fn set_max_field_bytes(&self, max: usize) {
+        self.shared.max_field_bytes.store(max, Ordering::Relaxed);
+    }
+
+    /// Calls `observe` with the field of every string the journal cuts (for a metric; the
+    /// names are a bounded set: `method`, `client.name`, `principal.groups`, `detail`, …).
+    pub fn on_truncated(&self, observe: impl Fn(&'static str) + Send + Sync + 'static) {
+        *self
+            .shared
+            .on_truncated
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Box::new(observe));
     }
 
     fn send(

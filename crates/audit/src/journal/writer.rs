@@ -133,6 +133,8 @@ pub(super) fn open(options: JournalOptions) -> Result<Journal, AuditError> {
         written: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         last_error: Mutex::new(None),
+        max_field_bytes: AtomicUsize::new(options.max_field_bytes),
+        on_truncated: std::sync::RwLock::new(None),
     });
     let head = Arc::new(Mutex::new(Head {
         file: file.clone(),

@@ -39,6 +39,7 @@ impl Fixture {
             signer: CheckpointSigner::load_or_create(&dir.path().join("keys/audit.key"), true)
                 .unwrap(),
             sync_interval: Duration::from_millis(100),
+            max_field_bytes: gatehouse_audit::bound::DEFAULT_MAX_FIELD_BYTES,
         })
         .unwrap();
         let store = Store::open_sqlite_in(&dir.path().join("data"))

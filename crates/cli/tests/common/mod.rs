@@ -425,6 +425,26 @@ pub async fn legacy_sse(
     (sse, post_url)
 }
 
+/// The Prometheus text at `url` (the admin listener's `/metrics`).
+pub async fn scrape(url: &str) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of the sample whose line starts with `series` (a name with its labels).
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 /// Writes a config file into `dir` and returns its path.
 pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
     let p = dir.join("gatehouse.yaml");

@@ -9,6 +9,7 @@ pub mod adapt;
 pub mod http;
 pub mod peer;
 pub mod sse;
+pub mod stderr;
 pub mod stdio;
 
 use std::sync::Arc;
@@ -213,7 +214,7 @@ impl BackendError {
                 codes::BACKEND_UNAVAILABLE,
                 format!(
                     "the authorization server refused a credential for server {server:?}: {}",
-                    crate::observe::bounded(error)
+                    crate::observe::shown(error)
                 ),
             ),
             BackendError::Credential(C::NoUser { .. }) => (
@@ -317,6 +318,7 @@ impl Backend {
         timeout: Duration,
         hub: Arc<ChangeHub>,
         credentials: Option<Arc<gatehouse_identity::OutboundCredential>>,
+        stderr: &Arc<stderr::StderrPolicy>,
     ) -> Result<Backend, BackendError> {
         match config.kind() {
             ServerKind::Stdio { .. } => Ok(Backend::Stdio(stdio::StdioBackend::new(
@@ -324,6 +326,7 @@ impl Backend {
                 timeout,
                 hub,
                 credentials,
+                stderr.clone(),
             ))),
             ServerKind::Remote {
                 transport: Transport::Sse,

@@ -190,7 +190,7 @@ impl Peer {
                 if let Some(events) = sole_call_with_events(&st) {
                     let _ = events.try_send(CallEvent::Notification(msg));
                 } else {
-                    tracing::debug!(server = %self.server, params = ?msg.params, "server log message");
+                    tracing::debug!(server = %self.server, params = %crate::observe::shown(format_args!("{:?}", msg.params)), "server log message");
                 }
             }
             "notifications/tools/list_changed"
@@ -201,7 +201,7 @@ impl Peer {
             | "notifications/tasks"
             | "notifications/tasks/status" => self.hub.publish(&self.server, msg),
             _ => {
-                tracing::debug!(server = %self.server, method, "notification from server not relayed")
+                tracing::debug!(server = %self.server, method = %crate::observe::shown(method), "notification from server not relayed")
             }
         }
     }

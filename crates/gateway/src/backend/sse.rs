@@ -203,7 +203,7 @@ impl SseBackend {
                     match Message::parse(ev.data.as_bytes()) {
                         Ok(m) => reader_peer.handle_incoming(m),
                         Err(e) => {
-                            tracing::warn!(server = %name, error = %e, "HTTP+SSE server sent an event that is not JSON-RPC")
+                            tracing::warn!(server = %name, error = %crate::observe::shown(&e), "HTTP+SSE server sent an event that is not JSON-RPC")
                         }
                     }
                 }

@@ -11,6 +11,8 @@ use gatehouse_config::{ProtocolSetting, ServerConfig, ServerKind};
 use gatehouse_wire::{Message, ProtocolVersion};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+use super::stderr::StderrPolicy;
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
@@ -35,6 +37,8 @@ pub struct StdioBackend {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     /// A `static_secret` reaches the process as an environment variable (never in argv).
     credentials: Option<Arc<gatehouse_identity::OutboundCredential>>,
+    /// How the processes' stderr reaches the log.
+    stderr: Arc<StderrPolicy>,
 }
 
 #[derive(Debug, Default)]
@@ -83,6 +87,7 @@ impl StdioBackend {
         timeout: Duration,
         hub: Arc<ChangeHub>,
         credentials: Option<Arc<gatehouse_identity::OutboundCredential>>,
+        stderr: Arc<StderrPolicy>,
     ) -> Self {
         StdioBackend {
             config,
@@ -90,6 +95,7 @@ impl StdioBackend {
             hub,
             slots: Mutex::default(),
             credentials,
+            stderr,
         }
     }
 
@@ -197,13 +203,11 @@ impl StdioBackend {
             }
         });
         let stderr = child.stderr.take().expect("piped stderr");
-        let err_name = name.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                tracing::info!(target: "gatehouse::backend::stderr", server = %err_name, "{line}");
-            }
-        });
+        tokio::spawn(super::stderr::forward(
+            stderr,
+            name.clone(),
+            self.stderr.clone(),
+        ));
         let stdout = child.stdout.take().expect("piped stdout");
         let reader_peer = peer.clone();
         tokio::spawn(async move {
@@ -232,7 +236,7 @@ impl StdioBackend {
                 match Message::parse(line) {
                     Ok(msg) => reader_peer.handle_incoming(msg),
                     Err(e) => {
-                        tracing::warn!(server = %name, error = %e, "server wrote a line that is not JSON-RPC")
+                        tracing::warn!(server = %name, error = %crate::observe::shown(&e), "server wrote a line that is not JSON-RPC")
                     }
                 }
             }

@@ -41,7 +41,7 @@ pub(super) async fn authenticate(
             if failure.refusal.reason == gatehouse_identity::Reason::MissingToken {
                 tracing::info!(request_id, virtual_server = %vs.name, reason = failure.refusal.reason.code(), "request without a token refused");
             } else {
-                tracing::warn!(request_id, virtual_server = %vs.name, reason = failure.refusal.reason.code(), detail = %failure.refusal.detail, status = failure.status, "request refused by authentication");
+                tracing::warn!(request_id, virtual_server = %vs.name, reason = failure.refusal.reason.code(), detail = %crate::observe::shown(&failure.refusal.detail), status = failure.status, "request refused by authentication");
             }
             Err(refusal(snapshot, vs, headers, &failure))
         }
@@ -79,7 +79,7 @@ pub(super) fn check_tool_scopes(
         }
     }
     let failure = AuthFailure::insufficient_scope(&missing, scope);
-    tracing::warn!(request_id = %cx.request_id, virtual_server = %vs.name, principal = %cx.caller.principal.key(), tool = %crate::observe::bounded(&tool.exposed), reason = failure.refusal.reason.code(), "tool call refused: missing scope");
+    tracing::warn!(request_id = %cx.request_id, virtual_server = %vs.name, principal = %cx.caller.principal.key(), tool = %crate::observe::shown(&tool.exposed), reason = failure.refusal.reason.code(), "tool call refused: missing scope");
     Err(refusal(&cx.snapshot, vs, &cx.headers, &failure))
 }
 

@@ -92,7 +92,7 @@ pub(super) async fn open_session(
     };
     let gw = &cx.gw;
     let session = gw.sessions.create(&gw.keys, claims, version);
-    tracing::info!(request_id = %cx.request_id, virtual_server = %cx.vs.name, version = %version, client = %crate::observe::bounded(&session.claims.info.to_string()), "session started");
+    tracing::info!(request_id = %cx.request_id, virtual_server = %cx.vs.name, version = %version, client = %crate::observe::shown(&session.claims.info.to_string()), "session started");
     let reply = Message::result(
         id,
         &dispatch::initialize_result(&cx.vs, version, &client).await,
@@ -141,7 +141,7 @@ fn answer(cx: &RequestCtx, session: &Session, msg: Message) {
             let _ = tx.send(msg);
         }
         None => {
-            tracing::debug!(request_id = %cx.request_id, id = %crate::observe::bounded(&key), "response to an unknown server request")
+            tracing::debug!(request_id = %cx.request_id, id = %crate::observe::shown(&key), "response to an unknown server request")
         }
     }
 }

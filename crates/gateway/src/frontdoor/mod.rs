@@ -88,7 +88,7 @@ async fn entry(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
             http_method: parts.method.to_string(),
             client: gatehouse_audit::ClientRecord {
                 ip: peer.map(|p| p.ip().to_string()),
-                user_agent: header("user-agent").map(|u| u.chars().take(256).collect()),
+                user_agent: header("user-agent").map(str::to_string),
                 ..Default::default()
             },
             session: header(gatehouse_wire::headers::SESSION_ID)
@@ -170,7 +170,7 @@ async fn handle(
         crate::observe::note(|f| f.reason = Some("no_such_endpoint".into()));
         return (
             StatusCode::NOT_FOUND,
-            format!("no virtual server at {}\n", crate::observe::bounded(path)),
+            format!("no virtual server at {}\n", crate::observe::shown(path)),
         )
             .into_response();
     };

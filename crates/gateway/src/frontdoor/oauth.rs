@@ -151,7 +151,7 @@ pub(super) async fn callback(gw: &Gateway, query: Option<&str>) -> Response {
     };
     match flow.complete(state, code).await {
         Ok((_, subject)) => {
-            tracing::info!(%server, %subject, "user authorized Gatehouse at a server");
+            tracing::info!(server = %crate::observe::shown(&server), subject = %crate::observe::shown(&subject), "user authorized Gatehouse at a server");
             page(
                 StatusCode::OK,
                 "Gatehouse is authorized",
@@ -161,7 +161,7 @@ pub(super) async fn callback(gw: &Gateway, query: Option<&str>) -> Response {
             )
         }
         Err(e) => {
-            tracing::warn!(%server, error = %e, "completing a user authorization failed");
+            tracing::warn!(server = %crate::observe::shown(&server), error = %crate::observe::shown(&e), "completing a user authorization failed");
             page(
                 StatusCode::BAD_GATEWAY,
                 "Authorization failed",

@@ -122,7 +122,7 @@ fn era(cx: &RequestCtx, msg: Message) -> Result<Arrived, Refusal> {
             codes::INVALID_REQUEST,
             format!(
                 "Bad Request: unsupported protocol version {}",
-                crate::observe::bounded(v)
+                crate::observe::shown(v)
             ),
         )
         .id(id)

@@ -90,7 +90,7 @@ pub(super) fn admit(cx: &RequestCtx, msg: &Message, version: &str) -> Result<Adm
                 codes::UNSUPPORTED_PROTOCOL_VERSION,
                 format!(
                     "Unsupported protocol version: {}",
-                    crate::observe::bounded(version)
+                    crate::observe::shown(version)
                 ),
             )
             .data(json!({"supported": supported, "requested": version})));

@@ -72,7 +72,7 @@ pub(super) async fn get(cx: RequestCtx) -> Response {
         if let Some((replay, rest)) = session.streams.resume(last) {
             tracing::info!(
                 request_id = %cx.request_id,
-                last_event_id = %crate::observe::bounded(last),
+                last_event_id = %crate::observe::shown(last),
                 replayed = replay.len(),
                 "stream resumed"
             );

@@ -157,7 +157,7 @@ pub fn authorize_notification(
         )) => Some(Decided::members(interned(msg.method())?)),
         Lookup::Known(Handling::Undecidable) | Lookup::Unknown if vs.authz.is_some() => {
             // Deny by default under policies: an unknown notification could carry anything.
-            tracing::info!(target: "gatehouse::decision", virtual_server = %vs.name, method = %crate::observe::bounded(msg.method()), "notification dropped: policies cannot decide it");
+            tracing::info!(target: "gatehouse::decision", virtual_server = %vs.name, method = %crate::observe::shown(msg.method()), "notification dropped: policies cannot decide it");
             None
         }
         Lookup::Known(Handling::Undecidable) | Lookup::Unknown => Some(Decided {
@@ -192,18 +192,18 @@ fn unknown(vs: &VirtualServer, msg: Message) -> Route {
     let id = msg.id.clone().unwrap_or(Id::Null);
     let method = msg.method().to_string();
     if vs.authz.is_some() {
-        tracing::info!(target: "gatehouse::decision", virtual_server = %vs.name, method = %crate::observe::bounded(&method), "method refused: policies cannot decide it");
+        tracing::info!(target: "gatehouse::decision", virtual_server = %vs.name, method = %crate::observe::shown(&method), "method refused: policies cannot decide it");
         return answer_error(
             id,
             codes::METHOD_NOT_FOUND,
-            format!("Method not found: {}", crate::observe::bounded(&method)),
+            format!("Method not found: {}", crate::observe::shown(&method)),
         );
     }
     if vs.members.len() != 1 {
         return answer_error(
             id,
             codes::METHOD_NOT_FOUND,
-            format!("Method not found: {}", crate::observe::bounded(&method)),
+            format!("Method not found: {}", crate::observe::shown(&method)),
         );
     }
     Route::Member {

@@ -12,24 +12,14 @@ use gatehouse_wire::{ErrorObject, Id, Message, codes};
 
 use super::RequestNote;
 
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut cut = max;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &s[..cut])
-}
-
-/// What a response tells the journal.
+/// What a response tells the journal. The error message is kept whole here: the journal cuts
+/// it (and every other recorded string) to `audit.max_field_bytes` with its length and digest.
 pub(super) fn result_of(reply: &Message) -> ResultRecord {
     if let Some(e) = &reply.error {
         return ResultRecord {
             status: "error".into(),
             error_code: Some(e.code),
-            error_message: Some(truncate(&e.message, 256)),
+            error_message: Some(e.message.clone()),
             bytes: reply.to_bytes().len() as u64,
             http_status: None,
         };
@@ -272,7 +262,7 @@ impl RequestNote {
         e.result = Some(ResultRecord {
             status: if status.is_success() { "ok" } else { "error" }.into(),
             error_code: code,
-            error_message: message.map(|m| truncate(&m, 256)),
+            error_message: message,
             bytes: 0,
             http_status: Some(status.as_u16()),
         });

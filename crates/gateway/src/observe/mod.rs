@@ -28,6 +28,8 @@ use gatehouse_wire::{Id, Message, MessageKind, meta};
 use serde_json::Value;
 
 pub use finish::CallGuard;
+/// Bounds a client- or server-supplied value in a log line (see [`gatehouse_audit::bound`]).
+pub use gatehouse_audit::bound::shown;
 
 /// The journal and what the gateway adds around it.
 #[derive(Debug)]
@@ -166,20 +168,6 @@ pub fn request_id() -> Option<String> {
             .clone()
     })
     .ok()
-}
-
-/// A client- or backend-supplied string as log lines show it: at most 256 bytes (cut on a
-/// character boundary, marked with `…`), so no caller can make a log line grow without bound.
-pub fn bounded(s: &str) -> std::borrow::Cow<'_, str> {
-    const MAX: usize = 256;
-    if s.len() <= MAX {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    let mut cut = MAX;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    std::borrow::Cow::Owned(format!("{}… ({} bytes)", &s[..cut], s.len()))
 }
 
 /// The current request's note.

@@ -116,6 +116,10 @@ pub struct Metrics {
     streams_closed: Family<Counter, 2>,
     audit_queue_depth: RwLock<Option<GaugeFn>>,
     limits: LimitMetrics,
+    audit_fields_truncated: Family<Counter, 1>,
+    log_fields_truncated: RwLock<Option<GaugeFn>>,
+    stderr_dropped_lines: Family<Counter, 2>,
+    stderr_dropped_bytes: Family<Counter, 2>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -155,6 +159,10 @@ impl Metrics {
             streams_closed: Family::new(limit),
             audit_queue_depth: RwLock::new(None),
             limits: LimitMetrics::new(limit),
+            audit_fields_truncated: Family::new(limit),
+            log_fields_truncated: RwLock::new(None),
+            stderr_dropped_lines: Family::new(limit),
+            stderr_dropped_bytes: Family::new(limit),
         };
         // Both decisions exist from the start, so a rate() over them has a zero baseline.
         metrics.policy_decisions.with(["allow"]);
@@ -266,6 +274,36 @@ impl Metrics {
     /// Connection and request-body bounds.
     pub fn limits(&self) -> &LimitMetrics {
         &self.limits
+    }
+
+    /// One string of an audit event was cut to `audit.max_field_bytes`; `field` names it
+    /// (`method`, `client.name`, … — a fixed set, never a value).
+    pub fn audit_field_truncated(&self, field: &str) {
+        self.audit_fields_truncated.apply([field], Counter::inc);
+    }
+
+    /// Reads how many log values were cut to `audit.max_field_bytes` from `f` at every scrape
+    /// (replacing an earlier one).
+    pub fn set_log_fields_truncated(&self, f: impl Fn() -> u64 + Send + Sync + 'static) {
+        *self
+            .log_fields_truncated
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Box::new(f));
+    }
+
+    /// A stdio server's stderr lost `lines` lines and `bytes` bytes on the way to the log:
+    /// `reason` is `line_too_long` (the rest of a line past `gateway.stderr.max_line_bytes`;
+    /// `lines` counts the lines cut) or `rate` (whole lines past
+    /// `gateway.stderr.max_lines_per_second`). `server` is a configured name.
+    pub fn stderr_dropped(&self, server: &str, reason: &str, lines: u64, bytes: u64) {
+        if lines > 0 {
+            self.stderr_dropped_lines
+                .apply([server, reason], |c| c.add(lines));
+        }
+        if bytes > 0 {
+            self.stderr_dropped_bytes
+                .apply([server, reason], |c| c.add(bytes));
+        }
     }
 
     /// `gatehouse_requests_total` by `[virtual_server, method, outcome]`, for callers
@@ -384,6 +422,40 @@ impl Metrics {
         );
         expo::counters(
             &mut out,
+            "gatehouse_audit_fields_truncated_total",
+            "Strings of audit events cut to audit.max_field_bytes (the event records their length and SHA-256), by field.",
+            ["field"],
+            &self.audit_fields_truncated,
+        );
+        let cut = self
+            .log_fields_truncated
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, |f| f());
+        expo::single(
+            &mut out,
+            "gatehouse_log_fields_truncated_total",
+            "counter",
+            "Client- or server-supplied values cut to audit.max_field_bytes in log lines.",
+            cut,
+        );
+        expo::counters(
+            &mut out,
+            "gatehouse_stdio_stderr_dropped_total",
+            "stderr lines of stdio servers not logged whole, by server and reason (line_too_long: cut at gateway.stderr.max_line_bytes; rate: dropped past gateway.stderr.max_lines_per_second).",
+            ["server", "reason"],
+            &self.stderr_dropped_lines,
+        );
+        expo::counters(
+            &mut out,
+            "gatehouse_stdio_stderr_dropped_bytes_total",
+            "Bytes of stdio servers' stderr not logged, by server and reason.",
+            ["server", "reason"],
+            &self.stderr_dropped_bytes,
+        );
+        expo::counters(
+            &mut out,
             "gatehouse_anomalies_total",
             "Anomaly events written to the audit journal, by detector.",
             ["detector"],
@@ -458,6 +530,18 @@ impl Metrics {
                 self.audit_events.overflowed(),
             ),
             ("gatehouse_anomalies_total", self.anomalies.overflowed()),
+            (
+                "gatehouse_audit_fields_truncated_total",
+                self.audit_fields_truncated.overflowed(),
+            ),
+            (
+                "gatehouse_stdio_stderr_dropped_total",
+                self.stderr_dropped_lines.overflowed(),
+            ),
+            (
+                "gatehouse_stdio_stderr_dropped_bytes_total",
+                self.stderr_dropped_bytes.overflowed(),
+            ),
             (
                 "gatehouse_audit_sink_events_total",
                 self.sink_events.overflowed(),

@@ -151,6 +151,11 @@ fn gauges_callbacks_and_build_info() {
     m.sink_delivered("splunk", 500, 0, 1_764_000_000);
     m.sink_delivered("splunk", 20, 1, 1_764_000_060);
     m.sink_failed("soc");
+    m.audit_field_truncated("method");
+    m.audit_field_truncated("method");
+    m.set_log_fields_truncated(|| 7);
+    m.stderr_dropped("files", "rate", 40, 1200);
+    m.stderr_dropped("files", "line_too_long", 1, 300_000_000);
     let text = m.render();
     for line in [
         "gatehouse_active_sessions{virtual_server=\"a\"} 1",
@@ -166,6 +171,11 @@ fn gauges_callbacks_and_build_info() {
         "gatehouse_audit_sink_events_total{sink=\"splunk\",outcome=\"delivered\"} 520",
         "gatehouse_audit_sink_events_total{sink=\"splunk\",outcome=\"rejected\"} 1",
         "gatehouse_audit_sink_failures_total{sink=\"soc\"} 1",
+        "gatehouse_audit_fields_truncated_total{field=\"method\"} 2",
+        "gatehouse_log_fields_truncated_total 7",
+        "gatehouse_stdio_stderr_dropped_total{server=\"files\",reason=\"rate\"} 40",
+        "gatehouse_stdio_stderr_dropped_total{server=\"files\",reason=\"line_too_long\"} 1",
+        "gatehouse_stdio_stderr_dropped_bytes_total{server=\"files\",reason=\"line_too_long\"} 300000000",
         "gatehouse_audit_sink_last_delivery_timestamp_seconds{sink=\"splunk\"} 1764000060",
         &format!(
             "gatehouse_build_info{{version=\"{}\"}} 1",
@@ -181,7 +191,7 @@ fn gauges_callbacks_and_build_info() {
     let types = lines_starting(&text, "# TYPE ");
     let helps = lines_starting(&text, "# HELP ");
     assert_eq!(types.len(), helps.len());
-    assert_eq!(types.len(), 24);
+    assert_eq!(types.len(), 28);
 }
 
 #[test]

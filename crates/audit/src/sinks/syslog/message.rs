@@ -111,30 +111,15 @@ pub fn hostname() -> String {
     if name.is_empty() { "-".into() } else { name }
 }
 
-/// `m` cut to at most `max` bytes on a character boundary: what RFC 5426 §3.2 advises for
-/// UDP, where a datagram larger than the receiver takes is lost whole.
-pub fn truncate(m: &str, max: usize) -> &str {
-    if m.len() <= max {
-        return m;
-    }
-    let mut end = max;
-    while !m.is_char_boundary(end) {
-        end -= 1;
-    }
-    &m[..end]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn escaping_and_truncation() {
+    fn escaping_and_facilities() {
         let mut s = String::new();
         escape_into(&mut s, r#"a"b\c]d"#);
         assert_eq!(s, r#"a\"b\\c\]d"#);
-        assert_eq!(truncate("héllo", 2), "h");
-        assert_eq!(truncate("héllo", 3), "hé");
         assert_eq!(Layout::facility("local0"), Some(16));
         assert_eq!(Layout::facility("authpriv"), Some(10));
         assert_eq!(Layout::facility("nope"), None);

@@ -189,7 +189,7 @@ impl Connection {
         match self {
             Connection::Udp(s) => {
                 for m in messages {
-                    s.send(super::message::truncate(m, max_datagram).as_bytes())
+                    s.send(crate::bound::prefix(m, max_datagram).as_bytes())
                         .await?;
                 }
                 Ok(())

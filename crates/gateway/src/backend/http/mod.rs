@@ -233,7 +233,7 @@ impl HttpBackend {
             }),
             Ok((_, None)) => None,
             Err(e) => {
-                tracing::debug!(server = %self.name, error = %e, "no handshake-era session at this server");
+                tracing::debug!(server = %self.name, error = %crate::observe::shown(&e), "no handshake-era session at this server");
                 None
             }
         }

@@ -234,7 +234,9 @@ pub fn spawn_watch(handle: Weak<dyn Watched>, stop: CancellationToken) {
                         }
                     }
                 }
-                Err(e) => tracing::debug!(error = %e, "change feed unavailable; retrying"),
+                Err(e) => {
+                    tracing::debug!(error = %crate::observe::shown(&e), "change feed unavailable; retrying")
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
