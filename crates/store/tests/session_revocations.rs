@@ -23,12 +23,33 @@ fn digest(n: u8) -> [u8; 32] {
 async fn a_revocation_is_seen_by_another_store_and_revoking_twice_is_harmless(db: TestDb) {
     let a = Store::open(&db.url).await.unwrap();
     let b = Store::open(&db.url).await.unwrap();
-    assert!(!b.session_revocations().is_revoked(&digest(1)).await.unwrap());
-    a.session_revocations().revoke(&digest(1), FAR).await.unwrap();
-    assert!(b.session_revocations().is_revoked(&digest(1)).await.unwrap());
-    assert!(!b.session_revocations().is_revoked(&digest(2)).await.unwrap());
+    assert!(
+        !b.session_revocations()
+            .is_revoked(&digest(1))
+            .await
+            .unwrap()
+    );
+    a.session_revocations()
+        .revoke(&digest(1), FAR)
+        .await
+        .unwrap();
+    assert!(
+        b.session_revocations()
+            .is_revoked(&digest(1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.session_revocations()
+            .is_revoked(&digest(2))
+            .await
+            .unwrap()
+    );
     // Two replicas ending the same session: the second insert is a no-op, not an error.
-    b.session_revocations().revoke(&digest(1), FAR).await.unwrap();
+    b.session_revocations()
+        .revoke(&digest(1), FAR)
+        .await
+        .unwrap();
     assert_eq!(
         db.scalar("SELECT COUNT(*) FROM session_revocations").await,
         1

@@ -96,7 +96,7 @@ pub(super) async fn open_session(
         iat: 0,
         sub: caller.principal.key().to_string(),
     };
-    let session = gw.sessions.create(&gw.keys, claims, version);
+    let session = gw.sessions.create(&gw.keys, claims, version, caller);
     tracing::info!(request_id, virtual_server = %vs.name, version = %version, client = %session.claims.info, "session started");
     let reply = Message::result(id, &dispatch::initialize_result(vs, version, &client).await);
     Ok((session, reply))

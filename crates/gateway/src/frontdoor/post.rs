@@ -91,7 +91,8 @@ pub(super) async fn handle(
     };
     let session = match gw
         .sessions
-        .get(&gw.keys, &session_id, &vs.path, caller.principal.key())
+        .get(&gw.keys, &session_id, &vs.path, &caller)
+        .await
     {
         Ok(s) => s,
         Err(SessionLookup::Gone) | Err(SessionLookup::Unknown) => {

@@ -150,7 +150,8 @@ pub(super) async fn message(
         return StatusCode::ACCEPTED.into_response();
     }
     let session = conn.session.lock().expect("sse session lock").clone();
-    let Some(session) = session else {
+    // An ended or expired session is gone: the client initializes again on this connection.
+    let Some(session) = session.filter(|s| gw.sessions.touch(s)) else {
         let id = msg.id.clone().unwrap_or(Id::Null);
         return rpc_error(
             StatusCode::BAD_REQUEST,

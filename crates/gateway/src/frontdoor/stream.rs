@@ -62,10 +62,7 @@ pub(super) async fn get(
         )
             .into_response();
     };
-    let session = match gw
-        .sessions
-        .get(&gw.keys, sid, &vs.path, caller.principal.key())
-    {
+    let session = match gw.sessions.get(&gw.keys, sid, &vs.path, &caller).await {
         Ok(s) => s,
         Err(_) => {
             return rpc_error(
@@ -168,10 +165,7 @@ pub(super) async fn delete(
             &request_id,
         );
     };
-    let session = match gw
-        .sessions
-        .get(&gw.keys, sid, &vs.path, caller.principal.key())
-    {
+    let session = match gw.sessions.get(&gw.keys, sid, &vs.path, &caller).await {
         Ok(s) => s,
         Err(_) => {
             return rpc_error(
@@ -182,7 +176,18 @@ pub(super) async fn delete(
             );
         }
     };
-    gw.sessions.end(sid);
+    if let Err(e) = gw.sessions.delete(&session).await {
+        tracing::error!(request_id, error = %e, "session not ended");
+        return rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Id::Null,
+            ErrorObject::new(
+                codes::INTERNAL_ERROR,
+                format!("Session not ended: {e}; retry"),
+            ),
+            &request_id,
+        );
+    }
     // Release the session's resource subscriptions through the normal unsubscribe path, so
     // subscriptions the gateway holds at stateless members for it are dropped too.
     let uris: Vec<String> = session
