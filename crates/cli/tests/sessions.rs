@@ -76,7 +76,7 @@ async fn a_deleted_session_stays_refused_after_a_restart() {
     assert_eq!(s, 404, "the deleted one does not: {body}");
     assert_eq!(
         body["error"]["message"],
-        "Session not found: initialize a new session"
+        "Session not found: it was deleted; initialize a new session"
     );
     assert_eq!(delete(&deleted).await, 404);
 }
@@ -144,8 +144,17 @@ async fn a_principal_over_its_cap_keeps_only_its_newest_sessions() {
     }
     // The anonymous caller is capped by its address: the two opened first were idle the longest.
     for (i, s) in opened.iter().enumerate() {
-        let expected = if i < 2 { 404 } else { 200 };
-        assert_eq!(status(s, i as i64).await, expected, "session {i}");
+        let (status, body) = s.request(i as i64, "tools/list", json!({})).await;
+        if i < 2 {
+            assert_eq!(status, 404, "session {i}");
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains("gateway.sessions.max_per_principal"),
+                "{message}"
+            );
+        } else {
+            assert_eq!(status, 200, "session {i}");
+        }
     }
     assert_eq!(
         metric(
@@ -205,7 +214,12 @@ async fn a_session_without_requests_expires_and_one_in_use_does_not() {
         })
         .await
     );
-    assert_eq!(status(&idle, 100).await, 404);
+    let (status_idle, body) = idle.request(100, "tools/list", json!({})).await;
+    assert_eq!(status_idle, 404);
+    assert_eq!(
+        body["error"]["message"],
+        "Session not found: it saw no request for longer than gateway.sessions.idle_timeout; initialize a new session"
+    );
     assert_eq!(
         metric(&gh, "gatehouse_sessions_ended_total{reason=\"idle\"}").await,
         Some(1)

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::call::{self, CallStream, Step};
 use super::guard::{REQUEST_ID, rpc_error};
 use super::handshake::{self, Handled};
-use super::session::{Session, SessionLookup};
+use super::session::Session;
 use crate::Gateway;
 use crate::backend::ClientContext;
 use crate::dispatch::CallCtx;
@@ -95,14 +95,11 @@ pub(super) async fn handle(
         .await
     {
         Ok(s) => s,
-        Err(SessionLookup::Gone) | Err(SessionLookup::Unknown) => {
+        Err(refused) => {
             return rpc_error(
                 StatusCode::NOT_FOUND,
                 id,
-                ErrorObject::new(
-                    codes::INVALID_REQUEST,
-                    "Session not found: initialize a new session",
-                ),
+                ErrorObject::new(codes::INVALID_REQUEST, refused.to_string()),
                 &request_id,
             );
         }

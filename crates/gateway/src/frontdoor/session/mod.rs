@@ -95,6 +95,21 @@ impl EndReason {
         self != EndReason::Deleted
     }
 
+    /// What the client is told.
+    fn explain(self) -> &'static str {
+        match self {
+            EndReason::Idle => "it saw no request for longer than gateway.sessions.idle_timeout",
+            EndReason::Ttl => "it is older than gateway.session_ttl",
+            EndReason::CapPrincipal => {
+                "it was ended to make room for a newer session of the same caller (gateway.sessions.max_per_principal)"
+            }
+            EndReason::CapTotal => {
+                "it was ended because the gateway holds its maximum of sessions (gateway.sessions.max)"
+            }
+            EndReason::Deleted => "it was deleted",
+        }
+    }
+
     fn code(self) -> u8 {
         self as u8 + 1
     }
@@ -200,13 +215,20 @@ impl Session {
     }
 }
 
-/// Why a session id was not accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a session id was not accepted; the message is what the client reads in its 404.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SessionLookup {
-    /// The id does not open, or belongs to another virtual server.
+    /// The id does not open, or belongs to another virtual server or principal.
+    #[error("Session not found: initialize a new session")]
     Unknown,
-    /// The id was valid but has expired, was ended, or was deleted.
-    Gone,
+    /// The id is valid but its session ended.
+    #[error("Session not found: {}; initialize a new session", .0.explain())]
+    Gone(EndReason),
+    /// The id is valid, but whether it was revoked cannot be checked (the store is down).
+    #[error(
+        "Session not found: it cannot be checked against the gateway's store right now; initialize a new session"
+    )]
+    Unverifiable,
 }
 
 /// SHA-256 of a session id.

@@ -200,17 +200,15 @@ impl SessionStore {
                 let now = self.clock.now_ms();
                 if let Some(reason) = self.expired(s, bounds, now) {
                     table.end(id, reason, true, bounds.ttl_secs);
-                    return Err(SessionLookup::Gone);
+                    return Err(SessionLookup::Gone(reason));
                 }
                 s.last_seen.store(now, Ordering::Relaxed);
                 return Ok(s.clone());
             }
             bounds.ttl_secs
         };
-        let digest = digest_of(id);
-        if self.state().table.is_ended(&digest) {
-            return Err(SessionLookup::Gone);
-        }
+        // Opened before anything else: whatever this process knows of the id is told only to
+        // the principal it belongs to.
         let plaintext = keys.open(PURPOSE, id).map_err(|_| SessionLookup::Unknown)?;
         let claims: SessionClaims =
             serde_json::from_slice(&plaintext).map_err(|_| SessionLookup::Unknown)?;
@@ -218,22 +216,28 @@ impl SessionStore {
             return Err(SessionLookup::Unknown);
         }
         let version = claims.v.parse().map_err(|_| SessionLookup::Unknown)?;
+        let digest = digest_of(id);
+        if let Some(reason) = self.state().table.ended(&digest) {
+            return Err(SessionLookup::Gone(reason));
+        }
         let now_unix = self.clock.unix_secs_at(self.clock.now_ms());
         if now_unix.saturating_sub(claims.iat) > ttl_secs {
-            return Err(SessionLookup::Gone);
+            return Err(SessionLookup::Gone(EndReason::Ttl));
         }
         if let Some(follower) = &self.follower {
             match follower.is_revoked(&digest).await {
                 Ok(false) => {}
                 Ok(true) => {
                     let expires_at = claims.iat.saturating_add(ttl_secs);
-                    self.state().table.mark_ended(&digest, expires_at);
-                    return Err(SessionLookup::Gone);
+                    let mut st = self.state();
+                    st.table.mark_ended(&digest, EndReason::Deleted, expires_at);
+                    return Err(SessionLookup::Gone(EndReason::Deleted));
                 }
                 Err(e) => {
-                    // Unverifiable: refused (the client re-initializes, which needs no store).
-                    tracing::warn!(error = %e, "a session id could not be checked against the store's revocations; refused");
-                    return Err(SessionLookup::Gone);
+                    // Refused (deny by default): the client re-initializes, which needs no store.
+                    // The outage itself is logged once, by the revocation follower.
+                    tracing::debug!(error = %e, "a session id could not be checked against the store's revocations; refused");
+                    return Err(SessionLookup::Unverifiable);
                 }
             }
         }
@@ -241,8 +245,8 @@ impl SessionStore {
         let mut st = self.state();
         let State { table, bounds } = &mut *st;
         // A concurrent request may have ended or re-opened it while the store answered.
-        if table.is_ended(&digest) {
-            return Err(SessionLookup::Gone);
+        if let Some(reason) = table.ended(&digest) {
+            return Err(SessionLookup::Gone(reason));
         }
         if let Some(s) = table.get(id) {
             s.last_seen.store(now, Ordering::Relaxed);
@@ -300,7 +304,8 @@ impl SessionStore {
         let ttl_secs = st.bounds.ttl_secs;
         let ended = st.table.end(id, EndReason::Deleted, false, ttl_secs);
         if ended.is_none() {
-            st.table.mark_ended(&digest_of(id), now_unix + ttl_secs);
+            st.table
+                .mark_ended(&digest_of(id), EndReason::Deleted, now_unix + ttl_secs);
         }
         ended
     }

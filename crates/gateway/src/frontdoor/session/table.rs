@@ -75,8 +75,9 @@ impl Ord for Candidate {
 pub(super) struct Table {
     live: HashSet<ById>,
     by_owner: HashMap<Arc<str>, Vec<Arc<Session>>>,
-    /// Ended ids, with when they would have expired anyway (unix seconds): a sealed id still
-    /// opens after its session ended here, and must stay refused.
+    /// Ended ids, with when they would have expired anyway (unix seconds, shifted left by 8)
+    /// and why they ended (the low byte): a sealed id still opens after its session ended
+    /// here, and must stay refused.
     ended: HashMap<EndedKey, u64>,
     /// Sessions ended by the gateway (or revoked elsewhere) whose resources are not released
     /// yet: [`Table::drain_released`] hands them over.
@@ -114,14 +115,19 @@ impl Table {
         self.live.len()
     }
 
-    pub(super) fn is_ended(&self, digest: &[u8; 32]) -> bool {
-        self.ended.contains_key(&ended_key(digest))
+    /// Why the id with `digest` ended, if this process ended it.
+    pub(super) fn ended(&self, digest: &[u8; 32]) -> Option<EndReason> {
+        let packed = self.ended.get(&ended_key(digest))?;
+        EndReason::from_code(*packed as u8)
     }
 
-    /// Remembers an id as ended until `expires_at` without a live session (revoked before this
-    /// process served it).
-    pub(super) fn mark_ended(&mut self, digest: &[u8; 32], expires_at: u64) {
-        self.ended.insert(ended_key(digest), expires_at);
+    /// Remembers an id as ended for `reason` until `expires_at` (unix seconds), without a live
+    /// session (revoked before this process served it).
+    pub(super) fn mark_ended(&mut self, digest: &[u8; 32], reason: EndReason, expires_at: u64) {
+        self.ended.insert(
+            ended_key(digest),
+            expires_at << 8 | u64::from(reason.code()),
+        );
     }
 
     /// The owner key as held by the table, so sessions of one owner share one allocation.
@@ -222,9 +228,7 @@ impl Table {
         release: bool,
         ttl_secs: u64,
     ) -> Option<Arc<Session>> {
-        let Some(ById(s)) = self.live.take(id) else {
-            return None;
-        };
+        let ById(s) = self.live.take(id)?;
         if let Some(list) = self.by_owner.get_mut(&s.owner) {
             list.retain(|x| !Arc::ptr_eq(x, &s));
             if list.is_empty() {
@@ -232,8 +236,7 @@ impl Table {
             }
         }
         s.ended.store(reason.code(), Ordering::Release);
-        self.ended
-            .insert(ended_key(&s.digest), s.claims.iat.saturating_add(ttl_secs));
+        self.mark_ended(&s.digest, reason, s.claims.iat.saturating_add(ttl_secs));
         for (_, h) in s.inflight.lock().expect("inflight lock").drain() {
             h.abort();
         }
@@ -277,7 +280,7 @@ impl Table {
 
     /// Forgets ended ids whose sealed id has expired by `now_unix` anyway.
     pub(super) fn prune_ended(&mut self, now_unix: u64) {
-        self.ended.retain(|_, expires_at| *expires_at >= now_unix);
+        self.ended.retain(|_, packed| *packed >> 8 >= now_unix);
     }
 
     pub(super) fn drain_released(&mut self) -> Vec<Arc<Session>> {
@@ -285,10 +288,14 @@ impl Table {
     }
 
     pub(super) fn count_by_virtual_server(&self) -> HashMap<String, usize> {
-        let mut out = HashMap::new();
+        // Counted by reference: the gauge is refreshed every second over every session.
+        let mut counts: HashMap<&str, usize> = HashMap::new();
         for ById(s) in &self.live {
-            *out.entry(s.claims.vs.clone()).or_default() += 1;
+            *counts.entry(s.claims.vs.as_str()).or_default() += 1;
         }
-        out
+        counts
+            .into_iter()
+            .map(|(vs, n)| (vs.to_string(), n))
+            .collect()
     }
 }

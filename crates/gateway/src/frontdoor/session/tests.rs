@@ -151,7 +151,10 @@ async fn another_replica_with_the_same_key_serves_the_session() {
         SessionLookup::Unknown
     );
     b.store.end(&s.id);
-    assert_eq!(b.get(&s.id, &alice).await.unwrap_err(), SessionLookup::Gone);
+    assert_eq!(
+        b.get(&s.id, &alice).await.unwrap_err(),
+        SessionLookup::Gone(EndReason::Deleted)
+    );
     assert_eq!(b.ended("deleted"), 1);
 }
 
@@ -171,15 +174,23 @@ async fn a_session_idle_too_long_expires_and_stays_refused_though_its_id_still_o
         "idle counts from the last request, not from the start"
     );
     f.advance(601);
-    assert_eq!(f.get(&s.id, &alice).await.unwrap_err(), SessionLookup::Gone);
+    assert_eq!(
+        f.get(&s.id, &alice).await.unwrap_err(),
+        SessionLookup::Gone(EndReason::Idle)
+    );
     assert_eq!(s.end_reason(), Some(EndReason::Idle));
     assert_eq!(ids(&f.store.sweep()), vec![s.id.as_str()]);
     assert!(f.store.sweep().is_empty(), "handed over once");
     f.advance(1);
     assert_eq!(
         f.get(&s.id, &alice).await.unwrap_err(),
-        SessionLookup::Gone,
+        SessionLookup::Gone(EndReason::Idle),
         "its sealed id still opens, but this process ended it"
+    );
+    assert_eq!(
+        f.get(&s.id, &user("mallory")).await.unwrap_err(),
+        SessionLookup::Unknown,
+        "another principal learns nothing of it"
     );
     assert_eq!(f.store.len(), 0);
     assert_eq!(f.ended("idle"), 1);
@@ -229,7 +240,10 @@ async fn a_principal_over_its_cap_loses_its_session_idle_the_longest() {
         Some(EndReason::CapPrincipal),
         "idle the longest"
     );
-    assert_eq!(f.get(&b.id, &alice).await.unwrap_err(), SessionLookup::Gone);
+    assert_eq!(
+        f.get(&b.id, &alice).await.unwrap_err(),
+        SessionLookup::Gone(EndReason::CapPrincipal)
+    );
     // (Looked at without a request, which would count as use.)
     assert!([&a, &c, &d].iter().all(|s| s.end_reason().is_none()));
     assert!(bobs.end_reason().is_none(), "other principals keep theirs");
@@ -360,19 +374,25 @@ async fn a_deleted_session_is_refused_after_a_restart_and_ends_on_other_replicas
     let on_b = b.get(&s.id, &alice).await.unwrap();
     b.store.follow_revocations().await.unwrap();
     a.store.delete(&s).await.unwrap();
-    assert_eq!(a.get(&s.id, &alice).await.unwrap_err(), SessionLookup::Gone);
+    assert_eq!(
+        a.get(&s.id, &alice).await.unwrap_err(),
+        SessionLookup::Gone(EndReason::Deleted)
+    );
     // A restart: a new store on the same database, first sight of the id.
     let mut c = config(86_400, 3_600, 10, 100);
     c.revocations = Some(db.session_revocations());
     let restarted = Fixture::with_keys(c, a.keys.clone());
     assert_eq!(
         restarted.get(&s.id, &alice).await.unwrap_err(),
-        SessionLookup::Gone
+        SessionLookup::Gone(EndReason::Deleted)
     );
     // B served it before the DELETE: it learns of it by following the table.
     assert!(b.get(&s.id, &alice).await.is_ok());
     b.store.follow_revocations().await.unwrap();
-    assert_eq!(b.get(&s.id, &alice).await.unwrap_err(), SessionLookup::Gone);
+    assert_eq!(
+        b.get(&s.id, &alice).await.unwrap_err(),
+        SessionLookup::Gone(EndReason::Deleted)
+    );
     assert_eq!(on_b.end_reason(), Some(EndReason::Deleted));
     assert_eq!(ids(&b.store.sweep()), vec![s.id.as_str()]);
     assert_eq!((a.ended("deleted"), b.ended("deleted")), (1, 1));
@@ -394,7 +414,7 @@ async fn only_the_first_sight_of_an_id_asks_the_store() {
     }
     assert_eq!(
         b.get(&unseen.id, &alice).await.unwrap_err(),
-        SessionLookup::Gone,
+        SessionLookup::Unverifiable,
         "an id the store cannot vouch for is refused"
     );
     assert!(
