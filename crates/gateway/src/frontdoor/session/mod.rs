@@ -210,6 +210,13 @@ impl Session {
         hex::encode(&self.digest[..8])
     }
 
+    /// Whether one of its calls is still running (a long tool call is use, not idleness).
+    fn has_calls_running(&self) -> bool {
+        let inflight = self.inflight.lock().expect("inflight lock");
+        // A call whose stream was dropped before its end leaves its handle behind.
+        inflight.values().any(|h| !h.is_finished())
+    }
+
     fn last_seen(&self) -> u64 {
         self.last_seen.load(Ordering::Relaxed)
     }

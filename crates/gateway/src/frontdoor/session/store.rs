@@ -147,7 +147,7 @@ impl SessionStore {
         let now_unix = self.clock.unix_secs_at(now_ms);
         if now_unix.saturating_sub(s.claims.iat) > b.ttl_secs {
             Some(EndReason::Ttl)
-        } else if now_ms.saturating_sub(s.last_seen()) > b.idle_ms {
+        } else if now_ms.saturating_sub(s.last_seen()) > b.idle_ms && !s.has_calls_running() {
             Some(EndReason::Idle)
         } else {
             None

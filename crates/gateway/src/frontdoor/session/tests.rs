@@ -222,6 +222,25 @@ async fn the_sweep_ends_idle_and_expired_sessions_that_see_no_request() {
 }
 
 #[tokio::test]
+async fn a_session_is_not_idle_while_one_of_its_calls_runs() {
+    let f = Fixture::new(config(86_400, 600, 10, 10));
+    let alice = user("alice");
+    let s = f.open(&alice);
+    let call = tokio::spawn(std::future::pending::<()>());
+    s.inflight
+        .lock()
+        .unwrap()
+        .insert(gatehouse_wire::Id::Number(7), call.abort_handle());
+    f.advance(3_000);
+    assert!(f.store.sweep().is_empty(), "a long call keeps it open");
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    // The finished call's handle is still registered (its stream never ended): it is ignored.
+    assert_eq!(ids(&f.store.sweep()), vec![s.id.as_str()]);
+    assert_eq!(s.end_reason(), Some(EndReason::Idle));
+}
+
+#[tokio::test]
 async fn a_principal_over_its_cap_loses_its_session_idle_the_longest() {
     let f = Fixture::new(config(86_400, 3_600, 3, 100));
     let (alice, bob) = (user("alice"), user("bob"));
