@@ -133,6 +133,28 @@ async fn a_session_deleted_on_one_gateway_is_refused_by_another_sharing_the_stor
 }
 
 #[tokio::test]
+async fn a_delete_the_store_cannot_record_fails_and_leaves_the_session_open() {
+    let db = PostgresDb::create("gh_sessions_down");
+    let gh = Gatehouse::start(&["--database-url", &db.url]);
+    let session = Legacy::connect(&gh.url("/mcp")).await;
+    psql(&format!("DROP DATABASE {} WITH (FORCE)", db.name));
+    let resp = session
+        .http
+        .delete(&session.url)
+        .header("mcp-session-id", &session.session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503, "not acknowledged before it is durable");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["error"]["message"],
+        "Session not ended: the gateway could not record its end in its store; retry"
+    );
+    assert_eq!(status(&session, 1).await, 200, "the session stays open");
+}
+
+#[tokio::test]
 async fn a_principal_over_its_cap_keeps_only_its_newest_sessions() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_with(dir.path(), "{ max_per_principal: 3 }");

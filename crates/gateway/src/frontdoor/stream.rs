@@ -183,7 +183,7 @@ pub(super) async fn delete(
             Id::Null,
             ErrorObject::new(
                 codes::INTERNAL_ERROR,
-                format!("Session not ended: {e}; retry"),
+                "Session not ended: the gateway could not record its end in its store; retry",
             ),
             &request_id,
         );
