@@ -207,15 +207,7 @@ pub(super) async fn delete(
             crate::dispatch::dispatch(&vs, unsubscribe, &ctx).await;
         }
     }
-    for m in &vs.members {
-        if let Some(up) = session.claims.up.get(&m.server.config.name) {
-            let _ = tokio::time::timeout(
-                m.server.backend.timeout(),
-                m.server.backend.close_session(up),
-            )
-            .await;
-        }
-    }
+    session.close_upstream_sessions(&vs).await;
     tracing::info!(request_id, virtual_server = %vs.name, "session ended by the client");
     StatusCode::OK.into_response()
 }

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::Session;
 use crate::Gateway;
+use crate::snapshot::VirtualServer;
 
 /// Releases sessions returned by [`super::SessionStore::sweep`]: writes a `session.end` event
 /// for each one the gateway ended itself, closes its upstream sessions at the members of its
@@ -31,13 +32,21 @@ pub async fn release_ended(gw: &Gateway, ended: Vec<Arc<Session>>) {
             }
             tracing::info!(virtual_server = %vs_name, session = %session.audit_digest(), reason = reason.as_str(), "session ended by the gateway");
         }
-        let Some(vs) = vs else { continue };
-        if !reason.by_gateway() {
-            // The process that served the DELETE closed the upstream sessions.
-            continue;
+        // After a DELETE elsewhere, the process that served it closed the upstream sessions.
+        if let Some(vs) = vs
+            && reason.by_gateway()
+        {
+            session.close_upstream_sessions(vs).await;
         }
+    }
+}
+
+impl Session {
+    /// Ends the client's own upstream sessions at the members of `vs` (each within the
+    /// member's timeout; a member that does not answer holds nothing up).
+    pub async fn close_upstream_sessions(&self, vs: &VirtualServer) {
         for m in &vs.members {
-            if let Some(up) = session.claims.up.get(&m.server.config.name) {
+            if let Some(up) = self.claims.up.get(&m.server.config.name) {
                 let _ = tokio::time::timeout(
                     m.server.backend.timeout(),
                     m.server.backend.close_session(up),

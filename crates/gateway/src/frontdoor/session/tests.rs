@@ -120,6 +120,18 @@ fn anonymous_from(ip: &str) -> Caller {
     caller
 }
 
+/// A call of `session` that runs until it is aborted.
+fn running_call(session: &Session) -> tokio::task::JoinHandle<()> {
+    let call = tokio::spawn(std::future::pending::<()>());
+    let id = gatehouse_wire::Id::Number(session.inflight.lock().unwrap().len() as i64);
+    session
+        .inflight
+        .lock()
+        .unwrap()
+        .insert(id, call.abort_handle());
+    call
+}
+
 fn ids(sessions: &[Arc<Session>]) -> Vec<&str> {
     sessions.iter().map(|s| s.id.as_str()).collect()
 }
@@ -226,11 +238,7 @@ async fn a_session_is_not_idle_while_one_of_its_calls_runs() {
     let f = Fixture::new(config(86_400, 600, 10, 10));
     let alice = user("alice");
     let s = f.open(&alice);
-    let call = tokio::spawn(std::future::pending::<()>());
-    s.inflight
-        .lock()
-        .unwrap()
-        .insert(gatehouse_wire::Id::Number(7), call.abort_handle());
+    let call = running_call(&s);
     f.advance(3_000);
     assert!(f.store.sweep().is_empty(), "a long call keeps it open");
     call.abort();
@@ -336,11 +344,7 @@ async fn ending_a_session_aborts_its_calls_and_hands_it_to_the_sweep_once() {
     let f = Fixture::new(config(86_400, 3_600, 1, 100));
     let alice = user("alice");
     let s = f.open(&alice);
-    let call = tokio::spawn(std::future::pending::<()>());
-    s.inflight
-        .lock()
-        .unwrap()
-        .insert(gatehouse_wire::Id::Number(1), call.abort_handle());
+    let call = running_call(&s);
     let newer = f.open(&alice);
     assert!(
         call.await.unwrap_err().is_cancelled(),
