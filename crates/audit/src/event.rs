@@ -24,7 +24,8 @@ pub enum EventKind {
     /// A handshake-era session was opened (`initialize`).
     #[serde(rename = "session.start")]
     SessionStart,
-    /// A handshake-era session was ended by its client (`DELETE`).
+    /// A handshake-era session ended: by its client (`DELETE`), or by the gateway, with
+    /// `reason` saying why (`idle`, `ttl`, `cap_principal`, `cap_total`).
     #[serde(rename = "session.end")]
     SessionEnd,
     /// The configuration was reloaded, or a reload was rejected.

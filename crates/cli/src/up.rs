@@ -167,6 +167,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         keys,
         bound,
         Some(Arc::new(vault)),
+        Some(store.session_revocations()),
         policies,
         auditor.clone(),
         telemetry.clone(),

@@ -16,30 +16,6 @@ const ECHO_ONLY: &str = r#"permit (principal, action == Gatehouse::Action::"call
 permit (principal, action == Gatehouse::Action::"call_tool", resource == Gatehouse::Tool::"open/echo");
 "#;
 
-/// Every event of every chain in `data_dir`, in file order. A last line without its newline
-/// is being written while the gateway runs: it is left for the next read.
-fn events(data_dir: &Path) -> Vec<Value> {
-    let dir = data_dir.join("audit");
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    names.sort();
-    names
-        .iter()
-        .flat_map(|p| {
-            let text = std::fs::read_to_string(p).unwrap();
-            let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-            complete
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect::<Vec<Value>>()
-        })
-        .collect()
-}
-
 fn config(op_issuer: &str, dir: &Path) -> String {
     std::fs::write(dir.join("policy.cedar"), ECHO_ONLY).unwrap();
     format!(
@@ -150,7 +126,7 @@ async fn every_request_leaves_one_event_with_the_caller_the_target_and_the_outco
 
     // The coalescing interval (1s) ends: the flood's count is written.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let all = events(&data);
+    let all = audit_events(&data);
     let text = all
         .iter()
         .map(|e| e.to_string())
@@ -251,7 +227,7 @@ async fn every_request_leaves_one_event_with_the_caller_the_target_and_the_outco
     )
     .unwrap();
     assert!(
-        eventually(Duration::from_secs(10), || events(&data)
+        eventually(Duration::from_secs(10), || audit_events(&data)
             .iter()
             .any(|e| e["type"] == "policy.change" && e["outcome"] == "ok"))
         .await
@@ -260,7 +236,7 @@ async fn every_request_leaves_one_event_with_the_caller_the_target_and_the_outco
     std::fs::write(&path, good.replace("servers:", "servers:\n  - bogus: 1")).unwrap();
     assert!(
         eventually(Duration::from_secs(10), || {
-            events(&data)
+            audit_events(&data)
                 .iter()
                 .any(|e| e["type"] == "config.change" && e["outcome"] == "rejected")
         })
@@ -270,12 +246,12 @@ async fn every_request_leaves_one_event_with_the_caller_the_target_and_the_outco
     // Alice's attempt at `add`, classified `delete`, was her first: the indexer thread's
     // detector journals it as an anomaly.
     assert!(
-        eventually(Duration::from_secs(10), || events(&data).iter().any(|e| e
-            ["type"]
-            == "anomaly"
-            && e["detail"]["detector"] == "first_delete"
-            && e["detail"]["tool"] == "add"
-            && e["principal"]["subject"] == "alice"))
+        eventually(Duration::from_secs(10), || audit_events(&data).iter().any(
+            |e| e["type"] == "anomaly"
+                && e["detail"]["detector"] == "first_delete"
+                && e["detail"]["tool"] == "add"
+                && e["principal"]["subject"] == "alice"
+        ))
         .await
     );
 
@@ -423,7 +399,7 @@ async fn killing_the_gateway_loses_no_event_of_an_acknowledged_call() {
     );
     let data = std::mem::replace(&mut gw.data_dir, tempfile::tempdir().unwrap());
     drop(gw);
-    let journaled: std::collections::HashSet<String> = events(data.path())
+    let journaled: std::collections::HashSet<String> = audit_events(data.path())
         .iter()
         .filter(|e| e["type"] == "mcp.request" && e["target"]["name"] == "echo")
         .filter_map(|e| e["request_id"].as_str().map(str::to_string))

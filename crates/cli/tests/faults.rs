@@ -152,9 +152,19 @@ async fn thousand_concurrent_sessions() {
         .request(0, "tools/list", json!({}))
         .await;
     let fds_before = fd_count(gh.child.id());
-    let http = client();
+    // Ten clients on their own addresses, each within gateway.sessions.max_per_principal
+    // (100 per anonymous address by default).
+    let clients: Vec<reqwest::Client> = (1..=10u8)
+        .map(|n| {
+            reqwest::Client::builder()
+                .local_address(std::net::IpAddr::from([127, 0, 1, n]))
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap()
+        })
+        .collect();
     let tasks = (0..1000).map(|i| {
-        let http = http.clone();
+        let http = clients[i % clients.len()].clone();
         let url = url.clone();
         async move {
             let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"load","version":"1"}}});
@@ -177,7 +187,7 @@ async fn thousand_concurrent_sessions() {
         1,
         "no extra processes for anonymous sessions"
     );
-    drop(http);
+    drop(clients);
     let settled = eventually(Duration::from_secs(10), || {
         fd_count(gh.child.id()) <= fds_before + 8
     })

@@ -345,3 +345,37 @@ async fn legacy_sse_clients_hear_only_of_resources_they_subscribed_to() {
     drop(gh);
     fixture.shutdown().await.unwrap();
 }
+
+/// A session that expires releases its subscriptions as a DELETE does: what the gateway holds
+/// at a stateless member for it is let go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_releases_its_subscriptions() {
+    let fixture = fixture(Era::Modern).await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "gateway:\n  sessions:\n    idle_timeout: 2s\n{}",
+        fixture_only_yaml(&fixture.url)
+    );
+    let cfg = write_config(dir.path(), &yaml);
+    let gh = Gatehouse::start(&["--config", cfg.to_str().unwrap()]);
+    let legacy = Legacy::connect(&gh.url("/mcp")).await;
+    let (_, r) = legacy
+        .request(
+            1,
+            "resources/subscribe",
+            json!({"uri": "test://watched-resource"}),
+        )
+        .await;
+    assert!(r["result"].is_object(), "{r}");
+    assert!(gh.logged("watching a resource for subscribed clients"));
+    assert!(
+        eventually(Duration::from_secs(10), || gh
+            .logged("no client subscribes to this resource any more"))
+        .await,
+        "the idle session's subscription was not released"
+    );
+    let (status, _) = legacy.request(2, "tools/list", json!({})).await;
+    assert_eq!(status, 404, "the session expired");
+    drop(gh);
+    fixture.shutdown().await.unwrap();
+}

@@ -13,8 +13,6 @@ const LONG_LINE: u64 = 300_000_000;
 const MAX_LINE_BYTES: usize = 2048;
 const MAX_LINES_PER_SECOND: usize = 20;
 
-/// Resident memory of `pid` in KiB.
-
 fn metric(text: &str, series: &str) -> f64 {
     sample(text, series).unwrap_or(0.0)
 }

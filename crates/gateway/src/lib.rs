@@ -38,7 +38,7 @@ use gatehouse_config::Config;
 use crate::catalog::ListKind;
 use crate::frontdoor::guard::OriginPolicy;
 use crate::frontdoor::mrtr::Parked;
-use crate::frontdoor::session::SessionStore;
+use crate::frontdoor::session::{SessionStore, SessionStoreConfig};
 use crate::notify::ChangeHub;
 use crate::seal::Keyring;
 use crate::snapshot::Snapshot;
@@ -102,11 +102,15 @@ pub fn public_base(config: &Config, host: &str) -> String {
 
 impl Gateway {
     /// Builds the gateway for a validated config; `listen` decides the Host/Origin policy.
+    /// `revocations` is where DELETEd sessions are revoked for every process sharing the
+    /// store (`None`: in this process only, forgotten on restart).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Config,
         keys: Keyring,
         listen: SocketAddr,
         vault: Option<Arc<gatehouse_identity::outbound::Vault>>,
+        revocations: Option<gatehouse_store::SessionRevocations>,
         policies: Option<Arc<gatehouse_policy::Policies>>,
         audit: Option<Arc<observe::Auditor>>,
         telemetry: gatehouse_telemetry::Telemetry,
@@ -128,7 +132,9 @@ impl Gateway {
             allowed_origins: config.gateway.allowed_origins.clone(),
         };
         let bodies = frontdoor::body::BodyLimits::new(&config.gateway, telemetry.metrics().clone());
-        let sessions = SessionStore::new(config.gateway.session_ttl.get());
+        let sessions =
+            SessionStoreConfig::new(&config.gateway, revocations, telemetry.metrics().clone())
+                .build();
         let config_sse_queue_bytes = config.gateway.sse_queue_bytes;
         let snapshot = Snapshot::build(config, None, &build, policies)?;
         let gw = Arc::new(Gateway {
@@ -151,6 +157,7 @@ impl Gateway {
         });
         gw.spawn_cache_invalidation();
         gw.spawn_reaper();
+        gw.spawn_revocation_follower();
         Ok(gw)
     }
 
@@ -229,6 +236,7 @@ impl Gateway {
             }
         }
         self.apply_bounds(&next.config);
+        self.sessions.reconfigure(&next.config.gateway);
         self.snapshot.store(Arc::new(next));
         if policy_change.is_some() {
             // Nobody listening is fine.
@@ -332,6 +340,14 @@ impl Gateway {
                 tick.tick().await;
                 let Some(gw) = weak.upgrade() else { return };
                 gw.parked.sweep();
+                let ended = gw.sessions.sweep();
+                if !ended.is_empty() {
+                    // Closing upstream sessions may wait on members: not on this tick.
+                    let gw = gw.clone();
+                    tokio::spawn(async move {
+                        frontdoor::session::release_ended(&gw, ended).await;
+                    });
+                }
                 if let Some(a) = &gw.audit {
                     a.flush_coalesced();
                 }
@@ -344,6 +360,33 @@ impl Gateway {
                     if let backend::Backend::Stdio(s) = &h.backend {
                         s.reap_idle().await;
                     }
+                }
+            }
+        });
+    }
+
+    /// Ends live sessions that another process (sharing the store) deleted, within about a
+    /// second; the store is read on a task of its own so a slow database delays nothing else.
+    fn spawn_revocation_follower(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut failing = false;
+            loop {
+                tick.tick().await;
+                let Some(gw) = weak.upgrade() else { return };
+                match gw.sessions.follow_revocations().await {
+                    Ok(()) if failing => {
+                        failing = false;
+                        tracing::info!("session revocations are followed again");
+                    }
+                    Ok(()) => {}
+                    // Logged once per outage, not every second.
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %e, "cannot read session revocations from the store; sessions deleted through other processes stay open here until it answers");
+                    }
+                    Err(_) => {}
                 }
             }
         });

@@ -52,6 +52,7 @@ impl Harness {
             Keyring::ephemeral(),
             "127.0.0.1:8080".parse().unwrap(),
             None,
+            None,
             policies,
             None,
             telemetry,

@@ -219,6 +219,16 @@ impl Caller {
         }
     }
 
+    /// A caller known only by its principal, with no token (what the gateway acts as when it
+    /// releases what an ended session held: nothing per-user can be obtained for it).
+    pub fn for_principal(principal: Arc<Principal>) -> Caller {
+        Caller {
+            principal,
+            token: None,
+            source_ip: None,
+        }
+    }
+
     /// An authenticated caller with the token it presented (hashed once, here: derived
     /// credentials are cached by that hash).
     pub fn authenticated(

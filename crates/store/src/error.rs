@@ -49,6 +49,12 @@ pub enum StoreError {
     /// A query failed (including a connection lost or a closed store).
     #[error("database query failed: {0}")]
     Query(#[source] sqlx::Error),
+    /// A row holds a value no Gatehouse writes (edited by hand, or another program's table).
+    #[error("unreadable row in the database: {what}")]
+    Corrupt {
+        /// Which row and what is wrong with it.
+        what: String,
+    },
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -15,6 +15,7 @@ mod baselines;
 mod credentials;
 mod error;
 pub mod migrate;
+mod session_revocations;
 mod sink_cursors;
 pub mod usage;
 
@@ -32,6 +33,7 @@ pub use baselines::{AnomalyState, Baseline};
 pub use credentials::{CredentialKey, CredentialRecord, Credentials, StoredCredential};
 pub use error::{StoreError, redact_url};
 pub use migrate::{MIGRATIONS, Migration, SCHEMA_VERSION};
+pub use session_revocations::{DIGEST_LEN, Revocation, SessionRevocations};
 pub use sink_cursors::{SinkCursors, SinkStatus};
 pub use usage::{
     HourTotals, Scope, Usage, UsageBy, UsageCounts, UsageIncrement, UsageKey, UsageRow,
@@ -210,6 +212,11 @@ impl Store {
     /// The anomaly detectors' baselines and state.
     pub fn anomalies(&self) -> AnomalyState {
         AnomalyState::new(self.pool.clone())
+    }
+
+    /// Handshake-era sessions ended for good, shared by every process using this store.
+    pub fn session_revocations(&self) -> SessionRevocations {
+        SessionRevocations::new(self.pool.clone())
     }
 
     /// How far each audit sink has delivered the journal.

@@ -48,6 +48,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_usage.sql"),
         postgres: include_str!("../migrations/postgres/0004_usage.sql"),
     },
+    Migration {
+        version: 5,
+        name: "session_revocations",
+        sqlite: include_str!("../migrations/sqlite/0005_session_revocations.sql"),
+        postgres: include_str!("../migrations/postgres/0005_session_revocations.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows; a database recording a newer one is refused.

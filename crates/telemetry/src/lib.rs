@@ -24,6 +24,7 @@
 //! | `mcp_server_operation_duration_seconds` | histogram | `virtual_server`, `mcp_method_name` |
 //! | `mcp_client_operation_duration_seconds` | histogram | `server`, `mcp_method_name` |
 //! | `gatehouse_active_sessions` | gauge | `virtual_server` |
+//! | `gatehouse_sessions_ended_total` | counter | `reason` (`idle`, `ttl`, `cap_principal`, `cap_total`, `deleted`) |
 //! | `gatehouse_backend_up` | gauge | `server` (1 up, 0 down) |
 //! | `gatehouse_streams_closed_total` | counter | `transport`, `reason` |
 //! | `gatehouse_policy_decisions_total` | counter | `decision` (`allow`, `deny`) |
@@ -82,8 +83,8 @@ pub use error::TelemetryError;
 pub use metrics::{
     BODY_REFUSAL_REASONS, CONNECTION_CLOSE_REASONS, CONNECTION_REFUSAL_REASONS, CONTENT_TYPE,
     Counter, DEFAULT_SERIES_LIMIT, DURATION_BUCKETS, Family, Gauge, Histogram, HistogramSnapshot,
-    LimitMetrics, Metrics, OTHER_METHOD, OVERFLOW_LABEL, RequestOutcome, escape_label_value,
-    method_label,
+    LimitMetrics, Metrics, OTHER_METHOD, OVERFLOW_LABEL, RequestOutcome, SESSION_END_REASONS,
+    escape_label_value, method_label,
 };
 pub use otel::{SEMCONV_DURATION_BUCKETS, Telemetry};
 pub use span::{

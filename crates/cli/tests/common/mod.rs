@@ -445,6 +445,30 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Every event of every chain in `data_dir`, in file order. A last line without its newline
+/// is being written while the gateway runs: it is left for the next read.
+pub fn audit_events(data_dir: &Path) -> Vec<Value> {
+    let dir = data_dir.join("audit");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .flat_map(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+            complete
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<Value>>()
+        })
+        .collect()
+}
+
 /// Writes a config file into `dir` and returns its path.
 pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
     let p = dir.join("gatehouse.yaml");

@@ -91,7 +91,7 @@ pub(super) async fn open_session(
         sub: cx.caller.principal.key().to_string(),
     };
     let gw = &cx.gw;
-    let session = gw.sessions.create(&gw.keys, claims, version);
+    let session = gw.sessions.create(&gw.keys, claims, version, &cx.caller);
     tracing::info!(request_id = %cx.request_id, virtual_server = %cx.vs.name, version = %version, client = %crate::observe::shown(&session.claims.info.to_string()), "session started");
     let reply = Message::result(
         id,

@@ -29,7 +29,7 @@ use super::handshake::{self, Handled};
 use super::mrtr::{self, Resumed};
 use super::pump::{self, BodySink, ResumableSink};
 use super::request::{Refusal, RequestCtx};
-use super::session::{Session, SessionLookup};
+use super::session::Session;
 use super::stateless::{self, Admitted};
 use crate::methods::Route;
 
@@ -44,7 +44,7 @@ pub(super) async fn handle(cx: RequestCtx, bytes: Bytes) -> Response {
 
 async fn path(cx: RequestCtx, bytes: Bytes) -> Result<Response, Refusal> {
     let msg = parse(&cx, &bytes)?;
-    match era(&cx, msg)? {
+    match era(&cx, msg).await? {
         Arrived::Initialize(msg) => initialize(&cx, msg).await,
         Arrived::Stateless(msg, version) => stateless(cx, msg, &version).await,
         Arrived::Session(session, msg) => on_session(cx, session, msg).await,
@@ -79,7 +79,7 @@ enum Arrived {
 }
 
 /// Step 3: the era, and for the handshake era the session.
-fn era(cx: &RequestCtx, msg: Message) -> Result<Arrived, Refusal> {
+async fn era(cx: &RequestCtx, msg: Message) -> Result<Arrived, Refusal> {
     let id = msg.id.clone().unwrap_or(Id::Null);
     let names_version = msg
         .meta()
@@ -99,21 +99,21 @@ fn era(cx: &RequestCtx, msg: Message) -> Result<Arrived, Refusal> {
         .id(id));
     };
     let gw = &cx.gw;
-    let session =
-        match gw
-            .sessions
-            .get(&gw.keys, session_id, &cx.vs.path, cx.caller.principal.key())
-        {
-            Ok(s) => s,
-            Err(SessionLookup::Gone) | Err(SessionLookup::Unknown) => {
-                return Err(Refusal::new(
-                    StatusCode::NOT_FOUND,
-                    codes::INVALID_REQUEST,
-                    "Session not found: initialize a new session",
-                )
-                .id(id));
-            }
-        };
+    let session = match gw
+        .sessions
+        .get(&gw.keys, session_id, &cx.vs.path, &cx.caller)
+        .await
+    {
+        Ok(s) => s,
+        Err(refused) => {
+            return Err(Refusal::new(
+                StatusCode::NOT_FOUND,
+                codes::INVALID_REQUEST,
+                refused.to_string(),
+            )
+            .id(id));
+        }
+    };
     if let Some(v) = cx.header(h::PROTOCOL_VERSION)
         && v.parse::<ProtocolVersion>().is_err()
     {

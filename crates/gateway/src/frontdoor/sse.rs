@@ -280,7 +280,8 @@ async fn post(cx: RequestCtx, query: Option<&str>, bytes: Bytes) -> Result<Respo
         }
         return Ok(StatusCode::ACCEPTED.into_response());
     }
-    let Some(session) = conn.session() else {
+    // An ended or expired session is gone: the client initializes again on this connection.
+    let Some(session) = conn.session().filter(|s| cx.gw.sessions.touch(s)) else {
         let id = msg.id.clone().unwrap_or(Id::Null);
         return Err(Refusal::new(
             StatusCode::BAD_REQUEST,

@@ -32,7 +32,7 @@ pub(super) fn sse_response(body: Body, request_id: &str) -> Response {
         .expect("valid response")
 }
 
-fn session_of(cx: &RequestCtx, verb: &str) -> Result<Arc<Session>, Refusal> {
+async fn session_of(cx: &RequestCtx, verb: &str) -> Result<Arc<Session>, Refusal> {
     let Some(sid) = cx.header(h::SESSION_ID) else {
         return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
@@ -42,12 +42,13 @@ fn session_of(cx: &RequestCtx, verb: &str) -> Result<Arc<Session>, Refusal> {
     };
     let gw = &cx.gw;
     gw.sessions
-        .get(&gw.keys, sid, &cx.vs.path, cx.caller.principal.key())
-        .map_err(|_| {
+        .get(&gw.keys, sid, &cx.vs.path, &cx.caller)
+        .await
+        .map_err(|refused| {
             Refusal::new(
                 StatusCode::NOT_FOUND,
                 codes::INVALID_REQUEST,
-                "Session not found",
+                refused.to_string(),
             )
         })
 }
@@ -63,7 +64,7 @@ pub(super) async fn get(cx: RequestCtx) -> Response {
         )
             .into_response();
     }
-    let session = match session_of(&cx, "GET") {
+    let session = match session_of(&cx, "GET").await {
         Ok(s) => s,
         Err(r) => return r.into_response(&cx.request_id),
     };
@@ -135,27 +136,22 @@ async fn relay_member_streams(cx: &RequestCtx, session: &Arc<Session>, tx: &mpsc
 
 /// DELETE: ends a session, its subscriptions and its upstream sessions.
 pub(super) async fn delete(cx: RequestCtx) -> Response {
-    let session = match session_of(&cx, "DELETE") {
+    let session = match session_of(&cx, "DELETE").await {
         Ok(s) => s,
         Err(r) => return r.into_response(&cx.request_id),
     };
-    cx.gw.sessions.end(&session.id);
-    end_session(&cx.gw, &cx.vs, &session, &cx.caller).await;
+    if let Err(e) = cx.gw.sessions.delete(&session).await {
+        tracing::error!(request_id = %cx.request_id, error = %e, "session not ended");
+        return Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::INTERNAL_ERROR,
+            "Session not ended: the gateway could not record its end in its store; retry",
+        )
+        .into_response(&cx.request_id);
+    }
+    session.release(&cx.vs, &cx.caller).await;
     tracing::info!(request_id = %cx.request_id, virtual_server = %cx.vs.name, "session ended by the client");
     StatusCode::OK.into_response()
-}
-
-/// Releases what an ended session held: its resource subscriptions (including those the
-/// gateway holds at stateless members for it) and its upstream sessions.
-pub async fn end_session(
-    _gw: &crate::Gateway,
-    vs: &crate::snapshot::VirtualServer,
-    session: &Session,
-    caller: &gatehouse_identity::Caller,
-) {
-    let ctx = session.call_ctx(caller);
-    subscriptions::release_all(vs, &ctx, &session.subscriptions).await;
-    upstream::close_sessions(vs, &session.claims.up).await;
 }
 
 /// `subscriptions/listen`: acknowledges what the caller may hear — list changes it asked for,

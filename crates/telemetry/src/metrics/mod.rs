@@ -65,6 +65,12 @@ pub fn method_label(method: &str) -> &str {
     }
 }
 
+/// Why a handshake-era session ended, as the `reason` label of
+/// `gatehouse_sessions_ended_total` sees it: `idle` (no request for `idle_timeout`), `ttl`
+/// (`session_ttl` after it opened), `cap_principal` and `cap_total` (ended to make room under
+/// a cap), `deleted` (its client ended it).
+pub const SESSION_END_REASONS: [&str; 5] = ["idle", "ttl", "cap_principal", "cap_total", "deleted"];
+
 /// How a request ended, as the `outcome` label sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RequestOutcome {
@@ -105,6 +111,7 @@ pub struct Metrics {
     server_duration: Family<Histogram, 2>,
     client_duration: Family<Histogram, 2>,
     active_sessions: Family<Gauge, 1>,
+    sessions_ended: Family<Counter, 1>,
     backend_up: Family<Gauge, 1>,
     policy_decisions: Family<Counter, 1>,
     audit_events: Family<Counter, 1>,
@@ -148,6 +155,7 @@ impl Metrics {
             server_duration: Family::new(limit),
             client_duration: Family::new(limit),
             active_sessions: Family::new(limit),
+            sessions_ended: Family::new(limit),
             backend_up: Family::new(limit),
             policy_decisions: Family::new(limit),
             audit_events: Family::new(limit),
@@ -167,6 +175,9 @@ impl Metrics {
         // Both decisions exist from the start, so a rate() over them has a zero baseline.
         metrics.policy_decisions.with(["allow"]);
         metrics.policy_decisions.with(["deny"]);
+        for reason in SESSION_END_REASONS {
+            metrics.sessions_ended.with([reason]);
+        }
         Arc::new(metrics)
     }
 
@@ -219,6 +230,11 @@ impl Metrics {
     pub fn set_active_sessions(&self, vs: &str, n: usize) {
         self.active_sessions
             .apply([vs], |g| g.set(i64::try_from(n).unwrap_or(i64::MAX)));
+    }
+
+    /// A session ended for `reason`, one of [`SESSION_END_REASONS`].
+    pub fn session_ended(&self, reason: &str) {
+        self.sessions_ended.apply([reason], Counter::inc);
     }
 
     /// One policy decision.
@@ -379,6 +395,13 @@ impl Metrics {
             ["transport", "reason"],
             &self.streams_closed,
         );
+        expo::counters(
+            &mut out,
+            "gatehouse_sessions_ended_total",
+            "Handshake-era sessions ended on this process, by reason (idle, ttl, cap_principal, cap_total, deleted).",
+            ["reason"],
+            &self.sessions_ended,
+        );
         expo::gauges(
             &mut out,
             "gatehouse_backend_up",
@@ -519,6 +542,10 @@ impl Metrics {
             (
                 "gatehouse_active_sessions",
                 self.active_sessions.overflowed(),
+            ),
+            (
+                "gatehouse_sessions_ended_total",
+                self.sessions_ended.overflowed(),
             ),
             ("gatehouse_backend_up", self.backend_up.overflowed()),
             (

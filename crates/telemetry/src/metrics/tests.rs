@@ -139,6 +139,8 @@ fn gauges_callbacks_and_build_info() {
     m.session_opened("a");
     m.session_opened("a");
     m.session_closed("a");
+    m.session_ended("cap_principal");
+    m.session_ended("cap_principal");
     m.set_backend_up("files", true);
     m.set_backend_up("jira", false);
     m.policy_decision(false);
@@ -159,6 +161,8 @@ fn gauges_callbacks_and_build_info() {
     let text = m.render();
     for line in [
         "gatehouse_active_sessions{virtual_server=\"a\"} 1",
+        "gatehouse_sessions_ended_total{reason=\"cap_principal\"} 2",
+        "gatehouse_sessions_ended_total{reason=\"idle\"} 0",
         "gatehouse_backend_up{server=\"files\"} 1",
         "gatehouse_backend_up{server=\"jira\"} 0",
         "gatehouse_policy_decisions_total{decision=\"allow\"} 0",
@@ -191,7 +195,7 @@ fn gauges_callbacks_and_build_info() {
     let types = lines_starting(&text, "# TYPE ");
     let helps = lines_starting(&text, "# HELP ");
     assert_eq!(types.len(), helps.len());
-    assert_eq!(types.len(), 28);
+    assert_eq!(types.len(), 29);
 }
 
 #[test]
