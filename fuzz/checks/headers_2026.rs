@@ -94,14 +94,23 @@ fn method_and_name(msg: &Message, method_header: &str, name_header: &str) {
 
 fn param_rules(schema: &Value, arguments: Option<&Value>, headers: &[(String, String)]) {
     let derived = param_headers(schema, arguments);
-    let lowered: Vec<(String, String)> = derived
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+    // Two properties bound to one header name (case-insensitively) cannot both be mirrored.
+    let mut suffixes: Vec<String> = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|props| props.values())
+        .filter_map(|p| p.get("x-mcp-header")?.as_str())
+        .map(str::to_ascii_lowercase)
         .collect();
-    let mut names: Vec<&str> = lowered.iter().map(|(k, _)| k.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    if names.len() == lowered.len() {
+    let bound = suffixes.len();
+    suffixes.sort_unstable();
+    suffixes.dedup();
+    if suffixes.len() == bound {
+        let lowered: Vec<(String, String)> = derived
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect();
         let lookup = |name: &str| {
             lowered
                 .iter()

@@ -47,7 +47,7 @@ pub(crate) fn parse(
             Err(e) => {
                 return Err(Problem {
                     path: builder.current_path(),
-                    mark: mark(*e.marker()),
+                    mark: within(text, mark(*e.marker())),
                     message: format!("invalid YAML: {}", e.info()),
                 });
             }
@@ -59,6 +59,36 @@ pub(crate) fn parse(
         positions: builder.positions,
     };
     Ok((document, builder.problems))
+}
+
+/// Moves a mark past the end of `text` back to just after its last character.
+///
+/// The parser reports a document that ends inside a flow collection or quoted scalar at the
+/// line after the last one when the text has no final line break; an editor cannot jump there.
+fn within(text: &str, at: Mark) -> Mark {
+    // Lines as YAML counts them: CRLF, LF or a lone CR ends one.
+    let mut lines = 1;
+    let mut last_line_chars = 0;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\n' || c == '\r' {
+            if c == '\r' && chars.peek() == Some(&'\n') {
+                chars.next();
+            }
+            lines += 1;
+            last_line_chars = 0;
+        } else {
+            last_line_chars += 1;
+        }
+    }
+    if at.line > lines {
+        Mark {
+            line: lines,
+            column: last_line_chars + 1,
+        }
+    } else {
+        at
+    }
 }
 
 fn mark(m: Marker) -> Mark {
@@ -467,6 +497,15 @@ mod tests {
         let problem = parse("a: [1, 2\nb: 3\n", &no_env).unwrap_err();
         assert!(problem.message.starts_with("invalid YAML"), "{problem:?}");
         assert!(problem.mark.line >= 1);
+    }
+
+    #[test]
+    fn syntax_error_at_the_end_stays_inside_the_text() {
+        // No final line break: the parser would report line 2 of a one-line text.
+        let problem = parse("{a: [1, 2]", &no_env).unwrap_err();
+        assert_eq!(problem.mark, Mark { line: 1, column: 11 }, "{problem:?}");
+        let problem = parse("a: 1\r\nb: \"open", &no_env).unwrap_err();
+        assert_eq!(problem.mark.line, 2, "{problem:?}");
     }
 
     #[test]
