@@ -15,6 +15,16 @@ use crate::error::{Mark, Problem};
 use crate::interpolate::{has_reference, interpolate};
 use crate::path::{self, NodeMarks, Positions};
 
+/// Deepest nesting of mappings and sequences accepted. A configuration needs a handful of
+/// levels; without a bound, a line of `- - - …` nests thousands deep, and every node's path
+/// (which repeats its ancestors') makes memory grow with the square of the depth.
+pub(crate) const MAX_DEPTH: usize = 64;
+
+/// Most bytes of field paths one document may produce: the paths index every node's position
+/// and each repeats its parent's, so long keys above many nodes grow them quadratically.
+/// Real configurations stay far below (the full example: under 20 KiB).
+pub(crate) const MAX_PATH_BYTES: usize = 32 << 20;
+
 /// A parsed document with positions.
 #[derive(Debug)]
 pub(crate) struct Document {
@@ -40,6 +50,7 @@ pub(crate) fn parse(
         problems: Vec::new(),
         documents: 0,
         skip_depth: 0,
+        path_bytes: 0,
     };
     for event in Parser::new_from_str(text) {
         let (event, span) = match event {
@@ -52,7 +63,7 @@ pub(crate) fn parse(
                 });
             }
         };
-        builder.event(event, mark(span.start));
+        builder.event(event, mark(span.start))?;
     }
     let document = Document {
         value: builder.root.unwrap_or(Value::Null),
@@ -123,17 +134,21 @@ struct Builder<'e> {
     documents: usize,
     /// Depth inside a subtree that is being discarded (a complex key).
     skip_depth: usize,
+    /// Bytes of paths recorded so far (bounded by [`MAX_PATH_BYTES`]).
+    path_bytes: usize,
 }
 
 impl Builder<'_> {
-    fn event(&mut self, event: Event<'_>, at: Mark) {
+    /// Takes one parser event. `Err` ends parsing: the document is too deep or too large to
+    /// index, and nothing after that point would be checked anyway.
+    fn event(&mut self, event: Event<'_>, at: Mark) -> Result<(), Problem> {
         if self.skip_depth > 0 {
             match event {
                 Event::MappingStart(..) | Event::SequenceStart(..) => self.skip_depth += 1,
                 Event::MappingEnd | Event::SequenceEnd => self.skip_depth -= 1,
                 _ => {}
             }
-            return;
+            return Ok(());
         }
         match event {
             Event::DocumentStart(_) => {
@@ -152,7 +167,7 @@ impl Builder<'_> {
                 } else {
                     let path = self.child_path();
                     let value = self.scalar(&text, style, tag.as_deref(), &path, at);
-                    self.attach_leaf(path, value, at);
+                    self.attach_leaf(path, value, at)?;
                 }
             }
             Event::Alias(_) => {
@@ -166,7 +181,7 @@ impl Builder<'_> {
                 if self.awaiting_key() {
                     self.reject_key();
                 } else {
-                    self.attach_leaf(path, Value::Null, at);
+                    self.attach_leaf(path, Value::Null, at)?;
                 }
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
@@ -179,10 +194,19 @@ impl Builder<'_> {
                     );
                     self.reject_key();
                     self.skip_depth = 1;
-                    return;
+                    return Ok(());
+                }
+                if self.stack.len() >= MAX_DEPTH {
+                    return Err(Problem {
+                        path: self.current_path(),
+                        mark: at,
+                        message: format!(
+                            "found mappings or sequences nested more than {MAX_DEPTH} levels deep, expected at most {MAX_DEPTH}"
+                        ),
+                    });
                 }
                 let path = self.child_path();
-                self.record(path.clone(), at);
+                self.record(path.clone(), at)?;
                 self.stack.push(match event {
                     Event::MappingStart(..) => Frame::Map {
                         path,
@@ -200,12 +224,13 @@ impl Builder<'_> {
                 let value = match self.stack.pop() {
                     Some(Frame::Map { map, .. }) => Value::Object(map),
                     Some(Frame::Seq { items, .. }) => Value::Array(items),
-                    None => return,
+                    None => return Ok(()),
                 };
                 self.attach(value);
             }
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
         }
+        Ok(())
     }
 
     fn awaiting_key(&self) -> bool {
@@ -264,7 +289,18 @@ impl Builder<'_> {
     }
 
     /// Remembers where the value at `path` starts (and its key, if any).
-    fn record(&mut self, path: String, at: Mark) {
+    fn record(&mut self, path: String, at: Mark) -> Result<(), Problem> {
+        self.path_bytes += path.len();
+        if self.path_bytes > MAX_PATH_BYTES {
+            return Err(Problem {
+                path: String::new(),
+                mark: at,
+                message: format!(
+                    "found a document too large to index: its field paths (every key above each value) exceed {} MiB, expected shorter keys or fewer values under them",
+                    MAX_PATH_BYTES >> 20
+                ),
+            });
+        }
         let (parent, key) = match self.stack.last() {
             Some(Frame::Map {
                 path: p, pending, ..
@@ -274,11 +310,13 @@ impl Builder<'_> {
         };
         self.positions
             .insert(path, parent.as_deref(), NodeMarks { key, value: at });
+        Ok(())
     }
 
-    fn attach_leaf(&mut self, path: String, value: Value, at: Mark) {
-        self.record(path, at);
+    fn attach_leaf(&mut self, path: String, value: Value, at: Mark) -> Result<(), Problem> {
+        self.record(path, at)?;
         self.attach(value);
+        Ok(())
     }
 
     fn attach(&mut self, value: Value) {
@@ -497,6 +535,26 @@ mod tests {
         let problem = parse("a: [1, 2\nb: 3\n", &no_env).unwrap_err();
         assert!(problem.message.starts_with("invalid YAML"), "{problem:?}");
         assert!(problem.mark.line >= 1);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_at_its_position() {
+        let ok = format!("a:\n  {}x\n", "- ".repeat(MAX_DEPTH - 1));
+        assert!(parse(&ok, &no_env).is_ok());
+        let deep = format!("a:\n  {}x\n", "- ".repeat(2_000));
+        let problem = parse(&deep, &no_env).unwrap_err();
+        assert!(problem.message.contains("nested more than 64"), "{problem:?}");
+        assert_eq!(problem.mark.line, 2);
+        assert_eq!(problem.mark.column, 3 + 2 * MAX_DEPTH - 2, "{problem:?}");
+    }
+
+    #[test]
+    fn long_keys_above_many_values_are_refused() {
+        // 18 KB of text whose paths would take 40 MB (60 KB can take 1 GB and a minute).
+        let text = format!("? {}\n: [{}1]\n", "k".repeat(8_000), "1,".repeat(5_000));
+        let problem = parse(&text, &no_env).unwrap_err();
+        assert!(problem.message.contains("too large to index"), "{problem:?}");
+        assert_eq!(problem.mark.line, 2);
     }
 
     #[test]
