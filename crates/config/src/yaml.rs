@@ -543,7 +543,10 @@ mod tests {
         assert!(parse(&ok, &no_env).is_ok());
         let deep = format!("a:\n  {}x\n", "- ".repeat(2_000));
         let problem = parse(&deep, &no_env).unwrap_err();
-        assert!(problem.message.contains("nested more than 64"), "{problem:?}");
+        assert!(
+            problem.message.contains("nested more than 64"),
+            "{problem:?}"
+        );
         assert_eq!(problem.mark.line, 2);
         assert_eq!(problem.mark.column, 3 + 2 * MAX_DEPTH - 2, "{problem:?}");
     }
@@ -553,7 +556,10 @@ mod tests {
         // 18 KB of text whose paths would take 40 MB (60 KB can take 1 GB and a minute).
         let text = format!("? {}\n: [{}1]\n", "k".repeat(8_000), "1,".repeat(5_000));
         let problem = parse(&text, &no_env).unwrap_err();
-        assert!(problem.message.contains("too large to index"), "{problem:?}");
+        assert!(
+            problem.message.contains("too large to index"),
+            "{problem:?}"
+        );
         assert_eq!(problem.mark.line, 2);
     }
 
@@ -561,7 +567,14 @@ mod tests {
     fn syntax_error_at_the_end_stays_inside_the_text() {
         // No final line break: the parser would report line 2 of a one-line text.
         let problem = parse("{a: [1, 2]", &no_env).unwrap_err();
-        assert_eq!(problem.mark, Mark { line: 1, column: 11 }, "{problem:?}");
+        assert_eq!(
+            problem.mark,
+            Mark {
+                line: 1,
+                column: 11
+            },
+            "{problem:?}"
+        );
         let problem = parse("a: 1\r\nb: \"open", &no_env).unwrap_err();
         assert_eq!(problem.mark.line, 2, "{problem:?}");
     }
