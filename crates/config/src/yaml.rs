@@ -23,7 +23,7 @@ pub(crate) const MAX_DEPTH: usize = 64;
 /// Most bytes of field paths one document may produce: the paths index every node's position
 /// and each repeats its parent's, so long keys above many nodes grow them quadratically.
 /// Real configurations stay far below (the full example: under 20 KiB).
-pub(crate) const MAX_PATH_BYTES: usize = 32 << 20;
+pub(crate) const MAX_PATH_BYTES: usize = 16 << 20;
 
 /// A parsed document with positions.
 #[derive(Debug)]

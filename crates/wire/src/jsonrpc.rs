@@ -257,6 +257,14 @@ impl Message {
         {
             return Err(invalid("\"params\" must be an object"));
         }
+        if let Some(r) = &env.result
+            && has_surrogate_escape(r.get())
+            && let Err(e) = serde_json::from_str::<Value>(r.get())
+        {
+            // JSON's grammar allows an unpaired `\uD800`–`\uDFFF`, but no string can hold one:
+            // a result relayed raw would later read as no result at all (`result_value`).
+            return Err(invalid(&format!("\"result\" cannot be decoded: {e}")));
+        }
         let error = match env.error {
             None => None,
             Some(v) => Some(
@@ -403,6 +411,18 @@ impl Serialize for Message {
     }
 }
 
+/// Whether raw JSON text may escape a UTF-16 surrogate (`\uD800`–`\uDFFF`): the only thing a
+/// raw value can hold that a parsed one cannot. A cheap scan, so only such results pay for a
+/// full decode; an escaped backslash before `ud8…` is a harmless false positive.
+fn has_surrogate_escape(text: &str) -> bool {
+    text.match_indices("\\u").any(|(i, _)| {
+        let hex = &text.as_bytes()[i + 2..];
+        hex.len() >= 2
+            && hex[0].eq_ignore_ascii_case(&b'd')
+            && matches!(hex[1], b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
+    })
+}
+
 /// Inserts `"key": value` as the first member of a raw JSON object without re-parsing the rest.
 ///
 /// Returns the input unchanged when it is not an object. Used to stamp `resultType` and cache
@@ -454,6 +474,21 @@ mod tests {
         assert!(Message::parse(br#"{"jsonrpc":"2.0","id":1}"#).is_err());
         assert!(Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":5}"#).is_err());
         assert!(Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#).is_err());
+    }
+
+    #[test]
+    fn unpaired_surrogate_in_a_result_is_refused() {
+        // Found by the jsonrpc fuzz target: accepted raw, then `result_value()` was None.
+        let lone = br#"{"jsonrpc":"2.0","id":7,"result":{"text":"\ud66d\ude00"}}"#;
+        let e = Message::parse(lone).unwrap_err();
+        assert_eq!(e.id(), Id::Number(7));
+        assert!(
+            e.to_string().contains("\"result\" cannot be decoded"),
+            "{e}"
+        );
+        let pair = br#"{"jsonrpc":"2.0","id":7,"result":{"text":"\ud83d\ude00 \\udc00"}}"#;
+        let m = Message::parse(pair).unwrap();
+        assert_eq!(m.result_value().unwrap()["text"], "\u{1f600} \\udc00");
     }
 
     #[test]
