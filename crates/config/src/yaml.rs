@@ -52,18 +52,19 @@ pub(crate) fn parse(
         skip_depth: 0,
         path_bytes: 0,
     };
+    let lines = Lines::new(text);
     for event in Parser::new_from_str(text) {
         let (event, span) = match event {
             Ok(e) => e,
             Err(e) => {
                 return Err(Problem {
                     path: builder.current_path(),
-                    mark: within(text, mark(*e.marker())),
+                    mark: lines.mark(*e.marker()),
                     message: format!("invalid YAML: {}", e.info()),
                 });
             }
         };
-        builder.event(event, mark(span.start))?;
+        builder.event(event, lines.mark(span.start))?;
     }
     let document = Document {
         value: builder.root.unwrap_or(Value::Null),
@@ -72,41 +73,44 @@ pub(crate) fn parse(
     Ok((document, builder.problems))
 }
 
-/// Moves a mark past the end of `text` back to just after its last character.
-///
-/// The parser reports a document that ends inside a flow collection or quoted scalar at the
-/// line after the last one when the text has no final line break; an editor cannot jump there.
-fn within(text: &str, at: Mark) -> Mark {
-    // Lines as YAML counts them: CRLF, LF or a lone CR ends one.
-    let mut lines = 1;
-    let mut last_line_chars = 0;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\n' || c == '\r' {
-            if c == '\r' && chars.peek() == Some(&'\n') {
-                chars.next();
-            }
-            lines += 1;
-            last_line_chars = 0;
-        } else {
-            last_line_chars += 1;
-        }
-    }
-    if at.line > lines {
-        Mark {
-            line: lines,
-            column: last_line_chars + 1,
-        }
-    } else {
-        at
-    }
+/// Where each line of a text starts, to turn the parser's character index into a line and
+/// column. The parser's own line count is not trusted: it places an error in a document that
+/// ends without a line break on the line after the last, and misses line breaks after a `%`
+/// directive (both found by fuzzing), so editors were sent past the end of a line.
+struct Lines {
+    /// Character index of the first character of each line; `starts[0]` is 0.
+    starts: Vec<usize>,
+    /// Characters in the text.
+    len: usize,
 }
 
-fn mark(m: Marker) -> Mark {
-    // saphyr columns are 0-based; editors and compilers count from 1.
-    Mark {
-        line: m.line(),
-        column: m.col() + 1,
+impl Lines {
+    fn new(text: &str) -> Lines {
+        let mut starts = vec![0];
+        let mut len = 0;
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            len += 1;
+            // YAML ends a line at CRLF, LF or a lone CR.
+            if c == '\r' && chars.peek() == Some(&'\n') {
+                chars.next();
+                len += 1;
+                starts.push(len);
+            } else if c == '\n' || c == '\r' {
+                starts.push(len);
+            }
+        }
+        Lines { starts, len }
+    }
+
+    /// The 1-based line and column of the character at `m`'s index (or just past the end).
+    fn mark(&self, m: Marker) -> Mark {
+        let index = m.index().min(self.len);
+        let line = self.starts.partition_point(|start| *start <= index);
+        Mark {
+            line,
+            column: index - self.starts[line - 1] + 1,
+        }
     }
 }
 
