@@ -15,6 +15,16 @@ use crate::error::{Mark, Problem};
 use crate::interpolate::{has_reference, interpolate};
 use crate::path::{self, NodeMarks, Positions};
 
+/// Deepest nesting of mappings and sequences accepted. A configuration needs a handful of
+/// levels; without a bound, a line of `- - - …` nests thousands deep, and every node's path
+/// (which repeats its ancestors') makes memory grow with the square of the depth.
+pub(crate) const MAX_DEPTH: usize = 64;
+
+/// Most bytes of field paths one document may produce: the paths index every node's position
+/// and each repeats its parent's, so long keys above many nodes grow them quadratically.
+/// Real configurations stay far below (the full example: under 20 KiB).
+pub(crate) const MAX_PATH_BYTES: usize = 16 << 20;
+
 /// A parsed document with positions.
 #[derive(Debug)]
 pub(crate) struct Document {
@@ -40,19 +50,21 @@ pub(crate) fn parse(
         problems: Vec::new(),
         documents: 0,
         skip_depth: 0,
+        path_bytes: 0,
     };
+    let lines = Lines::new(text);
     for event in Parser::new_from_str(text) {
         let (event, span) = match event {
             Ok(e) => e,
             Err(e) => {
                 return Err(Problem {
                     path: builder.current_path(),
-                    mark: mark(*e.marker()),
+                    mark: lines.mark(*e.marker()),
                     message: format!("invalid YAML: {}", e.info()),
                 });
             }
         };
-        builder.event(event, mark(span.start));
+        builder.event(event, lines.mark(span.start))?;
     }
     let document = Document {
         value: builder.root.unwrap_or(Value::Null),
@@ -61,11 +73,44 @@ pub(crate) fn parse(
     Ok((document, builder.problems))
 }
 
-fn mark(m: Marker) -> Mark {
-    // saphyr columns are 0-based; editors and compilers count from 1.
-    Mark {
-        line: m.line(),
-        column: m.col() + 1,
+/// Where each line of a text starts, to turn the parser's character index into a line and
+/// column. The parser's own line count is not trusted: it places an error in a document that
+/// ends without a line break on the line after the last, and misses line breaks after a `%`
+/// directive (both found by fuzzing), so editors were sent past the end of a line.
+struct Lines {
+    /// Character index of the first character of each line; `starts[0]` is 0.
+    starts: Vec<usize>,
+    /// Characters in the text.
+    len: usize,
+}
+
+impl Lines {
+    fn new(text: &str) -> Lines {
+        let mut starts = vec![0];
+        let mut len = 0;
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            len += 1;
+            // YAML ends a line at CRLF, LF or a lone CR.
+            if c == '\r' && chars.peek() == Some(&'\n') {
+                chars.next();
+                len += 1;
+                starts.push(len);
+            } else if c == '\n' || c == '\r' {
+                starts.push(len);
+            }
+        }
+        Lines { starts, len }
+    }
+
+    /// The 1-based line and column of the character at `m`'s index (or just past the end).
+    fn mark(&self, m: Marker) -> Mark {
+        let index = m.index().min(self.len);
+        let line = self.starts.partition_point(|start| *start <= index);
+        Mark {
+            line,
+            column: index - self.starts[line - 1] + 1,
+        }
     }
 }
 
@@ -93,17 +138,21 @@ struct Builder<'e> {
     documents: usize,
     /// Depth inside a subtree that is being discarded (a complex key).
     skip_depth: usize,
+    /// Bytes of paths recorded so far (bounded by [`MAX_PATH_BYTES`]).
+    path_bytes: usize,
 }
 
 impl Builder<'_> {
-    fn event(&mut self, event: Event<'_>, at: Mark) {
+    /// Takes one parser event. `Err` ends parsing: the document is too deep or too large to
+    /// index, and nothing after that point would be checked anyway.
+    fn event(&mut self, event: Event<'_>, at: Mark) -> Result<(), Problem> {
         if self.skip_depth > 0 {
             match event {
                 Event::MappingStart(..) | Event::SequenceStart(..) => self.skip_depth += 1,
                 Event::MappingEnd | Event::SequenceEnd => self.skip_depth -= 1,
                 _ => {}
             }
-            return;
+            return Ok(());
         }
         match event {
             Event::DocumentStart(_) => {
@@ -122,7 +171,7 @@ impl Builder<'_> {
                 } else {
                     let path = self.child_path();
                     let value = self.scalar(&text, style, tag.as_deref(), &path, at);
-                    self.attach_leaf(path, value, at);
+                    self.attach_leaf(path, value, at)?;
                 }
             }
             Event::Alias(_) => {
@@ -136,7 +185,7 @@ impl Builder<'_> {
                 if self.awaiting_key() {
                     self.reject_key();
                 } else {
-                    self.attach_leaf(path, Value::Null, at);
+                    self.attach_leaf(path, Value::Null, at)?;
                 }
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
@@ -149,10 +198,19 @@ impl Builder<'_> {
                     );
                     self.reject_key();
                     self.skip_depth = 1;
-                    return;
+                    return Ok(());
+                }
+                if self.stack.len() >= MAX_DEPTH {
+                    return Err(Problem {
+                        path: self.current_path(),
+                        mark: at,
+                        message: format!(
+                            "found mappings or sequences nested more than {MAX_DEPTH} levels deep, expected at most {MAX_DEPTH}"
+                        ),
+                    });
                 }
                 let path = self.child_path();
-                self.record(path.clone(), at);
+                self.record(path.clone(), at)?;
                 self.stack.push(match event {
                     Event::MappingStart(..) => Frame::Map {
                         path,
@@ -170,12 +228,13 @@ impl Builder<'_> {
                 let value = match self.stack.pop() {
                     Some(Frame::Map { map, .. }) => Value::Object(map),
                     Some(Frame::Seq { items, .. }) => Value::Array(items),
-                    None => return,
+                    None => return Ok(()),
                 };
                 self.attach(value);
             }
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
         }
+        Ok(())
     }
 
     fn awaiting_key(&self) -> bool {
@@ -234,7 +293,18 @@ impl Builder<'_> {
     }
 
     /// Remembers where the value at `path` starts (and its key, if any).
-    fn record(&mut self, path: String, at: Mark) {
+    fn record(&mut self, path: String, at: Mark) -> Result<(), Problem> {
+        self.path_bytes += path.len();
+        if self.path_bytes > MAX_PATH_BYTES {
+            return Err(Problem {
+                path: String::new(),
+                mark: at,
+                message: format!(
+                    "found a document too large to index: its field paths (every key above each value) exceed {} MiB, expected shorter keys or fewer values under them",
+                    MAX_PATH_BYTES >> 20
+                ),
+            });
+        }
         let (parent, key) = match self.stack.last() {
             Some(Frame::Map {
                 path: p, pending, ..
@@ -244,11 +314,13 @@ impl Builder<'_> {
         };
         self.positions
             .insert(path, parent.as_deref(), NodeMarks { key, value: at });
+        Ok(())
     }
 
-    fn attach_leaf(&mut self, path: String, value: Value, at: Mark) {
-        self.record(path, at);
+    fn attach_leaf(&mut self, path: String, value: Value, at: Mark) -> Result<(), Problem> {
+        self.record(path, at)?;
         self.attach(value);
+        Ok(())
     }
 
     fn attach(&mut self, value: Value) {
@@ -467,6 +539,48 @@ mod tests {
         let problem = parse("a: [1, 2\nb: 3\n", &no_env).unwrap_err();
         assert!(problem.message.starts_with("invalid YAML"), "{problem:?}");
         assert!(problem.mark.line >= 1);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_at_its_position() {
+        let ok = format!("a:\n  {}x\n", "- ".repeat(MAX_DEPTH - 1));
+        assert!(parse(&ok, &no_env).is_ok());
+        let deep = format!("a:\n  {}x\n", "- ".repeat(2_000));
+        let problem = parse(&deep, &no_env).unwrap_err();
+        assert!(
+            problem.message.contains("nested more than 64"),
+            "{problem:?}"
+        );
+        assert_eq!(problem.mark.line, 2);
+        assert_eq!(problem.mark.column, 3 + 2 * MAX_DEPTH - 2, "{problem:?}");
+    }
+
+    #[test]
+    fn long_keys_above_many_values_are_refused() {
+        // 18 KB of text whose paths would take 40 MB (60 KB can take 1 GB and a minute).
+        let text = format!("? {}\n: [{}1]\n", "k".repeat(8_000), "1,".repeat(5_000));
+        let problem = parse(&text, &no_env).unwrap_err();
+        assert!(
+            problem.message.contains("too large to index"),
+            "{problem:?}"
+        );
+        assert_eq!(problem.mark.line, 2);
+    }
+
+    #[test]
+    fn syntax_error_at_the_end_stays_inside_the_text() {
+        // No final line break: the parser would report line 2 of a one-line text.
+        let problem = parse("{a: [1, 2]", &no_env).unwrap_err();
+        assert_eq!(
+            problem.mark,
+            Mark {
+                line: 1,
+                column: 11
+            },
+            "{problem:?}"
+        );
+        let problem = parse("a: 1\r\nb: \"open", &no_env).unwrap_err();
+        assert_eq!(problem.mark.line, 2, "{problem:?}");
     }
 
     #[test]

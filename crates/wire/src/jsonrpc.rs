@@ -257,6 +257,15 @@ impl Message {
         {
             return Err(invalid("\"params\" must be an object"));
         }
+        if let Some(r) = &env.result
+            && may_not_decode(r.get())
+            && let Err(e) = serde_json::from_str::<Value>(r.get())
+        {
+            // JSON's grammar allows an unpaired `\uD800`–`\uDFFF` and numbers of any size,
+            // but no value can hold them: a result relayed raw would later read as no result at
+            // all (`result_value`).
+            return Err(invalid(&format!("\"result\" cannot be decoded: {e}")));
+        }
         let error = match env.error {
             None => None,
             Some(v) => Some(
@@ -403,6 +412,48 @@ impl Serialize for Message {
     }
 }
 
+/// Whether raw JSON text may hold what JSON's grammar allows but no parsed value can: an
+/// escaped UTF-16 surrogate (`\uD800`–`\uDFFF`, which may be unpaired) or a number beyond
+/// `f64` (an exponent of three digits, or 300 digits in a row). One pass over the bytes
+/// without allocating, so only such results pay for a full decode; a false positive (inside a
+/// string, say) costs only that decode.
+fn may_not_decode(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut digits = 0usize;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => {
+                digits += 1;
+                if digits >= 300 {
+                    return true;
+                }
+                continue;
+            }
+            b'e' | b'E' if digits > 0 => {
+                let rest = &b[i + 1..];
+                let rest = match rest.first() {
+                    Some(b'+' | b'-') => &rest[1..],
+                    _ => rest,
+                };
+                if rest.iter().take_while(|d| d.is_ascii_digit()).count() >= 3 {
+                    return true;
+                }
+            }
+            b'\\'
+                if b.get(i + 1) == Some(&b'u')
+                    && b.get(i + 2).is_some_and(|h| h.eq_ignore_ascii_case(&b'd'))
+                    && b.get(i + 3)
+                        .is_some_and(|h| matches!(h, b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')) =>
+            {
+                return true;
+            }
+            _ => {}
+        }
+        digits = 0;
+    }
+    false
+}
+
 /// Inserts `"key": value` as the first member of a raw JSON object without re-parsing the rest.
 ///
 /// Returns the input unchanged when it is not an object. Used to stamp `resultType` and cache
@@ -454,6 +505,28 @@ mod tests {
         assert!(Message::parse(br#"{"jsonrpc":"2.0","id":1}"#).is_err());
         assert!(Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":5}"#).is_err());
         assert!(Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#).is_err());
+    }
+
+    #[test]
+    fn unpaired_surrogate_in_a_result_is_refused() {
+        // Found by the jsonrpc fuzz target: accepted raw, then `result_value()` was None.
+        let lone = br#"{"jsonrpc":"2.0","id":7,"result":{"text":"\ud66d\ude00"}}"#;
+        let e = Message::parse(lone).unwrap_err();
+        assert_eq!(e.id(), Id::Number(7));
+        assert!(
+            e.to_string().contains("\"result\" cannot be decoded"),
+            "{e}"
+        );
+        let pair = br#"{"jsonrpc":"2.0","id":7,"result":{"text":"\ud83d\ude00 \\udc00"}}"#;
+        let m = Message::parse(pair).unwrap();
+        assert_eq!(m.result_value().unwrap()["text"], "\u{1f600} \\udc00");
+        // Numbers beyond f64, found next: refused too; large but finite ones are kept.
+        for huge in ["51e308", "-1E+400", &"9".repeat(400)] {
+            let text = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"t":{huge}}}}}"#);
+            assert!(Message::parse(text.as_bytes()).is_err(), "{huge}");
+        }
+        let fine = br#"{"jsonrpc":"2.0","id":1,"result":{"t":1.7e308,"u":1e-400,"v":"e100"}}"#;
+        assert!(Message::parse(fine).unwrap().result_value().is_some());
     }
 
     #[test]
