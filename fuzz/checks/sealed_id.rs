@@ -1,30 +1,38 @@
-//! Sealed ids: `gatehouse_gateway::seal::Keyring::open`, the session store and MRTR resume.
+//! Sealed ids: `gatehouse_gateway::seal::Keyring::open`, the session store, MRTR resume and
+//! task handles.
 //!
 //! The keyring is loaded (`Keyring::load_or_create`) from a key file with a fixed key and kid
 //! `fuzz`, so that mutated seeds reach the decryption. The first input byte picks a mode:
 //! - 0: the rest is a token nobody sealed (the seeds only look like sealed tokens: kid
 //!   `fuzz`, base64url of nonce and ciphertext): it must not open for any purpose, must be
-//!   `Unknown` to `SessionStore::get`, and must be refused as a `requestState` by
-//!   `Parked::resume`;
+//!   `Unknown` to `SessionStore::get`, must be refused as a `requestState` by
+//!   `Parked::resume`, and must name no task (`tasks::open`);
 //! - 1: seal the rest, open it back (same bytes), refuse it for the other purpose, and refuse
-//!   it with any one character changed (the byte after the mode picks which);
+//!   it with any one character changed (the byte after the mode picks which); the same for a
+//!   task handle naming the rest as a task id, which also must not open for another principal
+//!   or virtual server and must seal to the same handle twice;
 //! - 2: seal the rest as a session id's claims and look it up: a lookup that succeeds has
 //!   the virtual server and principal asked for and a known protocol version.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use gatehouse_gateway::frontdoor::call::Parked;
-use gatehouse_gateway::frontdoor::session::{SessionClaims, SessionLookup, SessionStore};
+use gatehouse_gateway::frontdoor::call::CallStream;
+use gatehouse_gateway::frontdoor::mrtr::{Parked, STATE_PREFIX};
+use gatehouse_gateway::frontdoor::session::{
+    SessionClaims, SessionLookup, SessionStore, SessionStoreConfig,
+};
 use gatehouse_gateway::seal::Keyring;
+use gatehouse_gateway::tasks::{self, TaskScope};
+use gatehouse_identity::{Caller, Principal};
 use gatehouse_wire::{Id, Message};
 
-/// The purposes the gateway seals with (`frontdoor/session.rs`, `frontdoor/call.rs`).
+/// The purposes the gateway seals with (`frontdoor/session/store.rs`, `frontdoor/mrtr.rs`).
 const SESSION: &str = "gatehouse/session/v1";
 const REQUEST_STATE: &str = "gatehouse/request-state/v1";
-/// Prefix of gateway-minted `requestState` values (`frontdoor::call::STATE_PREFIX`).
-const STATE_PREFIX: &str = gatehouse_gateway::frontdoor::call::STATE_PREFIX;
 const VS: &str = "/mcp";
+const ISSUER: &str = "https://idp.fuzz.invalid";
+/// `PRINCIPAL`'s key (issuer and subject).
 const PRINCIPAL: &str = "https://idp.fuzz.invalid#alice";
 
 /// The fixed fuzzing key (base64url of bytes 0..32) under kid `fuzz`: public on purpose.
@@ -43,18 +51,70 @@ fn keys() -> &'static Keyring {
     })
 }
 
+/// A caller authenticated by `ISSUER` as `subject`.
+fn caller(subject: &str) -> Caller {
+    let claims = serde_json::json!({"iss": ISSUER, "sub": subject});
+    let principal = Principal::from_claims(
+        claims.as_object().expect("an object").clone(),
+        &gatehouse_config::ClaimMapping::default(),
+        false,
+    );
+    Caller::for_principal(Arc::new(principal))
+}
+
+fn alice() -> &'static Caller {
+    static ALICE: OnceLock<Caller> = OnceLock::new();
+    ALICE.get_or_init(|| caller("alice"))
+}
+
+fn mallory() -> &'static Caller {
+    static MALLORY: OnceLock<Caller> = OnceLock::new();
+    MALLORY.get_or_init(|| caller("mallory"))
+}
+
+/// A session store with the default bounds, its sessions living `ttl`.
+fn new_store(ttl: Duration) -> SessionStore {
+    let mut config = SessionStoreConfig::new(
+        &gatehouse_config::GatewayConfig::default(),
+        None,
+        gatehouse_telemetry::Metrics::new(),
+    );
+    config.ttl = ttl;
+    config.build()
+}
+
 fn store() -> &'static SessionStore {
     static STORE: OnceLock<SessionStore> = OnceLock::new();
     STORE.get_or_init(|| {
-        let store = SessionStore::new(Duration::from_secs(3600));
+        let store = new_store(Duration::from_secs(3600));
         // One live session, so lookups also walk the live map.
         store.create(
             keys(),
             claims(serde_json::json!({})),
             "2025-06-18".parse().expect("known version"),
+            alice(),
         );
         store
     })
+}
+
+/// Runs a lookup to completion: with no store behind it, `SessionStore::get` never waits.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("a runtime")
+        })
+        .block_on(f)
+}
+
+fn scope(principal: &str, vs: &str) -> TaskScope {
+    TaskScope {
+        principal: principal.into(),
+        vs_path: vs.into(),
+    }
 }
 
 fn claims(caps: serde_json::Value) -> SessionClaims {
@@ -88,20 +148,26 @@ fn forged(token: &str) {
         }
     }
     assert_eq!(
-        store()
-            .get(keys(), token, VS, PRINCIPAL)
-            .map(|s| s.id.clone()),
+        block_on(store().get(keys(), token, VS, alice())).map(|s| s.id.clone()),
         Err(SessionLookup::Unknown),
         "a forged session id was accepted"
     );
     let retry = Message::request(Id::Number(1), "tools/call", None);
     for state in [token.to_string(), format!("{STATE_PREFIX}{token}")] {
         assert!(
-            Parked::default()
+            Parked::<CallStream>::default()
                 .resume(keys(), &state, &retry, VS, PRINCIPAL)
                 .is_err(),
             "a forged requestState was accepted"
         );
+    }
+    for handle in [
+        token.to_string(),
+        format!("{}{token}", tasks::HANDLE_PREFIX),
+    ] {
+        if let Some(task) = tasks::open(keys(), &scope(PRINCIPAL, VS), &handle) {
+            panic!("a task handle nobody sealed opened: {handle:?} -> {task:?}");
+        }
     }
 }
 
@@ -124,16 +190,50 @@ fn round_trip(data: &[u8]) {
             "token opened with character {i} changed: {tampered}"
         );
     }
+    task_round_trip(pick, &String::from_utf8_lossy(plaintext));
+}
+
+fn task_round_trip(pick: u8, task_id: &str) {
+    let owner = scope(PRINCIPAL, VS);
+    let handle = tasks::seal(keys(), &owner, "files", task_id);
+    assert_eq!(
+        tasks::seal(keys(), &owner, "files", task_id),
+        handle,
+        "a task handle is not deterministic"
+    );
+    assert_eq!(
+        tasks::open(keys(), &owner, &handle),
+        Some(("files".to_string(), task_id.to_string()))
+    );
+    for other in [
+        scope("https://idp.fuzz.invalid#mallory", VS),
+        scope(PRINCIPAL, "/other"),
+    ] {
+        assert_eq!(
+            tasks::open(keys(), &other, &handle),
+            None,
+            "a task handle opened for {other:?}"
+        );
+    }
+    let mut chars: Vec<char> = handle.chars().collect();
+    let i = usize::from(pick) % chars.len();
+    chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
+    let tampered: String = chars.into_iter().collect();
+    assert_eq!(
+        tasks::open(keys(), &owner, &tampered),
+        None,
+        "a task handle opened with character {i} changed: {tampered}"
+    );
 }
 
 fn sealed_claims(plaintext: &[u8]) {
     let token = keys().seal(SESSION, plaintext);
-    let store = SessionStore::new(Duration::from_secs(100 * 365 * 24 * 3600));
+    let store = new_store(Duration::from_secs(100 * 365 * 24 * 3600));
     // Only the principal the claims name may use the session, on the virtual server they name.
-    for principal in [PRINCIPAL, "https://idp.fuzz.invalid#mallory"] {
-        if let Ok(session) = store.get(keys(), &token, VS, principal) {
+    for caller in [alice(), mallory()] {
+        if let Ok(session) = block_on(store.get(keys(), &token, VS, caller)) {
             assert_eq!(session.claims.vs, VS);
-            assert_eq!(session.claims.sub, principal);
+            assert_eq!(session.claims.sub, caller.principal.key());
             assert_eq!(session.version.as_str(), session.claims.v);
             assert_eq!(session.id, token);
         }
