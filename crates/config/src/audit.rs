@@ -36,14 +36,9 @@ pub struct AuditConfig {
     /// Where segment files go (default `<data-dir>/audit`); relative to the config file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dir: Option<PathBuf>,
-    /// `process` (default): an event is written to the segment file before the response is
-    /// released and fsync'd at least every second (survives a crash of Gatehouse; may lose the
-    /// last second on power loss). `fsync`: the response also waits for the group-committed
-    /// fsync.
+    /// When an event counts as written, and so what a crash or a power loss can lose.
     pub durability: Durability,
-    /// What happens when the journal cannot be written (disk full, I/O error): `refuse`
-    /// (default) answers calls with an error instead of serving them unaudited; `serve` keeps
-    /// serving and logs the failure.
+    /// What happens when the journal cannot be written (disk full, I/O error).
     pub on_failure: OnFailure,
     /// Ed25519 private key (PKCS#8 PEM or 32 raw bytes base64) that signs checkpoints;
     /// relative to the config file. Default: generated once into
@@ -113,11 +108,11 @@ impl AuditConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Durability {
-    /// Written to the file (survives a crash of the process) before the response; fsync'd at
-    /// least every second.
+    /// Written to the segment file before the response is released, and fsync'd at least
+    /// every second: survives a crash of Gatehouse, may lose the last second on power loss.
     #[default]
     Process,
-    /// fsync'd (survives power loss) before the response.
+    /// The response also waits for the group-committed fsync: survives power loss.
     Fsync,
 }
 
@@ -125,10 +120,10 @@ pub enum Durability {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnFailure {
-    /// Refuse calls with an error rather than serve them unaudited.
+    /// Answer calls with an error rather than serve them unaudited.
     #[default]
     Refuse,
-    /// Keep serving; log every event that could not be written.
+    /// Keep serving and log every event that could not be written.
     Serve,
 }
 

@@ -15,10 +15,11 @@ use crate::telemetry::OtlpProtocol;
 /// One destination the journal is shipped to. Each sink reads the journal from its own
 /// cursor, so a sink that is down loses nothing: it catches up when it is back. Every event
 /// carries its stable id (`<instance>-<seq>`) so a receiver can drop the duplicates an
-/// at-least-once delivery can produce.
-///
-/// One flat struct, not an enum, so that unknown fields stay errors (see the model's
-/// module docs); which fields a `type` needs is checked by validation.
+/// at-least-once delivery can produce. Which fields a `type` needs is checked when the
+/// config is loaded.
+//
+// One flat struct, not an enum, so that unknown fields stay errors (see the model's module
+// docs); a plain comment, not a doc comment, so that it stays out of the JSON Schema.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
@@ -77,7 +78,7 @@ pub struct SinkConfig {
     /// Sentinel: the Entra ID authority (default `https://login.microsoftonline.com`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authority: Option<String>,
-    /// `otlp_logs`: `http` (default) or `grpc`.
+    /// `otlp_logs`: the OTLP transport (default `http`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<OtlpProtocol>,
     /// Extra HTTP headers (or gRPC metadata) sent with every request.
@@ -90,8 +91,8 @@ pub struct SinkConfig {
     /// `syslog`: the facility name (default `local0`; `auth`, `authpriv`, `local0`…`local7`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facility: Option<String>,
-    /// Where a new sink starts (one with no cursor yet): `beginning` (default) ships the
-    /// whole journal, a backfill; `now` ships only what is written from its first start on.
+    /// Where a new sink (one with no cursor yet) starts reading the journal (default
+    /// `beginning`).
     #[serde(default, skip_serializing_if = "SinkStart::is_beginning")]
     pub start: SinkStart,
     /// Only these event types are shipped (default: all), e.g. `[mcp.request, anomaly]`.
@@ -210,28 +211,30 @@ impl EventFormat {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionConfig {
-    /// Every class not named below (default: forever).
+    /// How long events of every class not set on its own are kept (default: forever).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<DurationSpec>,
-    /// `tools/call` requests.
+    /// How long `tools/call` request events are kept (default: as `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call: Option<DurationSpec>,
-    /// Other MCP requests (`tools/list`, `resources/read`, …).
+    /// How long other MCP request events (`tools/list`, `resources/read`, …) are kept
+    /// (default: as `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<DurationSpec>,
-    /// `auth.failure`.
+    /// How long `auth.failure` events are kept (default: as `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_failure: Option<DurationSpec>,
-    /// `session.start` and `session.end`.
+    /// How long `session.start` and `session.end` events are kept (default: as `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<DurationSpec>,
-    /// `config.change` and `policy.change`.
+    /// How long `config.change` and `policy.change` events are kept (default: as `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change: Option<DurationSpec>,
-    /// `anomaly`.
+    /// How long `anomaly` events are kept (default: as `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anomaly: Option<DurationSpec>,
-    /// The hourly usage rollups in the store (they name users), by hour.
+    /// How long the hourly usage rollups in the store (they name users) are kept, judged by
+    /// the hour they count (default: as `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<DurationSpec>,
 }
@@ -255,7 +258,8 @@ pub struct AnomalyConfig {
     pub window: DurationSpec,
     /// Fires when the current hour exceeds the baseline by this factor (default 3).
     pub factor: f64,
-    /// …and has at least this many calls (default 20), so quiet principals stay quiet.
+    /// The volume detectors fire only when the current hour also has at least this many
+    /// calls (default 20), so quiet principals stay quiet.
     pub min_calls: u64,
     /// A baseline needs this much history before volume detectors judge against it
     /// (default 24h).
@@ -263,7 +267,7 @@ pub struct AnomalyConfig {
     /// Authorization failures (denied, forbidden) by one principal within `failure_window`
     /// that fire the repeated-failure detector (default 5).
     pub failures: u64,
-    /// See `failures` (default 10m).
+    /// The window `failures` is counted in (default 10m).
     pub failure_window: DurationSpec,
     /// Prefix length that makes an IPv4 source a "network" (default 24).
     pub ipv4_prefix: u8,

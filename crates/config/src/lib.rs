@@ -43,6 +43,7 @@ mod limits;
 mod model;
 mod path;
 mod policy;
+mod reference;
 mod schema_check;
 mod telemetry;
 mod validate;
@@ -73,6 +74,7 @@ pub use model::{
     StoreConfig, TlsConfig, Transport, VirtualServerConfig,
 };
 pub use policy::{Operation, PoliciesConfig, PolicyEngineKind, ToolOperations};
+pub use reference::reference_markdown;
 pub use telemetry::{AdminConfig, DEFAULT_SERVICE_NAME, OtlpConfig, OtlpProtocol, TelemetryConfig};
 pub use validate::{SYSLOG_FACILITIES, is_loopback_host, valid_tool_name};
 

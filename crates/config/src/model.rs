@@ -28,17 +28,18 @@ pub const NAME_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Configuration format version; only `1` exists.
+    /// Configuration format version. Only `1` exists; leaving it out means `1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u32>,
     /// Settings of the gateway's own HTTP listener.
     #[serde(default)]
     pub gateway: GatewayConfig,
-    /// Upstream MCP servers the gateway can connect to.
+    /// Upstream MCP servers the gateway can connect to; a virtual server exposes them by
+    /// naming them in its `include`.
     #[serde(default)]
     pub servers: Vec<ServerConfig>,
-    /// MCP endpoints exposed by the gateway, each combining tools from one
-    /// or more upstream servers.
+    /// MCP endpoints exposed by the gateway, each combining the tools, prompts and resources
+    /// of one or more upstream servers.
     #[serde(default)]
     pub virtual_servers: Vec<VirtualServerConfig>,
     /// Where Gatehouse persists state (default: SQLite in the data directory).
@@ -95,17 +96,22 @@ pub struct GatewayConfig {
     /// Socket address to listen on, e.g. `127.0.0.1:8080` (the CLI's
     /// `--listen` overrides it).
     pub listen: String,
-    /// Largest accepted request body, in bytes.
+    /// Largest accepted request body, in bytes (default 4 MiB). A larger body gets `413`;
+    /// one whose declared length is larger is refused before any of it is read.
     pub max_body_bytes: u64,
-    /// Default per-call timeout for upstream requests.
+    /// How long one call to an upstream server may take, unless the server sets its own
+    /// `timeout`.
     pub request_timeout: DurationSpec,
-    /// How long to let in-flight requests drain on shutdown.
+    /// On shutdown (SIGINT/SIGTERM), how long in-flight requests may take to finish before
+    /// the remaining connections are closed.
     pub shutdown_grace: DurationSpec,
     /// Extra browser origins allowed to call the gateway (exact match, e.g.
     /// `https://app.example.com`). Loopback origins are always allowed for
     /// loopback listeners.
     pub allowed_origins: Vec<String>,
-    /// How long a sealed session id stays valid.
+    /// How long a handshake-era session lasts after it opened, however active it is
+    /// (`sessions.idle_timeout` ends an idle one sooner). Its sealed `Mcp-Session-Id` is
+    /// refused afterwards.
     pub session_ttl: DurationSpec,
     /// Serve HTTPS with this certificate (recommended for any non-loopback listener).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -178,14 +184,15 @@ pub struct ServerConfig {
     /// Unique name, 1-64 characters of `A-Z a-z 0-9 _ -`.
     #[schemars(pattern(NAME_PATTERN))]
     pub name: String,
-    /// Remote server endpoint (http or https). Exactly one of `url` and
-    /// `command` must be set.
+    /// Remote server endpoint (`http://` or `https://`), e.g. `https://mcp.example.com/mcp`.
+    /// Exactly one of `url` and `command` must be set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// Remote only: HTTP transport (default `streamable_http`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transport: Option<Transport>,
-    /// MCP protocol version to speak upstream (default `auto`: negotiate).
+    /// MCP protocol version to speak upstream (default `auto`: negotiate the newest version
+    /// both sides support).
     #[serde(default, skip_serializing_if = "ProtocolSetting::is_auto")]
     pub protocol: ProtocolSetting,
     /// Remote only: static headers sent with every upstream request.
@@ -198,14 +205,16 @@ pub struct ServerConfig {
     /// `gateway.request_timeout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<DurationSpec>,
-    /// Local process to start and talk to over stdio. Exactly one of `url`
-    /// and `command` must be set.
+    /// Local process to start and talk to over stdio (looked up on `PATH`), started when
+    /// first needed and restarted, with backoff, after it exits. Exactly one of `url` and
+    /// `command` must be set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
-    /// Stdio only: arguments of `command`.
+    /// Stdio only: arguments of `command`, passed as they are (no shell).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<Vec<String>>,
-    /// Stdio only: extra environment variables for the process.
+    /// Stdio only: extra environment variables for the process, added to the gateway's
+    /// own environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<BTreeMap<String, String>>,
     /// Stdio only: working directory (relative to the config file).
@@ -313,10 +322,11 @@ pub enum Transport {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
-    /// PEM file with extra CA certificates to trust.
+    /// PEM file of CA certificates to trust for the server's certificate, in addition to
+    /// the system's roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
-    /// PEM client certificate (requires `key`).
+    /// PEM client certificate for mutual TLS (requires `key`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert: Option<PathBuf>,
     /// PEM private key of the client certificate (requires `cert`).
@@ -390,8 +400,8 @@ pub struct VirtualServerConfig {
     /// Unique name, 1-64 characters of `A-Z a-z 0-9 _ -`.
     #[schemars(pattern(NAME_PATTERN))]
     pub name: String,
-    /// Unique HTTP path, e.g. `/mcp`: starts with `/`, no trailing slash,
-    /// not `/healthz`, `/readyz` or under `/.well-known`.
+    /// Unique HTTP path clients connect to, e.g. `/mcp`: starts with `/`, no trailing
+    /// slash, not `/healthz`, `/readyz` or under `/.well-known`.
     pub path: String,
     /// When true, a member that is down fails list requests instead of
     /// just having its items missing.
@@ -401,7 +411,8 @@ pub struct VirtualServerConfig {
     /// only on loopback listeners unless `--insecure`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthConfig>,
-    /// The upstream servers whose tools this endpoint exposes.
+    /// The upstream servers whose tools, prompts and resources this endpoint exposes. When
+    /// two members expose the same name, the one listed first wins (a warning is logged).
     pub include: Vec<MemberConfig>,
 }
 
@@ -412,10 +423,12 @@ pub struct VirtualServerConfig {
 pub struct MemberConfig {
     /// Name of a server from `servers`.
     pub server: String,
-    /// Allow-list of tools, by the server's own names; absent = all tools.
+    /// Allow-list of tools, by the server's own names; absent = all tools. Prompts and
+    /// resources are not filtered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<String>>,
-    /// Prefix added to every exposed tool name.
+    /// Prefix added to every exposed tool and prompt name, e.g. `jira_`, to keep members'
+    /// names apart (resource URIs are unchanged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
     /// New names for tools, keyed by the server's own names (the prefix is

@@ -11,8 +11,7 @@ use crate::duration::DurationSpec;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PoliciesConfig {
-    /// `cedar` (in process), `rego` (in process, OPA's language) or `http` (an external OPA
-    /// reached over its REST decision API).
+    /// The policy engine that decides.
     pub engine: PolicyEngineKind,
     /// Policy files, relative to the config file; `*` and `?` match within a file name,
     /// e.g. `policies/*.cedar`. Cedar also reads `*.cedarschema` fragments listed here;
@@ -33,11 +32,13 @@ pub struct PoliciesConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PolicyEngineKind {
-    /// Cedar (`cedar-policy`), validated against Gatehouse's published schema.
+    /// Cedar (`cedar-policy`), in process; policies are validated against Gatehouse's
+    /// published schema (`gatehouse policy schema`).
     Cedar,
-    /// Rego (`regorus`); the decision is `data.gatehouse.allow`.
+    /// Rego, OPA's language (`regorus`), in process; the decision is
+    /// `data.gatehouse.allow`.
     Rego,
-    /// An external OPA over HTTP.
+    /// An external OPA reached over its REST decision API at `url`.
     Http,
 }
 

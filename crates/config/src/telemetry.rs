@@ -44,8 +44,7 @@ pub struct OtlpConfig {
     /// (`https://otlp.example.com/otlp` exports to `…/otlp/v1/traces`). `https://` uses TLS
     /// with the system's trust roots.
     pub endpoint: String,
-    /// `http` (OTLP/HTTP with protobuf bodies, the OpenTelemetry default, port 4318) or
-    /// `grpc` (OTLP/gRPC, port 4317). Default `http`.
+    /// The OTLP transport. Default `http`, the OpenTelemetry default.
     #[serde(default)]
     pub protocol: OtlpProtocol,
     /// Headers sent with every export, e.g. a vendor's API key
@@ -72,10 +71,10 @@ pub struct OtlpConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OtlpProtocol {
-    /// OTLP/HTTP with protobuf bodies (`http/protobuf`).
+    /// OTLP/HTTP with protobuf bodies (`http/protobuf`), usually port 4318.
     #[default]
     Http,
-    /// OTLP/gRPC.
+    /// OTLP/gRPC, usually port 4317.
     Grpc,
 }
 
