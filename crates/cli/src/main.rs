@@ -103,7 +103,12 @@ enum Command {
         config: PathBuf,
     },
     /// Print the JSON Schema of the configuration file (for editors and CI checks).
-    Schema,
+    Schema {
+        /// Print the configuration reference as Markdown instead (every field with its type,
+        /// default and description; the text of docs/reference/configuration.md).
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Work with the policy set of a configuration: test it, explain a decision, print the
     /// Cedar schema policies are validated against.
     Policy {
@@ -251,7 +256,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Schema => {
+        Command::Schema { markdown: true } => {
+            print!("{}", gatehouse_config::reference_markdown());
+            ExitCode::SUCCESS
+        }
+        Command::Schema { markdown: false } => {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&gatehouse_config::json_schema())

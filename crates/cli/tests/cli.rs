@@ -67,3 +67,16 @@ fn schema_is_generated_json_schema() {
     assert!(v["properties"]["servers"].is_object(), "{v}");
     assert!(v.to_string().contains("2026-07-28"));
 }
+
+#[test]
+fn schema_markdown_prints_the_configuration_reference() {
+    let out = Command::new(common::bin())
+        .args(["schema", "--markdown"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        gatehouse_config::reference_markdown()
+    );
+}
