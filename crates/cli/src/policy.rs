@@ -33,7 +33,7 @@ pub async fn test(config: &Path) -> anyhow::Result<bool> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if report.outcomes.is_empty() {
-        bail!("no test cases: add a *.tests.yaml file next to the policies (see README, Policies)");
+        bail!("no test cases: add a *.tests.yaml file next to the policies (see docs/policy.md)");
     }
     print!("{}", report.table());
     println!(

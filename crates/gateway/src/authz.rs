@@ -34,7 +34,7 @@ pub struct DecisionRecord<'a> {
 
 /// Writes each decision as a log line with target `gatehouse::decision`: denials at `info`,
 /// allowed requests at `debug` (`--log info,gatehouse::decision=debug` shows every decision).
-/// A line per allowed call costs more CPU than the decision itself (see README, Benchmark);
+/// A line per allowed call costs more CPU than the decision itself (see docs/performance.md);
 /// the audit journal is the durable, complete record.
 #[derive(Debug, Default)]
 pub struct LogDecisions;

@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 JIRA = HERE / "jira_server.py"
 BUDGET = 60
 
-# The README's example, verbatim: read Jira tickets but do not update them.
+# The example of docs/policy.md, verbatim: read Jira tickets but do not update them.
 READ_ONLY_JIRA = """\
 permit (principal, action == Gatehouse::Action::"call_tool", resource in Gatehouse::Server::"jira")
 when { resource.operation == "read" };

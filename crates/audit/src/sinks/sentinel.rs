@@ -8,7 +8,7 @@
 //! fetched again once when the API answers 401. 429 and 503 are retried after the API's
 //! `Retry-After`.
 //!
-//! Rows have flat columns for a custom table (`GatehouseAudit_CL`, see the README for the
+//! Rows have flat columns for a custom table (`GatehouseAudit_CL`, see docs/siem.md for the
 //! DCR stream declaration) plus `Event`, the whole journal event as `dynamic`.
 
 use std::time::{Duration, Instant};
