@@ -1,6 +1,7 @@
-//! The audit trail's background work in `gatehouse up`, each on a thread of its own with its
-//! own runtime and database connection so that none of it competes with requests: the index
-//! (with the usage rollups and the anomaly detectors), retention, and the sinks.
+//! The audit trail's background work in `gatehouse up`, each worker of the [`Supervisor`] on a
+//! thread of its own with its own runtime and database connection so that none of it competes
+//! with requests: the index (with the usage rollups and the anomaly detectors), retention, and
+//! the sinks. The supervisor's one stop signal ends them all.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,6 +13,8 @@ use gatehouse_audit::index::{CatchUp, catch_up_with};
 use gatehouse_audit::sinks::Progress;
 use gatehouse_config::{AnomalyConfig, SinkConfig};
 use gatehouse_telemetry::Metrics;
+
+use crate::supervisor::{Stop, Supervisor};
 
 /// What the indexer thread needs besides the store: where the journal is, the journal itself
 /// (anomaly events are appended to it), the metrics (`gatehouse_anomalies_total`) and the
@@ -35,8 +38,8 @@ pub struct Indexer {
 /// full load it falls behind and catches up when there is idle time (`audit query` also
 /// catches up before it answers). After each catch-up the anomaly detectors judge the lines
 /// just indexed; what they find is appended to the journal and counted in
-/// `gatehouse_anomalies_total`. Returns the flag that stops it.
-pub fn spawn_indexer(indexer: Indexer) -> Arc<std::sync::atomic::AtomicBool> {
+/// `gatehouse_anomalies_total`.
+pub fn spawn_indexer(supervisor: &mut Supervisor, indexer: Indexer) {
     let Indexer {
         database_url,
         data_dir,
@@ -45,10 +48,8 @@ pub fn spawn_indexer(indexer: Indexer) -> Arc<std::sync::atomic::AtomicBool> {
         anomalies,
     } = indexer;
     let dir = journal.dir().to_path_buf();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stopped = stop.clone();
     const LOST: &str = "`gatehouse audit query` will index instead";
-    spawn_worker("audit-index", true, LOST, move || async move {
+    supervisor.spawn("audit-index", true, LOST, move |mut stop: Stop| async move {
         let store = match gatehouse_store::Store::open_or_embedded(
             database_url.as_deref(),
             &data_dir,
@@ -65,7 +66,7 @@ pub fn spawn_indexer(indexer: Indexer) -> Arc<std::sync::atomic::AtomicBool> {
         let mut detectors = Detectors::new(&store, anomalies());
         let mut failing = false;
         let mut detecting = true;
-        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+        while !stop.is_set() {
             let mut observations = detectors.observations();
             let caught_up = catch_up_with(
                 &index,
@@ -112,48 +113,16 @@ pub fn spawn_indexer(indexer: Indexer) -> Arc<std::sync::atomic::AtomicBool> {
                 }
                 Err(_) => {}
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            stop.sleep(Duration::from_secs(1)).await;
         }
         store.close().await;
     });
-    stop
 }
 
 fn now_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64)
-}
-
-/// Starts a thread named `name` that runs `work` on a runtime of its own (at idle priority
-/// when `idle`); `lost` says what is lost when that cannot happen, for the log.
-fn spawn_worker<F, Fut>(name: &str, idle: bool, lost: &'static str, work: F)
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()>,
-{
-    let thread = name.to_string();
-    let run = move || {
-        #[cfg(target_os = "linux")]
-        if idle {
-            // SAFETY: sched_setscheduler on the calling thread (pid 0) with a valid parameter
-            // block; threads this one spawns (the database driver's) inherit the policy.
-            unsafe {
-                let param = libc::sched_param { sched_priority: 0 };
-                libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
-            }
-        }
-        match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt.block_on(work()),
-            Err(e) => tracing::error!(thread, error = %e, "cannot start a runtime; {lost}"),
-        }
-    };
-    if let Err(e) = std::thread::Builder::new().name(name.into()).spawn(run) {
-        tracing::error!(thread = name, error = %e, "cannot start a thread; {lost}");
-    }
 }
 
 /// The current value of part of the configuration (it follows reloads).
@@ -169,21 +138,20 @@ type Running = (
 /// Ships the journal to every configured sink, each from its own cursor, on one thread (at
 /// normal priority: a SIEM's lag is an operator's concern, unlike the index's). Follows
 /// reloads of `audit.sinks`: every two seconds, sinks added are started, sinks removed are
-/// stopped and sinks changed are restarted (each keeps its cursor under its name). Returns
-/// the sender that stops them all.
+/// stopped and sinks changed are restarted (each keeps its cursor under its name).
 pub fn spawn_sinks(
+    supervisor: &mut Supervisor,
     sinks: Current<Vec<SinkConfig>>,
     database_url: Option<String>,
     data_dir: PathBuf,
     dir: PathBuf,
     metrics: Arc<Metrics>,
-) -> tokio::sync::watch::Sender<bool> {
-    let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    spawn_worker(
+) {
+    supervisor.spawn(
         "audit-sinks",
         false,
         "nothing is shipped",
-        move || async move {
+        move |mut stop: Stop| async move {
             let mut store: Option<gatehouse_store::Store> = None;
             let mut running: std::collections::HashMap<String, Running> = Default::default();
             // Sinks that could not start (a missing CA file, say): tried again after a minute,
@@ -238,11 +206,7 @@ pub fn spawn_sinks(
                         }
                     }
                 }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                    _ = stopped.changed() => {}
-                }
-                if *stopped.borrow() {
+                if stop.sleep(Duration::from_secs(2)).await {
                     break;
                 }
             }
@@ -255,7 +219,6 @@ pub fn spawn_sinks(
             }
         },
     );
-    stop
 }
 
 /// Starts one sink's runner, reporting its progress to the metrics.
@@ -292,25 +255,25 @@ fn start_sink(
 /// Enforces `audit.retention` a minute after start and then every hour, as the configuration
 /// says at that moment (it follows reloads): removes expired segment files behind signed
 /// anchors (never what a sink has not shipped) and old usage rollups, and records each removal
-/// as a `retention` event. Returns the flag that stops it.
+/// as a `retention` event.
 pub fn spawn_retention(
+    supervisor: &mut Supervisor,
     audit: Current<gatehouse_config::AuditConfig>,
     database_url: Option<String>,
     data_dir: PathBuf,
     auditor: Arc<gatehouse_gateway::observe::Auditor>,
-) -> Arc<std::sync::atomic::AtomicBool> {
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stopped = stop.clone();
-    spawn_worker(
+) {
+    supervisor.spawn(
         "audit-retention",
         false,
         "nothing expires",
-        move || async move {
+        move |mut stop: Stop| async move {
             let dir = auditor.journal().dir().to_path_buf();
             let mut next = tokio::time::Instant::now() + Duration::from_secs(60);
-            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
-                if tokio::time::Instant::now() < next {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+            while !stop.is_set() {
+                let now = tokio::time::Instant::now();
+                if now < next {
+                    stop.sleep(next - now).await;
                     continue;
                 }
                 next += Duration::from_secs(3600);
@@ -351,7 +314,6 @@ pub fn spawn_retention(
             }
         },
     );
-    stop
 }
 
 /// Writes what a retention pass removed (or held back) into the journal itself.

@@ -11,6 +11,7 @@ mod background;
 mod demo;
 mod login;
 mod policy;
+mod supervisor;
 mod table;
 mod up;
 mod usage;

@@ -15,6 +15,10 @@ use gatehouse_gateway::seal::Keyring;
 /// need few, and its descriptors come out of the gateway listener's share.
 const ADMIN_MAX_CONNECTIONS: u32 = 64;
 
+/// How long shutdown waits for the background workers (index, retention, sinks) to stop; a
+/// sink in the middle of a slow delivery is left to end with the process.
+const BACKGROUND_STOP: Duration = Duration::from_secs(10);
+
 /// Arguments of `gatehouse up`.
 pub struct UpArgs {
     pub config: Option<PathBuf>,
@@ -45,7 +49,7 @@ pub fn check_exposure(config: &Config, listen: SocketAddr, insecure: bool) -> Re
         return Ok(());
     }
     Err(format!(
-        "refusing to serve {} without authentication on {listen}, which other machines can reach: add an auth section to each (see README, Identity), listen on 127.0.0.1, or pass --insecure",
+        "refusing to serve {} without authentication on {listen}, which other machines can reach: add an auth section to each (see docs/identity.md), listen on 127.0.0.1, or pass --insecure",
         open.join(", ")
     ))
 }
@@ -80,7 +84,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let listen: SocketAddr = listen
         .parse()
         .with_context(|| format!("--listen {listen:?} is not an IP:port address"))?;
-    let grace = config.gateway.shutdown_grace.get();
     let keys = Keyring::load_or_create(&data_dir)?;
     // The store is opened (and migrated) before anything listens: a database this binary cannot
     // use stops the start with the reason, instead of failing requests later.
@@ -172,37 +175,40 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         auditor.clone(),
         telemetry.clone(),
     )?;
-    let indexer = auditor.as_ref().map(|a| {
-        crate::background::spawn_indexer(crate::background::Indexer {
-            database_url: database_url.clone(),
-            data_dir: data_dir.clone(),
-            journal: a.journal().clone(),
-            metrics: telemetry.metrics().clone(),
-            anomalies: {
-                let gw = gw.clone();
-                Box::new(move || gw.snapshot().config.audit.anomalies.clone())
+    // The audit trail's background work; one stop signal ends it at shutdown.
+    let mut supervisor = crate::supervisor::Supervisor::default();
+    if let Some(a) = &auditor {
+        crate::background::spawn_indexer(
+            &mut supervisor,
+            crate::background::Indexer {
+                database_url: database_url.clone(),
+                data_dir: data_dir.clone(),
+                journal: a.journal().clone(),
+                metrics: telemetry.metrics().clone(),
+                anomalies: {
+                    let gw = gw.clone();
+                    Box::new(move || gw.snapshot().config.audit.anomalies.clone())
+                },
             },
-        })
-    });
-    let retention = auditor.as_ref().map(|a| {
-        let gw = gw.clone();
+        );
+        let current = gw.clone();
         crate::background::spawn_retention(
-            Box::new(move || gw.snapshot().config.audit.clone()),
+            &mut supervisor,
+            Box::new(move || current.snapshot().config.audit.clone()),
             database_url.clone(),
             data_dir.clone(),
             a.clone(),
-        )
-    });
-    let sinks = auditor.as_ref().map(|a| {
-        let gw = gw.clone();
+        );
+        let current = gw.clone();
         crate::background::spawn_sinks(
-            Box::new(move || gw.snapshot().config.audit.sinks.clone()),
+            &mut supervisor,
+            Box::new(move || current.snapshot().config.audit.sinks.clone()),
             database_url.clone(),
             data_dir.clone(),
             a.journal().dir().to_path_buf(),
             telemetry.metrics().clone(),
-        )
-    });
+        );
+    }
     if let Some(path) = &args.config {
         let insecure = args.insecure;
         let loader: Arc<gatehouse_gateway::reload::Loader> = Arc::new(move |p: &Path| {
@@ -249,6 +255,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let _ = stop_rx.await;
     }));
     wait_for_signal().await;
+    // Read now: gateway.shutdown_grace follows reloads.
+    let grace = gw.snapshot().config.gateway.shutdown_grace.get();
     tracing::info!(?grace, "shutting down: draining in-flight calls");
     drain_gw.start_draining();
     let _ = stop_tx.send(());
@@ -263,16 +271,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     gw.shutdown_backends().await;
     if let Some(a) = &auditor {
         a.shutdown().await;
-        if let Some(indexer) = indexer {
-            indexer.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-        if let Some(retention) = retention {
-            retention.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-        if let Some(sinks) = sinks {
-            // Whatever they have not shipped yet, they ship at the next start.
-            let _ = sinks.send(true);
-        }
+        // Whatever the sinks have not shipped yet, they ship at the next start; the index
+        // is brought up to date below.
+        supervisor.shutdown(BACKGROUND_STOP).await;
         if let Err(e) =
             gatehouse_audit::index::catch_up(&store.audit_index(), a.journal().dir()).await
         {

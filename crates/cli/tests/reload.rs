@@ -120,3 +120,74 @@ async fn in_flight_call_survives_a_reload() {
         "the retired process stops once its calls finished"
     );
 }
+
+/// The reload boundary: one edit changes a setting that follows reloads (`session_ttl`,
+/// `max_body_bytes`) and a start-only one (`admin.listen`). The first applies to the running
+/// process; the second keeps its running value, and both the log line and the `config.change`
+/// audit event name it as waiting for a restart.
+#[tokio::test]
+async fn a_reload_applies_session_ttl_and_names_the_admin_listener_as_waiting_for_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!("gateway:\n  session_ttl: 24h\n{}", demo_member_yaml("")),
+    );
+    let gh = Gatehouse::start(&["--config", cfg.to_str().unwrap()]);
+    let legacy = Legacy::connect(&gh.url("/mcp")).await;
+    assert_eq!(legacy.echo(1, "before").await, "before");
+    let big = "x".repeat(4096);
+    assert_eq!(
+        legacy.echo(2, &big).await,
+        big.as_str(),
+        "4 KiB fits the default"
+    );
+
+    // A port nothing listens on; the reload must not make it listen.
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    drop(admin);
+    std::fs::write(
+        &cfg,
+        format!(
+            "gateway:\n  session_ttl: 1s\n  max_body_bytes: 2048\nadmin:\n  listen: {admin_addr}\n{}",
+            demo_member_yaml("")
+        ),
+    )
+    .unwrap();
+    let waiting = "these settings keep their running values until a restart: admin.listen";
+    assert!(
+        eventually(Duration::from_secs(10), || gh.logged(waiting)).await,
+        "the reload's log line names the start-only setting"
+    );
+
+    // Follows: the body limit at once, the session lifetime for the session already open.
+    let (status, _) = legacy
+        .request(
+            3,
+            "tools/call",
+            json!({"name": "echo", "arguments": {"text": big}}),
+        )
+        .await;
+    assert_eq!(status, 413, "the reloaded gateway.max_body_bytes applies");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let (status, body) = legacy.request(4, "ping", json!({})).await;
+    assert_eq!(
+        status, 404,
+        "the session outlived the reloaded session_ttl: {body}"
+    );
+
+    // Start-only: nothing listens on the new admin address.
+    assert!(
+        std::net::TcpStream::connect_timeout(&admin_addr, Duration::from_millis(500)).is_err(),
+        "admin.listen changed by a reload must wait for a restart"
+    );
+    let change = audit_events(gh.data_dir.path())
+        .into_iter()
+        .find(|e| e["type"] == "config.change" && e["outcome"] == "ok")
+        .expect("a config.change event for the reload");
+    assert_eq!(
+        change["detail"]["restart_needed"],
+        json!(["admin.listen"]),
+        "{change}"
+    );
+}

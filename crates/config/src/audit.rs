@@ -43,7 +43,7 @@ pub struct AuditConfig {
     /// Ed25519 private key (PKCS#8 PEM or 32 raw bytes base64) that signs checkpoints;
     /// relative to the config file. Default: generated once into
     /// `<data-dir>/keys/audit-signing.key`. Keep it where the journal's writers cannot reach
-    /// for the strongest guarantee (see README, Audit).
+    /// for the strongest guarantee (see docs/audit.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signing_key: Option<PathBuf>,
     /// Start a new segment file after this many bytes (default 64 MiB).

@@ -246,7 +246,7 @@ impl RetentionConfig {
     }
 }
 
-/// The anomaly detectors (see README, Audit: anomalies). Each compares a principal's or a
+/// The anomaly detectors (see docs/audit.md, Anomalies). Each compares a principal's or a
 /// server's current hour with its rolling baseline from the usage rollups, and writes an
 /// `anomaly` event to the journal and `gatehouse_anomalies_total` when it fires.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

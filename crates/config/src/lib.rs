@@ -44,6 +44,7 @@ mod model;
 mod path;
 mod policy;
 mod reference;
+pub mod reload;
 mod schema_check;
 mod telemetry;
 mod validate;

@@ -44,12 +44,24 @@ pub fn reference_markdown() -> String {
     render(crate::cached_schema())
 }
 
+/// Every field path the reference lists (`gateway.max_body_bytes`, `servers[].name`), in
+/// page order: what the reload classes ([`crate::reload`]) must cover.
+#[cfg(test)]
+pub(crate) fn field_paths() -> Vec<String> {
+    walk(crate::cached_schema()).paths
+}
+
 /// Renders the reference for `schema` (the root of a schemars draft 2020-12 schema).
 pub(crate) fn render(schema: &Value) -> String {
+    walk(schema).out
+}
+
+fn walk(schema: &Value) -> Renderer<'_> {
     let mut r = Renderer {
         defs: schema.get("$defs").and_then(Value::as_object),
         value_types: BTreeSet::new(),
         out: String::from(HEADER),
+        paths: Vec::new(),
     };
     if let Some(d) = description(schema) {
         r.out.push_str(&paragraphs(&d));
@@ -60,14 +72,17 @@ pub(crate) fn render(schema: &Value) -> String {
          each entry of a list, `<name>` for each key of a map), its type, its default \
          (**required** when it must be set whenever its parent is; an object's defaults are \
          those of its fields) and what it does. A default of \"—\" means the field is unset \
-         unless given; its description says what unset means. Any string value may use \
-         `${VAR}` to read an environment variable.\n\n",
+         unless given; its description says what unset means. *On reload* says what a change \
+         does to a running gateway: `follows` — the next requests use the new value; \
+         `restart` — the running value stays until a restart, and the reload's log line and \
+         `config.change` audit event name the field. Any string value may use `${VAR}` to \
+         read an environment variable.\n\n",
     );
     if let Some(root) = schema.as_object() {
         r.object_section(2, "Top level", "", root, None);
     }
     r.value_type_sections();
-    r.out
+    r
 }
 
 /// One field as the reference lists it.
@@ -94,6 +109,8 @@ struct Renderer<'a> {
     /// Named scalar types (`Duration`, `SecretRef`) that have a section at the end.
     value_types: BTreeSet<String>,
     out: String,
+    /// The field paths of the rows written so far.
+    paths: Vec<String>,
 }
 
 impl<'a> Renderer<'a> {
@@ -117,13 +134,20 @@ impl<'a> Renderer<'a> {
         }
         let mut children = Vec::new();
         let rows = self.rows(path, object, &mut children);
-        self.out
-            .push_str("| field | type | default | description |\n|---|---|---|---|\n");
+        self.out.push_str(
+            "| field | type | default | description | on reload |\n|---|---|---|---|---|\n",
+        );
         for row in rows {
+            let reload = match crate::reload::class_of(&row.path) {
+                Some(crate::reload::Reload::Follows) => "follows",
+                Some(crate::reload::Reload::StartOnly) => "restart",
+                None => "",
+            };
             self.out.push_str(&format!(
-                "| `{}` | {} | {} | {} |\n",
+                "| `{}` | {} | {} | {} | {reload} |\n",
                 row.path, row.ty, row.default, row.description
             ));
+            self.paths.push(row.path);
         }
         self.out.push('\n');
         for child in children {

@@ -36,7 +36,6 @@ use arc_swap::ArcSwap;
 use gatehouse_config::Config;
 
 use crate::catalog::ListKind;
-use crate::frontdoor::guard::OriginPolicy;
 use crate::frontdoor::mrtr::Parked;
 use crate::frontdoor::session::{SessionStore, SessionStoreConfig};
 use crate::notify::ChangeHub;
@@ -61,12 +60,6 @@ pub struct Gateway {
     pub parked: Parked<frontdoor::call::CallStream>,
     /// Open legacy HTTP+SSE connections.
     pub sse: frontdoor::sse::SseConnections,
-    /// Host/Origin checks.
-    pub origin_policy: OriginPolicy,
-    /// Bounds on request bodies (size, time, bytes in flight).
-    pub bodies: frontdoor::body::BodyLimits,
-    /// Most bytes queued for one legacy HTTP+SSE stream.
-    pub sse_queue_bytes: u64,
     /// Who owns the tasks created through this process (for `tasks/list` and notifications).
     pub tasks: tasks::TaskOwners,
     /// Member changes, announced after the catalog caches dropped what they invalidate, so
@@ -100,6 +93,16 @@ pub fn public_base(config: &Config, host: &str) -> String {
     }
 }
 
+/// What a reload applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// The new snapshot's version.
+    pub version: u64,
+    /// Start-only settings the new config changes: they keep their running values until a
+    /// restart (paths as in the configuration reference, e.g. `admin.listen`).
+    pub restart_needed: Vec<&'static str>,
+}
+
 impl Gateway {
     /// Builds the gateway for a validated config; `listen` decides the Host/Origin policy.
     /// `revocations` is where DELETEd sessions are revoked for every process sharing the
@@ -125,17 +128,13 @@ impl Gateway {
                 &config.gateway.stderr,
                 telemetry.metrics().clone(),
             ),
+            loopback: listen.ip().is_loopback(),
+            bodies: frontdoor::body::BodyLimits::new(&config.gateway, telemetry.metrics().clone()),
         };
         gatehouse_audit::bound::set_log_limit(config.audit.max_field_bytes as usize);
-        let origin_policy = OriginPolicy {
-            loopback: listen.ip().is_loopback(),
-            allowed_origins: config.gateway.allowed_origins.clone(),
-        };
-        let bodies = frontdoor::body::BodyLimits::new(&config.gateway, telemetry.metrics().clone());
         let sessions =
             SessionStoreConfig::new(&config.gateway, revocations, telemetry.metrics().clone())
                 .build();
-        let config_sse_queue_bytes = config.gateway.sse_queue_bytes;
         let snapshot = Snapshot::build(config, None, &build, policies)?;
         let gw = Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -144,9 +143,6 @@ impl Gateway {
             sessions,
             parked: Parked::default(),
             sse: Default::default(),
-            origin_policy,
-            bodies,
-            sse_queue_bytes: config_sse_queue_bytes,
             tasks: tasks::TaskOwners::default(),
             changes: tokio::sync::broadcast::channel(256).0,
             build,
@@ -178,8 +174,9 @@ impl Gateway {
         }
     }
 
-    /// Applies a reloaded config's bounds on recorded strings and stdio stderr; the journal,
-    /// the log and running processes follow at once.
+    /// Applies a reloaded config's bounds on recorded strings, stdio stderr and the bytes of
+    /// bodies in flight; the journal, the log, running processes and the listener follow at
+    /// once.
     fn apply_bounds(&self, config: &Config) {
         let max = config.audit.max_field_bytes as usize;
         gatehouse_audit::bound::set_log_limit(max);
@@ -187,18 +184,31 @@ impl Gateway {
             a.journal().set_max_field_bytes(max);
         }
         self.build.stderr.configure(&config.gateway.stderr);
+        self.build
+            .bodies
+            .set_budget(config.gateway.max_body_bytes_in_flight);
     }
 
     /// Swaps in a new config and policy set. In-flight requests keep the snapshot they started
     /// with; backends of unchanged servers carry over; removed ones stop once their last
     /// request finishes.
+    ///
+    /// Start-only settings (listeners, TLS, the store, the journal's files) keep the values the
+    /// process runs with, so the new snapshot's config says what is in effect; the ones whose
+    /// new values wait for a restart are returned, logged by the caller and named in the
+    /// `config.change` event.
     pub fn reload(
         &self,
-        config: Config,
+        mut config: Config,
         policies: Option<Arc<gatehouse_policy::Policies>>,
-    ) -> Result<u64, BuildError> {
+    ) -> Result<Reloaded, BuildError> {
         let old = self.snapshot();
+        let restart_needed = gatehouse_config::reload::keep_start_only(&old.config, &mut config);
         let next = Snapshot::build(config, Some(&old), &self.build, policies)?;
+        // Before anything is recorded as applied: a pipeline that cannot be built rejects the
+        // reload, and the running config keeps serving.
+        self.telemetry
+            .reconfigure(&next.config.telemetry.clone().unwrap_or_default())?;
         let version = next.version;
         let retired = old.retired_by(&next);
         let version_of = |s: &Snapshot| s.policies.as_ref().map(|p| p.version().to_string());
@@ -219,6 +229,7 @@ impl Gateway {
                     "to_version": next.version,
                     "servers": servers(&next),
                     "virtual_servers": next.virtual_servers.values().map(|v| v.name.clone()).collect::<Vec<_>>(),
+                    "restart_needed": restart_needed,
                 }),
             );
             if let Some((from, to)) = &policy_change {
@@ -251,7 +262,10 @@ impl Gateway {
                 handle.backend.shutdown().await;
             });
         }
-        Ok(version)
+        Ok(Reloaded {
+            version,
+            restart_needed,
+        })
     }
 
     /// The vault holding users' delegated tokens, if the gateway has a store.

@@ -49,6 +49,10 @@ pub struct BuildContext {
     pub decisions: Arc<dyn crate::authz::DecisionLog>,
     /// How stdio servers' stderr reaches the log (`gateway.stderr`, kept current by reloads).
     pub stderr: Arc<crate::backend::stderr::StderrPolicy>,
+    /// The listener is on a loopback address (a start-only fact the Host check needs).
+    pub loopback: bool,
+    /// The process-wide body budget and metrics each snapshot's body bounds share.
+    pub bodies: crate::frontdoor::body::BodyLimits,
 }
 
 impl Watched for ServerHandle {
@@ -115,6 +119,11 @@ pub struct Snapshot {
     pub policies: Option<Arc<gatehouse_policy::Policies>>,
     /// Virtual servers by path.
     pub virtual_servers: HashMap<String, Arc<VirtualServer>>,
+    /// Host and Origin checks with this config's `gateway.allowed_origins`.
+    pub origin_policy: crate::frontdoor::guard::OriginPolicy,
+    /// Bounds on request bodies with this config's `gateway.max_body_bytes` and
+    /// `body_timeout`.
+    pub bodies: crate::frontdoor::body::BodyLimits,
 }
 
 static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
@@ -224,12 +233,19 @@ impl Snapshot {
                 }),
             );
         }
+        let origin_policy = crate::frontdoor::guard::OriginPolicy {
+            loopback: ctx.loopback,
+            allowed_origins: config.gateway.allowed_origins.clone(),
+        };
+        let bodies = ctx.bodies.with_config(&config.gateway);
         Ok(Snapshot {
             version: NEXT_VERSION.fetch_add(1, Ordering::Relaxed),
             config: Arc::new(config),
             servers,
             policies,
             virtual_servers,
+            origin_policy,
+            bodies,
         })
     }
 
@@ -257,6 +273,9 @@ pub enum BuildError {
         /// What failed.
         source: IdentityError,
     },
+    /// The reloaded `telemetry` pipeline could not be built (the running one stays).
+    #[error("telemetry: {0}")]
+    Telemetry(#[from] gatehouse_telemetry::TelemetryError),
 }
 
 /// The token validation of `vs`: `previous`'s when its `auth` and its members' scopes did not

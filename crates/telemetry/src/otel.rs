@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+
 use gatehouse_config::{OtlpConfig, OtlpProtocol, TelemetryConfig};
 use opentelemetry::metrics::{Histogram as OtelHistogram, MeterProvider as _};
 use opentelemetry::trace::TracerProvider as _;
@@ -37,15 +39,30 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 const SCOPE: &str = "gatehouse";
 
 /// The gateway's observability: Prometheus [`Metrics`] always, OpenTelemetry spans and
-/// metrics over OTLP when configured. Cheap to clone; every clone is the same pipeline.
+/// metrics over OTLP when configured. Cheap to clone; every clone is the same pipeline, and
+/// [`Telemetry::reconfigure`] (a reload of `telemetry`) changes it for all of them.
 #[derive(Clone, Debug)]
 pub struct Telemetry {
-    pub(crate) inner: Arc<Inner>,
+    shared: Arc<Shared>,
 }
 
 #[derive(Debug)]
+struct Shared {
+    metrics: Arc<Metrics>,
+    /// `service.instance.id` of every pipeline this process builds.
+    instance: String,
+    /// The pipeline new requests record into. A request keeps the one it started with, so a
+    /// reload never splits a request's spans over two exporters; a replaced pipeline flushes
+    /// and stops when its last request ends ([`Inner`]'s `Drop`).
+    current: ArcSwap<Inner>,
+}
+
+/// One OpenTelemetry pipeline: what a `telemetry` config built.
+#[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) metrics: Arc<Metrics>,
+    /// The config it was built from (a reload with an equal one keeps it).
+    config: TelemetryConfig,
     pub(crate) tracer: Option<SdkTracer>,
     pub(crate) instruments: Option<Instruments>,
     pub(crate) record_resource_uri: bool,
@@ -119,8 +136,64 @@ impl Telemetry {
         instance: &str,
         metrics: Arc<Metrics>,
     ) -> Result<Telemetry, TelemetryError> {
+        let pipeline = Inner::build(config, instance, metrics.clone())?;
+        Ok(Telemetry {
+            shared: Arc::new(Shared {
+                metrics,
+                instance: instance.to_string(),
+                current: ArcSwap::from_pointee(pipeline),
+            }),
+        })
+    }
+
+    /// Prometheus metrics only: no spans, no OTLP.
+    pub fn metrics_only(metrics: Arc<Metrics>) -> Telemetry {
+        Telemetry {
+            shared: Arc::new(Shared {
+                current: ArcSwap::from_pointee(Inner::metrics_only(
+                    metrics.clone(),
+                    TelemetryConfig::default(),
+                )),
+                metrics,
+                instance: String::new(),
+            }),
+        }
+    }
+
+    /// Follows a reload of `telemetry`: builds the pipeline `config` describes and makes new
+    /// requests record into it; requests already running finish on the old one, which then
+    /// exports what it holds and stops. Returns whether anything changed (an equal config
+    /// keeps the running pipeline). On an error the running pipeline stays.
+    /// Call it inside a Tokio runtime.
+    pub fn reconfigure(&self, config: &TelemetryConfig) -> Result<bool, TelemetryError> {
+        if self.shared.current.load().config == *config {
+            return Ok(false);
+        }
+        let next = Inner::build(config, &self.shared.instance, self.shared.metrics.clone())?;
+        self.shared.current.store(Arc::new(next));
+        Ok(true)
+    }
+}
+
+impl Inner {
+    fn metrics_only(metrics: Arc<Metrics>, config: TelemetryConfig) -> Inner {
+        Inner {
+            metrics,
+            config,
+            tracer: None,
+            instruments: None,
+            record_resource_uri: false,
+            providers: Mutex::new(None),
+        }
+    }
+
+    fn build(
+        config: &TelemetryConfig,
+        instance: &str,
+        metrics: Arc<Metrics>,
+    ) -> Result<Inner, TelemetryError> {
         let Some(otlp) = &config.otlp else {
-            return Ok(Telemetry::metrics_only(metrics));
+            return Ok(Inner::metrics_only(metrics, config.clone()));
         };
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(TelemetryError::NoRuntime);
@@ -189,59 +262,47 @@ impl Telemetry {
                 ),
             }
         });
-        Ok(Telemetry {
-            inner: Arc::new(Inner {
-                metrics,
-                tracer,
-                instruments,
-                record_resource_uri: otlp.record_resource_uri,
-                providers: Mutex::new(Some(Providers {
-                    tracer: tracer_provider,
-                    meter: meter_provider,
-                })),
-            }),
+        Ok(Inner {
+            metrics,
+            config: config.clone(),
+            tracer,
+            instruments,
+            record_resource_uri: otlp.record_resource_uri,
+            providers: Mutex::new(Some(Providers {
+                tracer: tracer_provider,
+                meter: meter_provider,
+            })),
         })
     }
+}
 
-    /// Prometheus metrics only: no spans, no OTLP.
-    pub fn metrics_only(metrics: Arc<Metrics>) -> Telemetry {
-        Telemetry {
-            inner: Arc::new(Inner {
-                metrics,
-                tracer: None,
-                instruments: None,
-                record_resource_uri: false,
-                providers: Mutex::new(None),
-            }),
-        }
-    }
-
+impl Telemetry {
     /// The Prometheus registry (serve it with [`crate::admin_router`]).
     pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.inner.metrics
+        &self.shared.metrics
     }
 
     /// Whether spans are recorded and exported. When false a [`RequestSpan`] holds no
     /// OpenTelemetry span at all.
     pub fn tracing_enabled(&self) -> bool {
-        self.inner.tracer.is_some()
+        self.shared.current.load().tracer.is_some()
     }
 
-    /// Starts the span of one request at the front door.
+    /// Starts the span of one request at the front door, in the current pipeline.
     pub fn request(&self, info: RequestInfo<'_>) -> RequestSpan {
-        RequestSpan::start(self.clone(), info)
+        RequestSpan::start(self.shared.current.load_full(), info)
     }
 
     /// A session of virtual server `vs` started (the `gatehouse_active_sessions` gauge).
     pub fn session_opened(&self, vs: &str) {
-        self.inner.metrics.session_opened(vs);
+        self.shared.metrics.session_opened(vs);
     }
 
     /// A session of `vs` that lasted `duration` ended: lowers the gauge and records
     /// `mcp.server.session.duration`.
     pub fn session_closed(&self, vs: &str, protocol_version: Option<&str>, duration: Duration) {
-        self.inner.metrics.session_closed(vs);
-        if let Some(i) = &self.inner.instruments {
+        self.shared.metrics.session_closed(vs);
+        if let Some(i) = &self.shared.current.load().instruments {
             let mut attrs = vec![
                 KeyValue::new("network.transport", "tcp"),
                 KeyValue::new("network.protocol.name", "http"),
@@ -258,7 +319,9 @@ impl Telemetry {
     /// seconds; later calls do nothing.
     pub async fn shutdown(&self) -> Result<(), TelemetryError> {
         let providers = self
-            .inner
+            .shared
+            .current
+            .load()
             .providers
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -2,6 +2,7 @@
 //! and attributed after the MCP semantic conventions, and the metrics they record on end.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::HeaderMap;
@@ -12,7 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::context::{self, TraceContext};
 use crate::metrics::{Histogram, RequestOutcome, method_label};
-use crate::otel::Telemetry;
+use crate::otel::Inner;
 
 /// What the front door knows when a request arrives.
 #[derive(Debug, Clone, Default)]
@@ -148,7 +149,7 @@ pub fn request_id(id: &Value) -> Option<String> {
 /// dropped without that (the client went away), it ends as `Failed { "cancelled" }`.
 #[derive(Debug)]
 pub struct RequestSpan {
-    telemetry: Telemetry,
+    inner: Arc<Inner>,
     start: Instant,
     virtual_server: String,
     method: String,
@@ -162,19 +163,18 @@ pub struct RequestSpan {
 }
 
 impl RequestSpan {
-    pub(crate) fn start(telemetry: Telemetry, info: RequestInfo<'_>) -> RequestSpan {
-        let span = telemetry
-            .inner
+    pub(crate) fn start(inner: Arc<Inner>, info: RequestInfo<'_>) -> RequestSpan {
+        let span = inner
             .tracer
             .as_ref()
             .map(|tracer| server_span(tracer, &info));
         // Only the OpenTelemetry metrics need it after the start.
         let protocol_version = info
             .protocol_version
-            .filter(|_| telemetry.inner.instruments.is_some())
+            .filter(|_| inner.instruments.is_some())
             .map(str::to_string);
         RequestSpan {
-            telemetry,
+            inner,
             start: Instant::now(),
             virtual_server: info.virtual_server.to_string(),
             method: info.method.to_string(),
@@ -218,7 +218,7 @@ impl RequestSpan {
     /// `gen_ai.tool.name` (with `gen_ai.operation.name=execute_tool`) or
     /// `gen_ai.prompt.name`, or `mcp.resource.uri` when that is opted in.
     pub fn set_target(&mut self, target: Target<'_>) {
-        let record_uri = self.telemetry.inner.record_resource_uri;
+        let record_uri = self.inner.record_resource_uri;
         match target {
             Target::Tool(name) => self.tool = Some(name.to_string()),
             Target::Prompt(name) => self.prompt = Some(name.to_string()),
@@ -275,7 +275,7 @@ impl RequestSpan {
             return;
         }
         let elapsed = self.start.elapsed();
-        let inner = &self.telemetry.inner;
+        let inner = &self.inner;
         let m = &inner.metrics;
         let vs = self.virtual_server.as_str();
         let label = outcome.label();
@@ -433,7 +433,7 @@ pub struct BackendCall<'a> {
 /// [`BackendSpan::end`], it ends as `Failed { "cancelled" }`.
 #[derive(Debug)]
 pub struct BackendSpan {
-    telemetry: Telemetry,
+    inner: Arc<Inner>,
     start: Instant,
     histogram: Histogram,
     /// OpenTelemetry metric attributes known at the start, only when OTel metrics are on.
@@ -446,8 +446,7 @@ pub struct BackendSpan {
 
 impl BackendSpan {
     fn start(request: &RequestSpan, call: BackendCall<'_>) -> BackendSpan {
-        let telemetry = request.telemetry.clone();
-        let inner = &telemetry.inner;
+        let inner = request.inner.clone();
         let histogram = inner
             .metrics
             .client_duration_family()
@@ -493,7 +492,7 @@ impl BackendSpan {
         };
         BackendSpan {
             attrs: inner.instruments.is_some().then_some(attrs),
-            telemetry,
+            inner,
             start: Instant::now(),
             histogram,
             span,
@@ -542,7 +541,7 @@ impl BackendSpan {
         let elapsed = self.start.elapsed();
         self.histogram.observe(elapsed);
         let error_type = outcome.error_type();
-        if let (Some(i), Some(attrs)) = (&self.telemetry.inner.instruments, &mut self.attrs) {
+        if let (Some(i), Some(attrs)) = (&self.inner.instruments, &mut self.attrs) {
             outcome_attrs(&outcome, error_type.as_deref(), attrs);
             i.client_duration.record(elapsed.as_secs_f64(), attrs);
         }

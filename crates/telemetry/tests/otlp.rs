@@ -191,3 +191,70 @@ async fn exports_over_grpc() {
 async fn exports_over_http() {
     exports_a_request(OtlpProtocol::Http).await;
 }
+
+/// A reload of `telemetry` (`Telemetry::reconfigure`) turns OTLP export on for requests that
+/// start afterwards: a request started before keeps the pipeline it started with (none), the
+/// next one reaches the collector; an equal config changes nothing, and turning traces off
+/// again stops the spans.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_turns_export_on_for_the_requests_that_start_after_it() {
+    let Some(bin) = rotel() else { return };
+    let rotel = Rotel::start(&bin);
+    let telemetry = Telemetry::start(&TelemetryConfig::default(), "replica-9").unwrap();
+    assert!(!telemetry.tracing_enabled());
+    let mut before = telemetry.request(RequestInfo {
+        virtual_server: "default",
+        method: "tools/call",
+        ..RequestInfo::default()
+    });
+    before.set_target(Target::Tool("started_before"));
+
+    let on = TelemetryConfig {
+        otlp: Some(OtlpConfig {
+            endpoint: format!("http://{}", rotel.http),
+            protocol: OtlpProtocol::Http,
+            headers: Default::default(),
+            traces: true,
+            metrics: false,
+            export_interval: gatehouse_config::DurationSpec::from_secs(60),
+            record_resource_uri: false,
+        }),
+        service_name: Some("gatehouse-reload".into()),
+    };
+    assert!(telemetry.reconfigure(&on).unwrap(), "a changed config");
+    assert!(telemetry.tracing_enabled());
+    assert!(
+        !telemetry.reconfigure(&on).unwrap(),
+        "an equal config keeps the pipeline"
+    );
+    assert!(
+        !before.is_recording(),
+        "a running request keeps its pipeline"
+    );
+
+    let mut after = telemetry.request(RequestInfo {
+        virtual_server: "default",
+        method: "tools/call",
+        ..RequestInfo::default()
+    });
+    assert!(after.is_recording());
+    after.set_target(Target::Tool("started_after"));
+    after.end(Outcome::Ok);
+    before.end(Outcome::Ok);
+
+    let mut off = on.clone();
+    off.otlp.as_mut().unwrap().traces = false;
+    assert!(telemetry.reconfigure(&off).unwrap());
+    assert!(
+        !telemetry.tracing_enabled(),
+        "traces off after the second reload"
+    );
+
+    // The replaced pipeline flushes when its last request is gone.
+    let out = rotel.wait_for(&["tools/call started_after"]).await;
+    assert!(
+        !out.contains("started_before"),
+        "the request that started before the reload is not exported:\n{out}"
+    );
+    telemetry.shutdown().await.unwrap();
+}

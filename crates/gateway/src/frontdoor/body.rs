@@ -33,7 +33,8 @@ pub struct BodyLimits {
 
 #[derive(Debug)]
 struct Budget {
-    max: u64,
+    /// `gateway.max_body_bytes_in_flight`, changed by reloads.
+    max: AtomicU64,
     reserved: AtomicU64,
 }
 
@@ -44,7 +45,7 @@ impl BodyLimits {
         metrics: Arc<gatehouse_telemetry::Metrics>,
     ) -> BodyLimits {
         let budget = Arc::new(Budget {
-            max: config.max_body_bytes_in_flight,
+            max: AtomicU64::new(config.max_body_bytes_in_flight),
             reserved: AtomicU64::new(0),
         });
         let gauge = budget.clone();
@@ -62,6 +63,23 @@ impl BodyLimits {
     /// The largest accepted body.
     pub fn max_bytes(&self) -> u64 {
         self.max_bytes
+    }
+
+    /// These limits with the size and time bounds of `config` (a reloaded config), sharing
+    /// the process-wide budget: bodies being read keep the bounds they started with.
+    pub fn with_config(&self, config: &gatehouse_config::GatewayConfig) -> BodyLimits {
+        BodyLimits {
+            max_bytes: config.max_body_bytes,
+            timeout: config.body_timeout.get(),
+            budget: self.budget.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    /// Sets the process-wide budget (`gateway.max_body_bytes_in_flight`) after a reload.
+    /// Lowering it refuses new bodies until enough of those being read have finished.
+    pub fn set_budget(&self, max: u64) {
+        self.budget.max.store(max, Ordering::Relaxed);
     }
 }
 
@@ -82,7 +100,8 @@ impl Reservation {
         let granted = budget
             .reserved
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-                held.checked_add(more).filter(|&n| n <= budget.max)
+                held.checked_add(more)
+                    .filter(|&n| n <= budget.max.load(Ordering::Relaxed))
             })
             .is_ok();
         if granted {
@@ -211,7 +230,7 @@ fn refuse(limits: &BodyLimits, parts: &Parts, refusal: Refusal, request_id: &str
             Some("budget"),
             format!(
                 "the gateway is reading its maximum of {} bytes of request bodies at once (gateway.max_body_bytes_in_flight); retry shortly",
-                limits.budget.max
+                limits.budget.max.load(Ordering::Relaxed)
             ),
         ),
         Refusal::Unreadable(e) => (

@@ -175,7 +175,7 @@ async fn handle(
             .into_response();
     };
     crate::observe::note(|f| f.virtual_server = Some(vs.name.clone()));
-    if let Err(reason) = gw.origin_policy.check(&parts.uri, &parts.headers) {
+    if let Err(reason) = snapshot.origin_policy.check(&parts.uri, &parts.headers) {
         tracing::warn!(request_id, %reason, "refused request (DNS rebinding protection)");
         return Refusal::new(
             StatusCode::FORBIDDEN,
@@ -223,7 +223,7 @@ async fn handle(
     }
     // A body is read (within its bounds) before anything looks at it.
     let bytes = if parts.method == Method::POST {
-        match body::read(&gw.bodies, &parts, body, &request_id).await {
+        match body::read(&snapshot.bodies, &parts, body, &request_id).await {
             Ok(b) => Some(b),
             Err(refusal) => return refusal,
         }

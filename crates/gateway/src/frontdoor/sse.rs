@@ -138,7 +138,7 @@ fn overflow_event(limit: usize) -> Bytes {
 pub(super) async fn open(cx: RequestCtx) -> Response {
     let id = format!("{:032x}", rand::random::<u128>());
     let (tx, rx) = mpsc::unbounded_channel();
-    let limit = usize::try_from(cx.gw.sse_queue_bytes).unwrap_or(usize::MAX);
+    let limit = usize::try_from(cx.snapshot.config.gateway.sse_queue_bytes).unwrap_or(usize::MAX);
     let conn = Arc::new(SseConnection {
         queue: tx,
         queued: Arc::default(),
