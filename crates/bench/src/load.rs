@@ -47,6 +47,26 @@ pub async fn run(
     duration: Duration,
     header: Option<(&str, &str)>,
 ) -> anyhow::Result<Outcome> {
+    run_until(url, concurrency, duration, u64::MAX, header).await
+}
+
+/// Makes exactly `calls` calls, one after the other (for counting instructions per call).
+pub async fn run_calls(
+    url: &str,
+    calls: u64,
+    header: Option<(&str, &str)>,
+) -> anyhow::Result<Outcome> {
+    run_until(url, 1, Duration::from_secs(24 * 3600), calls, header).await
+}
+
+/// The closed loops of [`run`], each ending at `duration` or after `calls` calls.
+async fn run_until(
+    url: &str,
+    concurrency: usize,
+    duration: Duration,
+    calls: u64,
+    header: Option<(&str, &str)>,
+) -> anyhow::Result<Outcome> {
     let start = Instant::now();
     let deadline = start + duration;
     let header = header.map(|(k, v)| (k.to_string(), v.to_string()));
@@ -61,7 +81,7 @@ pub async fn run(
                 .build()?;
             let mut lat = Vec::with_capacity(100_000);
             let mut i = 0u64;
-            while Instant::now() < deadline {
+            while i < calls && Instant::now() < deadline {
                 i += 1;
                 let t = Instant::now();
                 let mut req = http.post(&url);

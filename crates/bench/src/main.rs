@@ -8,6 +8,7 @@ mod audit;
 mod compare;
 mod echo;
 mod identity;
+mod instructions;
 mod issuer;
 mod load;
 mod policy;
@@ -56,6 +57,15 @@ pub(crate) struct Args {
     /// `process` durability and in `fsync` durability.
     #[arg(long)]
     audit: bool,
+    /// Count the instructions the gateway executes per `tools/call` (valgrind's callgrind,
+    /// which counts the same on every run of a noisy machine): 1,000 calls after a warm-up,
+    /// on the plain path and the governed path (JWT and 1,000 Cedar policies). Needs
+    /// valgrind (Debian package `valgrind`). Runs instead of the timed scenarios.
+    #[arg(long)]
+    instructions: bool,
+    /// Calls counted by `--instructions`.
+    #[arg(long, default_value_t = 1000)]
+    instruction_calls: u64,
     /// Internal: serve the minimal relay to this backend address (used by --floor).
     #[arg(long, hide = true)]
     serve_relay: Option<std::net::SocketAddr>,
@@ -134,6 +144,19 @@ fn start_gateway_with(
     files: &[(&str, String)],
     log: &str,
 ) -> anyhow::Result<Gateway> {
+    launch_gateway(Command::new(bin), bin, config, workers, files, log)
+}
+
+/// [`start_gateway_with`] for a prepared command: `gatehouse` itself, or a tool that runs it
+/// (valgrind for `--instructions`), to which the `up` arguments are appended.
+fn launch_gateway(
+    mut cmd: Command,
+    bin: &std::path::Path,
+    config: &str,
+    workers: Option<usize>,
+    files: &[(&str, String)],
+    log: &str,
+) -> anyhow::Result<Gateway> {
     let dir = tempfile::tempdir()?;
     let cfg = dir.path().join("bench.yaml");
     std::fs::write(&cfg, config)?;
@@ -145,7 +168,6 @@ fn start_gateway_with(
     } else {
         Stdio::from(std::fs::File::create(dir.path().join("gatehouse.log"))?)
     };
-    let mut cmd = Command::new(bin);
     cmd.args(["up", "--listen", "127.0.0.1:0", "--log", log]);
     if let Some(w) = workers {
         cmd.arg("--workers").arg(w.to_string());
@@ -239,6 +261,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let backend = echo::start().await?;
+    if args.instructions {
+        return instructions::run(&bin, backend, &args).await;
+    }
     let direct_url = format!("http://{backend}/mcp");
     // Pinned to one core, the gateway runs one worker thread: two would only take turns.
     let gw = start_gateway(&bin, &echo_config(backend), args.pin.then_some(1))?;

@@ -9,7 +9,7 @@
 //! share of direct throughput the governed path keeps.
 
 #[path = "../../policy/benches/corpus.rs"]
-mod corpus;
+pub(crate) mod corpus;
 
 use std::time::Duration;
 
@@ -18,9 +18,11 @@ use crate::issuer::{self, AUDIENCE};
 use crate::{Args, pin, start_gateway_with};
 
 /// Policies in the corpus.
-const POLICIES: usize = 1000;
+pub(crate) const POLICIES: usize = 1000;
 
-fn config(backend: std::net::SocketAddr, issuer: &str, policies: bool) -> String {
+/// Two virtual servers in front of the echo backend, `/mcp` open and `/auth` with JWT
+/// authentication, with the Cedar corpus (`corpus.cedar`) when `policies`.
+pub(crate) fn config(backend: std::net::SocketAddr, issuer: &str, policies: bool) -> String {
     let mut c = format!(
         r#"servers:
   - name: echo
@@ -41,7 +43,8 @@ virtual_servers:
     c
 }
 
-const CALLERS: &str = r#"@id("anonymous-echo")
+/// The policies that permit the benchmark's callers.
+pub(crate) const CALLERS: &str = r#"@id("anonymous-echo")
 permit (principal == Gatehouse::User::"anonymous", action == Gatehouse::Action::"call_tool", resource in Gatehouse::Server::"echo");
 @id("bench-users-echo")
 permit (principal, action == Gatehouse::Action::"call_tool", resource in Gatehouse::Server::"echo")

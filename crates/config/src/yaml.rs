@@ -80,6 +80,8 @@ pub(crate) fn parse(
 struct Lines {
     /// Character index of the first character of each line; `starts[0]` is 0.
     starts: Vec<usize>,
+    /// Character index of the line break ending each line (the text's length for the last).
+    ends: Vec<usize>,
     /// Characters in the text.
     len: usize,
 }
@@ -87,6 +89,7 @@ struct Lines {
 impl Lines {
     fn new(text: &str) -> Lines {
         let mut starts = vec![0];
+        let mut ends = Vec::new();
         let mut len = 0;
         let mut chars = text.chars().peekable();
         while let Some(c) = chars.next() {
@@ -94,23 +97,26 @@ impl Lines {
             // YAML ends a line at CRLF, LF or a lone CR.
             if c == '\r' && chars.peek() == Some(&'\n') {
                 chars.next();
+                ends.push(len - 1);
                 len += 1;
                 starts.push(len);
             } else if c == '\n' || c == '\r' {
+                ends.push(len - 1);
                 starts.push(len);
             }
         }
-        Lines { starts, len }
+        ends.push(len);
+        Lines { starts, ends, len }
     }
 
     /// The 1-based line and column of the character at `m`'s index (or just past the end).
+    /// An index inside a line break (the parser may point between the CR and the LF of a
+    /// CRLF) is the end of its line.
     fn mark(&self, m: Marker) -> Mark {
         let index = m.index().min(self.len);
         let line = self.starts.partition_point(|start| *start <= index);
-        Mark {
-            line,
-            column: index - self.starts[line - 1] + 1,
-        }
+        let column = index.min(self.ends[line - 1]) - self.starts[line - 1] + 1;
+        Mark { line, column }
     }
 }
 
