@@ -84,6 +84,10 @@ async fn count(
     control(pid, "-i", "off")?;
     control(pid, "-d", "counted")?;
     let total = dumped_instructions(out.path(), pid)?;
+    if std::env::var_os("GATEHOUSE_BENCH_KEEP").is_some() {
+        let kept = out.keep();
+        eprintln!("callgrind output kept in {}", kept.display());
+    }
     drop(gw);
     Ok(total as f64 / made.calls() as f64)
 }
@@ -106,8 +110,8 @@ fn control(pid: u32, flag: &str, value: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The instruction count of the dump `callgrind_control -d` wrote for `pid` (its `summary:` or
-/// `totals:` line), waiting briefly for the file.
+/// The instruction count of the dump `callgrind_control -d` wrote for `pid` (its `totals:`
+/// line), waiting briefly for the file.
 fn dumped_instructions(dir: &Path, pid: u32) -> anyhow::Result<u64> {
     for _ in 0..100 {
         let dumps: Vec<PathBuf> = std::fs::read_dir(dir)?
@@ -122,11 +126,15 @@ fn dumped_instructions(dir: &Path, pid: u32) -> anyhow::Result<u64> {
             .collect();
         for dump in &dumps {
             let text = std::fs::read_to_string(dump)?;
-            let total = text.lines().find_map(|l| {
-                l.strip_prefix("summary: ")
-                    .or_else(|| l.strip_prefix("totals: "))
-                    .and_then(|n| n.split_whitespace().next()?.parse().ok())
-            });
+            // `totals:` is what the dump's cost lines add up to; `summary:` can read 0 when
+            // instrumentation started switched off.
+            let field = |name: &str| {
+                text.lines().find_map(|l| {
+                    l.strip_prefix(name)
+                        .and_then(|n| n.split_whitespace().next()?.parse::<u64>().ok())
+                })
+            };
+            let total = field("totals: ").or_else(|| field("summary: "));
             if let Some(n) = total {
                 return Ok(n);
             }

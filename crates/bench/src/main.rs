@@ -85,11 +85,17 @@ impl Drop for Gateway {
 }
 
 fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `kB` field of `/proc/<pid>/status`: `VmRSS:` counts the binary's code pages too (shared
+/// with the page cache), `RssAnon:` only the process's own memory.
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
@@ -276,6 +282,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Warm the gateway's backend discovery and route cache.
     load::run(&gw_url, 1, Duration::from_millis(500), None).await?;
     let idle_rss = rss_kib(pid);
+    let idle_anon = status_kib(pid, "RssAnon:");
     let floor = if args.floor {
         let r = start_relay(backend)?;
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -324,16 +331,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let opened = load::open_sessions(&gw_url, args.sessions).await?;
     let sessions_rss = rss_kib(pid);
+    let sessions_anon = status_kib(pid, "RssAnon:");
     println!();
-    println!("| memory | RSS |");
-    println!("|---|---|");
+    println!("| memory | RSS | of which anonymous (the process's own) |");
+    println!("|---|---|---|");
+    let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "| idle (after warm-up) | {:.1} MiB |",
-        idle_rss as f64 / 1024.0
+        "| idle (after warm-up) | {:.1} MiB | {:.1} MiB |",
+        mib(idle_rss),
+        mib(idle_anon)
     );
     println!(
-        "| with {opened} open sessions | {:.1} MiB |",
-        sessions_rss as f64 / 1024.0
+        "| with {opened} open sessions | {:.1} MiB | {:.1} MiB |",
+        mib(sessions_rss),
+        mib(sessions_anon)
     );
     drop(gw);
     if args.identity {

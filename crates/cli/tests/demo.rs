@@ -99,20 +99,21 @@ async fn bad_input_gets_specific_errors() {
         (s, v["error"]["code"].clone(), v["id"].clone()),
         (400, json!(-32600), json!(9))
     );
-    // Oversized body: 413.
-    let big = format!(
-        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":{{\"p\":\"{}\"}}}}",
-        "a".repeat(5 * 1024 * 1024)
+    // Oversized body (5 MiB over the default 4 MiB): 413, answered before the body is read.
+    // Over a raw socket: the gateway closes a connection whose body it refused, and an HTTP
+    // client still writing the rest of the body may see the reset before the response.
+    let big_head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n\
+         {{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":{{\"p\":\"{}",
+        5 * 1024 * 1024,
+        "a".repeat(64 * 1024)
     );
-    // (Own client: the server closes a connection whose body it refused to read.)
-    let resp = client()
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(big)
-        .send()
+    let mut socket = tokio::net::TcpStream::connect(gh.addr()).await.unwrap();
+    let answer = raw::exchange(&mut socket, big_head.as_bytes(), Duration::from_secs(5))
         .await
-        .unwrap();
-    assert_eq!(resp.status(), 413);
+        .expect("an answer to the oversized body");
+    assert_eq!(raw::status(&answer), 413, "{answer}");
     // 2026-07-28: header mismatch → 400/-32020; unknown version → 400/-32022 with the list.
     let body = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}});
     let (s, _, v) = post(

@@ -118,7 +118,9 @@ pub fn start(cx: &RequestCtx, call: Call) -> CallStream {
     let guard = note.clone().map(crate::observe::CallGuard);
     let (gw, snapshot, vs) = (cx.gw.clone(), cx.snapshot.clone(), cx.vs.clone());
     let task = tokio::spawn(crate::observe::scope(note, async move {
-        let mut reply = crate::dispatch::run(&gw, &vs, route, &ctx).await;
+        // Boxed: dispatch's future is several KiB; inline, the task would copy it into the
+        // task cell and again when the task finishes.
+        let mut reply = Box::pin(crate::dispatch::run(&gw, &vs, route, &ctx)).await;
         drop(snapshot);
         if let Some(g) = &guard {
             g.0.finish_call(&mut reply).await;

@@ -100,9 +100,11 @@ async fn entry(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         protocol_version: header(gatehouse_wire::headers::PROTOCOL_VERSION).map(str::to_string),
     };
     let note = crate::observe::RequestNote::new(gw.audit.clone(), gw.telemetry.clone(), arrival);
+    // Boxed: the request's future is several KiB, and unboxed it would be copied each time
+    // axum and hyper move the future that holds it.
     let response = crate::observe::scope(
         Some(note.clone()),
-        handle(gw, parts, body, request_id.clone()),
+        Box::pin(handle(gw, parts, body, request_id.clone())),
     )
     .await;
     if note.finish_response(response.status()).await {
@@ -243,7 +245,9 @@ async fn handle(
         (Method::POST, Some(false), Some(bytes)) => {
             sse::message(cx, parts.uri.query(), bytes).await
         }
-        (Method::POST, _, Some(bytes)) => post::handle(cx, bytes).await,
+        // Boxed like the request itself: constructed in place on the heap rather than
+        // copied into this future's state.
+        (Method::POST, _, Some(bytes)) => Box::pin(post::handle(cx, bytes)).await,
         (Method::GET, _, _) => stream::get(cx).await,
         (Method::DELETE, _, _) => stream::delete(cx).await,
         _ => (

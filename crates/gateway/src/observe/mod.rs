@@ -176,10 +176,17 @@ pub fn current() -> Option<Arc<RequestNote>> {
 }
 
 /// Runs `fut` with `note` as the current request's note.
-pub async fn scope<F: std::future::Future>(note: Option<Arc<RequestNote>>, fut: F) -> F::Output {
+///
+/// A plain function returning either future, not an `async fn`: an `async fn` wrapper keeps
+/// both its `fut` argument and the scoped future in its state, doubling the size of every
+/// request's future (and the bytes moved each time it is moved or spawned).
+pub fn scope<F: std::future::Future>(
+    note: Option<Arc<RequestNote>>,
+    fut: F,
+) -> impl std::future::Future<Output = F::Output> {
     match note {
-        Some(n) => NOTE.scope(n, fut).await,
-        None => fut.await,
+        Some(n) => futures::future::Either::Left(NOTE.scope(n, fut)),
+        None => futures::future::Either::Right(fut),
     }
 }
 
