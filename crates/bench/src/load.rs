@@ -122,10 +122,13 @@ async fn run_until(
     })
 }
 
-/// Opens `n` handshake-era sessions (initialize + one call each) and keeps them open.
+/// Opens `n` handshake-era sessions (initialize + one call each) and keeps them open; fails
+/// when the first one did not stay open (a cap ended it), since the memory measured would not
+/// be that of `n` sessions.
 pub async fn open_sessions(url: &str, n: usize) -> anyhow::Result<usize> {
     let http = reqwest::Client::new();
     let mut opened = 0;
+    let mut first: Option<String> = None;
     for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
         let reqs = chunk.iter().map(|_| {
             let http = http.clone();
@@ -135,16 +138,36 @@ pub async fn open_sessions(url: &str, n: usize) -> anyhow::Result<usize> {
                 let r = http.post(&url).header("content-type", "application/json").header("accept", "application/json, text/event-stream").body(init.to_string()).send().await?;
                 let sid = r.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_string);
                 let Some(sid) = sid else { bail!("no session id") };
+                let sid_kept = sid.clone();
                 let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}});
                 let r = http.post(&url).header("content-type", "application/json").header("accept", "application/json, text/event-stream")
                     .header("mcp-session-id", sid).header("mcp-protocol-version", "2025-06-18").body(call.to_string()).send().await?;
                 if !r.status().is_success() { bail!("session call failed: {}", r.status()) }
-                anyhow::Ok(())
+                anyhow::Ok(sid_kept)
             }
         });
         for r in futures::future::join_all(reqs).await {
-            r?;
+            let sid = r?;
+            first.get_or_insert(sid);
             opened += 1;
+        }
+    }
+    if let Some(sid) = first {
+        let ping = json!({"jsonrpc":"2.0","id":2,"method":"ping"});
+        let r = http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", sid)
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(ping.to_string())
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!(
+                "the first of {opened} sessions is gone ({}): a session cap ended it",
+                r.status()
+            );
         }
     }
     Ok(opened)

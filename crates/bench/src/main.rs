@@ -272,7 +272,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let direct_url = format!("http://{backend}/mcp");
     // Pinned to one core, the gateway runs one worker thread: two would only take turns.
-    let gw = start_gateway(&bin, &echo_config(backend), args.pin.then_some(1))?;
+    // One anonymous caller opens every session of the memory measurement: the per-principal
+    // cap (default 100) would otherwise end all but the newest hundred.
+    let config = format!(
+        "gateway:\n  sessions:\n    max_per_principal: {}\n{}",
+        args.sessions.max(1),
+        echo_config(backend)
+    );
+    let gw = start_gateway(&bin, &config, args.pin.then_some(1))?;
     let gw_url = format!("{}/mcp", gw.base);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = gw.child.id();
