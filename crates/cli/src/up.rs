@@ -165,16 +165,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let gw = Gateway::new(
+    let gw = gatehouse_gateway::GatewayParts {
         config,
         keys,
-        bound,
-        Some(Arc::new(vault)),
-        Some(store.session_revocations()),
+        listen: bound,
+        vault: Some(Arc::new(vault)),
+        revocations: Some(store.session_revocations()),
         policies,
-        auditor.clone(),
-        telemetry.clone(),
-    )?;
+        audit: auditor.clone(),
+        telemetry: telemetry.clone(),
+    }
+    .build()?;
     // The audit trail's background work; one stop signal ends it at shutdown.
     let mut supervisor = crate::supervisor::Supervisor::default();
     if let Some(a) = &auditor {

@@ -103,21 +103,43 @@ pub struct Reloaded {
     pub restart_needed: Vec<&'static str>,
 }
 
-impl Gateway {
-    /// Builds the gateway for a validated config; `listen` decides the Host/Origin policy.
-    /// `revocations` is where DELETEd sessions are revoked for every process sharing the
-    /// store (`None`: in this process only, forgotten on restart).
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        config: Config,
-        keys: Keyring,
-        listen: SocketAddr,
-        vault: Option<Arc<gatehouse_identity::outbound::Vault>>,
-        revocations: Option<gatehouse_store::SessionRevocations>,
-        policies: Option<Arc<gatehouse_policy::Policies>>,
-        audit: Option<Arc<observe::Auditor>>,
-        telemetry: gatehouse_telemetry::Telemetry,
-    ) -> Result<Arc<Gateway>, BuildError> {
+/// What a gateway is built from: a validated config and the process's resources, then
+/// [`GatewayParts::build`].
+pub struct GatewayParts {
+    /// The validated configuration.
+    pub config: Config,
+    /// The keys that seal session ids, request states and task handles.
+    pub keys: Keyring,
+    /// The gateway listener's address: a loopback one turns on the strict Host check, and it
+    /// is the public base when `gateway.public_url` is unset.
+    pub listen: SocketAddr,
+    /// Users' delegated tokens (`user_oauth`); `None` without a store.
+    pub vault: Option<Arc<gatehouse_identity::outbound::Vault>>,
+    /// Where DELETEd sessions are revoked for every process sharing the store (`None`: in
+    /// this process only, forgotten on restart).
+    pub revocations: Option<gatehouse_store::SessionRevocations>,
+    /// The policy set the config names, loaded; `None` when authorization is off.
+    pub policies: Option<Arc<gatehouse_policy::Policies>>,
+    /// The audit journal; `None` when auditing is off.
+    pub audit: Option<Arc<observe::Auditor>>,
+    /// Metrics and (with OTLP) traces.
+    pub telemetry: gatehouse_telemetry::Telemetry,
+}
+
+impl GatewayParts {
+    /// Builds the gateway and starts its own background tasks (cache invalidation, the
+    /// session reaper, the revocation follower), which end when the gateway is dropped.
+    pub fn build(self) -> Result<Arc<Gateway>, BuildError> {
+        let GatewayParts {
+            config,
+            keys,
+            listen,
+            vault,
+            revocations,
+            policies,
+            audit,
+            telemetry,
+        } = self;
         let hub = Arc::new(ChangeHub::default());
         let build = BuildContext {
             hub: hub.clone(),
@@ -156,7 +178,9 @@ impl Gateway {
         gw.spawn_revocation_follower();
         Ok(gw)
     }
+}
 
+impl Gateway {
     /// The snapshot new requests are served against.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()

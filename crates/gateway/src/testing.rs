@@ -47,16 +47,17 @@ impl Harness {
         let policies = crate::authz::load(&config).await.unwrap();
         let telemetry =
             gatehouse_telemetry::Telemetry::metrics_only(gatehouse_telemetry::Metrics::new());
-        let gw = Gateway::new(
+        let gw = crate::GatewayParts {
             config,
-            Keyring::ephemeral(),
-            "127.0.0.1:8080".parse().unwrap(),
-            None,
-            None,
+            keys: Keyring::ephemeral(),
+            listen: "127.0.0.1:8080".parse().unwrap(),
+            vault: None,
+            revocations: None,
             policies,
-            None,
+            audit: None,
             telemetry,
-        )
+        }
+        .build()
         .unwrap();
         Harness {
             gw,
