@@ -2,12 +2,13 @@
 //! in the code map, every test and file it cites exists, and no link leaves the repository.
 //! The document is where a newcomer starts; a stale name there sends them nowhere.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+#[path = "common/markdown.rs"]
+mod markdown;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use markdown::{broken, fence, link_targets, root};
 
 fn architecture() -> String {
     std::fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md is readable")
@@ -50,7 +51,7 @@ fn repository_files() -> Vec<String> {
             }
         }
     }
-    let root = root().canonicalize().expect("workspace root");
+    let root = root();
     let mut out = Vec::new();
     walk(&root, &root, &mut out);
     out
@@ -73,7 +74,7 @@ fn code_spans(text: &str) -> Vec<(usize, String)> {
     let mut fenced = false;
     let mut prose = String::with_capacity(text.len());
     for l in text.lines() {
-        if l.trim_start().starts_with("```") {
+        if fence(l).is_some() {
             fenced = !fenced;
         } else if !fenced {
             prose.push_str(l);
@@ -196,27 +197,35 @@ fn every_file_it_names_exists() {
     );
 }
 
-/// Links resolve inside the repository: no URL to the outside, no path above the root.
+/// Links resolve inside the repository: no URL to the outside, no path above the root, no
+/// missing file or heading.
 #[test]
 fn no_link_leaves_the_repository() {
     let doc = architecture();
     let mut bad = Vec::new();
+    let mut fenced = false;
     for (n, line) in doc.lines().enumerate() {
-        for piece in line.split("](").skip(1) {
-            let target = piece.split(')').next().unwrap_or_default();
-            let path = target.split('#').next().unwrap_or_default();
-            let outside = target.contains("://")
-                || target.starts_with("mailto:")
-                || path.starts_with("../")
-                || path.starts_with('/');
-            let broken = !outside && !path.is_empty() && !root().join(path).exists();
-            if outside || broken {
-                bad.push((n + 1, target.to_string()));
+        if fence(line).is_some() {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        for target in link_targets(line) {
+            let why = if target.contains("://") || target.starts_with("mailto:") {
+                Some("leaves the repository".to_string())
+            } else {
+                broken(Path::new("ARCHITECTURE.md"), &target)
+            };
+            if let Some(why) = why {
+                bad.push(format!("line {}: ({target}): {why}", n + 1));
             }
         }
     }
     assert!(
         bad.is_empty(),
-        "ARCHITECTURE.md links outside the repository or to nothing (line, target): {bad:?}"
+        "ARCHITECTURE.md links outside the repository or to nothing:\n{}",
+        bad.join("\n")
     );
 }

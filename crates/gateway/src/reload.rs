@@ -58,20 +58,20 @@ pub fn watch(gw: &Arc<Gateway>, path: PathBuf, interval: Duration, load: Arc<Loa
             };
             match loaded {
                 Ok((config, policies)) => match gw.reload(config, policies) {
-                    Ok(r) if r.restart_needed.is_empty() => {
+                    Ok(r) => {
                         // The new config may name other policy files: fingerprint those.
                         last = digest(&path, &gw);
-                        tracing::info!(config = %path.display(), version = r.version, "configuration reloaded")
-                    }
-                    Ok(r) => {
-                        last = digest(&path, &gw);
-                        let waiting = r.restart_needed.join(", ");
-                        tracing::warn!(
-                            config = %path.display(),
-                            version = r.version,
-                            restart_needed = %waiting,
-                            "configuration reloaded; these settings keep their running values until a restart: {waiting}"
-                        )
+                        if r.restart_needed.is_empty() {
+                            tracing::info!(config = %path.display(), version = r.version, "configuration reloaded")
+                        } else {
+                            let waiting = r.restart_needed.join(", ");
+                            tracing::warn!(
+                                config = %path.display(),
+                                version = r.version,
+                                restart_needed = %waiting,
+                                "configuration reloaded; these settings keep their running values until a restart: {waiting}"
+                            )
+                        }
                     }
                     Err(e) => {
                         tracing::error!(config = %path.display(), error = %e, "configuration rejected; the previous one keeps serving");
