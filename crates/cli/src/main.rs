@@ -172,6 +172,14 @@ enum PolicyCommand {
 }
 
 fn main() -> ExitCode {
+    // The sandbox's helper runs before anything else (no threads, no runtime): it restricts
+    // itself and becomes the server. The gateway runs it; it is not for people.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(gatehouse_runtime::exec::SUBCOMMAND) {
+        let error = gatehouse_runtime::exec::run(&args[2..]);
+        eprintln!("gatehouse sandbox: {error}");
+        return ExitCode::from(126);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Up {
@@ -243,6 +251,13 @@ fn main() -> ExitCode {
         }
         Command::Validate { config } => match gatehouse_config::load_file(&config) {
             Ok(c) => {
+                for note in c
+                    .servers
+                    .iter()
+                    .filter_map(gatehouse_runtime::default_profile_note)
+                {
+                    println!("note: {note}");
+                }
                 println!(
                     "{}: valid ({} server(s), {} virtual server(s))",
                     config.display(),

@@ -54,6 +54,24 @@ pub fn check_exposure(config: &Config, listen: SocketAddr, insecure: bool) -> Re
     ))
 }
 
+/// The runtimes local servers start in: the sandbox's helper is this binary.
+fn runtimes() -> anyhow::Result<gatehouse_runtime::Runtimes> {
+    let helper = std::env::current_exe()
+        .context("cannot locate the gatehouse binary (the sandbox's helper)")?;
+    let landlock_max_abi = match std::env::var("GATEHOUSE_LANDLOCK_MAX_ABI") {
+        Ok(v) => Some(v.parse::<u8>().with_context(|| {
+            format!("GATEHOUSE_LANDLOCK_MAX_ABI={v:?}: expected a Landlock ABI number such as 2")
+        })?),
+        Err(_) => None,
+    };
+    Ok(gatehouse_runtime::RuntimesConfig {
+        helper: Some(helper),
+        landlock_max_abi,
+        bwrap: None,
+    }
+    .build())
+}
+
 fn demo_config() -> anyhow::Result<Config> {
     let exe = std::env::current_exe()
         .context("cannot locate the gatehouse binary for the demo server")?;
@@ -174,6 +192,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         policies,
         audit: auditor.clone(),
         telemetry: telemetry.clone(),
+        runtimes: Arc::new(runtimes()?),
     }
     .build()?;
     // The audit trail's background work; one stop signal ends it at shutdown.

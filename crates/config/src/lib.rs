@@ -39,6 +39,7 @@ mod auth;
 mod duration;
 mod error;
 mod interpolate;
+mod isolation;
 mod limits;
 mod model;
 mod path;
@@ -69,6 +70,10 @@ pub use auth::{
 };
 pub use duration::{DURATION_PATTERN, DurationSpec};
 pub use error::{ConfigError, ConfigErrors};
+pub use isolation::{
+    ByteSize, EgressRule, FilesystemGrants, IsolationConfig, NetworkGrants, Preset, Resources,
+    RuntimeKind,
+};
 pub use limits::{ConnectionLimits, SessionLimits, StderrLimits};
 pub use model::{
     Config, GatewayConfig, MemberConfig, NAME_PATTERN, ProtocolSetting, ServerConfig, ServerKind,
@@ -230,6 +235,23 @@ fn resolve_paths(config: &mut Config, origin: &Path) {
         }
         if let Some(cwd) = &mut server.cwd {
             resolve(cwd);
+        }
+        if let Some(iso) = &mut server.isolation {
+            for p in iso
+                .filesystem
+                .read
+                .iter_mut()
+                .chain(&mut iso.filesystem.write)
+            {
+                resolve(p);
+            }
+            for secret in iso
+                .secrets
+                .values_mut()
+                .chain(iso.secret_files.values_mut())
+            {
+                resolve_secret(secret, &resolve);
+            }
         }
         if let Some(c) = &mut server.credentials {
             for secret in [&mut c.client_secret, &mut c.secret].into_iter().flatten() {

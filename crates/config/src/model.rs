@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{AuditConfig, ServerAudit};
 use crate::auth::{AuthConfig, CredentialsConfig, ListenerTls, ToolScopes};
 use crate::duration::DurationSpec;
+use crate::isolation::IsolationConfig;
 use crate::limits::{ConnectionLimits, SessionLimits, StderrLimits};
 use crate::policy::{PoliciesConfig, ToolOperations};
 use crate::telemetry::{AdminConfig, TelemetryConfig};
@@ -224,6 +225,11 @@ pub struct ServerConfig {
     /// (default 10m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<DurationSpec>,
+    /// Stdio only: where the process runs and what it may touch. Absent: the sandbox with the
+    /// minimal profile on Linux (no network, a read-only view of what the command needs,
+    /// resource limits); required elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<IsolationConfig>,
     /// Scopes a caller needs per tool (by the server's own tool names), e.g.
     /// `{ update_issue: [jira:write] }`. A caller lacking them gets `403 insufficient_scope`.
     #[serde(default, skip_serializing_if = "ToolScopes::is_empty")]

@@ -11,6 +11,7 @@ use crate::path::{self, Positions};
 mod audit;
 mod audit_sinks;
 mod identity;
+mod isolation;
 mod members;
 mod telemetry;
 
@@ -242,6 +243,7 @@ impl Validator<'_> {
 
     fn server(&mut self, s: &ServerConfig, p: &str) {
         self.server_audit(&s.audit, p);
+        self.isolation(s, p);
         let field = |f: &str| path::key(p, f);
         match (&s.url, &s.command) {
             (None, None) => self.at_value(

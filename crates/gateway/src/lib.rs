@@ -124,6 +124,8 @@ pub struct GatewayParts {
     pub audit: Option<Arc<observe::Auditor>>,
     /// Metrics and (with OTLP) traces.
     pub telemetry: gatehouse_telemetry::Telemetry,
+    /// Where local servers run.
+    pub runtimes: Arc<gatehouse_runtime::Runtimes>,
 }
 
 impl GatewayParts {
@@ -139,6 +141,7 @@ impl GatewayParts {
             policies,
             audit,
             telemetry,
+            runtimes,
         } = self;
         let hub = Arc::new(ChangeHub::default());
         let build = BuildContext {
@@ -152,6 +155,7 @@ impl GatewayParts {
             ),
             loopback: listen.ip().is_loopback(),
             bodies: frontdoor::body::BodyLimits::new(&config.gateway, telemetry.metrics().clone()),
+            runtimes,
         };
         gatehouse_audit::bound::set_log_limit(config.audit.max_field_bytes as usize);
         let sessions =

@@ -53,6 +53,8 @@ pub struct BuildContext {
     pub loopback: bool,
     /// The process-wide body budget and metrics each snapshot's body bounds share.
     pub bodies: crate::frontdoor::body::BodyLimits,
+    /// Where local servers run (sandbox or plain process).
+    pub runtimes: Arc<gatehouse_runtime::Runtimes>,
 }
 
 impl Watched for ServerHandle {
@@ -168,6 +170,7 @@ impl Snapshot {
                         hub.clone(),
                         credentials.clone(),
                         &ctx.stderr,
+                        &ctx.runtimes,
                     )?;
                     let stop = tokio_util::sync::CancellationToken::new();
                     let remote = matches!(backend, Backend::Http(_));

@@ -56,6 +56,7 @@ impl Harness {
             policies,
             audit: None,
             telemetry,
+            runtimes: Arc::new(gatehouse_runtime::Runtimes::without_helper()),
         }
         .build()
         .unwrap();

@@ -319,6 +319,7 @@ impl Backend {
         hub: Arc<ChangeHub>,
         credentials: Option<Arc<gatehouse_identity::OutboundCredential>>,
         stderr: &Arc<stderr::StderrPolicy>,
+        runtimes: &Arc<gatehouse_runtime::Runtimes>,
     ) -> Result<Backend, BackendError> {
         match config.kind() {
             ServerKind::Stdio { .. } => Ok(Backend::Stdio(stdio::StdioBackend::new(
@@ -327,6 +328,7 @@ impl Backend {
                 hub,
                 credentials,
                 stderr.clone(),
+                runtimes.clone(),
             ))),
             ServerKind::Remote {
                 transport: Transport::Sse,

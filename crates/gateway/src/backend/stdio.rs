@@ -7,13 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gatehouse_config::{ProtocolSetting, ServerConfig, ServerKind};
+use gatehouse_config::{ProtocolSetting, ServerConfig};
 use gatehouse_wire::{Message, ProtocolVersion};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::stderr::StderrPolicy;
-use tokio::process::Command;
 use tokio::sync::mpsc;
 
 use super::adapt;
@@ -39,6 +38,8 @@ pub struct StdioBackend {
     credentials: Option<Arc<gatehouse_identity::OutboundCredential>>,
     /// How the processes' stderr reaches the log.
     stderr: Arc<StderrPolicy>,
+    /// Where the processes run (sandbox or plain process).
+    runtimes: Arc<gatehouse_runtime::Runtimes>,
 }
 
 #[derive(Debug, Default)]
@@ -61,6 +62,8 @@ struct Proc {
     peer: Arc<Peer>,
     info: Arc<BackendInfo>,
     pid: i32,
+    /// The process's resource limits; the cgroup is removed after the process is killed.
+    _cgroup: Option<gatehouse_runtime::cgroup::Cgroup>,
     last_used: AtomicU64,
     epoch: Instant,
 }
@@ -88,7 +91,11 @@ impl StdioBackend {
         hub: Arc<ChangeHub>,
         credentials: Option<Arc<gatehouse_identity::OutboundCredential>>,
         stderr: Arc<StderrPolicy>,
+        runtimes: Arc<gatehouse_runtime::Runtimes>,
     ) -> Self {
+        if let Some(note) = gatehouse_runtime::default_profile_note(&config) {
+            runtimes.note_once(&config.name, &note);
+        }
         StdioBackend {
             config,
             timeout,
@@ -96,6 +103,7 @@ impl StdioBackend {
             slots: Mutex::default(),
             credentials,
             stderr,
+            runtimes,
         }
     }
 
@@ -154,7 +162,14 @@ impl StdioBackend {
             }
             Err(e) => {
                 st.consecutive_failures += 1;
-                return Err(e.into_backend(&self.config.name));
+                let mut e = e.into_backend(&self.config.name);
+                if let (Some(hint), BackendError::Unavailable { reason, .. }) = (
+                    gatehouse_runtime::default_profile_hint(&self.config),
+                    &mut e,
+                ) {
+                    reason.push_str(&hint);
+                }
+                return Err(e);
             }
         };
         let proc = Arc::new(proc);
@@ -163,33 +178,39 @@ impl StdioBackend {
     }
 
     async fn spawn(&self, legacy_only: bool) -> Result<Proc, SpawnError> {
-        let ServerKind::Stdio {
-            command,
-            args,
-            env,
-            cwd,
-        } = self.config.kind()
-        else {
-            return Err(SpawnError::Start("not a stdio server".into()));
-        };
-        let mut cmd = Command::new(command);
-        cmd.args(args.iter())
-            .envs(env.iter())
-            .envs(self.credentials.as_ref().and_then(|c| c.env()))
-            .stdin(Stdio::piped())
+        let extra_env: Vec<(String, String)> = self
+            .credentials
+            .as_ref()
+            .and_then(|c| c.env())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into_iter()
+            .collect();
+        let launch = self
+            .runtimes
+            .launch(&self.config, extra_env)
+            .await
+            .map_err(|e| SpawnError::Start(e.to_string()))?;
+        let gatehouse_runtime::Launch {
+            command: mut cmd,
+            runtime,
+            protections,
+            cgroup,
+            inherited,
+        } = launch;
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
-        if let Some(cwd) = cwd {
-            cmd.current_dir(cwd);
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| SpawnError::Start(format!("cannot start {command:?}: {e}")))?;
+        let command = self.config.command.as_deref().unwrap_or_default();
+        let spawned = cmd.spawn();
+        // The child has its copies of the secret files' descriptors now.
+        drop(inherited);
+        let mut child =
+            spawned.map_err(|e| SpawnError::Start(format!("cannot start {command:?}: {e}")))?;
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
         let name = self.config.name.clone();
-        tracing::info!(server = %name, pid, command = %command, "started stdio server");
+        tracing::info!(server = %name, pid, command = %command, runtime = runtime.as_str(), %protections, "started stdio server");
 
         let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(super::OUTGOING_QUEUE);
         let peer = Peer::new(name.clone(), out_tx, self.hub.clone());
@@ -261,6 +282,7 @@ impl StdioBackend {
             peer,
             info: Arc::new(info),
             pid,
+            _cgroup: cgroup,
             last_used: AtomicU64::new(0),
             epoch: Instant::now(),
         })

@@ -1,0 +1,216 @@
+//! Where Gatehouse runs local MCP servers, and what they may touch.
+//!
+//! A stdio server runs in one of two runtimes today:
+//! - **sandbox** (the default on Linux): [bubblewrap](https://github.com/containers/bubblewrap)
+//!   builds the namespaces (user, PID, IPC, UTS, mount, network, cgroup) and the read-only view
+//!   of the host the profile grants; inside, Gatehouse's own helper ([`exec`]) adds Landlock
+//!   and a seccomp filter, then runs the server. Memory, PID and CPU limits go into a cgroup
+//!   where the gateway may create one ([`cgroup`]).
+//! - **process**: a plain child with the gateway's rights, written explicitly.
+//!
+//! [`RuntimesConfig::build`] makes the [`Runtimes`] a gateway launches servers through;
+//! [`Runtimes::launch`] turns a server entry into a command ready to spawn.
+//!
+//! Architecture invariant: this crate prepares processes and never speaks MCP; the gateway
+//! owns the conversation with the server.
+#![warn(missing_docs)]
+
+pub mod cgroup;
+pub mod exec;
+mod plan;
+mod preset;
+pub mod probe;
+mod sandbox;
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use gatehouse_config::{IsolationConfig, Preset, RuntimeKind, ServerConfig, ServerKind};
+
+pub use plan::Protections;
+
+/// Why a server cannot be started in its runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The sandbox cannot be built on this machine (a missing program or kernel feature).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The server entry asks for something that cannot be prepared (a missing grant, a
+    /// command not found, a secret that cannot be read).
+    #[error("{0}")]
+    Profile(String),
+}
+
+/// How the gateway's runtimes are built.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimesConfig {
+    /// The `gatehouse` binary, run inside the sandbox as the helper that applies Landlock and
+    /// seccomp before starting the server. `None` (in-process tests): sandboxed servers
+    /// cannot start.
+    pub helper: Option<PathBuf>,
+    /// Use at most this Landlock ABI (to see what an older kernel gets); default: the
+    /// kernel's. Read from `GATEHOUSE_LANDLOCK_MAX_ABI` by the CLI.
+    pub landlock_max_abi: Option<u8>,
+    /// The `bwrap` program (default: `bwrap` on `PATH`).
+    pub bwrap: Option<PathBuf>,
+}
+
+impl RuntimesConfig {
+    /// The runtimes, with the facts about this machine they need.
+    pub fn build(self) -> Runtimes {
+        let kernel = probe::landlock_abi();
+        let landlock_abi = match self.landlock_max_abi {
+            Some(max) => kernel.min(max),
+            None => kernel,
+        };
+        Runtimes {
+            helper: self.helper,
+            bwrap: self.bwrap,
+            landlock_abi,
+            sandbox_check: OnceLock::new(),
+            cgroups: cgroup::Hierarchy::detect(),
+            counter: AtomicU64::new(0),
+            noted: Default::default(),
+        }
+    }
+}
+
+/// Launches server processes in their runtimes.
+#[derive(Debug)]
+pub struct Runtimes {
+    helper: Option<PathBuf>,
+    bwrap: Option<PathBuf>,
+    landlock_abi: u8,
+    /// Whether a sandbox can be built here, checked once at the first sandboxed start.
+    sandbox_check: OnceLock<Result<PathBuf, String>>,
+    cgroups: cgroup::Hierarchy,
+    counter: AtomicU64,
+    /// Servers whose default-profile note was logged.
+    noted: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// A server process ready to spawn, and what keeps its limits in place.
+#[derive(Debug)]
+pub struct Launch {
+    /// The command to spawn; stdin, stdout and stderr are the caller's to set.
+    pub command: tokio::process::Command,
+    /// The runtime it runs in.
+    pub runtime: RuntimeKind,
+    /// What protects the host from it, for the start log.
+    pub protections: Protections,
+    /// The server's cgroup, removed when this is dropped (after the process ended).
+    pub cgroup: Option<cgroup::Cgroup>,
+    /// Descriptors the spawned process inherits (secret files); close them after spawning.
+    pub inherited: Vec<std::os::fd::OwnedFd>,
+}
+
+/// The isolation a server gets: its own block, or the minimal sandbox profile when it has
+/// none (on Linux).
+pub fn effective_isolation(server: &ServerConfig) -> IsolationConfig {
+    server.isolation.clone().unwrap_or_default()
+}
+
+/// The preset a server's profile uses: written, or chosen from its command.
+pub fn preset_of(server: &ServerConfig) -> Preset {
+    let written = server.isolation.as_ref().and_then(|i| i.preset);
+    written.unwrap_or_else(|| match server.kind() {
+        ServerKind::Stdio { command, .. } => preset::detect(command),
+        ServerKind::Remote { .. } => Preset::Binary,
+    })
+}
+
+/// For a local server without an `isolation` block: what it now gets and how to restore the
+/// old behaviour (for `gatehouse validate` and the start log). `None` for other servers.
+pub fn default_profile_note(server: &ServerConfig) -> Option<String> {
+    if server.isolation.is_some() || server.command.is_none() {
+        return None;
+    }
+    let iso = IsolationConfig::default();
+    Some(format!(
+        "server \"{}\" has no isolation block, so it runs in the sandbox with the minimal profile: {}. To run it as before, without isolation, add `isolation: {{ runtime: process }}`",
+        server.name,
+        plan::describe_profile(&iso, preset_of(server)),
+    ))
+}
+
+/// For a local server without an `isolation` block whose start failed: the limits it ran
+/// under, appended to the error so the operator sees that the new default may be the cause.
+pub fn default_profile_hint(server: &ServerConfig) -> Option<String> {
+    if server.isolation.is_some() || server.command.is_none() || !cfg!(target_os = "linux") {
+        return None;
+    }
+    Some(format!(
+        " (it ran in the sandbox by default, with {}; grant what it needs under `isolation`, or add `isolation: {{ runtime: process }}` to run it without isolation as before)",
+        plan::describe_profile(&IsolationConfig::default(), preset_of(server))
+    ))
+}
+
+impl Runtimes {
+    /// Logs `note` for `server` once in this process's life (reloads rebuild backends).
+    pub fn note_once(&self, server: &str, note: &str) {
+        let first = self
+            .noted
+            .lock()
+            .expect("noted lock")
+            .insert(server.to_string());
+        if first {
+            tracing::warn!(server, "{note}");
+        }
+    }
+
+    /// Runtimes without a helper (in-process tests): sandboxed servers cannot start.
+    pub fn without_helper() -> Runtimes {
+        RuntimesConfig::default().build()
+    }
+
+    /// The Landlock ABI sandboxes get (0: none).
+    pub fn landlock_abi(&self) -> u8 {
+        self.landlock_abi
+    }
+
+    /// Prepares `server` (a stdio entry) to run in its runtime. `extra_env` are variables
+    /// the gateway adds (a `static_secret` credential); their values never reach a command
+    /// line.
+    pub async fn launch(
+        &self,
+        server: &ServerConfig,
+        extra_env: Vec<(String, String)>,
+    ) -> Result<Launch, RuntimeError> {
+        let iso = effective_isolation(server);
+        match iso.runtime() {
+            RuntimeKind::Process => Ok(sandbox::process(server, extra_env)),
+            RuntimeKind::Sandbox => {
+                let bwrap = self.sandbox_available()?;
+                let helper = self.helper.clone().ok_or_else(|| {
+                    RuntimeError::Unavailable(
+                        "the sandbox needs the gatehouse binary as its helper, and this gateway was started without one".into(),
+                    )
+                })?;
+                let id = self.counter.fetch_add(1, Ordering::Relaxed);
+                let plan =
+                    plan::SandboxPlan::resolve(server, &iso, preset_of(server), extra_env).await?;
+                sandbox::build(sandbox::Sandbox {
+                    server: &server.name,
+                    plan,
+                    iso: &iso,
+                    bwrap: &bwrap,
+                    helper: &helper,
+                    landlock_abi: self.landlock_abi,
+                    cgroups: &self.cgroups,
+                    instance: id,
+                })
+            }
+            RuntimeKind::Container => Err(RuntimeError::Unavailable(
+                "runtime container is not available in this version".into(),
+            )),
+        }
+    }
+
+    fn sandbox_available(&self) -> Result<PathBuf, RuntimeError> {
+        self.sandbox_check
+            .get_or_init(|| probe::sandbox(self.bwrap.as_deref()))
+            .clone()
+            .map_err(RuntimeError::Unavailable)
+    }
+}
