@@ -76,8 +76,19 @@ fn demo_config() -> anyhow::Result<Config> {
     let exe = std::env::current_exe()
         .context("cannot locate the gatehouse binary for the demo server")?;
     let exe = serde_json::to_string(&exe.display().to_string())?;
+    // The demo server is Gatehouse's own code: sandboxed where the sandbox can be built, a
+    // plain process elsewhere (said in the log), so `gatehouse up` works on every machine.
+    // Configured servers never get this fallback.
+    let runtime = match gatehouse_runtime::probe::sandbox(None) {
+        Ok(_) => "sandbox",
+        Err(why) => {
+            tracing::warn!("the built-in demo server runs without isolation: {why}");
+            "process"
+        }
+    };
+    let isolation = format!("    isolation: {{ runtime: {runtime} }}\n");
     let yaml = format!(
-        "servers:\n  - name: demo\n    command: {exe}\n    args: [demo-server]\nvirtual_servers:\n  - name: demo\n    path: /mcp\n    include:\n      - server: demo\n"
+        "servers:\n  - name: demo\n    command: {exe}\n    args: [demo-server]\n{isolation}virtual_servers:\n  - name: demo\n    path: /mcp\n    include:\n      - server: demo\n"
     );
     gatehouse_config::load_str(&yaml, Path::new("<built-in demo>"), &|_| None)
         .map_err(|e| anyhow::anyhow!("built-in demo config: {e}"))

@@ -31,8 +31,9 @@ async fn a_flooding_server_with_an_endless_stderr_line_costs_neither_memory_nor_
     )
     .unwrap();
     let config = format!(
-        "gateway:\n  stderr:\n    max_line_bytes: {MAX_LINE_BYTES}\n    max_lines_per_second: {MAX_LINES_PER_SECOND}\nservers:\n  - name: noisy\n    command: /bin/sh\n    args: [{script}]\nvirtual_servers:\n  - name: tools\n    path: /mcp\n    include: [{{ server: noisy }}]\n",
-        script = script.display()
+        "gateway:\n  stderr:\n    max_line_bytes: {MAX_LINE_BYTES}\n    max_lines_per_second: {MAX_LINES_PER_SECOND}\nservers:\n  - name: noisy\n    command: /bin/sh\n    args: [{script}]\n    isolation: {{ filesystem: {{ read: [{bin}] }} }}\nvirtual_servers:\n  - name: tools\n    path: /mcp\n    include: [{{ server: noisy }}]\n",
+        script = script.display(),
+        bin = bin().display()
     );
     let path = write_config(dir.path(), &config);
     let gw = Gatehouse::start(&[

@@ -214,8 +214,9 @@ pub struct ServerConfig {
     /// Stdio only: arguments of `command`, passed as they are (no shell).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<Vec<String>>,
-    /// Stdio only: extra environment variables for the process, added to the gateway's
-    /// own environment.
+    /// Stdio only: extra environment variables for the process. In the sandbox they join
+    /// `PATH`, `HOME`, `TMPDIR` and `LANG` as its whole environment; with `runtime: process`
+    /// they are added to the gateway's own environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<BTreeMap<String, String>>,
     /// Stdio only: working directory (relative to the config file).
