@@ -351,6 +351,16 @@ async fn every_request_leaves_one_event_with_the_caller_the_target_and_the_outco
 async fn killing_the_gateway_loses_no_event_of_an_acknowledged_call() {
     let mut gw = Gatehouse::start(&[]);
     let url = gw.url("/mcp");
+    // The demo server starts (in its sandbox) before the load, so the load's 1.5 s are calls.
+    let (s, v) = modern(
+        &client(),
+        &url,
+        0,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "warm"}}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut clients = Vec::new();
     for c in 0..16 {

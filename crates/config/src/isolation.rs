@@ -242,6 +242,9 @@ impl Resources {
     }
 }
 
+/// Regex accepted by [`ByteSize`] strings in the JSON Schema.
+pub const BYTE_SIZE_PATTERN: &str = r"^\s*[0-9]+\s*(k|K|Ki|M|Mi|G|Gi|T|Ti)?\s*$";
+
 /// A number of bytes written as `512Mi`, `2Gi`, `100M`, `64k` or a plain number of bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteSize(pub u64);
@@ -332,7 +335,7 @@ impl JsonSchema for ByteSize {
             "description": "A size in bytes: a number, or a number with a unit (k, Ki, M, Mi, G, Gi, T, Ti), such as \"512Mi\".",
             "anyOf": [
                 { "type": "integer", "minimum": 0 },
-                { "type": "string", "pattern": "^\\s*[0-9]+\\s*(k|K|Ki|M|Mi|G|Gi|T|Ti)?\\s*$" }
+                { "type": "string", "pattern": BYTE_SIZE_PATTERN }
             ]
         })
     }

@@ -375,6 +375,8 @@ fn pattern_meaning(pattern: &str) -> Option<&'static str> {
         Some("a name of 1 to 64 characters from A-Z, a-z, 0-9, \"_\" and \"-\"")
     } else if pattern == crate::duration::DURATION_PATTERN {
         Some("a duration such as \"30s\", \"500ms\" or \"5m\"")
+    } else if pattern == crate::isolation::BYTE_SIZE_PATTERN {
+        Some("a size such as \"512Mi\" or \"2Gi\" (units k, Ki, M, Mi, G, Gi, T, Ti)")
     } else {
         None
     }

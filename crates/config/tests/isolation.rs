@@ -1,0 +1,139 @@
+//! The `isolation` block: each mistake is reported at its field, with what to write instead.
+
+mod common;
+
+use std::path::Path;
+
+use common::{errors, one};
+use gatehouse_config::{IsolationConfig, RuntimeKind, load_str};
+
+const HEAD: &str = "servers:\n  - name: s\n    command: node\n    isolation:\n";
+
+#[test]
+fn a_full_block_loads_with_paths_made_absolute_and_sizes_parsed() {
+    let text = format!(
+        "{HEAD}      filesystem: {{ read: [data], write: [/tmp/out] }}\n      resources: {{ memory: 512Mi, cpus: 0.5, pids: 64 }}\n      secrets: {{ TOKEN: \"env:TOKEN\" }}\n      secret_files: {{ /run/secrets/t: \"file:t.txt\" }}\n"
+    );
+    let c = load_str(&text, Path::new("/etc/gh/g.yaml"), &|_| None).unwrap();
+    let iso: &IsolationConfig = c.servers[0].isolation.as_ref().unwrap();
+    assert_eq!(iso.runtime(), RuntimeKind::Sandbox);
+    assert_eq!(iso.filesystem.read, [Path::new("/etc/gh/data")]);
+    assert_eq!(iso.resources.memory.0, 512 << 20);
+    assert_eq!(iso.resources.pids, 64);
+    let file = &iso.secret_files[Path::new("/run/secrets/t")];
+    assert_eq!(file.0, "file:/etc/gh/t.txt");
+}
+
+#[test]
+fn limits_must_be_usable() {
+    let msg = one(
+        &format!("{HEAD}      resources: {{ memory: 1Mi }}\n"),
+        5,
+        28,
+        "servers[0].isolation.resources.memory",
+    );
+    assert!(msg.contains("at least 16Mi"), "{msg}");
+    let msg = one(
+        &format!("{HEAD}      resources: {{ pids: 0 }}\n"),
+        5,
+        26,
+        "servers[0].isolation.resources.pids",
+    );
+    assert!(msg.contains("at least 1"), "{msg}");
+    let msg = one(
+        &format!("{HEAD}      resources: {{ memory: 12 MB }}\n"),
+        5,
+        28,
+        "servers[0].isolation.resources.memory",
+    );
+    assert!(msg.contains("a size such as \"512Mi\""), "{msg}");
+}
+
+#[test]
+fn secrets_must_be_references_and_are_never_echoed() {
+    let msg = one(
+        &format!("{HEAD}      secrets: {{ TOKEN: hunter2 }}\n"),
+        5,
+        25,
+        "servers[0].isolation.secrets.TOKEN",
+    );
+    assert!(
+        msg.contains("env:NAME or file:PATH") && !msg.contains("hunter2"),
+        "{msg}"
+    );
+    let msg = one(
+        &format!("{HEAD}      secrets: {{ TOKEN: \"store:gh\" }}\n"),
+        5,
+        25,
+        "servers[0].isolation.secrets.TOKEN",
+    );
+    assert!(msg.contains("no secret store yet"), "{msg}");
+}
+
+#[test]
+fn fields_that_mean_nothing_for_the_runtime_are_refused() {
+    let msg = one(
+        &format!("{HEAD}      runtime: process\n      filesystem: {{ read: [/srv] }}\n"),
+        6,
+        7,
+        "servers[0].isolation.filesystem",
+    );
+    assert!(msg.contains("no effect with runtime process"), "{msg}");
+    let msg = one(
+        &format!("{HEAD}      image: localhost/x:1\n"),
+        5,
+        7,
+        "servers[0].isolation.image",
+    );
+    assert!(msg.contains("only valid with runtime container"), "{msg}");
+    let msg = one(
+        &format!("{HEAD}      runtime: container\n"),
+        5,
+        16,
+        "servers[0].isolation.runtime",
+    );
+    assert!(msg.contains("cannot run yet"), "{msg}");
+    let msg = one(
+        "servers:\n  - name: r\n    url: http://127.0.0.1:1/mcp\n    isolation: { runtime: process }\n",
+        4,
+        5,
+        "servers[0].isolation",
+    );
+    assert!(msg.contains("only valid for local servers"), "{msg}");
+}
+
+#[test]
+fn egress_rules_are_checked_and_allow_lists_are_refused_until_they_are_enforced() {
+    let errs = errors(&format!(
+        "{HEAD}      network: {{ egress: [\"api.github.com\"] }}\n"
+    ));
+    let messages: Vec<String> = errs.iter().map(|e| e.message.clone()).collect();
+    assert!(
+        messages.iter().any(|m| m.contains("without a port")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("not enforced by this version yet")),
+        "{messages:?}"
+    );
+    // An empty list is the default: no network, and valid.
+    load_str(
+        &format!("{HEAD}      network: {{ egress: [] }}\n"),
+        Path::new("g.yaml"),
+        &|_| None,
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_root_folder_cannot_be_granted() {
+    let msg = one(
+        &format!("{HEAD}      filesystem: {{ write: [/] }}\n"),
+        5,
+        29,
+        "servers[0].isolation.filesystem.write[0]",
+    );
+    assert!(msg.contains("would undo the sandbox"), "{msg}");
+}
