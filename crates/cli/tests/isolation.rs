@@ -316,3 +316,79 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The cgroup folders of the hostile server's sandbox processes (from `/proc/PID/cgroup`).
+fn sandbox_cgroups(pids: &[u32]) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    for pid in pids {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        for line in text.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (Some(_), Some(controllers), Some(path)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if !path.contains("gatehouse-servers/hostile-") {
+                continue;
+            }
+            let base = if controllers.is_empty() {
+                PathBuf::from("/sys/fs/cgroup")
+            } else {
+                Path::new("/sys/fs/cgroup").join(
+                    controllers
+                        .split(',')
+                        .find(|c| *c == "pids" || *c == "memory")
+                        .unwrap_or(controllers),
+                )
+            };
+            dirs.push(base.join(path.trim_start_matches('/')));
+        }
+    }
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
+
+#[tokio::test]
+async fn a_killed_gateway_leaves_no_sandbox_and_the_next_start_removes_its_cgroups() {
+    let Setup { _dir, root, mut gw } = start(&[]);
+    let r = probe(&gw, "status", "").await;
+    assert!(r.starts_with("ok"), "{r}");
+    let sandbox: Vec<u32> = descendants(gw.child.id())
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("hostile_server.py"))
+        })
+        .collect();
+    assert!(!sandbox.is_empty());
+    let cgroups = sandbox_cgroups(&sandbox);
+    assert!(
+        !cgroups.is_empty(),
+        "the sandbox runs in a cgroup of its own"
+    );
+
+    unsafe_kill(gw.child.id() as i32, 9);
+    let _ = gw.child.wait();
+    assert!(
+        eventually(Duration::from_secs(10), || sandbox
+            .iter()
+            .all(|p| !alive(*p)))
+        .await,
+        "sandbox processes outlived the gateway: {:?}",
+        sandbox.iter().filter(|p| alive(**p)).collect::<Vec<_>>()
+    );
+
+    // A new gateway with the same config reaps the cgroups the killed one left.
+    let path = root.join("gatehouse.yaml");
+    let next = Gatehouse::start_env(&["--config", path.to_str().unwrap()], &[(SECRET_ENV, "x")]);
+    assert!(
+        eventually(Duration::from_secs(10), || cgroups
+            .iter()
+            .all(|d| !d.exists()))
+        .await,
+        "stale cgroups left: {cgroups:?}"
+    );
+    drop(next);
+}

@@ -138,6 +138,69 @@ impl Hierarchy {
     }
 }
 
+impl Hierarchy {
+    /// The folders holding servers' cgroups (one per v1 controller).
+    fn parents(&self) -> Vec<PathBuf> {
+        match self {
+            Hierarchy::V2(own) => vec![own.join(PARENT)],
+            Hierarchy::V1 { memory, pids, cpu } => [memory, pids, cpu]
+                .into_iter()
+                .flatten()
+                .map(|c| c.join(PARENT))
+                .collect(),
+            Hierarchy::None => Vec::new(),
+        }
+    }
+
+    /// Ends what a gateway that is gone left behind: every process in a server cgroup whose
+    /// gateway (the pid in its name, `<server>-<pid>-<n>`) no longer runs is killed, and the
+    /// cgroup removed. Returns how many processes were killed.
+    pub fn reap_stale(&self) -> usize {
+        let mut killed = 0;
+        let mut stale = Vec::new();
+        for parent in self.parents() {
+            for entry in fs::read_dir(&parent).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(owner) = owner_pid(&name) else {
+                    continue;
+                };
+                if owner == std::process::id() || Path::new(&format!("/proc/{owner}")).exists() {
+                    continue;
+                }
+                let dir = entry.path();
+                let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+                for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                    // SAFETY: kill(2) on a pid read from the stale cgroup; no memory involved.
+                    if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
+                        killed += 1;
+                    }
+                }
+                stale.push(dir);
+            }
+        }
+        if !stale.is_empty() {
+            tracing::warn!(
+                killed,
+                cgroups = stale.len(),
+                "ended the sandboxes a previous gateway left behind"
+            );
+            drop(Cgroup {
+                dirs: stale,
+                procs: Vec::new(),
+                version: "",
+            });
+        }
+        killed
+    }
+}
+
+/// The gateway pid in a server cgroup's name `<server>-<pid>-<n>`.
+fn owner_pid(name: &str) -> Option<u32> {
+    let mut parts = name.rsplitn(3, '-');
+    let _instance: u64 = parts.next()?.parse().ok()?;
+    parts.next()?.parse().ok()
+}
+
 /// One server's cgroup: joined by the child before it runs the sandbox, removed when dropped.
 #[derive(Debug)]
 pub struct Cgroup {
@@ -225,4 +288,17 @@ fn open_procs(dir: &Path) -> Result<OwnedFd, String> {
         .open(&path)
         .map(|f: File| f.into())
         .map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cgroup_name_carries_its_gateway_pid() {
+        assert_eq!(owner_pid("github-1234-7"), Some(1234));
+        assert_eq!(owner_pid("my-server-name-99-0"), Some(99));
+        assert_eq!(owner_pid("other"), None);
+        assert_eq!(owner_pid("x-y-z"), None);
+    }
 }

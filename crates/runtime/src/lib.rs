@@ -64,12 +64,16 @@ impl RuntimesConfig {
             Some(max) => kernel.min(max),
             None => kernel,
         };
+        let cgroups = cgroup::Hierarchy::detect();
+        if self.helper.is_some() {
+            cgroups.reap_stale();
+        }
         Runtimes {
             helper: self.helper,
             bwrap: self.bwrap,
             landlock_abi,
             sandbox_check: OnceLock::new(),
-            cgroups: cgroup::Hierarchy::detect(),
+            cgroups,
             counter: AtomicU64::new(0),
             noted: Default::default(),
         }
