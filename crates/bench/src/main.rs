@@ -13,6 +13,7 @@ mod issuer;
 mod load;
 mod policy;
 mod relay;
+mod runtimes;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -63,6 +64,11 @@ pub(crate) struct Args {
     /// valgrind (Debian package `valgrind`). Runs instead of the timed scenarios.
     #[arg(long)]
     instructions: bool,
+    /// Compare the runtimes of a local server (plain process and the sandbox): cold start to
+    /// the first `tools/list`, `tools/call` throughput and latency at concurrency 1 and 16, and
+    /// the memory of the server's processes. Runs instead of the timed scenarios.
+    #[arg(long)]
+    runtimes: bool,
     /// Calls counted by `--instructions`.
     #[arg(long, default_value_t = 1000)]
     instruction_calls: u64,
@@ -265,6 +271,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "{} not found: build it with `cargo build --release -p gatehouse`",
             bin.display()
         );
+    }
+    if args.runtimes {
+        return runtimes::run(&bin, &args).await;
     }
     let backend = echo::start().await?;
     if args.instructions {
