@@ -392,3 +392,72 @@ async fn a_killed_gateway_leaves_no_sandbox_and_the_next_start_removes_its_cgrou
     );
     drop(next);
 }
+
+#[tokio::test]
+async fn without_bubblewrap_a_server_does_not_start_and_the_error_says_what_to_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "servers:\n  - name: needs-sandbox\n    command: {bin}\n    args: [demo-server]\n    isolation: {{ runtime: sandbox }}\nvirtual_servers:\n  - name: tools\n    path: /mcp\n    include: [{{ server: needs-sandbox }}]\n",
+        bin = bin().display()
+    );
+    let path = write_config(dir.path(), &config);
+    // A PATH without bwrap: the machine has no sandbox.
+    let gw = Gatehouse::start_env(
+        &["--config", path.to_str().unwrap()],
+        &[("PATH", "/nonexistent")],
+    );
+    let (s, v) = modern(
+        &client(),
+        &gw.url("/mcp"),
+        1,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "x"}}),
+    )
+    .await;
+    assert!(
+        v.get("result").is_none_or(|r| r["isError"] == true) || s != 200,
+        "the call ran without a sandbox: {v}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || gw
+            .logged("apt install bubblewrap"))
+        .await,
+        "the log names the package to install"
+    );
+    assert!(
+        !gw.logged("started stdio server"),
+        "the server must not start unisolated"
+    );
+}
+
+#[tokio::test]
+async fn a_default_sandboxed_server_that_fails_to_start_is_told_the_limits_it_ran_under() {
+    let dir = tempfile::tempdir().unwrap();
+    let needed = dir.path().canonicalize().unwrap().join("needed.conf");
+    std::fs::write(&needed, "x").unwrap();
+    let script = dir.path().join("server.sh");
+    // Reads a file next to it (not granted), then would serve: under the sandbox it exits.
+    std::fs::write(
+        &script,
+        format!(
+            "cat {} >/dev/null || exit 3\nexec {} demo-server\n",
+            needed.display(),
+            bin().display()
+        ),
+    )
+    .unwrap();
+    let config = format!(
+        "servers:\n  - name: legacy\n    command: /bin/sh\n    args: [{}]\nvirtual_servers:\n  - name: tools\n    path: /mcp\n    include: [{{ server: legacy }}]\n",
+        script.display()
+    );
+    let path = write_config(dir.path(), &config);
+    let gw = Gatehouse::start(&["--config", path.to_str().unwrap()]);
+    let _ = modern(&client(), &gw.url("/mcp"), 1, "tools/list", json!({})).await;
+    assert!(
+        eventually(Duration::from_secs(10), || gw
+            .logged("it ran in the sandbox by default, with no network"))
+        .await,
+        "the failure names the default profile"
+    );
+    assert!(gw.logged("isolation: { runtime: process }"));
+}

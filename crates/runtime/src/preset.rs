@@ -56,7 +56,14 @@ pub(crate) async fn resolve(
             let real = std::fs::canonicalize(program).unwrap_or_else(|_| program.to_path_buf());
             r.read.push(installation(&real));
             if let Some(script) = script_arg(args) {
-                r.read.push(node_package(&script));
+                let package = node_package(&script);
+                // A package's node_modules may be a link to elsewhere (a shared install, pnpm).
+                if let Ok(real) = std::fs::canonicalize(package.join("node_modules"))
+                    && !real.starts_with(&package)
+                {
+                    r.read.push(real);
+                }
+                r.read.push(package);
             }
         }
         Preset::Python => {

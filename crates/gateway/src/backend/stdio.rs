@@ -152,29 +152,33 @@ impl StdioBackend {
             }
         }
         st.last_start = Some(Instant::now());
-        let proc = match self.spawn(st.legacy_only).await {
-            Ok(p) => p,
+        let started = match self.spawn(st.legacy_only).await {
             Err(SpawnError::ExitedOnProbe) => {
                 st.legacy_only = true;
-                self.spawn(true)
-                    .await
-                    .map_err(|e| e.into_backend(&self.config.name))?
+                self.spawn(true).await
             }
-            Err(e) => {
-                st.consecutive_failures += 1;
-                let mut e = e.into_backend(&self.config.name);
-                if let (Some(hint), BackendError::Unavailable { reason, .. }) = (
-                    gatehouse_runtime::default_profile_hint(&self.config),
-                    &mut e,
-                ) {
-                    reason.push_str(&hint);
-                }
-                return Err(e);
-            }
+            other => other,
         };
+        let proc = started.map_err(|e| {
+            st.consecutive_failures += 1;
+            self.start_failed(e)
+        })?;
         let proc = Arc::new(proc);
         st.proc = Some(proc.clone());
         Ok(proc)
+    }
+
+    /// The error for a start that failed; under the default sandbox it names the limits the
+    /// server ran under, since the new default may be why it failed.
+    fn start_failed(&self, e: SpawnError) -> BackendError {
+        let mut e = e.into_backend(&self.config.name);
+        if let (Some(hint), BackendError::Unavailable { reason, .. }) = (
+            gatehouse_runtime::default_profile_hint(&self.config),
+            &mut e,
+        ) {
+            reason.push_str(&hint);
+        }
+        e
     }
 
     async fn spawn(&self, legacy_only: bool) -> Result<Proc, SpawnError> {
