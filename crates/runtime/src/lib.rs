@@ -23,7 +23,6 @@ pub mod probe;
 mod sandbox;
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use gatehouse_config::{IsolationConfig, Preset, RuntimeKind, ServerConfig, ServerKind};
@@ -72,7 +71,7 @@ impl RuntimesConfig {
             helper: self.helper,
             bwrap: self.bwrap,
             landlock_abi,
-            sandbox_check: OnceLock::new(),
+            sandbox_check: tokio::sync::OnceCell::new(),
             cgroups,
             counter: AtomicU64::new(0),
             noted: Default::default(),
@@ -87,7 +86,7 @@ pub struct Runtimes {
     bwrap: Option<PathBuf>,
     landlock_abi: u8,
     /// Whether a sandbox can be built here, checked once at the first sandboxed start.
-    sandbox_check: OnceLock<Result<PathBuf, String>>,
+    sandbox_check: tokio::sync::OnceCell<Result<PathBuf, String>>,
     cgroups: cgroup::Hierarchy,
     counter: AtomicU64,
     /// Servers whose default-profile note was logged.
@@ -185,7 +184,7 @@ impl Runtimes {
         match iso.runtime() {
             RuntimeKind::Process => Ok(sandbox::process(server, extra_env)),
             RuntimeKind::Sandbox => {
-                let bwrap = self.sandbox_available()?;
+                let bwrap = self.sandbox_available().await?;
                 let helper = self.helper.clone().ok_or_else(|| {
                     RuntimeError::Unavailable(
                         "the sandbox needs the gatehouse binary as its helper, and this gateway was started without one".into(),
@@ -211,9 +210,16 @@ impl Runtimes {
         }
     }
 
-    fn sandbox_available(&self) -> Result<PathBuf, RuntimeError> {
+    async fn sandbox_available(&self) -> Result<PathBuf, RuntimeError> {
+        let bwrap = self.bwrap.clone();
         self.sandbox_check
-            .get_or_init(|| probe::sandbox(self.bwrap.as_deref()))
+            .get_or_init(|| async move {
+                // The check runs bwrap once; off the request threads.
+                tokio::task::spawn_blocking(move || probe::sandbox(bwrap.as_deref()))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the sandbox check failed: {e}")))
+            })
+            .await
             .clone()
             .map_err(RuntimeError::Unavailable)
     }

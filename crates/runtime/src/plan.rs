@@ -46,8 +46,11 @@ impl SandboxPlan {
             return Err(RuntimeError::Profile("not a local server".into()));
         };
         let program = locate(command)?;
-        let resolved = preset::resolve(preset, &program, args).await?;
-        let mut read = resolved.read;
+        let preset::Resolved {
+            program,
+            mut read,
+            args,
+        } = preset::resolve(preset, &program, args).await?;
         read.extend(iso.filesystem.read.iter().cloned());
         if let Some(cwd) = cwd {
             read.push(cwd.to_path_buf());
@@ -71,7 +74,7 @@ impl SandboxPlan {
             secret_files.push((path.clone(), value));
         }
         let mut path_env = SANDBOX_PATH.to_string();
-        if let Some(dir) = resolved.program.parent().filter(|d| !d.starts_with("/usr")) {
+        if let Some(dir) = program.parent().filter(|d| !d.starts_with("/usr")) {
             path_env = format!("{}:{path_env}", dir.display());
         }
         let lang = std::env::var("LANG").unwrap_or_else(|_| "C.UTF-8".into());
@@ -85,8 +88,8 @@ impl SandboxPlan {
         full_env.extend(extra_env);
         full_env.extend(secrets);
         Ok(SandboxPlan {
-            program: resolved.program,
-            args: args.to_vec(),
+            program,
+            args,
             read,
             write: iso.filesystem.write.clone(),
             cwd: cwd.map_or_else(|| PathBuf::from("/tmp"), Path::to_path_buf),

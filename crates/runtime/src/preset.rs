@@ -34,6 +34,9 @@ pub(crate) struct Resolved {
     pub program: PathBuf,
     /// Paths to show read-only, beyond the system's own (`/usr`, parts of `/etc`).
     pub read: Vec<PathBuf>,
+    /// The arguments, the script's path made real: the sandbox shows it where it really is,
+    /// not behind the links that led to it.
+    pub args: Vec<String>,
 }
 
 /// Resolves `program` (absolute, from `PATH`) and its arguments under `preset`.
@@ -42,20 +45,27 @@ pub(crate) async fn resolve(
     program: &Path,
     args: &[String],
 ) -> Result<Resolved, RuntimeError> {
+    let mut args = args.to_vec();
+    let script = script_arg(&args).map(|(i, real)| {
+        args[i] = real.display().to_string();
+        real
+    });
     let mut r = Resolved {
         program: program.to_path_buf(),
         read: Vec::new(),
+        args,
     };
     match preset {
         Preset::Binary => {
             r.read.push(program.to_path_buf());
             // `sh script.sh`, `bash run.sh`: the script is what the command runs.
-            r.read.extend(script_arg(args));
+            r.read.extend(script);
         }
         Preset::Node => {
             let real = std::fs::canonicalize(program).unwrap_or_else(|_| program.to_path_buf());
             r.read.push(installation(&real));
-            if let Some(script) = script_arg(args) {
+            r.program = real;
+            if let Some(script) = script {
                 let package = node_package(&script);
                 // A package's node_modules may be a link to elsewhere (a shared install, pnpm).
                 if let Ok(real) = std::fs::canonicalize(package.join("node_modules"))
@@ -70,9 +80,7 @@ pub(crate) async fn resolve(
             let (exe, prefixes) = python_layout(program).await?;
             r.program = exe;
             r.read.extend(prefixes);
-            if let Some(script) = script_arg(args) {
-                r.read.push(script);
-            }
+            r.read.extend(script);
         }
     }
     Ok(r)
@@ -90,13 +98,15 @@ fn installation(binary: &Path) -> PathBuf {
     }
 }
 
-/// The first argument that names an existing file: the script the interpreter runs.
-fn script_arg(args: &[String]) -> Option<PathBuf> {
-    args.iter()
-        .filter(|a| !a.starts_with('-'))
-        .map(Path::new)
-        .find(|p| p.is_file())
-        .and_then(|p| std::fs::canonicalize(p).ok())
+/// The first argument that names an existing file (the script the interpreter runs): its
+/// index and real path.
+fn script_arg(args: &[String]) -> Option<(usize, PathBuf)> {
+    let (i, p) = args
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| !a.starts_with('-'))
+        .find(|(_, a)| Path::new(a).is_file())?;
+    Some((i, std::fs::canonicalize(p).ok()?))
 }
 
 /// What a Node script needs: the outermost `node_modules` it sits in (its package and the
@@ -202,6 +212,22 @@ mod tests {
             installation(Path::new("/bin/node")),
             PathBuf::from("/bin/node")
         );
+    }
+
+    #[tokio::test]
+    async fn a_script_behind_a_link_is_run_and_shown_at_its_real_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(root.join("real")).unwrap();
+        std::fs::write(root.join("real/run.sh"), "exit 0\n").unwrap();
+        std::os::unix::fs::symlink(root.join("real"), root.join("link")).unwrap();
+        let written = root.join("link/run.sh").display().to_string();
+        let r = resolve(Preset::Binary, Path::new("/bin/sh"), &["-e".into(), written])
+            .await
+            .unwrap();
+        let real = root.join("real/run.sh");
+        assert_eq!(r.args, ["-e".to_string(), real.display().to_string()]);
+        assert!(r.read.contains(&real), "{r:?}");
     }
 
     #[tokio::test]
