@@ -106,6 +106,10 @@ fn landlock_rules(spec: &ExecSpec) -> Result<(), landlock::RulesetError> {
     };
     ruleset
         .create()?
+        // Listing folders reveals only the sandbox's own tree (the mounts decide what is in
+        // it); programs that walk up from their folder (Node's module resolution, path
+        // checks that scan parents) need it.
+        .add_rules(path_beneath_rules(["/"], AccessFs::ReadDir))?
         .add_rules(path_beneath_rules(
             existing(&spec.read),
             AccessFs::from_read(abi),

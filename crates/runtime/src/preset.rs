@@ -222,9 +222,13 @@ mod tests {
         std::fs::write(root.join("real/run.sh"), "exit 0\n").unwrap();
         std::os::unix::fs::symlink(root.join("real"), root.join("link")).unwrap();
         let written = root.join("link/run.sh").display().to_string();
-        let r = resolve(Preset::Binary, Path::new("/bin/sh"), &["-e".into(), written])
-            .await
-            .unwrap();
+        let r = resolve(
+            Preset::Binary,
+            Path::new("/bin/sh"),
+            &["-e".into(), written],
+        )
+        .await
+        .unwrap();
         let real = root.join("real/run.sh");
         assert_eq!(r.args, ["-e".to_string(), real.display().to_string()]);
         assert!(r.read.contains(&real), "{r:?}");

@@ -46,7 +46,7 @@ async def refused(c: Client, name: str, args: dict) -> str:
         result = await c.call_tool(name, args)
     except MCPError as e:
         return str(e)
-    assert result.isError, f"{name} {args} succeeded: {text(result)}"
+    assert result.is_error, f"{name} {args} succeeded: {text(result)}"
     return text(result)
 
 
@@ -92,7 +92,8 @@ async def test_server_filesystem_sees_only_its_grants(files_gateway: Spawned) ->
             assert text(await c.call_tool("read_text_file", {"path": str(ro / "notes.txt")})) == "granted notes"
             assert "notes.txt" in text(await c.call_tool("list_directory", {"path": str(ro)}))
 
-            await c.call_tool("write_file", {"path": str(rw / "out.txt"), "content": "from the sandbox"})
+            wrote = await c.call_tool("write_file", {"path": str(rw / "out.txt"), "content": "from the sandbox"})
+            assert not wrote.is_error, text(wrote)
             assert (rw / "out.txt").read_text() == "from the sandbox"
 
             before = (ro / "notes.txt").stat()
@@ -101,7 +102,17 @@ async def test_server_filesystem_sees_only_its_grants(files_gateway: Spawned) ->
             assert (ro / "notes.txt").read_text() == "granted notes"
             assert (after.st_mtime_ns, after.st_size) == (before.st_mtime_ns, before.st_size)
 
-            for hidden in [work / "beside-the-config.txt", work / "data", Path("/etc/shadow"), Path.home()]:
+            # The home folder shows at most the way to the server's own package (the tools
+            # folder may live there); nothing else of it.
+            home = Path.home()
+            package = SERVER_FILESYSTEM_JS.resolve()
+            leads = {package.relative_to(home).parts[0]} if package.is_relative_to(home) else set()
+            shown = await c.call_tool("list_directory", {"path": str(home)})
+            names = set() if shown.is_error else {line.split("] ", 1)[1] for line in text(shown).splitlines() if "] " in line}
+            assert names <= leads, f"the sandbox shows {names - leads} of {home}"
+            assert len(list(home.iterdir())) > len(leads), "the home folder has more to hide"
+
+            for hidden in [work / "beside-the-config.txt", work / "data", Path("/etc/shadow"), home / ".bashrc"]:
                 message = await refused(c, "list_directory" if hidden.is_dir() else "read_text_file", {"path": str(hidden)})
                 assert "not granted" not in message, f"{hidden}: {message}"
                 assert any(w in message.lower() for w in ("enoent", "no such file", "not exist", "denied")), f"{hidden}: {message}"
