@@ -11,6 +11,7 @@ mod background;
 mod demo;
 mod login;
 mod policy;
+mod secret;
 mod supervisor;
 mod table;
 mod up;
@@ -126,6 +127,13 @@ enum Command {
     Usage {
         #[command(subcommand)]
         command: UsageCommand,
+    },
+    /// Keep secrets for local servers (`store:NAME` in `isolation.secrets`): set one from
+    /// standard input, list their names, remove one. Values are sealed in the store and never
+    /// printed.
+    Secret {
+        #[command(subcommand)]
+        command: secret::SecretCommand,
     },
     /// Run the built-in demo MCP server on stdin/stdout (what `gatehouse up` runs by default).
     DemoServer,
@@ -317,6 +325,7 @@ fn main() -> ExitCode {
             };
             verdict(outcome)
         }
+        Command::Secret { command } => verdict(current_thread().block_on(secret::run(&command))),
         Command::DemoServer => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -55,7 +55,9 @@ pub fn check_exposure(config: &Config, listen: SocketAddr, insecure: bool) -> Re
 }
 
 /// The runtimes local servers start in: the sandbox's helper is this binary.
-fn runtimes() -> anyhow::Result<gatehouse_runtime::Runtimes> {
+fn runtimes(
+    vault: &Arc<gatehouse_identity::outbound::Vault>,
+) -> anyhow::Result<gatehouse_runtime::Runtimes> {
     let helper = std::env::current_exe()
         .context("cannot locate the gatehouse binary (the sandbox's helper)")?;
     let landlock_max_abi = match std::env::var("GATEHOUSE_LANDLOCK_MAX_ABI") {
@@ -68,6 +70,7 @@ fn runtimes() -> anyhow::Result<gatehouse_runtime::Runtimes> {
         helper: Some(helper),
         landlock_max_abi,
         bwrap: None,
+        secrets: Some(Arc::new(crate::secret::VaultSecrets(vault.clone()))),
     }
     .build())
 }
@@ -136,8 +139,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let bound = listener.local_addr()?;
-    let vault = gatehouse_identity::outbound::Vault::open(&data_dir, store.credentials())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let vault = Arc::new(
+        gatehouse_identity::outbound::Vault::open(&data_dir, store.credentials())
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
     let policies = gatehouse_gateway::authz::load(&config)
         .await
         .map_err(|e| anyhow::anyhow!("the policy set cannot be used:\n{e}"))?;
@@ -198,12 +203,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         config,
         keys,
         listen: bound,
-        vault: Some(Arc::new(vault)),
+        vault: Some(vault.clone()),
         revocations: Some(store.session_revocations()),
         policies,
         audit: auditor.clone(),
         telemetry: telemetry.clone(),
-        runtimes: Arc::new(runtimes()?),
+        runtimes: Arc::new(runtimes(&vault)?),
     }
     .build()?;
     // The audit trail's background work; one stop signal ends it at shutdown.

@@ -461,3 +461,93 @@ async fn a_default_sandboxed_server_that_fails_to_start_is_told_the_limits_it_ra
     );
     assert!(gw.logged("isolation: { runtime: process }"));
 }
+
+/// Runs `gatehouse secret ARGS` with `stdin`: exit code, stdout, stderr.
+fn secret_cli(args: &[&str], stdin: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(bin())
+        .arg("secret")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_stored_secret_reaches_the_sandbox_and_nothing_else() {
+    const VALUE: &str = "stored-s3cret-4711";
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap().to_string();
+    let (code, out, err) = secret_cli(
+        &["set", "gh-token", "--data-dir", &d],
+        &format!("{VALUE}\n"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains(VALUE) && !err.contains(VALUE), "{out}{err}");
+    let (code, out, _) = secret_cli(&["list", "--data-dir", &d], "");
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("gh-token\t") && !out.contains(VALUE),
+        "{out}"
+    );
+    let (code, _, err) = secret_cli(&["set", "bad name", "--data-dir", &d], "x");
+    assert_eq!(code, 2, "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "servers:\n  - name: hostile\n    command: python3\n    args: [{}]\n    isolation:\n      secrets: {{ STORED: \"store:gh-token\" }}\n      secret_files: {{ /run/secrets/gh: \"store:gh-token\" }}\n  - name: unset\n    command: python3\n    args: [{}]\n    isolation:\n      secrets: {{ X: \"store:never-set\" }}\nvirtual_servers:\n  - name: tools\n    path: /mcp\n    include: [{{ server: hostile }}]\n  - name: other\n    path: /other\n    include: [{{ server: unset }}]\n",
+        fixture().display(),
+        fixture().display()
+    );
+    let path = write_config(dir.path(), &config);
+    let gw = Gatehouse::start_in(&["--config", path.to_str().unwrap()], data);
+    let env: Value =
+        serde_json::from_str(probe(&gw, "env", "").await.strip_prefix("ok: ").unwrap()).unwrap();
+    assert_eq!(env["STORED"], VALUE);
+    assert_eq!(
+        probe(&gw, "read", "/run/secrets/gh").await,
+        format!("ok: {VALUE}")
+    );
+    for pid in descendants(gw.child.id()) {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&cmdline).contains(VALUE),
+            "pid {pid}"
+        );
+    }
+    // A reference to a secret never set: the server does not start, and the log says how to set it.
+    let _ = modern(&client(), &gw.url("/other"), 1, "tools/list", json!({})).await;
+    assert!(
+        eventually(Duration::from_secs(5), || gw
+            .logged("gatehouse secret set never-set"))
+        .await,
+        "the missing secret is named with the command that sets it"
+    );
+    // Not in the log, not in any file of the data directory (journal, index, store) in clear.
+    assert!(!gw.logged(VALUE));
+    for f in walk(gw.data_dir.path()) {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        assert!(
+            !bytes.windows(VALUE.len()).any(|w| w == VALUE.as_bytes()),
+            "{} holds the secret in clear",
+            f.display()
+        );
+    }
+    let d = gw.data_dir.path().to_str().unwrap().to_string();
+    assert_eq!(secret_cli(&["rm", "gh-token", "--data-dir", &d], "").0, 0);
+    assert_eq!(secret_cli(&["rm", "gh-token", "--data-dir", &d], "").0, 1);
+}

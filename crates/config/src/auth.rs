@@ -130,8 +130,9 @@ pub enum WorkloadKind {
     Kubernetes,
 }
 
-/// A secret held outside the config: `env:NAME` (an environment variable) or `file:PATH` (a
-/// file, relative to the config file; trailing newline ignored).
+/// A secret held outside the config: `env:NAME` (an environment variable), `file:PATH` (a
+/// file, relative to the config file; trailing newline ignored) or, where a field says so,
+/// `store:NAME` (the gateway's secret store, `gatehouse secret set NAME`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct SecretRef(pub String);
@@ -143,6 +144,17 @@ pub enum SecretSource<'a> {
     Env(&'a str),
     /// A file.
     File(&'a str),
+    /// A secret in the gateway's secret store (`gatehouse secret set NAME`); only where the
+    /// field says so (a local server's `isolation.secrets` and `secret_files`).
+    Store(&'a str),
+}
+
+/// Whether `name` can name a stored secret: 1-128 characters of `A-Z a-z 0-9 . _ -`.
+pub fn valid_secret_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 impl SecretRef {
@@ -153,6 +165,9 @@ impl SecretRef {
         }
         if let Some(path) = self.0.strip_prefix("file:") {
             return (!path.is_empty()).then_some(SecretSource::File(path));
+        }
+        if let Some(name) = self.0.strip_prefix("store:") {
+            return valid_secret_name(name).then_some(SecretSource::Store(name));
         }
         None
     }
@@ -165,6 +180,10 @@ impl SecretRef {
             Some(SecretSource::File(path)) => std::fs::read_to_string(path)
                 .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
                 .map_err(|e| format!("cannot read secret file {path}: {e}")),
+            Some(SecretSource::Store(name)) => Err(format!(
+                "{} is kept in the gateway's secret store and is read there (store:{name})",
+                self.0
+            )),
             // The value is not echoed: a literal here may be the secret itself.
             None => Err(
                 "a secret must be a reference, env:NAME or file:PATH (secrets are never written in the config)"

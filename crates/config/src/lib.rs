@@ -66,7 +66,7 @@ pub use audit_sinks::{
 };
 pub use auth::{
     AuthConfig, ClaimMapping, CredentialKind, CredentialsConfig, IntrospectionConfig, ListenerTls,
-    SecretRef, SecretSource, ToolScopes, WorkloadIssuerConfig, WorkloadKind,
+    SecretRef, SecretSource, ToolScopes, WorkloadIssuerConfig, WorkloadKind, valid_secret_name,
 };
 pub use duration::{DURATION_PATTERN, DurationSpec};
 pub use error::{ConfigError, ConfigErrors};

@@ -58,16 +58,16 @@ fn secrets_must_be_references_and_are_never_echoed() {
         "servers[0].isolation.secrets.TOKEN",
     );
     assert!(
-        msg.contains("env:NAME or file:PATH") && !msg.contains("hunter2"),
+        msg.contains("env:NAME, file:PATH or store:NAME") && !msg.contains("hunter2"),
         "{msg}"
     );
     let msg = one(
-        &format!("{HEAD}      secrets: {{ TOKEN: \"store:gh\" }}\n"),
+        &format!("{HEAD}      secrets: {{ TOKEN: \"store:gh token\" }}\n"),
         5,
         25,
         "servers[0].isolation.secrets.TOKEN",
     );
-    assert!(msg.contains("no secret store yet"), "{msg}");
+    assert!(msg.contains("1-128 characters"), "{msg}");
 }
 
 #[test]

@@ -41,6 +41,17 @@ pub enum RuntimeError {
     Profile(String),
 }
 
+/// Where `store:NAME` secret references are read: the gateway's secret store.
+pub trait SecretLookup: Send + Sync + std::fmt::Debug {
+    /// The secret `name`, `None` when there is none. Errors name the store, never a value.
+    fn get<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Option<String>, String>> + Send + 'a>,
+    >;
+}
+
 /// How the gateway's runtimes are built.
 #[derive(Debug, Clone, Default)]
 pub struct RuntimesConfig {
@@ -53,6 +64,8 @@ pub struct RuntimesConfig {
     pub landlock_max_abi: Option<u8>,
     /// The `bwrap` program (default: `bwrap` on `PATH`).
     pub bwrap: Option<PathBuf>,
+    /// Where `store:` secret references are read (`None`: they cannot be used).
+    pub secrets: Option<std::sync::Arc<dyn SecretLookup>>,
 }
 
 impl RuntimesConfig {
@@ -68,6 +81,7 @@ impl RuntimesConfig {
             cgroups.reap_stale();
         }
         Runtimes {
+            secrets: self.secrets,
             helper: self.helper,
             bwrap: self.bwrap,
             landlock_abi,
@@ -82,6 +96,7 @@ impl RuntimesConfig {
 /// Launches server processes in their runtimes.
 #[derive(Debug)]
 pub struct Runtimes {
+    secrets: Option<std::sync::Arc<dyn SecretLookup>>,
     helper: Option<PathBuf>,
     bwrap: Option<PathBuf>,
     landlock_abi: u8,
@@ -191,8 +206,14 @@ impl Runtimes {
                     )
                 })?;
                 let id = self.counter.fetch_add(1, Ordering::Relaxed);
-                let plan =
-                    plan::SandboxPlan::resolve(server, &iso, preset_of(server), extra_env).await?;
+                let plan = plan::SandboxPlan::resolve(
+                    server,
+                    &iso,
+                    preset_of(server),
+                    extra_env,
+                    self.secrets.as_deref(),
+                )
+                .await?;
                 sandbox::build(sandbox::Sandbox {
                     server: &server.name,
                     plan,

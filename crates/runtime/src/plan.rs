@@ -35,6 +35,7 @@ impl SandboxPlan {
         iso: &IsolationConfig,
         preset: Preset,
         extra_env: Vec<(String, String)>,
+        store: Option<&dyn crate::SecretLookup>,
     ) -> Result<SandboxPlan, RuntimeError> {
         let ServerKind::Stdio {
             command,
@@ -66,11 +67,15 @@ impl SandboxPlan {
         }
         let mut secrets = Vec::new();
         for (name, secret) in &iso.secrets {
-            secrets.push((name.clone(), resolve_secret(&server.name, name, secret)?));
+            secrets.push((
+                name.clone(),
+                resolve_secret(&server.name, name, secret, store).await?,
+            ));
         }
         let mut secret_files = Vec::new();
         for (path, secret) in &iso.secret_files {
-            let value = resolve_secret(&server.name, &path.to_string_lossy(), secret)?;
+            let value =
+                resolve_secret(&server.name, &path.to_string_lossy(), secret, store).await?;
             secret_files.push((path.clone(), value));
         }
         let mut path_env = SANDBOX_PATH.to_string();
@@ -100,14 +105,25 @@ impl SandboxPlan {
 }
 
 /// A secret's value; the error names the reference, never a value.
-fn resolve_secret(
+async fn resolve_secret(
     server: &str,
     name: &str,
     secret: &gatehouse_config::SecretRef,
+    store: Option<&dyn crate::SecretLookup>,
 ) -> Result<String, RuntimeError> {
-    secret
-        .resolve()
-        .map_err(|e| RuntimeError::Profile(format!("server \"{server}\": secret {name}: {e}")))
+    let failed =
+        |e: String| RuntimeError::Profile(format!("server \"{server}\": secret {name}: {e}"));
+    match secret.source() {
+        Some(gatehouse_config::SecretSource::Store(stored)) => {
+            let store = store.ok_or_else(|| failed("this gateway has no secret store".into()))?;
+            store.get(stored).await.map_err(failed)?.ok_or_else(|| {
+                failed(format!(
+                    "no secret \"{stored}\" in the secret store (set it with `gatehouse secret set {stored}`)"
+                ))
+            })
+        }
+        _ => secret.resolve().map_err(failed),
+    }
 }
 
 /// The absolute path of `command`: as written when it has a slash, else from `PATH`.

@@ -79,6 +79,9 @@ const GET: &str = "SELECT id, key_id, ciphertext, expires_at, created_at, update
 const DELETE: &str =
     "DELETE FROM credentials WHERE issuer = $1 AND subject = $2 AND server = $3 AND kind = $4";
 
+const LIST_SERVERS: &str = "SELECT server, updated_at FROM credentials \
+    WHERE issuer = $1 AND subject = $2 AND kind = $3 ORDER BY server";
+
 const DELETE_EXPIRED: &str =
     "DELETE FROM credentials WHERE expires_at IS NOT NULL AND expires_at <= $1";
 
@@ -146,6 +149,29 @@ impl Credentials {
             .await?
             .rows_affected());
         Ok(done > 0)
+    }
+
+    /// The `server` part and last update (unix seconds) of every credential of one issuer,
+    /// subject and kind, by server.
+    pub async fn list(
+        &self,
+        issuer: &str,
+        subject: &str,
+        kind: &str,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        use sqlx::Row;
+        with_pool!(&self.pool, |p| {
+            let rows = sqlx::query(LIST_SERVERS)
+                .bind(issuer)
+                .bind(subject)
+                .bind(kind)
+                .fetch_all(p)
+                .await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get("server")?, r.try_get("updated_at")?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
     }
 
     /// Deletes every credential whose `expires_at` is at or before `now` (unix seconds);

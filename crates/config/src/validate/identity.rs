@@ -33,7 +33,12 @@ impl Validator<'_> {
     }
 
     pub(super) fn secret(&mut self, p: &str, secret: &SecretRef) {
-        if secret.source().is_none() {
+        if matches!(secret.source(), Some(crate::auth::SecretSource::Store(_))) {
+            self.at_value(
+                p,
+                "found a store: reference, which only a local server's isolation.secrets and secret_files accept for now, expected env:NAME or file:PATH".into(),
+            );
+        } else if secret.source().is_none() {
             // The value is not echoed: it may be the secret itself.
             self.at_value(
                 p,

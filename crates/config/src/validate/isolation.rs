@@ -177,15 +177,15 @@ impl Validator<'_> {
 
     fn secret_reference(&mut self, at: &str, secret: &crate::auth::SecretRef) {
         match secret.source() {
-            Some(SecretSource::Env(_) | SecretSource::File(_)) => {}
+            Some(SecretSource::Env(_) | SecretSource::File(_) | SecretSource::Store(_)) => {}
             None if secret.0.starts_with("store:") => self.at_value(
                 at,
-                "found a store: reference, but this version has no secret store yet, expected env:NAME or file:PATH".into(),
+                "found an invalid stored secret's name, expected store:NAME with 1-128 characters of A-Z a-z 0-9 . _ -".into(),
             ),
             // The value is not echoed: a literal here may be the secret itself.
             None => self.at_value(
                 at,
-                "found a literal, expected a secret reference: env:NAME or file:PATH (secrets are never written in the config)".into(),
+                "found a literal, expected a secret reference: env:NAME, file:PATH or store:NAME (secrets are never written in the config)".into(),
             ),
         }
     }

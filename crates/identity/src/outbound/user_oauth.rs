@@ -28,6 +28,11 @@ use crate::principal::{Caller, PrincipalKind};
 pub const VAULT_KEY_ENV: &str = "GATEHOUSE_VAULT_KEY";
 /// Kind of the vault rows holding refresh tokens.
 const REFRESH_KIND: &str = "oauth_refresh";
+/// The credentials-table identity of the platform's own secrets (`gatehouse secret`): no user
+/// can be this issuer, so they never mix with users' tokens.
+const PLATFORM_ISSUER: &str = "gatehouse:platform";
+const PLATFORM_SUBJECT: &str = "secrets";
+const PLATFORM_KIND: &str = "platform_secret";
 /// How long an authorization flow may take.
 const STATE_TTL_SECS: i64 = 600;
 
@@ -147,6 +152,22 @@ impl Vault {
                 Ok(None)
             }
         }
+    }
+
+    /// Where the platform's own secret `name` (a `store:NAME` reference) is kept.
+    pub fn platform_secret(name: &str) -> CredentialKey {
+        CredentialKey::new(PLATFORM_ISSUER, PLATFORM_SUBJECT, name, PLATFORM_KIND)
+    }
+
+    /// The names of the platform's stored secrets, with when each was last set (unix
+    /// seconds). Never their values.
+    pub async fn platform_secret_names(&self) -> Result<Vec<(String, i64)>, CredentialError> {
+        self.credentials
+            .list(PLATFORM_ISSUER, PLATFORM_SUBJECT, PLATFORM_KIND)
+            .await
+            .map_err(|e| CredentialError::Vault {
+                reason: e.to_string(),
+            })
     }
 
     /// Forgets the secret stored for `key`.

@@ -1,0 +1,153 @@
+//! `gatehouse secret`: the platform's stored secrets, which `store:NAME` references in a local
+//! server's `isolation.secrets` and `secret_files` read. Sealed with the vault's key
+//! (XChaCha20-Poly1305, `<data-dir>/keys/vault.key` or `GATEHOUSE_VAULT_KEY`) in the store; a
+//! value is read from standard input, never from the command line, and never printed.
+
+use std::io::Read;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use gatehouse_identity::outbound::Vault;
+
+use crate::audit::Location;
+
+/// Largest secret accepted (a token or a key file, not a database).
+const MAX_SECRET_BYTES: usize = 64 * 1024;
+
+/// What to do with the stored secrets.
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store a secret read from standard input (a trailing newline is dropped), replacing
+    /// one of the same name. Servers started afterwards get the new value.
+    Set(NameArgs),
+    /// List the stored secrets' names and when each was set (never their values).
+    List(StoreArgs),
+    /// Remove a stored secret.
+    Rm(NameArgs),
+}
+
+/// Where the secrets are kept.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    #[command(flatten)]
+    location: Location,
+    /// Database (default: `store.url` of the config, else SQLite in the data directory).
+    #[arg(long, env = "GATEHOUSE_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+/// One secret, by name.
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// The secret's name, as `store:NAME` references it: 1-128 characters of
+    /// `A-Z a-z 0-9 . _ -`.
+    name: String,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+async fn open(args: &StoreArgs) -> anyhow::Result<Vault> {
+    let config = args.location.config()?;
+    let store = args
+        .location
+        .open_store(args.database_url.as_deref(), config.as_ref())
+        .await?;
+    Vault::open(&args.location.data_dir, store.credentials()).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn check_name(name: &str) -> anyhow::Result<()> {
+    if !gatehouse_config::valid_secret_name(name) {
+        bail!("invalid secret name {name:?}: expected 1-128 characters of A-Z a-z 0-9 . _ -");
+    }
+    Ok(())
+}
+
+/// Runs a `secret` subcommand; `Ok(false)` when the named secret does not exist.
+pub async fn run(command: &SecretCommand) -> anyhow::Result<bool> {
+    match command {
+        SecretCommand::Set(args) => {
+            check_name(&args.name)?;
+            let mut value = Vec::new();
+            std::io::stdin()
+                .take(MAX_SECRET_BYTES as u64 + 1)
+                .read_to_end(&mut value)
+                .context("cannot read the secret from standard input")?;
+            if value.len() > MAX_SECRET_BYTES {
+                bail!("the secret is over {MAX_SECRET_BYTES} bytes");
+            }
+            let value = String::from_utf8(value).context("the secret is not UTF-8 text")?;
+            let value = value.strip_suffix('\n').unwrap_or(&value);
+            let value = value.strip_suffix('\r').unwrap_or(value);
+            if value.is_empty() {
+                bail!(
+                    "no secret on standard input (pipe it in: `printf %s \"$TOKEN\" | gatehouse secret set {}`)",
+                    args.name
+                );
+            }
+            let vault = open(&args.store).await?;
+            vault
+                .put(Vault::platform_secret(&args.name), value, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!("stored secret {} ({} bytes)", args.name, value.len());
+            Ok(true)
+        }
+        SecretCommand::List(args) => {
+            let vault = open(args).await?;
+            let names = vault
+                .platform_secret_names()
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if names.is_empty() {
+                eprintln!("no stored secrets");
+            }
+            for (name, updated) in names {
+                let when = humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(updated.max(0) as u64),
+                );
+                println!("{name}\t{when}");
+            }
+            Ok(true)
+        }
+        SecretCommand::Rm(args) => {
+            check_name(&args.name)?;
+            let vault = open(&args.store).await?;
+            let key = Vault::platform_secret(&args.name);
+            let existed = vault
+                .get(&key)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .is_some();
+            vault
+                .delete(&key)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if existed {
+                eprintln!("removed secret {}", args.name);
+            } else {
+                eprintln!("no secret named {}", args.name);
+            }
+            Ok(existed)
+        }
+    }
+}
+
+/// `store:` references of a running gateway, read from its vault.
+#[derive(Debug)]
+pub struct VaultSecrets(pub std::sync::Arc<Vault>);
+
+impl gatehouse_runtime::SecretLookup for VaultSecrets {
+    fn get<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Option<String>, String>> + Send + 'a>,
+    > {
+        Box::pin(async move {
+            self.0
+                .get(&Vault::platform_secret(name))
+                .await
+                .map_err(|e| format!("the secret store: {e}"))
+        })
+    }
+}
