@@ -18,7 +18,7 @@ const MAX_SECRET_BYTES: usize = 64 * 1024;
 #[derive(Debug, Subcommand)]
 pub enum SecretCommand {
     /// Store a secret read from standard input (a trailing newline is dropped), replacing
-    /// one of the same name. Servers started afterwards get the new value.
+    /// one of the same name; running gateways restart the servers that read it.
     Set(NameArgs),
     /// List the stored secrets' names and when each was set (never their values).
     List(StoreArgs),
@@ -101,7 +101,7 @@ pub async fn run(command: &SecretCommand) -> anyhow::Result<bool> {
             if names.is_empty() {
                 eprintln!("no stored secrets");
             }
-            for (name, updated) in names {
+            for (name, updated, _) in names {
                 let when = humantime::format_rfc3339_seconds(
                     std::time::UNIX_EPOCH + std::time::Duration::from_secs(updated.max(0) as u64),
                 );
@@ -150,4 +150,50 @@ impl gatehouse_runtime::SecretLookup for VaultSecrets {
                 .map_err(|e| format!("the secret store: {e}"))
         })
     }
+}
+
+/// How often a running gateway looks for replaced or removed stored secrets.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Watches the stored secrets (names and when each was set, never values) and restarts the
+/// local servers that read one that changed (`gatehouse secret set` from any machine sharing
+/// the store). Ends when the gateway is dropped.
+pub fn spawn_watcher(
+    vault: std::sync::Arc<Vault>,
+    gateway: std::sync::Weak<gatehouse_gateway::Gateway>,
+) {
+    tokio::spawn(async move {
+        // The baseline is read before any server can start (servers start on first use), so
+        // a secret set after a server read it is always seen as a change.
+        let mut seen: Option<std::collections::HashMap<String, String>> = None;
+        let mut first = true;
+        loop {
+            if !std::mem::take(&mut first) {
+                tokio::time::sleep(WATCH_EVERY).await;
+            }
+            let Some(gw) = gateway.upgrade() else { return };
+            let now: std::collections::HashMap<String, String> =
+                match vault.platform_secret_names().await {
+                    Ok(names) => names
+                        .into_iter()
+                        .map(|(name, _, version)| (name, version))
+                        .collect(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the stored secrets' names");
+                        continue;
+                    }
+                };
+            if let Some(before) = &seen {
+                let changed = before
+                    .iter()
+                    .filter(|(name, version)| now.get(*name) != Some(version))
+                    .map(|(name, _)| name)
+                    .chain(now.keys().filter(|n| !before.contains_key(*n)));
+                for name in changed {
+                    gw.restart_servers_using_secret(name).await;
+                }
+            }
+            seen = Some(now);
+        }
+    });
 }

@@ -211,6 +211,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         runtimes: Arc::new(runtimes(&vault)?),
     }
     .build()?;
+    crate::secret::spawn_watcher(vault.clone(), Arc::downgrade(&gw));
     // The audit trail's background work; one stop signal ends it at shutdown.
     let mut supervisor = crate::supervisor::Supervisor::default();
     if let Some(a) = &auditor {

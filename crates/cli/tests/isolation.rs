@@ -548,6 +548,27 @@ async fn a_stored_secret_reaches_the_sandbox_and_nothing_else() {
         );
     }
     let d = gw.data_dir.path().to_str().unwrap().to_string();
+    // Replaced while the server runs: the server starts again with the new value.
+    assert_eq!(
+        secret_cli(&["set", "gh-token", "--data-dir", &d], "rotated-value").0,
+        0
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let env: Value =
+            serde_json::from_str(probe(&gw, "env", "").await.strip_prefix("ok: ").unwrap())
+                .unwrap();
+        if env["STORED"] == "rotated-value" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server kept the old secret: {}",
+            env["STORED"]
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(gw.logged("a stored secret changed: the server starts again with it"));
     assert_eq!(secret_cli(&["rm", "gh-token", "--data-dir", &d], "").0, 0);
     assert_eq!(secret_cli(&["rm", "gh-token", "--data-dir", &d], "").0, 1);
 }

@@ -185,6 +185,30 @@ impl GatewayParts {
 }
 
 impl Gateway {
+    /// Restarts the local servers whose `isolation` reads the stored secret `name`, so they
+    /// start again with its new value; returns their names.
+    pub async fn restart_servers_using_secret(&self, name: &str) -> Vec<String> {
+        let reference = format!("store:{name}");
+        let snapshot = self.snapshot();
+        let mut restarted = Vec::new();
+        for handle in snapshot.servers.values() {
+            let Some(iso) = &handle.config.isolation else {
+                continue;
+            };
+            let uses = iso
+                .secrets
+                .values()
+                .chain(iso.secret_files.values())
+                .any(|s| s.0 == reference);
+            if let (true, backend::Backend::Stdio(b)) = (uses, &handle.backend) {
+                let stopped = b.restart().await;
+                tracing::info!(server = %handle.config.name, secret = name, processes = stopped, "a stored secret changed: the server starts again with it");
+                restarted.push(handle.config.name.clone());
+            }
+        }
+        restarted
+    }
+
     /// The snapshot new requests are served against.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()

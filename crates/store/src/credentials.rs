@@ -79,7 +79,7 @@ const GET: &str = "SELECT id, key_id, ciphertext, expires_at, created_at, update
 const DELETE: &str =
     "DELETE FROM credentials WHERE issuer = $1 AND subject = $2 AND server = $3 AND kind = $4";
 
-const LIST_SERVERS: &str = "SELECT server, updated_at FROM credentials \
+const LIST_SERVERS: &str = "SELECT server, updated_at, ciphertext FROM credentials \
     WHERE issuer = $1 AND subject = $2 AND kind = $3 ORDER BY server";
 
 const DELETE_EXPIRED: &str =
@@ -151,14 +151,14 @@ impl Credentials {
         Ok(done > 0)
     }
 
-    /// The `server` part and last update (unix seconds) of every credential of one issuer,
-    /// subject and kind, by server.
+    /// The `server` part, last update (unix seconds) and ciphertext of every credential of
+    /// one issuer, subject and kind, by server.
     pub async fn list(
         &self,
         issuer: &str,
         subject: &str,
         kind: &str,
-    ) -> Result<Vec<(String, i64)>, StoreError> {
+    ) -> Result<Vec<(String, i64, Vec<u8>)>, StoreError> {
         use sqlx::Row;
         with_pool!(&self.pool, |p| {
             let rows = sqlx::query(LIST_SERVERS)
@@ -168,7 +168,13 @@ impl Credentials {
                 .fetch_all(p)
                 .await?;
             rows.iter()
-                .map(|r| Ok((r.try_get("server")?, r.try_get("updated_at")?)))
+                .map(|r| {
+                    Ok((
+                        r.try_get("server")?,
+                        r.try_get("updated_at")?,
+                        r.try_get("ciphertext")?,
+                    ))
+                })
                 .collect::<Result<Vec<_>, sqlx::Error>>()
                 .map_err(StoreError::from)
         })

@@ -411,6 +411,28 @@ impl StdioBackend {
         }
     }
 
+    /// Stops every running process (a secret it started with changed); the next call starts
+    /// a new one. Calls in flight on an old process fail as on a crash.
+    pub async fn restart(&self) -> usize {
+        let slots: Vec<_> = self
+            .slots
+            .lock()
+            .expect("slots lock")
+            .values()
+            .cloned()
+            .collect();
+        let mut stopped = 0;
+        for slot in slots {
+            let mut st = slot.state.lock().await;
+            if st.proc.take().is_some() {
+                // A deliberate restart, not a crash: no backoff for the next start.
+                st.consecutive_failures = 0;
+                stopped += 1;
+            }
+        }
+        stopped
+    }
+
     /// Terminates every process: SIGTERM to the group, SIGKILL after a grace period.
     pub async fn shutdown(&self) {
         let slots: Vec<_> = self

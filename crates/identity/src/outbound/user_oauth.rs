@@ -159,15 +159,26 @@ impl Vault {
         CredentialKey::new(PLATFORM_ISSUER, PLATFORM_SUBJECT, name, PLATFORM_KIND)
     }
 
-    /// The names of the platform's stored secrets, with when each was last set (unix
-    /// seconds). Never their values.
-    pub async fn platform_secret_names(&self) -> Result<Vec<(String, i64)>, CredentialError> {
-        self.credentials
+    /// The platform's stored secrets: name, when it was last set (unix seconds) and a version
+    /// that changes with every set (its random nonce, which says nothing of the value). Never
+    /// their values.
+    pub async fn platform_secret_names(
+        &self,
+    ) -> Result<Vec<(String, i64, String)>, CredentialError> {
+        let rows = self
+            .credentials
             .list(PLATFORM_ISSUER, PLATFORM_SUBJECT, PLATFORM_KIND)
             .await
             .map_err(|e| CredentialError::Vault {
                 reason: e.to_string(),
+            })?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, at, sealed)| {
+                let nonce = &sealed[..sealed.len().min(24)];
+                (name, at, nonce.iter().map(|b| format!("{b:02x}")).collect())
             })
+            .collect())
     }
 
     /// Forgets the secret stored for `key`.
