@@ -155,9 +155,26 @@ impl gatehouse_runtime::SecretLookup for VaultSecrets {
 /// How often a running gateway looks for replaced or removed stored secrets.
 const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Watches the stored secrets (names and when each was set, never values) and restarts the
-/// local servers that read one that changed (`gatehouse secret set` from any machine sharing
-/// the store). Ends when the gateway is dropped.
+/// Each stored secret's version (its seal's nonce), by name; `None` when the store cannot be
+/// read (logged).
+async fn versions(vault: &Vault) -> Option<std::collections::HashMap<String, String>> {
+    match vault.platform_secret_names().await {
+        Ok(names) => Some(
+            names
+                .into_iter()
+                .map(|(name, _, version)| (name, version))
+                .collect(),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the stored secrets' names");
+            None
+        }
+    }
+}
+
+/// Watches the stored secrets' versions (never their values) and restarts the local servers
+/// that read one that changed (`gatehouse secret set` from any machine sharing the store).
+/// Ends when the gateway is dropped.
 pub fn spawn_watcher(
     vault: std::sync::Arc<Vault>,
     gateway: std::sync::Weak<gatehouse_gateway::Gateway>,
@@ -165,24 +182,13 @@ pub fn spawn_watcher(
     tokio::spawn(async move {
         // The baseline is read before any server can start (servers start on first use), so
         // a secret set after a server read it is always seen as a change.
-        let mut seen: Option<std::collections::HashMap<String, String>> = None;
-        let mut first = true;
+        let mut seen = versions(&vault).await;
         loop {
-            if !std::mem::take(&mut first) {
-                tokio::time::sleep(WATCH_EVERY).await;
-            }
+            tokio::time::sleep(WATCH_EVERY).await;
             let Some(gw) = gateway.upgrade() else { return };
-            let now: std::collections::HashMap<String, String> =
-                match vault.platform_secret_names().await {
-                    Ok(names) => names
-                        .into_iter()
-                        .map(|(name, _, version)| (name, version))
-                        .collect(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot read the stored secrets' names");
-                        continue;
-                    }
-                };
+            let Some(now) = versions(&vault).await else {
+                continue;
+            };
             if let Some(before) = &seen {
                 let changed = before
                     .iter()

@@ -53,6 +53,26 @@ fn counting_listener() -> (u16, Arc<AtomicUsize>) {
     (port, n)
 }
 
+/// The hostile server's report of `action` as JSON (`env`, `status`).
+async fn probe_json(gw: &Gatehouse, action: &str) -> Value {
+    let r = probe(gw, action, "").await;
+    let json = r
+        .strip_prefix("ok: ")
+        .unwrap_or_else(|| panic!("{action}: {r}"));
+    serde_json::from_str(json).unwrap()
+}
+
+/// The processes below the gateway `pid` that belong to the hostile server's sandbox.
+fn hostile_pids(pid: u32) -> Vec<u32> {
+    descendants(pid)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("hostile_server.py"))
+        })
+        .collect()
+}
+
 /// Every pid below `pid`, by `/proc/*/task/*/children`.
 fn descendants(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
@@ -135,8 +155,7 @@ async fn a_hostile_server_is_refused_outside_its_grants_and_the_refusals_hold_fr
         probe(&gw, "read", "/run/secrets/token").await,
         "ok: s3cret-file-value"
     );
-    let env: Value =
-        serde_json::from_str(probe(&gw, "env", "").await.strip_prefix("ok: ").unwrap()).unwrap();
+    let env: Value = probe_json(&gw, "env").await;
     assert_eq!(env["PROBE_SECRET"], "s3cret-env-value");
     // Nothing of the gateway's own environment leaks in.
     assert!(env.get(SECRET_ENV).is_none(), "{env}");
@@ -203,8 +222,7 @@ async fn a_hostile_server_is_refused_outside_its_grants_and_the_refusals_hold_fr
         let r = probe(&gw, action, "").await;
         assert_eq!(r, "denied: EPERM", "{action}");
     }
-    let status: Value =
-        serde_json::from_str(probe(&gw, "status", "").await.strip_prefix("ok: ").unwrap()).unwrap();
+    let status: Value = probe_json(&gw, "status").await;
     assert_eq!(status["CapEff"], "0000000000000000", "{status}");
     assert_eq!(status["CapBnd"], "0000000000000000", "{status}");
     assert_eq!(status["NoNewPrivs"], "1", "{status}");
@@ -220,13 +238,7 @@ async fn a_hostile_server_is_refused_outside_its_grants_and_the_refusals_hold_fr
         !r.contains("allocated"),
         "300 MiB fit under a 96 MiB limit: {r}"
     );
-    let sandbox: Vec<u32> = descendants(server_pid)
-        .into_iter()
-        .filter(|p| {
-            std::fs::read(format!("/proc/{p}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("hostile_server.py"))
-        })
-        .collect();
+    let sandbox = hostile_pids(server_pid);
     assert!(!sandbox.is_empty());
     for pid in &sandbox {
         let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
@@ -355,13 +367,7 @@ async fn a_killed_gateway_leaves_no_sandbox_and_the_next_start_removes_its_cgrou
     let Setup { _dir, root, mut gw } = start(&[]);
     let r = probe(&gw, "status", "").await;
     assert!(r.starts_with("ok"), "{r}");
-    let sandbox: Vec<u32> = descendants(gw.child.id())
-        .into_iter()
-        .filter(|p| {
-            std::fs::read(format!("/proc/{p}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("hostile_server.py"))
-        })
-        .collect();
+    let sandbox = hostile_pids(gw.child.id());
     assert!(!sandbox.is_empty());
     let cgroups = sandbox_cgroups(&sandbox);
     assert!(
@@ -515,8 +521,7 @@ async fn a_stored_secret_reaches_the_sandbox_and_nothing_else() {
     );
     let path = write_config(dir.path(), &config);
     let gw = Gatehouse::start_in(&["--config", path.to_str().unwrap()], data);
-    let env: Value =
-        serde_json::from_str(probe(&gw, "env", "").await.strip_prefix("ok: ").unwrap()).unwrap();
+    let env: Value = probe_json(&gw, "env").await;
     assert_eq!(env["STORED"], VALUE);
     assert_eq!(
         probe(&gw, "read", "/run/secrets/gh").await,
@@ -555,9 +560,7 @@ async fn a_stored_secret_reaches_the_sandbox_and_nothing_else() {
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let env: Value =
-            serde_json::from_str(probe(&gw, "env", "").await.strip_prefix("ok: ").unwrap())
-                .unwrap();
+        let env: Value = probe_json(&gw, "env").await;
         if env["STORED"] == "rotated-value" {
             break;
         }

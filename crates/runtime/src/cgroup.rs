@@ -90,7 +90,7 @@ impl Hierarchy {
                 let _ = write(&dir.join("memory.swap.max"), "0");
                 write(&dir.join("pids.max"), &limits.pids.to_string())?;
                 if let Some(cpus) = limits.cpus {
-                    let quota = (cpus * CPU_PERIOD_US as f64).round().max(1000.0) as u64;
+                    let quota = cpu_quota(cpus);
                     write(&dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"))?;
                 }
                 cg.procs.push(open_procs(&dir)?);
@@ -120,7 +120,7 @@ impl Hierarchy {
                     (Some(cpus), Some(cpu)) => {
                         let dir = make(cpu)?;
                         write(&dir.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
-                        let quota = (cpus * CPU_PERIOD_US as f64).round().max(1000.0) as u64;
+                        let quota = cpu_quota(cpus);
                         write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
                         Some(dir)
                     }
@@ -184,11 +184,7 @@ impl Hierarchy {
                 cgroups = stale.len(),
                 "ended the sandboxes a previous gateway left behind"
             );
-            drop(Cgroup {
-                dirs: stale,
-                procs: Vec::new(),
-                version: "",
-            });
+            remove_when_empty(stale);
         }
         killed
     }
@@ -243,26 +239,34 @@ pub fn join_self(fds: &[i32]) -> std::io::Result<()> {
 
 impl Drop for Cgroup {
     fn drop(&mut self) {
-        let dirs = std::mem::take(&mut self.dirs);
-        if dirs.is_empty() {
-            return;
-        }
-        // The processes are being killed as this runs; a cgroup can only be removed once
-        // they are gone, so retry for a little while off the caller's thread.
-        std::thread::spawn(move || {
-            for _ in 0..100 {
-                let left: Vec<_> = dirs
-                    .iter()
-                    .filter(|d| fs::remove_dir(d).is_err() && d.exists())
-                    .collect();
-                if left.is_empty() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            tracing::warn!(cgroups = ?dirs, "could not remove a stopped server's cgroup");
-        });
+        remove_when_empty(std::mem::take(&mut self.dirs));
     }
+}
+
+/// The CFS quota for `cpus` CPUs per period (at least 1 ms, the kernel's minimum).
+fn cpu_quota(cpus: f64) -> u64 {
+    (cpus * CPU_PERIOD_US as f64).round().max(1000.0) as u64
+}
+
+/// Removes `dirs` once the processes in them are gone, retrying for a while off the caller's
+/// thread (a cgroup can only be removed when empty, and its processes are being killed).
+fn remove_when_empty(dirs: Vec<PathBuf>) {
+    if dirs.is_empty() {
+        return;
+    }
+    std::thread::spawn(move || {
+        for _ in 0..100 {
+            let left: Vec<_> = dirs
+                .iter()
+                .filter(|d| fs::remove_dir(d).is_err() && d.exists())
+                .collect();
+            if left.is_empty() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        tracing::warn!(cgroups = ?dirs, "could not remove a stopped server's cgroup");
+    });
 }
 
 fn join(base: &Path, rel: &str) -> PathBuf {

@@ -388,16 +388,20 @@ impl StdioBackend {
             .clone())
     }
 
-    /// Reaps processes idle for longer than the server's `idle_timeout`.
-    pub async fn reap_idle(&self) {
-        let idle = self.config.idle_timeout();
-        let slots: Vec<_> = self
-            .slots
+    /// The users' slots as they are now (the lock is not held while each is visited).
+    fn current_slots(&self) -> Vec<Arc<Slot>> {
+        self.slots
             .lock()
             .expect("slots lock")
             .values()
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    /// Reaps processes idle for longer than the server's `idle_timeout`.
+    pub async fn reap_idle(&self) {
+        let idle = self.config.idle_timeout();
+        let slots = self.current_slots();
         for slot in slots {
             let mut st = slot.state.lock().await;
             let stale = st.proc.as_ref().is_some_and(|p| {
@@ -414,13 +418,7 @@ impl StdioBackend {
     /// Stops every running process (a secret it started with changed); the next call starts
     /// a new one. Calls in flight on an old process fail as on a crash.
     pub async fn restart(&self) -> usize {
-        let slots: Vec<_> = self
-            .slots
-            .lock()
-            .expect("slots lock")
-            .values()
-            .cloned()
-            .collect();
+        let slots = self.current_slots();
         let mut stopped = 0;
         for slot in slots {
             let mut st = slot.state.lock().await;
