@@ -87,6 +87,12 @@ enum Command {
         /// set, except for the built-in demo, which picks a free loopback port).
         #[arg(long, env = "GATEHOUSE_ADMIN_LISTEN")]
         admin_listen: Option<String>,
+        /// The vault's key file (users' tokens and `gatehouse secret`'s secrets are sealed with
+        /// it): one base64url key per line, e.g. a mounted Kubernetes Secret that every replica
+        /// reads. Default: GATEHOUSE_VAULT_KEY, else <data-dir>/keys/vault.key (made on first
+        /// start).
+        #[arg(long, env = "GATEHOUSE_SECRETS_KEY_FILE")]
+        secrets_key_file: Option<PathBuf>,
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Human, env = "GATEHOUSE_LOG_FORMAT")]
         log_format: LogFormat,
@@ -197,6 +203,7 @@ fn main() -> ExitCode {
             database_url,
             insecure,
             admin_listen,
+            secrets_key_file,
             workers,
             log_format,
             log,
@@ -222,6 +229,7 @@ fn main() -> ExitCode {
                 database_url,
                 insecure,
                 admin_listen,
+                secrets_key_file,
             })) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

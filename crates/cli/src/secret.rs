@@ -1,7 +1,8 @@
 //! `gatehouse secret`: the platform's stored secrets, which `store:NAME` references in a local
-//! server's `isolation.secrets` and `secret_files` read. Sealed with the vault's key
-//! (XChaCha20-Poly1305, `<data-dir>/keys/vault.key` or `GATEHOUSE_VAULT_KEY`) in the store; a
-//! value is read from standard input, never from the command line, and never printed.
+//! server's `isolation.secrets` and `secret_files` and a server's `credentials` read. Sealed
+//! with the vault's key (XChaCha20-Poly1305; the key file `--secrets-key-file`, else
+//! `GATEHOUSE_VAULT_KEY`, else `<data-dir>/keys/vault.key`) in the store; a value is read from
+//! standard input, never from the command line, and never printed.
 
 use std::io::Read;
 
@@ -24,6 +25,10 @@ pub enum SecretCommand {
     List(StoreArgs),
     /// Remove a stored secret.
     Rm(NameArgs),
+    /// Replace the vault's key: a new key is written first into the key file, every stored
+    /// secret and user token is re-sealed with it, then the old key leaves the file. Running
+    /// gateways sharing the key file pick the new key up within seconds; nothing restarts.
+    RotateKey(StoreArgs),
 }
 
 /// Where the secrets are kept.
@@ -34,6 +39,10 @@ pub struct StoreArgs {
     /// Database (default: `store.url` of the config, else SQLite in the data directory).
     #[arg(long, env = "GATEHOUSE_DATABASE_URL")]
     database_url: Option<String>,
+    /// The vault's key file, as `gatehouse up --secrets-key-file` reads it (default:
+    /// GATEHOUSE_VAULT_KEY, else <data-dir>/keys/vault.key).
+    #[arg(long, env = "GATEHOUSE_SECRETS_KEY_FILE")]
+    secrets_key_file: Option<std::path::PathBuf>,
 }
 
 /// One secret, by name.
@@ -52,7 +61,12 @@ async fn open(args: &StoreArgs) -> anyhow::Result<Vault> {
         .location
         .open_store(args.database_url.as_deref(), config.as_ref())
         .await?;
-    Vault::open(&args.location.data_dir, store.credentials()).map_err(|e| anyhow::anyhow!("{e}"))
+    Vault::open(
+        &args.location.data_dir,
+        args.secrets_key_file.as_deref(),
+        store.credentials(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn check_name(name: &str) -> anyhow::Result<()> {
@@ -129,6 +143,21 @@ pub async fn run(command: &SecretCommand) -> anyhow::Result<bool> {
             }
             Ok(existed)
         }
+        SecretCommand::RotateKey(args) => {
+            let vault = open(args).await?;
+            let r = vault.rotate().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!(
+                "the vault key is now {} (was {}); {} stored secrets and tokens re-sealed",
+                r.new_key_id, r.old_key_id, r.resealed
+            );
+            if r.unreadable > 0 {
+                eprintln!(
+                    "warning: {} stored rows open with no key of the key file (sealed with a lost key); they stay unreadable: set those secrets again",
+                    r.unreadable
+                );
+            }
+            Ok(true)
+        }
     }
 }
 
@@ -186,6 +215,10 @@ pub fn spawn_watcher(
         loop {
             tokio::time::sleep(WATCH_EVERY).await;
             let Some(gw) = gateway.upgrade() else { return };
+            // A rotation by `gatehouse secret rotate-key` rewrites the shared key file.
+            if let Err(e) = vault.reload_keys() {
+                tracing::warn!(error = %e, "cannot re-read the vault keys");
+            }
             let Some(now) = versions(&vault).await else {
                 continue;
             };

@@ -27,6 +27,7 @@ pub struct UpArgs {
     pub database_url: Option<String>,
     pub insecure: bool,
     pub admin_listen: Option<String>,
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 /// Refuses (unless `insecure`) a config that exposes an endpoint without `auth` on an address
@@ -140,8 +141,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {listen}"))?;
     let bound = listener.local_addr()?;
     let vault = Arc::new(
-        gatehouse_identity::outbound::Vault::open(&data_dir, store.credentials())
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        gatehouse_identity::outbound::Vault::open(
+            &data_dir,
+            args.secrets_key_file.as_deref(),
+            store.credentials(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
     let policies = gatehouse_gateway::authz::load(&config)
         .await
@@ -199,6 +204,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // Building is synchronous: the stored secrets servers' credentials name are read first.
+    let stored = Arc::new(gatehouse_identity::outbound::StoredSecrets::default());
+    let stored_names = config
+        .servers
+        .iter()
+        .flat_map(gatehouse_identity::outbound::StoredSecrets::names_in)
+        .collect();
+    stored
+        .refresh(&vault, &stored_names)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the stored secrets: {e}"))?;
     let gw = gatehouse_gateway::GatewayParts {
         config,
         keys,
@@ -209,6 +225,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         audit: auditor.clone(),
         telemetry: telemetry.clone(),
         runtimes: Arc::new(runtimes(&vault)?),
+        stored,
     }
     .build()?;
     crate::secret::spawn_watcher(vault.clone(), Arc::downgrade(&gw));

@@ -5,37 +5,16 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::hostile::*;
 use common::*;
 use serde_json::{Value, json};
 
 const SECRET_ENV: &str = "GATEHOUSE_TEST_GATEWAY_ONLY_SECRET";
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hostile_server.py")
-}
-
-/// Calls the hostile server's `probe` tool and returns its report.
-async fn probe(gw: &Gatehouse, action: &str, target: &str) -> String {
-    let (status, v) = modern(
-        &client(),
-        &gw.url("/mcp"),
-        1,
-        "tools/call",
-        json!({"name": "probe", "arguments": {"action": action, "target": target}}),
-    )
-    .await;
-    assert_eq!(status, 200, "{action} {target}: {v}");
-    v["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{action} {target}: no text in {v}"))
-        .to_string()
-}
 
 /// A loopback listener on the host that counts the connections it accepted.
 fn counting_listener() -> (u16, Arc<AtomicUsize>) {
@@ -51,39 +30,6 @@ fn counting_listener() -> (u16, Arc<AtomicUsize>) {
         }
     });
     (port, n)
-}
-
-/// The hostile server's report of `action` as JSON (`env`, `status`).
-async fn probe_json(gw: &Gatehouse, action: &str) -> Value {
-    let r = probe(gw, action, "").await;
-    let json = r
-        .strip_prefix("ok: ")
-        .unwrap_or_else(|| panic!("{action}: {r}"));
-    serde_json::from_str(json).unwrap()
-}
-
-/// The processes below the gateway `pid` that belong to the hostile server's sandbox.
-fn hostile_pids(pid: u32) -> Vec<u32> {
-    descendants(pid)
-        .into_iter()
-        .filter(|p| {
-            std::fs::read(format!("/proc/{p}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("hostile_server.py"))
-        })
-        .collect()
-}
-
-/// Every pid below `pid`, by `/proc/*/task/*/children`.
-fn descendants(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    let mut todo = vec![pid];
-    while let Some(p) = todo.pop() {
-        for c in children(p) {
-            out.push(c);
-            todo.push(c);
-        }
-    }
-    out
 }
 
 struct Setup {
@@ -309,26 +255,6 @@ fn validate_names_the_profile_a_server_without_isolation_now_gets() {
     );
 }
 
-/// Every file below `dir`.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else if std::fs::File::open(&p)
-                .and_then(|mut f| f.read(&mut [0u8; 1]))
-                .is_ok()
-            {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 /// The cgroup folders of the hostile server's sandbox processes (from `/proc/PID/cgroup`).
 fn sandbox_cgroups(pids: &[u32]) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
@@ -466,112 +392,4 @@ async fn a_default_sandboxed_server_that_fails_to_start_is_told_the_limits_it_ra
         "the failure names the default profile"
     );
     assert!(gw.logged("isolation: { runtime: process }"));
-}
-
-/// Runs `gatehouse secret ARGS` with `stdin`: exit code, stdout, stderr.
-fn secret_cli(args: &[&str], stdin: &str) -> (i32, String, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(bin())
-        .arg("secret")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-#[tokio::test]
-async fn a_stored_secret_reaches_the_sandbox_and_nothing_else() {
-    const VALUE: &str = "stored-s3cret-4711";
-    let data = tempfile::tempdir().unwrap();
-    let d = data.path().to_str().unwrap().to_string();
-    let (code, out, err) = secret_cli(
-        &["set", "gh-token", "--data-dir", &d],
-        &format!("{VALUE}\n"),
-    );
-    assert_eq!(code, 0, "{out}{err}");
-    assert!(!out.contains(VALUE) && !err.contains(VALUE), "{out}{err}");
-    let (code, out, _) = secret_cli(&["list", "--data-dir", &d], "");
-    assert_eq!(code, 0);
-    assert!(
-        out.starts_with("gh-token\t") && !out.contains(VALUE),
-        "{out}"
-    );
-    let (code, _, err) = secret_cli(&["set", "bad name", "--data-dir", &d], "x");
-    assert_eq!(code, 2, "{err}");
-
-    let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "servers:\n  - name: hostile\n    command: python3\n    args: [{}]\n    isolation:\n      secrets: {{ STORED: \"store:gh-token\" }}\n      secret_files: {{ /run/secrets/gh: \"store:gh-token\" }}\n  - name: unset\n    command: python3\n    args: [{}]\n    isolation:\n      secrets: {{ X: \"store:never-set\" }}\nvirtual_servers:\n  - name: tools\n    path: /mcp\n    include: [{{ server: hostile }}]\n  - name: other\n    path: /other\n    include: [{{ server: unset }}]\n",
-        fixture().display(),
-        fixture().display()
-    );
-    let path = write_config(dir.path(), &config);
-    let gw = Gatehouse::start_in(&["--config", path.to_str().unwrap()], data);
-    let env: Value = probe_json(&gw, "env").await;
-    assert_eq!(env["STORED"], VALUE);
-    assert_eq!(
-        probe(&gw, "read", "/run/secrets/gh").await,
-        format!("ok: {VALUE}")
-    );
-    for pid in descendants(gw.child.id()) {
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        assert!(
-            !String::from_utf8_lossy(&cmdline).contains(VALUE),
-            "pid {pid}"
-        );
-    }
-    // A reference to a secret never set: the server does not start, and the log says how to set it.
-    let _ = modern(&client(), &gw.url("/other"), 1, "tools/list", json!({})).await;
-    assert!(
-        eventually(Duration::from_secs(5), || gw
-            .logged("gatehouse secret set never-set"))
-        .await,
-        "the missing secret is named with the command that sets it"
-    );
-    // Not in the log, not in any file of the data directory (journal, index, store) in clear.
-    assert!(!gw.logged(VALUE));
-    for f in walk(gw.data_dir.path()) {
-        let bytes = std::fs::read(&f).unwrap_or_default();
-        assert!(
-            !bytes.windows(VALUE.len()).any(|w| w == VALUE.as_bytes()),
-            "{} holds the secret in clear",
-            f.display()
-        );
-    }
-    let d = gw.data_dir.path().to_str().unwrap().to_string();
-    // Replaced while the server runs: the server starts again with the new value.
-    assert_eq!(
-        secret_cli(&["set", "gh-token", "--data-dir", &d], "rotated-value").0,
-        0
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let env: Value = probe_json(&gw, "env").await;
-        if env["STORED"] == "rotated-value" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server kept the old secret: {}",
-            env["STORED"]
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    assert!(gw.logged("a stored secret changed: the server starts again with it"));
-    assert_eq!(secret_cli(&["rm", "gh-token", "--data-dir", &d], "").0, 0);
-    assert_eq!(secret_cli(&["rm", "gh-token", "--data-dir", &d], "").0, 1);
 }

@@ -145,7 +145,8 @@ pub enum SecretSource<'a> {
     /// A file.
     File(&'a str),
     /// A secret in the gateway's secret store (`gatehouse secret set NAME`); only where the
-    /// field says so (a local server's `isolation.secrets` and `secret_files`).
+    /// field says so (a server's `credentials`, a local server's `isolation.secrets` and
+    /// `secret_files`).
     Store(&'a str),
 }
 
@@ -219,7 +220,7 @@ pub struct CredentialsConfig {
     /// Gatehouse's client id at the authorization server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
-    /// Gatehouse's client secret, as `env:NAME` or `file:PATH`.
+    /// Gatehouse's client secret, as `env:NAME`, `file:PATH` or `store:NAME`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<SecretRef>,
     /// RFC 8693 `audience` of the downstream token.
@@ -235,7 +236,8 @@ pub struct CredentialsConfig {
     /// so the downstream token names Gatehouse in `act`.
     #[serde(default)]
     pub actor_token: bool,
-    /// `static_secret`: the secret, as `env:NAME` or `file:PATH`.
+    /// `static_secret`: the secret, as `env:NAME`, `file:PATH` or `store:NAME` (`gatehouse
+    /// secret set NAME`; a new value rebuilds the server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<SecretRef>,
     /// Header the credential goes in (default `Authorization`).

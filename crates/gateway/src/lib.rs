@@ -126,6 +126,9 @@ pub struct GatewayParts {
     pub telemetry: gatehouse_telemetry::Telemetry,
     /// Where local servers run.
     pub runtimes: Arc<gatehouse_runtime::Runtimes>,
+    /// The `store:` secrets servers' credentials read, fetched from the vault beforehand
+    /// ([`Gateway::refresh_stored_secrets`] does it for later configs).
+    pub stored: Arc<gatehouse_identity::outbound::StoredSecrets>,
 }
 
 impl GatewayParts {
@@ -142,6 +145,7 @@ impl GatewayParts {
             audit,
             telemetry,
             runtimes,
+            stored,
         } = self;
         let hub = Arc::new(ChangeHub::default());
         let build = BuildContext {
@@ -156,6 +160,7 @@ impl GatewayParts {
             loopback: listen.ip().is_loopback(),
             bodies: frontdoor::body::BodyLimits::new(&config.gateway, telemetry.metrics().clone()),
             runtimes,
+            stored,
         };
         gatehouse_audit::bound::set_log_limit(config.audit.max_field_bytes as usize);
         let sessions =
@@ -185,12 +190,54 @@ impl GatewayParts {
 }
 
 impl Gateway {
-    /// Restarts the local servers whose `isolation` reads the stored secret `name`, so they
-    /// start again with its new value; returns their names.
+    /// Reads from the vault the stored secrets `config`'s server credentials name, before a
+    /// snapshot of it is built; returns the names whose value changed.
+    pub async fn refresh_stored_secrets(
+        &self,
+        config: &Config,
+    ) -> Result<Vec<String>, gatehouse_identity::CredentialError> {
+        let Some(vault) = &self.build.vault else {
+            return Ok(Vec::new());
+        };
+        let names = config
+            .servers
+            .iter()
+            .flat_map(gatehouse_identity::outbound::StoredSecrets::names_in)
+            .collect();
+        self.build.stored.refresh(vault, &names).await
+    }
+
+    /// Applies a changed stored secret `name`: servers whose credentials read it are rebuilt
+    /// with its new value (a reload of the running config), and the local servers whose
+    /// `isolation` reads it start again; returns the names of both.
     pub async fn restart_servers_using_secret(&self, name: &str) -> Vec<String> {
         let reference = format!("store:{name}");
         let snapshot = self.snapshot();
         let mut restarted = Vec::new();
+        let credential_users: Vec<String> = snapshot
+            .servers
+            .values()
+            .filter(|h| {
+                gatehouse_identity::outbound::StoredSecrets::names_in(&h.config).contains(name)
+            })
+            .map(|h| h.config.name.clone())
+            .collect();
+        if !credential_users.is_empty() {
+            match self.refresh_stored_secrets(&snapshot.config).await {
+                Ok(_) => match self.reload((*snapshot.config).clone(), snapshot.policies.clone()) {
+                    Ok(_) => {
+                        tracing::info!(secret = name, servers = ?credential_users, "a stored secret changed: the servers whose credentials read it were rebuilt with it");
+                        restarted.extend(credential_users);
+                    }
+                    Err(e) => {
+                        tracing::error!(secret = name, error = %e, "a stored secret changed, but the servers whose credentials read it cannot be rebuilt; they keep the old value")
+                    }
+                },
+                Err(e) => {
+                    tracing::error!(secret = name, error = %e, "cannot read the stored secrets")
+                }
+            }
+        }
         for handle in snapshot.servers.values() {
             let Some(iso) = &handle.config.isolation else {
                 continue;

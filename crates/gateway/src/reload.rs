@@ -57,7 +57,14 @@ pub fn watch(gw: &Arc<Gateway>, path: PathBuf, interval: Duration, load: Arc<Loa
                 Err(e) => Err(e),
             };
             match loaded {
-                Ok((config, policies)) => match gw.reload(config, policies) {
+                Ok((config, policies)) => match async {
+                    gw.refresh_stored_secrets(&config)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    gw.reload(config, policies).map_err(|e| e.to_string())
+                }
+                .await
+                {
                     Ok(r) => {
                         // The new config may name other policy files: fingerprint those.
                         last = digest(&path, &gw);

@@ -32,6 +32,9 @@ pub struct ServerHandle {
     pub credentials: Option<Arc<OutboundCredential>>,
     /// Host and port of a remote server (for telemetry), parsed once.
     pub endpoint: Option<(String, u16)>,
+    /// What its credentials read from the secret store when it was built (digests): a
+    /// changed stored secret rebuilds the server.
+    stored_seen: Vec<(String, Option<[u8; 32]>)>,
     /// Stops the server's change feed when the handle goes away.
     _watch: Option<tokio_util::sync::DropGuard>,
 }
@@ -55,6 +58,8 @@ pub struct BuildContext {
     pub bodies: crate::frontdoor::body::BodyLimits,
     /// Where local servers run (sandbox or plain process).
     pub runtimes: Arc<gatehouse_runtime::Runtimes>,
+    /// The `store:` secrets servers' credentials read, fetched before each build.
+    pub stored: Arc<gatehouse_identity::outbound::StoredSecrets>,
 }
 
 impl Watched for ServerHandle {
@@ -146,9 +151,11 @@ impl Snapshot {
         let mut servers = HashMap::new();
         for sc in &config.servers {
             let reused = previous.and_then(|p| {
-                p.servers
-                    .get(&sc.name)
-                    .filter(|h| same_backend(&h.config, sc) && same_timeout(p, &config, sc))
+                p.servers.get(&sc.name).filter(|h| {
+                    same_backend(&h.config, sc)
+                        && same_timeout(p, &config, sc)
+                        && h.stored_seen == ctx.stored.fingerprint(sc)
+                })
             });
             let handle = match reused {
                 Some(h) => h.clone(),
@@ -158,6 +165,7 @@ impl Snapshot {
                         gatehouse_identity::idp_client(),
                         ctx.vault.clone(),
                         &ctx.public_base,
+                        &ctx.stored,
                     )
                     .map_err(|source| BuildError::Identity {
                         virtual_server: format!("(server {})", sc.name),
@@ -180,6 +188,7 @@ impl Snapshot {
                         lists: ListCache::default(),
                         resources: ResourceSubscriptions::default(),
                         credentials,
+                        stored_seen: ctx.stored.fingerprint(sc),
                         _watch: remote.then(|| stop.clone().drop_guard()),
                         endpoint: sc.url.as_deref().and_then(|u| {
                             let u = url::Url::parse(u).ok()?;

@@ -57,6 +57,7 @@ impl Harness {
             audit: None,
             telemetry,
             runtimes: Arc::new(gatehouse_runtime::Runtimes::without_helper()),
+            stored: Default::default(),
         }
         .build()
         .unwrap();

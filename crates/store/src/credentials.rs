@@ -82,6 +82,14 @@ const DELETE: &str =
 const LIST_SERVERS: &str = "SELECT server, updated_at, ciphertext FROM credentials \
     WHERE issuer = $1 AND subject = $2 AND kind = $3 ORDER BY server";
 
+const OTHER_KEYS: &str = "SELECT id, issuer, subject, server, kind, key_id, ciphertext, \
+    expires_at, created_at, updated_at FROM credentials WHERE key_id <> $1 ORDER BY id";
+
+const RESEAL: &str =
+    "UPDATE credentials SET key_id = $1, ciphertext = $2 WHERE id = $3 AND key_id = $4";
+
+const KEY_IDS: &str = "SELECT DISTINCT key_id FROM credentials";
+
 const DELETE_EXPIRED: &str =
     "DELETE FROM credentials WHERE expires_at IS NOT NULL AND expires_at <= $1";
 
@@ -176,6 +184,71 @@ impl Credentials {
                     ))
                 })
                 .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
+
+    /// Every credential sealed with a key other than `key_id` (what a key rotation re-seals).
+    pub async fn sealed_with_other_keys(
+        &self,
+        key_id: &str,
+    ) -> Result<Vec<StoredCredential>, StoreError> {
+        use sqlx::Row;
+        with_pool!(&self.pool, |p| {
+            let rows = sqlx::query(OTHER_KEYS).bind(key_id).fetch_all(p).await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(StoredCredential {
+                        id: r.try_get("id")?,
+                        record: CredentialRecord {
+                            key: CredentialKey {
+                                issuer: r.try_get("issuer")?,
+                                subject: r.try_get("subject")?,
+                                server: r.try_get("server")?,
+                                kind: r.try_get("kind")?,
+                            },
+                            key_id: r.try_get("key_id")?,
+                            ciphertext: r.try_get("ciphertext")?,
+                            expires_at: r.try_get("expires_at")?,
+                        },
+                        created_at: r.try_get("created_at")?,
+                        updated_at: r.try_get("updated_at")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
+
+    /// Replaces row `id`'s ciphertext with one sealed by `to_key_id`, only while it is still
+    /// sealed with `from_key_id` (a concurrent write wins); keeps `updated_at`, since the
+    /// value did not change. `true` when the row was re-sealed.
+    pub async fn reseal(
+        &self,
+        id: i64,
+        from_key_id: &str,
+        to_key_id: &str,
+        ciphertext: &[u8],
+    ) -> Result<bool, StoreError> {
+        let done = with_pool!(&self.pool, |p| sqlx::query(RESEAL)
+            .bind(to_key_id)
+            .bind(ciphertext)
+            .bind(id)
+            .bind(from_key_id)
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(done > 0)
+    }
+
+    /// The ids of the keys that sealed the stored credentials.
+    pub async fn key_ids(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        use sqlx::Row;
+        with_pool!(&self.pool, |p| {
+            let rows = sqlx::query(KEY_IDS).fetch_all(p).await?;
+            rows.iter()
+                .map(|r| r.try_get::<String, _>("key_id"))
+                .collect::<Result<_, sqlx::Error>>()
                 .map_err(StoreError::from)
         })
     }

@@ -14,6 +14,7 @@ on_both_dialects!(
     a_failed_migration_is_reported_and_rolled_back,
     credentials_round_trip_binary_ciphertext,
     upsert_updates_the_row_in_place,
+    reseal_replaces_only_rows_still_sealed_with_the_old_key,
     delete_expired_removes_only_expired_rows,
     a_vanished_database_is_an_error_not_a_panic,
 );
@@ -211,6 +212,56 @@ async fn upsert_updates_the_row_in_place(db: TestDb) {
     assert_eq!(after.created_at, before.created_at);
     assert!(after.updated_at >= before.updated_at);
     assert_eq!(db.scalar("SELECT COUNT(*) FROM credentials").await, 2);
+    store.close().await;
+}
+
+async fn reseal_replaces_only_rows_still_sealed_with_the_old_key(db: TestDb) {
+    let store = Store::open(&db.url).await.unwrap();
+    let creds = store.credentials();
+    creds.upsert(&record("alice", b"a-k1", None)).await.unwrap();
+    creds.upsert(&record("bob", b"b-k1", None)).await.unwrap();
+    let carol = CredentialRecord {
+        key_id: "k2".into(),
+        ..record("carol", b"c-k2", None)
+    };
+    creds.upsert(&carol).await.unwrap();
+    let ids = |v: &[gatehouse_store::StoredCredential]| {
+        v.iter()
+            .map(|c| c.record.key.subject.clone())
+            .collect::<Vec<_>>()
+    };
+    let old = creds.sealed_with_other_keys("k2").await.unwrap();
+    assert_eq!(ids(&old), ["alice", "bob"]);
+    let before = creds.get(&old[0].record.key).await.unwrap().unwrap();
+    assert!(creds.reseal(old[0].id, "k1", "k2", b"a-k2").await.unwrap());
+    let after = creds.get(&old[0].record.key).await.unwrap().unwrap();
+    assert_eq!(after.record.key_id, "k2");
+    assert_eq!(after.record.ciphertext, b"a-k2");
+    assert_eq!(
+        after.updated_at, before.updated_at,
+        "the value did not change"
+    );
+    // Bob was set again meanwhile (with k3): the re-seal of his old row does not overwrite it.
+    creds
+        .upsert(&CredentialRecord {
+            key_id: "k3".into(),
+            ..record("bob", b"b-k3", None)
+        })
+        .await
+        .unwrap();
+    assert!(!creds.reseal(old[1].id, "k1", "k2", b"b-k2").await.unwrap());
+    assert_eq!(
+        creds
+            .get(&old[1].record.key)
+            .await
+            .unwrap()
+            .unwrap()
+            .record
+            .ciphertext,
+        b"b-k3"
+    );
+    let in_use = creds.key_ids().await.unwrap();
+    assert_eq!(in_use.into_iter().collect::<Vec<_>>(), ["k2", "k3"]);
     store.close().await;
 }
 

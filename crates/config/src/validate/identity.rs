@@ -36,13 +36,30 @@ impl Validator<'_> {
         if matches!(secret.source(), Some(crate::auth::SecretSource::Store(_))) {
             self.at_value(
                 p,
-                "found a store: reference, which only a local server's isolation.secrets and secret_files accept for now, expected env:NAME or file:PATH".into(),
+                "found a store: reference, which only a server's credentials and a local server's isolation.secrets and secret_files accept, expected env:NAME or file:PATH".into(),
             );
         } else if secret.source().is_none() {
             // The value is not echoed: it may be the secret itself.
             self.at_value(
                 p,
                 "found a literal value, expected a secret reference env:NAME or file:PATH (secrets are never written in the config)".into(),
+            );
+        }
+    }
+
+    /// A server credential's secret: `env:`, `file:` or `store:` (read from the gateway's
+    /// secret store when the server is built).
+    fn credential_secret(&mut self, p: &str, secret: &SecretRef) {
+        if secret.0.starts_with("store:") && secret.source().is_none() {
+            self.at_value(
+                p,
+                "found an invalid stored secret's name, expected store:NAME with 1-128 characters of A-Z a-z 0-9 . _ -".into(),
+            );
+        } else if secret.source().is_none() {
+            // The value is not echoed: it may be the secret itself.
+            self.at_value(
+                p,
+                "found a literal value, expected a secret reference env:NAME, file:PATH or store:NAME (secrets are never written in the config)".into(),
             );
         }
     }
@@ -112,10 +129,10 @@ impl Validator<'_> {
             }
         }
         if let Some(secret) = &c.client_secret {
-            self.secret(&field("client_secret"), secret);
+            self.credential_secret(&field("client_secret"), secret);
         }
         if let Some(secret) = &c.secret {
-            self.secret(&field("secret"), secret);
+            self.credential_secret(&field("secret"), secret);
         }
         if let Some(h) = &c.header
             && http::HeaderName::from_bytes(h.as_bytes()).is_err()

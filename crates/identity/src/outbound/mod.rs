@@ -2,8 +2,11 @@
 //! `credentials`; asked once per upstream request for the header to send. The caller's own
 //! token is only ever used as the *input* of an exchange, never sent upstream.
 
+mod stored;
 mod token_endpoint;
 pub mod user_oauth;
+mod vault;
+mod vault_keys;
 
 use std::sync::Arc;
 
@@ -15,8 +18,10 @@ use crate::cache::{ExpiringCache, SecretHash, unix_now};
 use crate::error::{CredentialError, IdentityError};
 use crate::principal::Caller;
 
+pub use stored::StoredSecrets;
 pub use token_endpoint::{ClientAuth, TokenEndpoint, TokenResponse};
-pub use user_oauth::{UserOauth, Vault};
+pub use user_oauth::UserOauth;
+pub use vault::{KeyRotation, VAULT_KEY_ENV, Vault, VaultKeySource};
 
 /// Refresh a cached token this long before it expires.
 const EXPIRY_MARGIN_SECS: i64 = 30;
@@ -107,10 +112,17 @@ fn secret(
     r: &Option<SecretRef>,
     field: &str,
     server: &str,
+    stored: &StoredSecrets,
 ) -> Result<Option<String>, IdentityError> {
     r.as_ref()
         .map(|s| {
-            s.resolve().map_err(|reason| IdentityError::Config {
+            let value = match s.source() {
+                Some(gatehouse_config::SecretSource::Store(name)) => stored.get(name).ok_or_else(|| {
+                    format!("the stored secret {name} is not set (set it with `gatehouse secret set {name}`)")
+                }),
+                _ => s.resolve(),
+            };
+            value.map_err(|reason| IdentityError::Config {
                 reason: format!("server {server}: credentials.{field}: {reason}"),
             })
         })
@@ -125,12 +137,14 @@ fn required<T: Clone>(v: &Option<T>, field: &str, server: &str) -> Result<T, Ide
 
 impl OutboundCredential {
     /// Builds the credential of `server`, resolving its secrets now (a missing secret stops the
-    /// configuration from loading, not a call hours later). `vault` stores user tokens.
+    /// configuration from loading, not a call hours later). `vault` stores user tokens;
+    /// `stored` holds the `store:` secrets read from it beforehand.
     pub fn build(
         server: &ServerConfig,
         http: reqwest::Client,
         vault: Option<Arc<Vault>>,
         redirect_base: &str,
+        stored: &StoredSecrets,
     ) -> Result<Option<OutboundCredential>, IdentityError> {
         let Some(c) = &server.credentials else {
             return Ok(None);
@@ -148,14 +162,14 @@ impl OutboundCredential {
                     token_url,
                     c.issuer.clone(),
                     required(&c.client_id, "client_id", name)?,
-                    secret(&c.client_secret, "client_secret", name)?,
+                    secret(&c.client_secret, "client_secret", name, stored)?,
                     auth,
                     http.clone(),
                 ))
             };
         let source = match c.kind {
             CredentialKind::StaticSecret => {
-                let value = secret(&c.secret, "secret", name)?.unwrap_or_default();
+                let value = secret(&c.secret, "secret", name, stored)?.unwrap_or_default();
                 let prefix = c.prefix.clone().unwrap_or_else(|| {
                     if header == http::header::AUTHORIZATION {
                         "Bearer ".into()
