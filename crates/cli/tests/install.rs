@@ -74,7 +74,10 @@ async fn tool_names(gw: &Gatehouse) -> Vec<String> {
 fn wait_logged(gw: &Gatehouse, needle: &str, within: Duration) {
     let deadline = Instant::now() + within;
     while !gw.logged(needle) {
-        assert!(Instant::now() < deadline, "not logged within {within:?}: {needle}");
+        assert!(
+            Instant::now() < deadline,
+            "not logged within {within:?}: {needle}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -164,17 +167,70 @@ virtual_servers:
     let data_dir = std::mem::replace(&mut gw.data_dir, tempfile::tempdir().unwrap());
     drop(gw);
     let second = Instant::now();
-    let gw = start(
-        &config,
-        data_dir,
-        &[("npm_config_registry", DEAD_REGISTRY)],
-    );
+    let gw = start(&config, data_dir, &[("npm_config_registry", DEAD_REGISTRY)]);
     let tools = tool_names(&gw).await;
     let second_list = second.elapsed();
     assert!(tools.iter().any(|t| t == "read_text_file"), "{tools:?}");
     assert!(!gw.logged("installing package"), "the install is reused");
     assert_eq!(modified(&marker), written, "the marker is untouched");
-    eprintln!("first tools/list (install + start): {first_list:?}; after a restart: {second_list:?}");
+    eprintln!(
+        "first tools/list (install + start): {first_list:?}; after a restart: {second_list:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_npx_server_is_installed_from_its_lockfile() {
+    if !have("npm", "an_npx_server_is_installed_from_its_lockfile") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    // The operator's lockfile, made as docs/isolation.md says.
+    std::fs::create_dir(root.join("lock")).unwrap();
+    let made = std::process::Command::new("npm")
+        .args(["install", "--package-lock-only", "--no-audit", "--no-fund", FILESYSTEM])
+        .current_dir(root.join("lock"))
+        .env("npm_config_cache", tools_cache("npm-cache"))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let config = write_config(
+        &root,
+        &format!(
+            "servers:
+  - name: files
+    command: npx
+    args: [\"-y\", \"{FILESYSTEM}\", \"{dir}\"]
+    timeout: 300s
+    isolation:
+      filesystem: {{ read: [\"{dir}\"] }}
+      lockfile: lock/package-lock.json
+virtual_servers:
+  - name: v
+    path: /mcp
+    include: [{{ server: files }}]
+",
+            dir = root.join("lock").display()
+        ),
+    );
+    let (code, out, err) = gatehouse(&["validate", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("its dependencies come from the lockfile"), "{out}");
+    let gw = start(&config, tempfile::tempdir().unwrap(), &[]);
+    wait_logged(&gw, "installed package", Duration::from_secs(300));
+    let tools = tool_names(&gw).await;
+    assert!(tools.iter().any(|t| t == "read_text_file"), "{tools:?}");
+    let installed: Vec<String> = std::fs::read_dir(gw.data_dir.path().join("packages/files"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    assert_eq!(installed.len(), 1, "{installed:?}");
+    assert!(
+        installed[0].starts_with("npm-modelcontextprotocol+server-filesystem-lock-"),
+        "keyed by the lockfile: {installed:?}"
+    );
 }
 
 #[tokio::test]
@@ -200,11 +256,18 @@ virtual_servers:
     let gw = start(
         &config,
         data_dir,
-        &[("npm_config_registry", DEAD_REGISTRY), ("npm_config_fetch_retries", "0")],
+        &[
+            ("npm_config_registry", DEAD_REGISTRY),
+            ("npm_config_fetch_retries", "0"),
+        ],
     );
     let (_, v) = modern(&client(), &gw.url("/mcp"), 1, "tools/list", json!({})).await;
     eprintln!("the client got: {v}");
-    wait_logged(&gw, "npm could not reach the registry", Duration::from_secs(60));
+    wait_logged(
+        &gw,
+        "npm could not reach the registry",
+        Duration::from_secs(60),
+    );
     assert!(gw.logged(DEAD_REGISTRY), "the error names the registry");
     let left: Vec<_> = std::fs::read_dir(&packages)
         .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
@@ -254,4 +317,21 @@ virtual_servers:
     let tools = tool_names(&gw).await;
     assert!(tools.iter().any(|t| t == "get_current_time"), "{tools:?}");
     assert!(!gw.logged("installing package"), "the install is reused");
+
+    // The same server from a lockfile (the first install's `pip freeze`): only what it pins.
+    let frozen = std::process::Command::new(installed.join("venv/bin/python"))
+        .args(["-m", "pip", "freeze"])
+        .output()
+        .unwrap();
+    assert!(frozen.status.success());
+    std::fs::write(dir.path().join("requirements.txt"), &frozen.stdout).unwrap();
+    let locked = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("    timeout: 300s\n", "    timeout: 300s\n    isolation: { lockfile: requirements.txt }\n");
+    std::fs::write(&config, locked).unwrap();
+    let gw = start(&config, tempfile::tempdir().unwrap(), &[]);
+    wait_logged(&gw, "installed package", Duration::from_secs(300));
+    let tools = tool_names(&gw).await;
+    assert!(tools.iter().any(|t| t == "get_current_time"), "{tools:?}");
+    assert!(gw.logged("pypi-mcp-server-time-lock-"), "keyed by the lockfile");
 }

@@ -14,24 +14,24 @@
 //! server's folder under `packages/` (or pins another version), so a restart never depends
 //! on the registry.
 
+mod command;
 mod entry;
+mod lockfile;
 pub mod spec;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use command::run;
 
 use gatehouse_config::{ServerConfig, ServerKind};
 
 pub use spec::{Ecosystem, InstallSpec, Package};
 
-/// How long one installer command may run.
-const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
 /// The file whose presence says an installation is complete.
 pub const MARKER: &str = ".gatehouse-installed.json";
-/// How much of an installer's output an error carries.
-const OUTPUT_TAIL: usize = 1500;
 
 /// Why a package could not be installed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -123,9 +123,10 @@ impl Installer {
         })?;
         let server_dir = root.join(server);
         let key = spec_key(spec);
-        let version = match &spec.main.pinned {
-            Some(v) => v.clone(),
-            None => match reuse_resolved(&server_dir, spec, &key) {
+        let version = match (&spec.lockfile, &spec.main.pinned) {
+            (Some(lock), _) => lockfile::key(lock)?,
+            (None, Some(v)) => v.clone(),
+            (None, None) => match reuse_resolved(&server_dir, spec, &key) {
                 Some(v) => v,
                 None => resolve(spec).await?,
             },
@@ -153,7 +154,12 @@ impl Installer {
 /// The install a server's command line asks for (`npx`, `uvx`), `None` for other commands.
 pub fn spec_of(server: &ServerConfig) -> Result<Option<InstallSpec>, InstallError> {
     match server.kind() {
-        ServerKind::Stdio { command, args, .. } => spec::parse(command, args),
+        ServerKind::Stdio { command, args, .. } => {
+            Ok(spec::parse(command, args)?.map(|mut spec| {
+                spec.lockfile = server.isolation.as_ref().and_then(|i| i.lockfile.clone());
+                spec
+            }))
+        }
         ServerKind::Remote { .. } => Ok(None),
     }
 }
@@ -182,7 +188,10 @@ pub(crate) fn note(server: &ServerConfig) -> Option<String> {
         Ecosystem::Npm => ("the npm registry", "install scripts not run"),
         Ecosystem::Python => ("the Python package index", "wheels only"),
     };
-    let version = spec.main.pinned.as_deref().unwrap_or("VERSION");
+    let version = match &spec.lockfile {
+        Some(_) => "lock-HASH",
+        None => spec.main.pinned.as_deref().unwrap_or("VERSION"),
+    };
     let mut what = spec.main.spec.clone();
     for p in &spec.extra {
         what.push_str(&format!(" and {}", p.spec));
@@ -193,7 +202,12 @@ pub(crate) fn note(server: &ServerConfig) -> Option<String> {
         server.name,
         dir_name(&spec, version),
     );
-    if spec.main.pinned.is_none() {
+    if let Some(lock) = &spec.lockfile {
+        note.push_str(&format!(
+            "; its dependencies come from the lockfile {}, and a changed lockfile installs afresh",
+            lock.display()
+        ));
+    } else if spec.main.pinned.is_none() {
         note.push_str(&format!(
             "; {} names no exact version, so the version is resolved at the first install and kept until that folder is deleted (pin one to choose it)",
             spec.main.spec
@@ -378,19 +392,38 @@ async fn run_install(
         Ecosystem::Npm => {
             let npm = program(&exact, "npm", NPM_FIX)?;
             let mut cmd = tokio::process::Command::new(npm);
-            cmd.arg("install")
-                .arg("--prefix")
-                .arg(dir)
-                .args([
-                    "--no-audit",
-                    "--no-fund",
-                    "--ignore-scripts",
-                    "--no-update-notifier",
-                    "--loglevel=warn",
-                    &exact,
-                ])
-                .args(&extra);
-            run(&exact, "`npm install`", Ecosystem::Npm, &mut cmd).await
+            let common = [
+                "--no-audit",
+                "--no-fund",
+                "--ignore-scripts",
+                "--no-update-notifier",
+                "--loglevel=warn",
+            ];
+            match &spec.lockfile {
+                Some(lock) => {
+                    lockfile::npm_project(lock, dir)?;
+                    cmd.args(["ci", "--omit=dev", "--prefix"])
+                        .arg(dir)
+                        .args(common);
+                    run(
+                        &exact,
+                        "`npm ci` (from the lockfile)",
+                        Ecosystem::Npm,
+                        &mut cmd,
+                    )
+                    .await
+                    .and_then(|out| lockfile::npm_check(spec, lock, dir).map(|()| out))
+                }
+                None => {
+                    cmd.arg("install")
+                        .arg("--prefix")
+                        .arg(dir)
+                        .args(common)
+                        .arg(&exact)
+                        .args(&extra);
+                    run(&exact, "`npm install`", Ecosystem::Npm, &mut cmd).await
+                }
+            }
         }
         Ecosystem::Python => {
             let python = program(&exact, "python3", PYTHON_FIX)?;
@@ -415,9 +448,12 @@ async fn run_install(
                         "--disable-pip-version-check",
                         "--only-binary=:all:",
                         "--quiet",
-                        &exact,
-                    ])
-                    .args(&extra);
+                    ]);
+                    match &spec.lockfile {
+                        // Every package is pinned by the file; hashes are checked when given.
+                        Some(lock) => cmd.args(["--no-deps", "-r"]).arg(lock),
+                        None => cmd.arg(&exact).args(&extra),
+                    };
                     run(&exact, "`pip install`", Ecosystem::Python, &mut cmd).await
                 }
                 Err(e) => Err(e),
@@ -443,80 +479,6 @@ async fn run_install(
         .map_err(|e| InstallError::Layout(format!("cannot write {}: {e}", dir.display())))?;
     tracing::info!(server, package = %exact, dir = %dir.display(), seconds = format!("{seconds:.1}"), "installed package");
     Ok(())
-}
-
-/// Runs an installer command to the end with the gateway's environment (its registry and
-/// proxy settings: `npm_config_registry`, `.npmrc`, `PIP_INDEX_URL`, `pip.conf`); its stdout
-/// on success.
-async fn run(
-    package: &str,
-    step: &str,
-    ecosystem: Ecosystem,
-    cmd: &mut tokio::process::Command,
-) -> Result<String, InstallError> {
-    cmd.stdin(std::process::Stdio::null())
-        .env("npm_config_update_notifier", "false")
-        .kill_on_drop(true);
-    let failed = |cause: String, output: String| InstallError::Failed {
-        package: package.to_string(),
-        step: step.to_string(),
-        cause,
-        output,
-    };
-    let out = match tokio::time::timeout(INSTALL_TIMEOUT, cmd.output()).await {
-        Err(_) => {
-            return Err(failed(
-                format!("did not finish within {INSTALL_TIMEOUT:?}"),
-                String::new(),
-            ));
-        }
-        Ok(Err(e)) => return Err(failed(format!("could not run: {e}"), String::new())),
-        Ok(Ok(out)) => out,
-    };
-    if out.status.success() {
-        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-    }
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Err(failed(
-        format!("exited with {}: {}", out.status, cause(ecosystem, &text)),
-        tail(&text),
-    ))
-}
-
-/// What an installer's output says went wrong, with the fix.
-fn cause(ecosystem: Ecosystem, output: &str) -> String {
-    let has = |needles: &[&str]| needles.iter().any(|n| output.contains(n));
-    match ecosystem {
-        Ecosystem::Npm if has(&["ENOTFOUND", "ECONNREFUSED", "ETIMEDOUT", "EAI_AGAIN", "ECONNRESET"]) => format!(
-            "npm could not reach the registry {} (check the gateway's network and proxy, or set npm_config_registry / the registry in .npmrc)",
-            std::env::var("npm_config_registry").unwrap_or_else(|_| "(npm config get registry)".into())
-        ),
-        Ecosystem::Npm if has(&["E404", "ETARGET", "No matching version"]) => {
-            "the package or version does not exist on the registry (check the name and version in the config)".into()
-        }
-        Ecosystem::Python if has(&["NewConnectionError", "Failed to establish a new connection", "ConnectTimeout", "ProxyError", "Temporary failure in name resolution"]) => format!(
-            "pip could not reach the package index {} (check the gateway's network and proxy, or set PIP_INDEX_URL / pip.conf)",
-            std::env::var("PIP_INDEX_URL").unwrap_or_else(|_| "(pip config list)".into())
-        ),
-        Ecosystem::Python if has(&["No matching distribution", "Could not find a version"]) => {
-            "no wheel of that package and version on the index (check the name and version; the gateway installs wheels only, never building from source)".into()
-        }
-        _ => "see its output below".into(),
-    }
-}
-
-fn tail(text: &str) -> String {
-    let text = text.trim();
-    let start = text
-        .char_indices()
-        .rev()
-        .nth(OUTPUT_TAIL - 1)
-        .map_or(0, |(i, _)| i);
-    text[start..].to_string()
 }
 
 #[cfg(test)]
@@ -558,22 +520,5 @@ mod tests {
             Some("1.1.0")
         );
         assert_eq!(reuse_resolved(dir.path(), &s, "pkg@latest"), None);
-    }
-
-    #[test]
-    fn failures_name_the_cause_and_the_fix() {
-        let c = cause(
-            Ecosystem::Npm,
-            "npm error code ENOTFOUND\nnpm error network",
-        );
-        assert!(c.contains("npm could not reach the registry"), "{c}");
-        let c = cause(Ecosystem::Npm, "npm error code E404");
-        assert!(c.contains("does not exist"), "{c}");
-        let c = cause(
-            Ecosystem::Python,
-            "ERROR: No matching distribution found for x",
-        );
-        assert!(c.contains("wheels only"), "{c}");
-        assert_eq!(tail(&"x".repeat(5000)).len(), OUTPUT_TAIL);
     }
 }

@@ -52,6 +52,8 @@ pub struct InstallSpec {
     pub program: Option<String>,
     /// The server's own arguments.
     pub args: Vec<String>,
+    /// The lockfile to install from (`isolation.lockfile`), set by the caller.
+    pub lockfile: Option<std::path::PathBuf>,
 }
 
 /// Reads `command args` when the command is `npx`, `uvx` or `uv tool run`/`uv tool x`;
@@ -138,6 +140,7 @@ fn parse_npx(args: &[String]) -> Result<InstallSpec, InstallError> {
         extra,
         program,
         args: rest.collect(),
+        lockfile: None,
     })
 }
 
@@ -246,6 +249,7 @@ fn parse_uvx(args: &[String]) -> Result<InstallSpec, InstallError> {
             .collect::<Result<_, _>>()?,
         program: Some(program),
         args: rest.collect(),
+        lockfile: None,
     })
 }
 
