@@ -188,12 +188,22 @@ async fn an_npx_server_is_installed_from_its_lockfile() {
     // The operator's lockfile, made as docs/isolation.md says.
     std::fs::create_dir(root.join("lock")).unwrap();
     let made = std::process::Command::new("npm")
-        .args(["install", "--package-lock-only", "--no-audit", "--no-fund", FILESYSTEM])
+        .args([
+            "install",
+            "--package-lock-only",
+            "--no-audit",
+            "--no-fund",
+            FILESYSTEM,
+        ])
         .current_dir(root.join("lock"))
         .env("npm_config_cache", tools_cache("npm-cache"))
         .output()
         .unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let config = write_config(
         &root,
         &format!(
@@ -215,7 +225,10 @@ virtual_servers:
     );
     let (code, out, err) = gatehouse(&["validate", "--config", config.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("its dependencies come from the lockfile"), "{out}");
+    assert!(
+        out.contains("its dependencies come from the lockfile"),
+        "{out}"
+    );
     let gw = start(&config, tempfile::tempdir().unwrap(), &[]);
     wait_logged(&gw, "installed package", Duration::from_secs(300));
     let tools = tool_names(&gw).await;
@@ -325,13 +338,17 @@ virtual_servers:
         .unwrap();
     assert!(frozen.status.success());
     std::fs::write(dir.path().join("requirements.txt"), &frozen.stdout).unwrap();
-    let locked = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("    timeout: 300s\n", "    timeout: 300s\n    isolation: { lockfile: requirements.txt }\n");
+    let locked = std::fs::read_to_string(&config).unwrap().replace(
+        "    timeout: 300s\n",
+        "    timeout: 300s\n    isolation: { lockfile: requirements.txt }\n",
+    );
     std::fs::write(&config, locked).unwrap();
     let gw = start(&config, tempfile::tempdir().unwrap(), &[]);
     wait_logged(&gw, "installed package", Duration::from_secs(300));
     let tools = tool_names(&gw).await;
     assert!(tools.iter().any(|t| t == "get_current_time"), "{tools:?}");
-    assert!(gw.logged("pypi-mcp-server-time-lock-"), "keyed by the lockfile");
+    assert!(
+        gw.logged("pypi-mcp-server-time-lock-"),
+        "keyed by the lockfile"
+    );
 }

@@ -371,9 +371,11 @@ async fn run_install(
     key: &str,
 ) -> Result<(), InstallError> {
     let pkg = &spec.main;
-    let exact = match spec.ecosystem {
-        Ecosystem::Npm => format!("{}@{version}", pkg.name),
-        Ecosystem::Python => match pkg.spec.find(['=', '>', '<', '~', '!']) {
+    let exact = match (spec.ecosystem, &spec.lockfile) {
+        // Only a label then: the lockfile says what is installed.
+        (_, Some(lock)) => format!("{} from the lockfile {}", pkg.name, lock.display()),
+        (Ecosystem::Npm, None) => format!("{}@{version}", pkg.name),
+        (Ecosystem::Python, None) => match pkg.spec.find(['=', '>', '<', '~', '!']) {
             Some(op) => format!("{}=={version}", &pkg.spec[..op]),
             None => format!("{}=={version}", pkg.spec),
         },
