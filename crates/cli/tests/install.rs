@@ -149,7 +149,16 @@ virtual_servers:
     )
     .await;
     assert_eq!(text, "hello from the grant");
-    assert!(gw.logged("installing package before the server's first start"));
+    // The install started with the gateway and the first request's start waited for it:
+    // one install, not two.
+    assert_eq!(
+        gw.log
+            .lock()
+            .unwrap()
+            .matches("installing package before the server's first start")
+            .count(),
+        1
+    );
     assert!(gw.logged("installed package"), "the finish is logged");
     assert!(
         gw.logged("runtime=\"sandbox\"") && gw.logged(" net "),
@@ -243,6 +252,45 @@ virtual_servers:
     assert!(
         installed[0].starts_with("npm-modelcontextprotocol+server-filesystem-lock-"),
         "keyed by the lockfile: {installed:?}"
+    );
+}
+
+#[test]
+fn validate_says_which_command_lines_it_cannot_install_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "servers:
+  - name: shell
+    command: npx
+    args: [\"-c\", \"echo hi\"]
+  - name: latest
+    command: uvx
+    args: [mcp-server-time]
+  - name: plain
+    command: npx
+    args: [\"-y\", \"pkg\"]
+    isolation: { runtime: process }
+virtual_servers:
+  - name: v
+    path: /mcp
+    include: [{ server: shell }, { server: latest }, { server: plain }]
+",
+    );
+    let (code, out, err) = gatehouse(&["validate", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("note: server \"shell\" runs npx, which the gateway installs for before the start, but cannot read this command line, so the server will not start in the sandbox: npx: -c runs a shell command"),
+        "{out}"
+    );
+    assert!(
+        out.contains("<data-dir>/packages/latest/pypi-mcp-server-time-VERSION/")
+            && out.contains("mcp-server-time names no exact version, so the version is resolved at the first install and kept until that folder is deleted"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("server \"plain\" runs"),
+        "runtime process runs npx as written: {out}"
     );
 }
 
