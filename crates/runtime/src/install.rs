@@ -492,6 +492,30 @@ mod tests {
         spec::parse("npx", &args).unwrap().unwrap()
     }
 
+    #[tokio::test]
+    async fn the_folder_lock_holds_off_a_second_opener_until_released() {
+        // flock locks belong to the open file, so a second open in this process contends as
+        // another gateway's would.
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("srv/npm-x-1.0.0");
+        let held = lock_file(&target).await.unwrap();
+        let t = target.clone();
+        let waiter = tokio::spawn(async move {
+            let _second = lock_file(&t).await.unwrap();
+            Instant::now()
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!waiter.is_finished(), "the second opener waits");
+        let released = Instant::now();
+        drop(held);
+        let acquired = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("the lock is handed over")
+            .unwrap();
+        assert!(acquired >= released);
+        assert!(target.with_extension("lock").is_file());
+    }
+
     #[test]
     fn folders_are_keyed_by_package_and_version_and_extras_get_a_tag() {
         let s = npx(&["-y", "@modelcontextprotocol/server-filesystem@2026.8.31"]);
