@@ -216,6 +216,17 @@ pub(crate) fn note(server: &ServerConfig) -> Option<String> {
     Some(note)
 }
 
+/// For `gatehouse validate`, an `npx`/`uvx` server under `runtime: process`: it runs as
+/// written, downloading at its start.
+pub(crate) fn process_note(server: &ServerConfig) -> Option<String> {
+    let command = server.command.as_deref()?;
+    spec_of(server).ok()??;
+    Some(format!(
+        "server \"{}\" runs {command} with runtime process, so it runs as written: {command} downloads its package when it starts, with the gateway's rights and network; without `runtime: process` the gateway installs it once and runs it sandboxed",
+        server.name
+    ))
+}
+
 /// What identifies an install request: its specs as written, so an unpinned spec maps to the
 /// version it was resolved to before.
 fn spec_key(spec: &InstallSpec) -> String {

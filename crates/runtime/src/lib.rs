@@ -161,14 +161,15 @@ pub fn default_profile_note(server: &ServerConfig) -> Option<String> {
     ))
 }
 
-/// For a sandboxed `npx`/`uvx` server: what the gateway installs before its first start, where,
-/// and that it runs from there without network (for `gatehouse validate`). `None` for other
-/// servers.
+/// For an `npx`/`uvx` server: what the gateway installs before its first start, where, and
+/// that it runs from there without network; under `runtime: process`, that it downloads as
+/// written (for `gatehouse validate`). `None` for other servers.
 pub fn install_note(server: &ServerConfig) -> Option<String> {
-    if effective_isolation(server).runtime() != RuntimeKind::Sandbox {
-        return None;
+    match effective_isolation(server).runtime() {
+        RuntimeKind::Sandbox => install::note(server),
+        RuntimeKind::Process => install::process_note(server),
+        RuntimeKind::Container => None,
     }
-    install::note(server)
 }
 
 /// For a local server without an `isolation` block whose start failed: the limits it ran
@@ -265,10 +266,14 @@ impl Runtimes {
         if effective_isolation(server).runtime() != RuntimeKind::Sandbox {
             return;
         }
+        // Backends are also built outside a runtime (in-process tests); they install at start.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         if let Ok(Some(spec)) = install::spec_of(server) {
             let installer = self.installer.clone();
             let name = server.name.clone();
-            tokio::spawn(async move {
+            runtime.spawn(async move {
                 // A failure is logged by the install and reported again by the start.
                 let _ = installer.ensure(&name, spec).await;
             });
