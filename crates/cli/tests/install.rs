@@ -253,6 +253,25 @@ virtual_servers:
         installed[0].starts_with("npm-modelcontextprotocol+server-filesystem-lock-"),
         "keyed by the lockfile: {installed:?}"
     );
+
+    // An install cut short (no marker, a stray file) is removed and done again at the next start.
+    let folder = gw
+        .data_dir
+        .path()
+        .join("packages/files")
+        .join(&installed[0]);
+    std::fs::remove_file(folder.join(gatehouse_runtime::install::MARKER)).unwrap();
+    std::fs::write(folder.join("node_modules/stray"), "left by a crash").unwrap();
+    let mut gw = gw;
+    let data_dir = std::mem::replace(&mut gw.data_dir, tempfile::tempdir().unwrap());
+    drop(gw);
+    let gw = start(&config, data_dir, &[]);
+    wait_logged(&gw, "installed package", Duration::from_secs(300));
+    assert!(gw.logged("removing an unfinished install"));
+    assert!(!folder.join("node_modules/stray").exists());
+    assert!(folder.join(gatehouse_runtime::install::MARKER).is_file());
+    let tools = tool_names(&gw).await;
+    assert!(tools.iter().any(|t| t == "read_text_file"), "{tools:?}");
 }
 
 #[test]
