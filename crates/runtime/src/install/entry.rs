@@ -69,7 +69,9 @@ fn npm_bin(spec: &InstallSpec, dir: &Path) -> Result<PathBuf, InstallError> {
         }
     };
     found.map(|(_, p)| p).ok_or_else(|| {
-        let names: Vec<&str> = main.iter().map(|(k, _)| k.as_str()).collect();
+        // Sorted: the manifest's order depends on serde_json's features in the build.
+        let mut names: Vec<&str> = main.iter().map(|(k, _)| k.as_str()).collect();
+        names.sort_unstable();
         InstallError::Layout(format!(
             "{} has no program {} to run (its bin names: {}); name one with `npx -p {} PROGRAM`",
             spec.main.spec,
