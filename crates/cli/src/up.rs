@@ -58,6 +58,7 @@ pub fn check_exposure(config: &Config, listen: SocketAddr, insecure: bool) -> Re
 /// The runtimes local servers start in: the sandbox's helper is this binary.
 fn runtimes(
     vault: &Arc<gatehouse_identity::outbound::Vault>,
+    data_dir: &Path,
 ) -> anyhow::Result<gatehouse_runtime::Runtimes> {
     let helper = std::env::current_exe()
         .context("cannot locate the gatehouse binary (the sandbox's helper)")?;
@@ -72,6 +73,7 @@ fn runtimes(
         landlock_max_abi,
         bwrap: None,
         secrets: Some(Arc::new(crate::secret::VaultSecrets(vault.clone()))),
+        packages: Some(data_dir.join("packages")),
     }
     .build())
 }
@@ -224,7 +226,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         policies,
         audit: auditor.clone(),
         telemetry: telemetry.clone(),
-        runtimes: Arc::new(runtimes(&vault)?),
+        runtimes: Arc::new(runtimes(&vault, &data_dir)?),
         stored,
     }
     .build()?;

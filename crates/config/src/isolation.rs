@@ -51,6 +51,13 @@ pub struct IsolationConfig {
     /// it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_class: Option<String>,
+    /// `npx`/`uvx` servers only: the lockfile their package is installed from (relative to the
+    /// config file) — npm's `package-lock.json` or `npm-shrinkwrap.json` for `npx` (installed
+    /// with `npm ci`), a requirements file pinning every package for `uvx` (`pip freeze`,
+    /// `uv pip compile`; hashes are checked when present). The installation is keyed by the
+    /// file's content, so a changed lockfile installs afresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lockfile: Option<PathBuf>,
 }
 
 impl IsolationConfig {

@@ -242,6 +242,7 @@ fn resolve_paths(config: &mut Config, origin: &Path) {
                 .read
                 .iter_mut()
                 .chain(&mut iso.filesystem.write)
+                .chain(&mut iso.lockfile)
             {
                 resolve(p);
             }

@@ -137,3 +137,31 @@ fn the_root_folder_cannot_be_granted() {
     );
     assert!(msg.contains("would undo the sandbox"), "{msg}");
 }
+
+#[test]
+fn a_lockfile_goes_with_npx_or_uvx_in_the_sandbox_and_is_made_absolute() {
+    let text = "servers:\n  - name: s\n    command: npx\n    args: [\"-y\", \"pkg@1.0.0\"]\n    isolation:\n      lockfile: locks/package-lock.json\n";
+    let c = load_str(text, Path::new("/etc/gh/g.yaml"), &|_| None).unwrap();
+    let iso = c.servers[0].isolation.as_ref().unwrap();
+    assert_eq!(
+        iso.lockfile.as_deref(),
+        Some(Path::new("/etc/gh/locks/package-lock.json"))
+    );
+    let msg = one(
+        &format!("{HEAD}      lockfile: package-lock.json\n"),
+        5,
+        7,
+        "servers[0].isolation.lockfile",
+    );
+    assert!(
+        msg.contains("only used when the command is npx or uvx"),
+        "{msg}"
+    );
+    let msg = one(
+        "servers:\n  - name: s\n    command: uvx\n    args: [pkg]\n    isolation:\n      runtime: process\n      lockfile: requirements.txt\n",
+        7,
+        7,
+        "servers[0].isolation.lockfile",
+    );
+    assert!(msg.contains("no effect with runtime process"), "{msg}");
+}

@@ -17,6 +17,7 @@
 
 pub mod cgroup;
 pub mod exec;
+pub mod install;
 mod plan;
 mod preset;
 pub mod probe;
@@ -39,6 +40,9 @@ pub enum RuntimeError {
     /// command not found, a secret that cannot be read).
     #[error("{0}")]
     Profile(String),
+    /// The server's `npx`/`uvx` package could not be installed.
+    #[error("{0}")]
+    Install(#[from] install::InstallError),
 }
 
 /// Where `store:NAME` secret references are read: the gateway's secret store.
@@ -66,6 +70,9 @@ pub struct RuntimesConfig {
     pub bwrap: Option<PathBuf>,
     /// Where `store:` secret references are read (`None`: they cannot be used).
     pub secrets: Option<std::sync::Arc<dyn SecretLookup>>,
+    /// Where `npx`/`uvx` servers' packages are installed (`<data-dir>/packages`; `None`:
+    /// such servers cannot start sandboxed).
+    pub packages: Option<PathBuf>,
 }
 
 impl RuntimesConfig {
@@ -89,6 +96,7 @@ impl RuntimesConfig {
             cgroups,
             counter: AtomicU64::new(0),
             noted: Default::default(),
+            installer: std::sync::Arc::new(install::Installer::new(self.packages)),
         }
     }
 }
@@ -106,6 +114,7 @@ pub struct Runtimes {
     counter: AtomicU64,
     /// Servers whose default-profile note was logged.
     noted: std::sync::Mutex<std::collections::HashSet<String>>,
+    installer: std::sync::Arc<install::Installer>,
 }
 
 /// A server process ready to spawn, and what keeps its limits in place.
@@ -150,6 +159,17 @@ pub fn default_profile_note(server: &ServerConfig) -> Option<String> {
         server.name,
         plan::describe_profile(&iso, preset_of(server)),
     ))
+}
+
+/// For an `npx`/`uvx` server: what the gateway installs before its first start, where, and
+/// that it runs from there without network; under `runtime: process`, that it downloads as
+/// written (for `gatehouse validate`). `None` for other servers.
+pub fn install_note(server: &ServerConfig) -> Option<String> {
+    match effective_isolation(server).runtime() {
+        RuntimeKind::Sandbox => install::note(server),
+        RuntimeKind::Process => install::process_note(server),
+        RuntimeKind::Container => None,
+    }
 }
 
 /// For a local server without an `isolation` block whose start failed: the limits it ran
@@ -206,6 +226,15 @@ impl Runtimes {
                     )
                 })?;
                 let id = self.counter.fetch_add(1, Ordering::Relaxed);
+                // An npx/uvx server runs what the gateway installed for it, not a download.
+                let installed = match install::spec_of(server)? {
+                    Some(spec) => Some(install::run_installed(
+                        server,
+                        &self.installer.ensure(&server.name, spec).await?,
+                    )),
+                    None => None,
+                };
+                let server = installed.as_ref().unwrap_or(server);
                 let plan = plan::SandboxPlan::resolve(
                     server,
                     &iso,
@@ -228,6 +257,26 @@ impl Runtimes {
             RuntimeKind::Container => Err(RuntimeError::Unavailable(
                 "runtime container is not available in this version".into(),
             )),
+        }
+    }
+
+    /// Starts installing a sandboxed `npx`/`uvx` server's package in the background, so its
+    /// first start does not wait for the registry (a start meanwhile waits for this install).
+    pub fn prepare(&self, server: &ServerConfig) {
+        if effective_isolation(server).runtime() != RuntimeKind::Sandbox {
+            return;
+        }
+        // Backends are also built outside a runtime (in-process tests); they install at start.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if let Ok(Some(spec)) = install::spec_of(server) {
+            let installer = self.installer.clone();
+            let name = server.name.clone();
+            runtime.spawn(async move {
+                // A failure is logged by the install and reported again by the start.
+                let _ = installer.ensure(&name, spec).await;
+            });
         }
     }
 

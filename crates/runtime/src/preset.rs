@@ -12,13 +12,13 @@ use crate::RuntimeError;
 /// How long the Python interpreter may take to say where it lives.
 const PYTHON_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The preset a command implies: `node` → node, `python*`/`uv`/`uvx` → python, else binary.
+/// The preset a command implies: `node`, `npx` → node, `python*`/`uv`/`uvx` → python, else binary.
 pub(crate) fn detect(command: &str) -> Preset {
     let name = Path::new(command)
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or(command);
-    if name == "node" || name == "nodejs" {
+    if name == "node" || name == "nodejs" || name == "npx" {
         Preset::Node
     } else if name.starts_with("python") || name == "uv" || name == "uvx" {
         Preset::Python

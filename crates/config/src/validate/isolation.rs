@@ -79,6 +79,7 @@ impl Validator<'_> {
             }
         }
         self.isolation_paths(iso, &field);
+        self.isolation_lockfile(s, iso, &field);
         self.isolation_network(iso, &field);
         self.isolation_resources(iso, &field);
         self.isolation_secrets(iso, &field);
@@ -112,6 +113,38 @@ impl Validator<'_> {
                     ),
                 );
             }
+        }
+    }
+
+    /// A lockfile is read by the `npx`/`uvx` install only; anywhere else it would be ignored.
+    fn isolation_lockfile(&mut self, s: &ServerConfig, iso: &IsolationConfig, field: &str) {
+        let Some(lockfile) = &iso.lockfile else {
+            return;
+        };
+        let at = path::key(field, "lockfile");
+        let command = s.command.as_deref().unwrap_or_default();
+        let name = std::path::Path::new(command)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(command);
+        let installs = matches!(name, "npx" | "uvx")
+            || (name == "uv"
+                && s.args
+                    .as_deref()
+                    .and_then(|a| a.first())
+                    .is_some_and(|a| a == "tool"));
+        if !installs {
+            self.at_key(
+                &at,
+                format!("lockfile is only used when the command is npx or uvx (the gateway installs their package from it), found command \"{command}\""),
+            );
+        } else if iso.runtime() == RuntimeKind::Process {
+            self.at_key(
+                &at,
+                "lockfile has no effect with runtime process (npx and uvx run as written), expected runtime sandbox".into(),
+            );
+        } else if lockfile.as_os_str().is_empty() {
+            self.at_value(&at, "found an empty path, expected a lockfile".into());
         }
     }
 

@@ -96,6 +96,7 @@ impl StdioBackend {
         if let Some(note) = gatehouse_runtime::default_profile_note(&config) {
             runtimes.note_once(&config.name, &note);
         }
+        runtimes.prepare(&config);
         StdioBackend {
             config,
             timeout,
