@@ -71,6 +71,8 @@ fn runtimes(
         landlock_max_abi,
         bwrap: None,
         secrets: Some(Arc::new(crate::secret::VaultSecrets(vault.clone()))),
+        // Detected: GATEHOUSE_CONTAINER_HOST, DOCKER_HOST, then Podman's and Docker's sockets.
+        container_host: None,
     }
     .build())
 }

@@ -155,7 +155,9 @@ fn a_container_needs_an_image_and_takes_a_runtime_class() {
     );
     assert!(msg.contains("empty image name"), "{msg}");
     let msg = one(
-        &format!("{HEAD}      runtime: container\n      image: localhost/mcp:1\n      preset: node\n"),
+        &format!(
+            "{HEAD}      runtime: container\n      image: localhost/mcp:1\n      preset: node\n"
+        ),
         7,
         7,
         "servers[0].isolation.preset",

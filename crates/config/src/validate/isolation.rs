@@ -104,7 +104,11 @@ impl Validator<'_> {
                 "network egress is not available with runtime container yet (its containers have no network at all), expected no egress, or runtime sandbox for a server that needs the network".into(),
             );
         }
-        if iso.runtime_class.as_deref().is_some_and(|c| c.trim().is_empty() || c.contains(char::is_whitespace)) {
+        if iso
+            .runtime_class
+            .as_deref()
+            .is_some_and(|c| c.trim().is_empty() || c.contains(char::is_whitespace))
+        {
             self.at_value(&k("runtime_class"), "found an empty or spaced runtime class, expected an OCI runtime name the engine knows, such as runc or runsc".into());
         }
     }
