@@ -128,7 +128,11 @@ struct Setup {
 /// A gateway with the hostile server in a container (`isolation` lines added by `extra`) and
 /// the demo server beside it.
 fn start(command: &str, extra: &str) -> Setup {
-    let host = engine();
+    start_on(&engine(), command, extra, 24)
+}
+
+/// As [`start`], on the engine at `host`.
+fn start_on(host: &str, command: &str, extra: &str, pids: u32) -> Setup {
     let image = containers_script(&["image", "hostile"]);
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
@@ -152,7 +156,7 @@ fn start(command: &str, extra: &str) -> Setup {
       runtime: container
       image: {image}
       filesystem: {{ read: [{ro}], write: [{rw}] }}
-      resources: {{ memory: 96Mi, pids: 24 }}
+      resources: {{ memory: 96Mi, pids: {pids} }}
       secrets: {{ PROBE_SECRET: \"env:{SECRET_ENV}\" }}
       secret_files: {{ /run/secrets/token: \"file:token\" }}
 {extra}  - name: demo
@@ -173,7 +177,7 @@ virtual_servers:
         &["--config", config.to_str().unwrap()],
         &[
             (SECRET_ENV, "s3cret-env-value"),
-            ("GATEHOUSE_CONTAINER_HOST", &host),
+            ("GATEHOUSE_CONTAINER_HOST", host),
         ],
     );
     Setup {
@@ -401,15 +405,67 @@ async fn after_kill_9_the_next_gateway_reaps_the_container_the_last_one_left() {
 }
 
 #[tokio::test]
-async fn a_runtime_class_is_the_engines_oci_runtime_and_gvisor_runs_the_server() {
+async fn a_runtime_class_the_engine_would_not_use_is_refused_and_the_gateway_keeps_serving() {
+    // The default service runs runc whatever a container asks (Podman 4.3's API ignores it).
+    let Setup { _dir, gw, .. } = start(HOSTILE, "      runtime_class: gatehouse-test-runc\n");
+    let (_, v) = modern(
+        &client(),
+        &gw.url("/mcp"),
+        1,
+        "tools/call",
+        json!({"name": "probe", "arguments": {"action": "status"}}),
+    )
+    .await;
+    assert!(
+        !v.to_string().contains("NoNewPrivs"),
+        "the server ran on the wrong runtime: {v}"
+    );
+    assert!(
+        gw.logged("asked for runtime class \"gatehouse-test-runc\", but the engine would run it with \"runc\""),
+        "the refusal names both runtimes"
+    );
+    assert!(
+        containers_of(gw.child.id()).is_empty(),
+        "the refused container was left"
+    );
+    assert_eq!(
+        call(&gw, "echo", json!({"text": "serving"})).await,
+        "serving"
+    );
+}
+
+/// Each runtime class through a Podman service whose runtime it is: `inspect` shows the
+/// class as the container's OCI runtime, and the server works (gVisor included; its pid
+/// limit counts gVisor's own threads too, which need more than 24: 128 here).
+#[tokio::test]
+async fn a_runtime_class_is_the_containers_oci_runtime_and_gvisor_runs_the_server() {
     for class in ["gatehouse-test-runc", "gatehouse-test-runsc"] {
-        let Setup { _dir, mut gw, .. } = start(HOSTILE, &format!("      runtime_class: {class}\n"));
+        let host = containers_script(&["engine", class]);
+        let Setup { _dir, mut gw, .. } = start_on(
+            &host,
+            HOSTILE,
+            &format!("      runtime_class: {class}\n"),
+            128,
+        );
         let status = probe_json(&gw, "status").await;
-        assert_eq!(status["NoNewPrivs"], "1", "{class}: {status}");
-        let names = containers_of(gw.child.id());
+        assert_eq!(status["CapEff"], "0000000000000000", "{class}: {status}");
+        // gVisor's own kernel does not report no_new_privs; its seccomp (--oci-seccomp)
+        // still refuses namespaces.
+        for action in ["unshare", "mount"] {
+            let r = probe(&gw, action, "").await;
+            assert!(r.starts_with("denied"), "{class} {action}: {r}");
+        }
+        assert_eq!(
+            probe(&gw, "read", "/run/secrets/token").await,
+            "ok: s3cret-file-value",
+            "{class}"
+        );
+        let pid = gw.child.id();
+        let names = containers_of(pid);
         assert_eq!(names.len(), 1, "{names:?}");
         let runtime = podman(&["inspect", "--format", "{{.OCIRuntime}}", &names[0]]);
         assert_eq!(runtime.trim(), class);
         assert!(gw.terminate(Duration::from_secs(15)).is_some());
+        assert!(containers_of(pid).is_empty());
     }
 }

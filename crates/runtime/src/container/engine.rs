@@ -93,6 +93,36 @@ pub(crate) async fn connect(overridden: Option<&str>) -> Result<(Docker, String)
     )))
 }
 
+/// `GET path` on the engine's unix socket as JSON: for what bollard's Docker models drop
+/// (Podman's `OCIRuntime`).
+pub(crate) async fn raw_get(socket: &Path, path: &str) -> Result<serde_json::Value, String> {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = hyper::Request::get(path)
+        .header("host", "engine")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = res.status();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
+    }
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
+}
+
 /// This gateway, as its containers' owner label says: `host:pid:start-ticks`. The start time
 /// tells a live gateway from a later process that got the same pid.
 pub(crate) fn owner() -> String {

@@ -48,6 +48,9 @@ pub(crate) struct Connected {
     docker: Docker,
     /// The `seccomp=` security option: a path for Podman, the profile itself for Docker.
     seccomp: String,
+    /// The engine's socket.
+    socket: std::path::PathBuf,
+    podman: bool,
 }
 
 impl Engine {
@@ -96,7 +99,13 @@ impl Engine {
                 };
                 let reaped = engine::reap(&docker).await;
                 tracing::info!(engine = %found, podman, reaped, "container engine found");
-                Ok(Connected { docker, seccomp })
+                let socket = found.strip_prefix("unix://").unwrap_or(&found).into();
+                Ok(Connected {
+                    docker,
+                    seccomp,
+                    socket,
+                    podman,
+                })
             })
             .await
             .clone()
@@ -220,7 +229,12 @@ pub(crate) async fn start(
             )));
         }
     }
-    let Connected { docker, seccomp } = engine.client().await?;
+    let Connected {
+        docker,
+        seccomp,
+        socket,
+        podman,
+    } = engine.client().await?;
     let failed = |what: &str, e: bollard::errors::Error| {
         RuntimeError::Unavailable(format!(
             "server \"{}\": {what} (image {image}): {e}",
@@ -309,6 +323,23 @@ pub(crate) async fn start(
         removed: AtomicBool::new(false),
         secrets: secret_dir,
     });
+    if let Some(class) = &iso.runtime_class {
+        let got = oci_runtime(&docker, &socket, podman, &name).await;
+        if got.as_deref() != Ok(class.as_str()) {
+            // Fail closed: a server meant for gVisor or a VM must not run on the default.
+            return Err(RuntimeError::Unavailable(format!(
+                "server \"{}\": asked for runtime class {class:?}, but the engine would run it with {}{}",
+                server.name,
+                got.map(|g| format!("{g:?}"))
+                    .unwrap_or_else(|e| format!("an unknown runtime ({e})")),
+                if podman {
+                    " (Podman 4.3 ignores a container's runtime in its API: start a service for that class with `podman --runtime NAME system service` and name its socket in GATEHOUSE_CONTAINER_HOST)"
+                } else {
+                    " (is the runtime registered with the engine?)"
+                }
+            )));
+        }
+    }
     let attach = AttachContainerOptions {
         stream: true,
         stdin: true,
@@ -353,6 +384,31 @@ pub(crate) async fn start(
         guard,
         protections,
     })
+}
+
+/// The OCI runtime the engine will run container `name` with: Podman's `OCIRuntime` (which
+/// Docker's models lack), Docker's `HostConfig.Runtime`.
+async fn oci_runtime(
+    docker: &Docker,
+    socket: &std::path::Path,
+    podman: bool,
+    name: &str,
+) -> Result<String, String> {
+    if podman {
+        let v = engine::raw_get(socket, &format!("/v4.0.0/libpod/containers/{name}/json")).await?;
+        v["OCIRuntime"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| "no OCIRuntime in inspect".into())
+    } else {
+        let c = docker
+            .inspect_container(name, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        c.host_config
+            .and_then(|h| h.runtime)
+            .ok_or_else(|| "no HostConfig.Runtime in inspect".into())
+    }
 }
 
 /// Splits the engine's multiplexed output into the server's stdout and stderr.
