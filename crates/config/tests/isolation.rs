@@ -163,4 +163,13 @@ fn a_container_needs_an_image_and_takes_a_runtime_class() {
         "servers[0].isolation.preset",
     );
     assert!(msg.contains("no effect with runtime container"), "{msg}");
+    let errs = errors(&format!(
+        "{HEAD}      runtime: container\n      image: localhost/mcp:1\n      network: {{ egress: [\"api.github.com:443\"] }}\n"
+    ));
+    assert!(
+        errs.iter()
+            .any(|e| e.path == "servers[0].isolation.network.egress"
+                && e.message.contains("not available with runtime container")),
+        "{errs:#?}"
+    );
 }
