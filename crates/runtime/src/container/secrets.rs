@@ -17,8 +17,9 @@ pub(crate) struct SecretDir {
 
 impl SecretDir {
     /// Writes `files` (path inside → value) into a new folder named for `owner`
-    /// (`host:pid:ticks`), readable by the gateway's user only; each file is owned by `uid`
-    /// (the container's user) with mode 0400 when given.
+    /// (`host:pid:ticks`), which only the gateway's user may enter; each file is owned by
+    /// `uid` (the container's user) with mode 0400 when given, else readable by any user of
+    /// the container (0444: the image names its user, whose uid is not known here).
     pub(crate) fn write(
         owner: &str,
         instance: u64,
@@ -33,17 +34,16 @@ impl SecretDir {
         // stale one is not trusted either.
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
-        let made = SecretDir {
+        let mut made = SecretDir {
             dir,
             mounts: Vec::new(),
         };
-        let mut made = made;
         for (i, (inside, value)) in files.iter().enumerate() {
             let host = made.dir.join(i.to_string());
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode(0o400)
+                .mode(if uid.is_some() { 0o400 } else { 0o444 })
                 .open(&host)?;
             f.write_all(value.as_bytes())?;
             if let Some(uid) = uid {
@@ -69,7 +69,7 @@ mod tests {
     #[test]
     fn secret_files_live_in_memory_readable_by_their_owner_only_and_go_with_the_guard() {
         let files = vec![(PathBuf::from("/run/secrets/t"), "s3cret".to_string())];
-        let d = SecretDir::write("h:999999:1", 7, &files, None).unwrap();
+        let d = SecretDir::write("h:999999:1", 7, &files, Some(65534)).unwrap();
         let (host, inside) = &d.mounts[0];
         assert!(host.starts_with("/dev/shm"), "{}", host.display());
         assert_eq!(inside, &PathBuf::from("/run/secrets/t"));
