@@ -2,6 +2,10 @@
 //! The server is the built-in demo (`gatehouse demo-server`, stdio); for each runtime a fresh
 //! gateway measures the cold start (the first `tools/list`, which starts the server), then
 //! `tools/call` throughput and latency, and the memory of the server's processes.
+//!
+//! `container` is measured when `GATEHOUSE_BENCH_IMAGE` names an image holding this binary as
+//! `/usr/local/bin/gatehouse` (`scripts/containers image gatehouse PATH` builds one) and an
+//! engine answers (`GATEHOUSE_CONTAINER_HOST`, or the detected socket).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -15,6 +19,12 @@ use crate::{Args, load, rss_kib, start_gateway};
 const COLD_STARTS: usize = 5;
 
 fn config(bin: &Path, runtime: &str) -> anyhow::Result<String> {
+    if runtime == "container" {
+        let image = std::env::var("GATEHOUSE_BENCH_IMAGE")?;
+        return Ok(format!(
+            "servers:\n  - name: demo\n    command: /usr/local/bin/gatehouse\n    args: [demo-server]\n    isolation: {{ runtime: container, image: {image} }}\nvirtual_servers:\n  - name: bench\n    path: /mcp\n    include:\n      - server: demo\n"
+        ));
+    }
     let exe = serde_json::to_string(&bin.display().to_string())?;
     Ok(format!(
         "servers:\n  - name: demo\n    command: {exe}\n    args: [demo-server]\n    isolation: {{ runtime: {runtime} }}\nvirtual_servers:\n  - name: bench\n    path: /mcp\n    include:\n      - server: demo\n"
@@ -41,6 +51,40 @@ async fn tools_list(http: &reqwest::Client, url: &str) -> anyhow::Result<u64> {
         anyhow::bail!("tools/list failed ({status}): {text}");
     }
     Ok(start.elapsed().as_micros() as u64)
+}
+
+/// Resident memory of the server the gateway `gateway` started in a container, in KiB: the
+/// container's processes (the engine's, not the gateway's children), found with `podman`.
+fn container_rss(gateway: u32) -> u64 {
+    let out = std::process::Command::new("podman")
+        .args([
+            "ps",
+            "--filter",
+            "label=io.gatehouse.managed=true",
+            "--format",
+            "{{.Labels}} {{.ID}}",
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let Some(id) = out
+        .lines()
+        .find(|l| l.contains(&format!(":{gateway}:")))
+        .and_then(|l| l.split_whitespace().last())
+    else {
+        return 0;
+    };
+    let pid = std::process::Command::new("podman")
+        .args(["inspect", "--format", "{{.State.Pid}}", id])
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<u32>()
+                .ok()
+        });
+    pid.map_or(0, |p| rss_kib(p) + descendants_rss(p))
 }
 
 /// Resident memory of every process below `pid` (the server's processes), in KiB.
@@ -73,7 +117,13 @@ pub async fn run(bin: &Path, args: &Args) -> anyhow::Result<()> {
         "| runtime | cold start to first tools/list (median of {COLD_STARTS}) | c=1 calls/s | c=1 p50 µs | c=16 calls/s | c=16 p50 µs | server processes' RSS |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for runtime in ["process", "sandbox"] {
+    let mut runtimes = vec!["process", "sandbox"];
+    if std::env::var_os("GATEHOUSE_BENCH_IMAGE").is_some() {
+        runtimes.push("container");
+    } else {
+        eprintln!("container: not measured (set GATEHOUSE_BENCH_IMAGE, see --runtimes' docs)");
+    }
+    for runtime in runtimes {
         let cfg = config(bin, runtime)?;
         let mut cold = Vec::new();
         for _ in 0..COLD_STARTS {
@@ -95,7 +145,11 @@ pub async fn run(bin: &Path, args: &Args) -> anyhow::Result<()> {
             let o = load::run(&url, c, measure, None).await?;
             row.push(format!("{:.0} | {}", o.throughput(), o.p(50.0)));
         }
-        let rss = descendants_rss(gw.child.id());
+        let rss = if runtime == "container" {
+            container_rss(gw.child.id())
+        } else {
+            descendants_rss(gw.child.id())
+        };
         println!(
             "| {runtime} | {:.1} ms | {} | {} | {:.1} MiB |",
             cold[COLD_STARTS / 2] as f64 / 1000.0,

@@ -74,6 +74,8 @@ fn runtimes(
         bwrap: None,
         secrets: Some(Arc::new(crate::secret::VaultSecrets(vault.clone()))),
         packages: Some(data_dir.join("packages")),
+        // Detected: GATEHOUSE_CONTAINER_HOST, DOCKER_HOST, then Podman's and Docker's sockets.
+        container_host: None,
     }
     .build())
 }

@@ -75,8 +75,8 @@ pub enum RuntimeKind {
     /// namespaces, read-only view of what the profile grants, Landlock, a seccomp filter,
     /// no capabilities, `no_new_privs`, cgroup limits where the gateway may write them.
     Sandbox,
-    /// A container through the Docker Engine API (Podman or Docker); not available in this
-    /// version yet, so refused by validation.
+    /// A container through the Docker Engine API (Podman or Docker): no network, read-only
+    /// root, no capabilities, `no-new-privileges`, limits from the profile.
     Container,
     /// No isolation: a plain child process with the gateway's rights.
     Process,

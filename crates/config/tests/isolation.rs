@@ -88,11 +88,11 @@ fn fields_that_mean_nothing_for_the_runtime_are_refused() {
     assert!(msg.contains("only valid with runtime container"), "{msg}");
     let msg = one(
         &format!("{HEAD}      runtime: container\n"),
+        4,
         5,
-        16,
-        "servers[0].isolation.runtime",
+        "servers[0].isolation",
     );
-    assert!(msg.contains("cannot run yet"), "{msg}");
+    assert!(msg.contains("runtime container needs an image"), "{msg}");
     let msg = one(
         "servers:\n  - name: r\n    url: http://127.0.0.1:1/mcp\n    isolation: { runtime: process }\n",
         4,
@@ -164,4 +164,40 @@ fn a_lockfile_goes_with_npx_or_uvx_in_the_sandbox_and_is_made_absolute() {
         "servers[0].isolation.lockfile",
     );
     assert!(msg.contains("no effect with runtime process"), "{msg}");
+}
+
+#[test]
+fn a_container_needs_an_image_and_takes_a_runtime_class() {
+    let text = format!(
+        "{HEAD}      runtime: container\n      image: localhost/mcp:1\n      runtime_class: runsc\n      filesystem: {{ read: [/srv/data] }}\n      secret_files: {{ /run/secrets/t: \"env:T\" }}\n"
+    );
+    let c = load_str(&text, Path::new("/etc/gh/g.yaml"), &|_| None).unwrap();
+    let iso = c.servers[0].isolation.as_ref().unwrap();
+    assert_eq!(iso.runtime(), RuntimeKind::Container);
+    assert_eq!(iso.runtime_class.as_deref(), Some("runsc"));
+    let msg = one(
+        &format!("{HEAD}      runtime: container\n      image: \" \"\n"),
+        6,
+        14,
+        "servers[0].isolation.image",
+    );
+    assert!(msg.contains("empty image name"), "{msg}");
+    let msg = one(
+        &format!(
+            "{HEAD}      runtime: container\n      image: localhost/mcp:1\n      preset: node\n"
+        ),
+        7,
+        7,
+        "servers[0].isolation.preset",
+    );
+    assert!(msg.contains("no effect with runtime container"), "{msg}");
+    let errs = errors(&format!(
+        "{HEAD}      runtime: container\n      image: localhost/mcp:1\n      network: {{ egress: [\"api.github.com:443\"] }}\n"
+    ));
+    assert!(
+        errs.iter()
+            .any(|e| e.path == "servers[0].isolation.network.egress"
+                && e.message.contains("not available with runtime container")),
+        "{errs:#?}"
+    );
 }

@@ -7,6 +7,8 @@
 //!   and a seccomp filter, then runs the server. Memory, PID and CPU limits go into a cgroup
 //!   where the gateway may create one ([`cgroup`]).
 //! - **process**: a plain child with the gateway's rights, written explicitly.
+//! - **container**: a container of Podman or Docker through the Docker Engine API
+//!   ([`container`]), attached over its stdin and stdout.
 //!
 //! [`RuntimesConfig::build`] makes the [`Runtimes`] a gateway launches servers through;
 //! [`Runtimes::launch`] turns a server entry into a command ready to spawn.
@@ -16,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod cgroup;
+pub mod container;
 pub mod exec;
 pub mod install;
 mod plan;
@@ -73,11 +76,15 @@ pub struct RuntimesConfig {
     /// Where `npx`/`uvx` servers' packages are installed (`<data-dir>/packages`; `None`:
     /// such servers cannot start sandboxed).
     pub packages: Option<PathBuf>,
+    /// The container engine's socket (`unix:///…`); default: detected (Podman first).
+    pub container_host: Option<String>,
 }
 
 impl RuntimesConfig {
     /// The runtimes, with the facts about this machine they need.
     pub fn build(self) -> Runtimes {
+        // A real gateway (one with the helper) reaps what gateways that are gone left.
+        let containers = container::Engine::new(self.container_host, self.helper.is_some());
         let kernel = probe::landlock_abi();
         let landlock_abi = match self.landlock_max_abi {
             Some(max) => kernel.min(max),
@@ -97,6 +104,7 @@ impl RuntimesConfig {
             counter: AtomicU64::new(0),
             noted: Default::default(),
             installer: std::sync::Arc::new(install::Installer::new(self.packages)),
+            containers,
         }
     }
 }
@@ -115,6 +123,8 @@ pub struct Runtimes {
     /// Servers whose default-profile note was logged.
     noted: std::sync::Mutex<std::collections::HashSet<String>>,
     installer: std::sync::Arc<install::Installer>,
+    /// The container engine, connected at the first container start.
+    containers: container::Engine,
 }
 
 /// A server process ready to spawn, and what keeps its limits in place.
@@ -255,7 +265,7 @@ impl Runtimes {
                 })
             }
             RuntimeKind::Container => Err(RuntimeError::Unavailable(
-                "runtime container is not available in this version".into(),
+                "a container is started with Runtimes::start_container, not as a command".into(),
             )),
         }
     }
@@ -278,6 +288,31 @@ impl Runtimes {
                 let _ = installer.ensure(&name, spec).await;
             });
         }
+    }
+
+    /// Whether `server` runs in a container (started with [`Runtimes::start_container`]).
+    pub fn is_container(server: &ServerConfig) -> bool {
+        effective_isolation(server).runtime() == RuntimeKind::Container
+    }
+
+    /// Creates, attaches and starts `server`'s container (a stdio entry with
+    /// `runtime: container`); `extra_env` as for [`Runtimes::launch`].
+    pub async fn start_container(
+        &self,
+        server: &ServerConfig,
+        extra_env: Vec<(String, String)>,
+    ) -> Result<container::Attached, RuntimeError> {
+        let iso = effective_isolation(server);
+        let id = self.counter.fetch_add(1, Ordering::Relaxed);
+        container::start(
+            &self.containers,
+            server,
+            &iso,
+            extra_env,
+            self.secrets.as_deref(),
+            id,
+        )
+        .await
     }
 
     async fn sandbox_available(&self) -> Result<PathBuf, RuntimeError> {

@@ -105,7 +105,7 @@ impl SandboxPlan {
 }
 
 /// A secret's value; the error names the reference, never a value.
-async fn resolve_secret(
+pub(crate) async fn resolve_secret(
     server: &str,
     name: &str,
     secret: &gatehouse_config::SecretRef,

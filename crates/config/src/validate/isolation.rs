@@ -43,10 +43,7 @@ impl Validator<'_> {
                 "the sandbox needs Linux, expected runtime container or process on this system"
                     .into(),
             ),
-            RuntimeKind::Container => self.at_value(
-                &k("runtime"),
-                "found runtime container, which this version cannot run yet (containers through the Docker Engine API are planned), expected sandbox or process".into(),
-            ),
+            RuntimeKind::Container => self.isolation_container(iso, &field),
             RuntimeKind::Process => {
                 for (set, name) in [
                     (iso.preset.is_some(), "preset"),
@@ -83,6 +80,38 @@ impl Validator<'_> {
         self.isolation_network(iso, &field);
         self.isolation_resources(iso, &field);
         self.isolation_secrets(iso, &field);
+    }
+
+    /// A container needs its image; its network is `none`, so egress cannot be granted yet.
+    fn isolation_container(&mut self, iso: &IsolationConfig, field: &str) {
+        let k = |f: &str| path::key(field, f);
+        match iso.image.as_deref().map(str::trim) {
+            None => self.at_key(
+                field,
+                "runtime container needs an image, e.g. `image: localhost/mcp-node:22` (images are not pulled: build or load it into the engine first)".into(),
+            ),
+            Some("") => self.at_value(&k("image"), "found an empty image name, expected an image such as localhost/mcp-node:22".into()),
+            Some(_) => {}
+        }
+        if iso.preset.is_some() {
+            self.at_key(
+                &k("preset"),
+                "preset has no effect with runtime container (the image brings the interpreter), expected it only with runtime sandbox".into(),
+            );
+        }
+        if !iso.network.is_empty() {
+            self.at_key(
+                &path::key(&k("network"), "egress"),
+                "network egress is not available with runtime container yet (its containers have no network at all), expected no egress, or runtime sandbox for a server that needs the network".into(),
+            );
+        }
+        if iso
+            .runtime_class
+            .as_deref()
+            .is_some_and(|c| c.trim().is_empty() || c.contains(char::is_whitespace))
+        {
+            self.at_value(&k("runtime_class"), "found an empty or spaced runtime class, expected an OCI runtime name the engine knows, such as runc or runsc".into());
+        }
     }
 
     fn isolation_paths(&mut self, iso: &IsolationConfig, field: &str) {

@@ -56,12 +56,12 @@ struct SlotState {
     legacy_only: bool,
 }
 
-/// One running child process.
+/// One running server: a child process or an attached container.
 #[derive(Debug)]
 struct Proc {
     peer: Arc<Peer>,
     info: Arc<BackendInfo>,
-    pid: i32,
+    stop: Stopper,
     /// The process's resource limits; the cgroup is removed after the process is killed.
     _cgroup: Option<gatehouse_runtime::cgroup::Cgroup>,
     last_used: AtomicU64,
@@ -70,7 +70,26 @@ struct Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        kill_group(self.pid, libc::SIGKILL);
+        self.stop.kill();
+    }
+}
+
+/// How a running server is stopped.
+#[derive(Debug, Clone)]
+enum Stopper {
+    /// A child process: its process group.
+    Group(i32),
+    /// A container: removed (forced) through the engine.
+    Container(Arc<gatehouse_runtime::container::ContainerGuard>),
+}
+
+impl Stopper {
+    /// Kills it now, without waiting.
+    fn kill(&self) {
+        match self {
+            Stopper::Group(pid) => kill_group(*pid, libc::SIGKILL),
+            Stopper::Container(c) => c.kill(),
+        }
     }
 }
 
@@ -190,6 +209,9 @@ impl StdioBackend {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .into_iter()
             .collect();
+        if gatehouse_runtime::Runtimes::is_container(&self.config) {
+            return self.spawn_container(extra_env, legacy_only).await;
+        }
         let launch = self
             .runtimes
             .launch(&self.config, extra_env)
@@ -214,12 +236,79 @@ impl StdioBackend {
         let mut child =
             spawned.map_err(|e| SpawnError::Start(format!("cannot start {command:?}: {e}")))?;
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
-        let name = self.config.name.clone();
-        tracing::info!(server = %name, pid, command = %command, runtime = runtime.as_str(), %protections, "started stdio server");
+        tracing::info!(server = %self.config.name, pid, command = %command, runtime = runtime.as_str(), %protections, "started stdio server");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let exited = async move {
+            child
+                .wait()
+                .await
+                .map(|s| s.to_string())
+                .unwrap_or_else(|e| e.to_string())
+        };
+        let mut proc = self
+            .serve(
+                stdin,
+                stdout,
+                stderr,
+                exited,
+                Stopper::Group(pid),
+                legacy_only,
+            )
+            .await?;
+        proc._cgroup = cgroup;
+        Ok(proc)
+    }
 
+    /// The server in a container, attached over its stdin and stdout.
+    async fn spawn_container(
+        &self,
+        extra_env: Vec<(String, String)>,
+        legacy_only: bool,
+    ) -> Result<Proc, SpawnError> {
+        let attached = self
+            .runtimes
+            .start_container(&self.config, extra_env)
+            .await
+            .map_err(|e| SpawnError::Start(e.to_string()))?;
+        let gatehouse_runtime::container::Attached {
+            stdin,
+            stdout,
+            stderr,
+            ended,
+            guard,
+            protections,
+        } = attached;
+        tracing::info!(server = %self.config.name, container = %guard.name, runtime = "container", %protections, "started stdio server");
+        let exited = async move {
+            let _ = ended.await;
+            "its container's output ended".to_string()
+        };
+        self.serve(
+            stdin,
+            stdout,
+            stderr,
+            exited,
+            Stopper::Container(guard),
+            legacy_only,
+        )
+        .await
+    }
+
+    /// Connects a started server's pipes to a new peer and shakes hands with it.
+    async fn serve(
+        &self,
+        mut stdin: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
+        stdout: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+        stderr: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+        exited: impl std::future::Future<Output = String> + Send + 'static,
+        stop: Stopper,
+        legacy_only: bool,
+    ) -> Result<Proc, SpawnError> {
+        let name = self.config.name.clone();
         let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(super::OUTGOING_QUEUE);
         let peer = Peer::new(name.clone(), out_tx, self.hub.clone());
-        let mut stdin = child.stdin.take().expect("piped stdin");
         tokio::spawn(async move {
             while let Some(mut line) = out_rx.recv().await {
                 line.push(b'\n');
@@ -228,14 +317,13 @@ impl StdioBackend {
                 }
             }
         });
-        let stderr = child.stderr.take().expect("piped stderr");
         tokio::spawn(super::stderr::forward(
             stderr,
             name.clone(),
             self.stderr.clone(),
         ));
-        let stdout = child.stdout.take().expect("piped stdout");
         let reader_peer = peer.clone();
+        let reader_stop = stop.clone();
         tokio::spawn(async move {
             let mut reader = BufReader::new(stdout);
             let mut buf = Vec::with_capacity(8192);
@@ -252,7 +340,7 @@ impl StdioBackend {
                 if buf.len() > super::MAX_MESSAGE_BYTES {
                     // A server that writes an unbounded line would exhaust our memory.
                     tracing::error!(server = %name, limit = super::MAX_MESSAGE_BYTES, "server wrote a message over the size limit; stopping it");
-                    kill_group(pid, libc::SIGKILL);
+                    reader_stop.kill();
                     break;
                 }
                 let line = trim_line(&buf);
@@ -266,11 +354,7 @@ impl StdioBackend {
                     }
                 }
             }
-            let status = child
-                .wait()
-                .await
-                .map(|s| s.to_string())
-                .unwrap_or_else(|e| e.to_string());
+            let status = exited.await;
             tracing::warn!(server = %name, %status, "stdio server exited");
             reader_peer.close(&format!("server process exited ({status})"));
         });
@@ -279,15 +363,15 @@ impl StdioBackend {
             Ok(info) => info,
             Err(e) => {
                 // Nothing else would ever stop a process that failed its handshake.
-                kill_group(pid, libc::SIGKILL);
+                stop.kill();
                 return Err(e);
             }
         };
         Ok(Proc {
             peer,
             info: Arc::new(info),
-            pid,
-            _cgroup: cgroup,
+            stop,
+            _cgroup: None,
             last_used: AtomicU64::new(0),
             epoch: Instant::now(),
         })
@@ -443,10 +527,16 @@ impl StdioBackend {
             .collect();
         for slot in slots {
             if let Some(p) = slot.state.lock().await.proc.take() {
-                kill_group(p.pid, libc::SIGTERM);
-                let deadline = Instant::now() + Duration::from_secs(2);
-                while !p.peer.is_closed() && Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                match &p.stop {
+                    Stopper::Group(pid) => {
+                        kill_group(*pid, libc::SIGTERM);
+                        let deadline = Instant::now() + Duration::from_secs(2);
+                        while !p.peer.is_closed() && Instant::now() < deadline {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                    // Awaited, so a stopping gateway leaves no container behind.
+                    Stopper::Container(c) => c.remove().await,
                 }
                 drop(p);
             }

@@ -1,0 +1,471 @@
+//! The container runtime with the real binary and a real engine: Podman 4.3 as
+//! `podman system service` (started by `scripts/containers engine`, which also installs it),
+//! and test images built FROM scratch out of host files (`scripts/containers image`). The
+//! hostile server's refusals are checked from outside too: the file's content and mtime, the
+//! listener that logged no connection, what `podman inspect` shows.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+const SECRET_ENV: &str = "GATEHOUSE_TEST_CONTAINER_SECRET";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs `scripts/containers ARGS` and returns what it printed; the engine must run here
+/// (`scripts/test` installs it), so a failure fails the test with the script's words.
+fn containers_script(args: &[&str]) -> String {
+    let out = Command::new(repo().join("scripts/containers"))
+        .args(args)
+        .output()
+        .expect("scripts/containers runs");
+    assert!(
+        out.status.success(),
+        "scripts/containers {args:?} failed (the container tests need podman; scripts/containers engine installs and starts it):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The engine's socket, started if needed.
+fn engine() -> String {
+    containers_script(&["engine"])
+}
+
+/// `podman ARGS` against the same storage as the service; stdout.
+fn podman(args: &[&str]) -> String {
+    let conf = std::fs::canonicalize(repo().join(".tools/containers.conf"))
+        .or_else(|_| {
+            std::env::var("HOME")
+                .map(|h| PathBuf::from(h).join(".cache/gatehouse-tools/containers.conf"))
+        })
+        .unwrap();
+    let out = Command::new("podman")
+        .args(args)
+        .env("CONTAINERS_CONF", conf)
+        .output()
+        .expect("podman runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Names of the containers (running or not) a gateway with pid `pid` owns.
+fn containers_of(pid: u32) -> Vec<String> {
+    podman(&[
+        "ps",
+        "-a",
+        "--filter",
+        "label=io.gatehouse.managed=true",
+        "--format",
+        "{{.Names}} {{.Labels}}",
+    ])
+    .lines()
+    .filter(|l| l.contains(&format!(":{pid}:")))
+    .map(|l| l.split(' ').next().unwrap_or("").to_string())
+    .collect()
+}
+
+async fn call(gw: &Gatehouse, tool: &str, args: Value) -> String {
+    let (status, v) = modern(
+        &client(),
+        &gw.url("/mcp"),
+        1,
+        "tools/call",
+        json!({"name": tool, "arguments": args}),
+    )
+    .await;
+    assert_eq!(status, 200, "{tool} {args}: {v}");
+    v["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{tool} {args}: no text in {v}"))
+        .to_string()
+}
+
+async fn probe(gw: &Gatehouse, action: &str, target: &str) -> String {
+    call(gw, "probe", json!({"action": action, "target": target})).await
+}
+
+async fn probe_json(gw: &Gatehouse, action: &str) -> Value {
+    let r = probe(gw, action, "").await;
+    serde_json::from_str(
+        r.strip_prefix("ok: ")
+            .unwrap_or_else(|| panic!("{action}: {r}")),
+    )
+    .unwrap()
+}
+
+/// A loopback listener on the host that counts the connections it accepted.
+fn counting_listener() -> (u16, Arc<AtomicUsize>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let n = Arc::new(AtomicUsize::new(0));
+    let seen = n.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            if c.is_ok() {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    (port, n)
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    gw: Gatehouse,
+    config: PathBuf,
+}
+
+/// A gateway with the hostile server in a container (`isolation` lines added by `extra`) and
+/// the demo server beside it.
+fn start(command: &str, extra: &str) -> Setup {
+    start_on(&engine(), command, extra, 24)
+}
+
+/// As [`start`], on the engine at `host`.
+fn start_on(host: &str, command: &str, extra: &str, pids: u32) -> Setup {
+    let image = containers_script(&["image", "hostile"]);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    for sub in ["ro", "rw", "hidden"] {
+        std::fs::create_dir(root.join(sub)).unwrap();
+    }
+    // The container's user (nobody) writes to its write grant.
+    std::fs::set_permissions(
+        root.join("rw"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    std::fs::write(root.join("ro/granted.txt"), "readable grant").unwrap();
+    std::fs::write(root.join("hidden/outside.txt"), "outside the grants").unwrap();
+    std::fs::write(root.join("token"), "s3cret-file-value").unwrap();
+    let config = format!(
+        "servers:
+  - name: hostile
+    command: {command}
+    isolation:
+      runtime: container
+      image: {image}
+      filesystem: {{ read: [{ro}], write: [{rw}] }}
+      resources: {{ memory: 96Mi, pids: {pids} }}
+      secrets: {{ PROBE_SECRET: \"env:{SECRET_ENV}\" }}
+      secret_files: {{ /run/secrets/token: \"file:token\" }}
+{extra}  - name: demo
+    command: {bin}
+    args: [demo-server]
+    isolation: {{ runtime: process }}
+virtual_servers:
+  - name: tools
+    path: /mcp
+    include: [{{ server: hostile }}, {{ server: demo }}]
+",
+        ro = root.join("ro").display(),
+        rw = root.join("rw").display(),
+        bin = bin().display(),
+    );
+    let config = write_config(&root, &config);
+    let gw = Gatehouse::start_env(
+        &["--config", config.to_str().unwrap()],
+        &[
+            (SECRET_ENV, "s3cret-env-value"),
+            ("GATEHOUSE_CONTAINER_HOST", host),
+        ],
+    );
+    Setup {
+        _dir: dir,
+        root,
+        gw,
+        config,
+    }
+}
+
+const HOSTILE: &str = "/usr/bin/python3\n    args: [/srv/hostile_server.py]";
+
+#[tokio::test]
+async fn a_hostile_server_in_a_container_is_refused_outside_its_grants_and_the_refusals_hold_from_outside()
+ {
+    let Setup {
+        _dir, root, mut gw, ..
+    } = start(HOSTILE, "");
+    let (port, accepted) = counting_listener();
+
+    // Allowed: its read grant, its write grant, its secret file and variable.
+    assert_eq!(
+        probe(&gw, "read", root.join("ro/granted.txt").to_str().unwrap()).await,
+        "ok: readable grant"
+    );
+    let out = root.join("rw/out.txt");
+    assert_eq!(probe(&gw, "write", out.to_str().unwrap()).await, "ok");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "written by the sandboxed server"
+    );
+    assert_eq!(
+        probe(&gw, "read", "/run/secrets/token").await,
+        "ok: s3cret-file-value"
+    );
+    let env = probe_json(&gw, "env").await;
+    assert_eq!(env["PROBE_SECRET"], "s3cret-env-value");
+    assert!(
+        env.get(SECRET_ENV).is_none(),
+        "the gateway's environment leaked in: {env}"
+    );
+    assert_eq!(env["HOME"], "/tmp");
+
+    // Refused: the gateway's data dir and keys, the host's secrets and home, other files.
+    let mut data_files = Vec::new();
+    let mut todo = vec![gw.data_dir.path().to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                todo.push(e.path());
+            } else {
+                data_files.push(e.path());
+            }
+        }
+    }
+    assert!(
+        !data_files.is_empty(),
+        "the gateway's data dir holds its keys"
+    );
+    for f in data_files.iter().map(|p| p.to_str().unwrap()).chain([
+        "/etc/shadow",
+        "/root/.bashrc",
+        "/root/.cache",
+        root.join("hidden/outside.txt").to_str().unwrap(),
+        root.join("token").to_str().unwrap(),
+    ]) {
+        let r = probe(&gw, "read", f).await;
+        assert!(r.starts_with("denied"), "{f}: {r}");
+    }
+
+    // Refused: writing to its read-only grant; content and mtime unchanged (outside check).
+    let granted = root.join("ro/granted.txt");
+    let before = std::fs::metadata(&granted).unwrap().modified().unwrap();
+    let r = probe(&gw, "write", granted.to_str().unwrap()).await;
+    assert!(r.starts_with("denied"), "{r}");
+    assert_eq!(std::fs::read_to_string(&granted).unwrap(), "readable grant");
+    assert_eq!(
+        std::fs::metadata(&granted).unwrap().modified().unwrap(),
+        before
+    );
+    // And its own root file system is read-only.
+    let r = probe(&gw, "write", "/srv/hostile_server.py").await;
+    assert!(r.starts_with("denied"), "{r}");
+
+    // Refused: the host's loopback; the listener saw nothing (outside check).
+    let r = probe(&gw, "connect", &format!("127.0.0.1:{port}")).await;
+    assert!(r.starts_with("denied"), "{r}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "the container reached the host's loopback"
+    );
+
+    // Refused: ptrace, mount, new namespaces; no capabilities, no_new_privs, seccomp.
+    for action in ["ptrace", "mount", "unshare"] {
+        let r = probe(&gw, action, "").await;
+        assert!(r.starts_with("denied"), "{action}: {r}");
+    }
+    let status = probe_json(&gw, "status").await;
+    assert_eq!(status["CapEff"], "0000000000000000", "{status}");
+    assert_eq!(status["CapBnd"], "0000000000000000", "{status}");
+    assert_eq!(status["NoNewPrivs"], "1", "{status}");
+    assert_eq!(status["Seccomp"], "2", "{status}");
+    assert!(
+        status["Uid"].as_str().unwrap().starts_with("65534"),
+        "{status}"
+    );
+
+    // Limits: 24 processes, 96 MiB.
+    let r = probe(&gw, "fork", "60").await;
+    let started: usize = r.strip_prefix("ok: started ").unwrap().parse().unwrap();
+    assert!(started < 24, "{r}");
+    let r = probe(&gw, "alloc", "300").await;
+    assert!(
+        !r.contains("allocated"),
+        "300 MiB fit under a 96 MiB limit: {r}"
+    );
+
+    // From outside: what the engine was told, and that no secret file value is in it.
+    let pid = gw.child.id();
+    let names = containers_of(pid);
+    assert_eq!(names.len(), 1, "{names:?}");
+    let inspect: Value = serde_json::from_str(&podman(&["inspect", &names[0]])).unwrap();
+    let c = &inspect[0];
+    let hc = &c["HostConfig"];
+    assert_eq!(hc["PidsLimit"], 24, "{hc}");
+    assert_eq!(hc["Memory"], 96 << 20, "{hc}");
+    assert_eq!(hc["ReadonlyRootfs"], true, "{hc}");
+    assert_eq!(hc["NetworkMode"], "none", "{hc}");
+    assert_eq!(c["Config"]["Labels"]["io.gatehouse.server"], "hostile");
+    let text = c.to_string();
+    assert!(
+        !text.contains("s3cret-file-value"),
+        "a secret file's value is in inspect: {text}"
+    );
+    // A secret asked as a variable is in the container's configuration: the documented,
+    // weaker form.
+    assert!(text.contains("PROBE_SECRET=s3cret-env-value"));
+    // The secret files live in memory, readable by the container's user only.
+    let shm: Vec<_> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("gatehouse-secrets-{pid}-"))
+        })
+        .collect();
+    assert_eq!(shm.len(), 1);
+
+    // The gateway keeps serving its other server.
+    assert_eq!(
+        call(&gw, "echo", json!({"text": "still here"})).await,
+        "still here"
+    );
+    assert!(gw.logged("runtime=\"container\"") || gw.logged("runtime=container"));
+
+    // A normal stop removes the container and its secrets.
+    assert!(
+        gw.terminate(Duration::from_secs(15)).is_some(),
+        "the gateway stops on SIGTERM"
+    );
+    assert!(
+        containers_of(pid).is_empty(),
+        "a stopped gateway left {:?}",
+        containers_of(pid)
+    );
+    assert!(
+        !shm[0].path().exists(),
+        "the secret folder outlived the gateway"
+    );
+}
+
+#[tokio::test]
+async fn after_kill_9_the_next_gateway_reaps_the_container_the_last_one_left() {
+    // The server outlives its stdin (a shell sleeps after it), so only the reaper removes it.
+    let cmd = "/bin/sh\n    args: [-c, \"/usr/bin/python3 /srv/hostile_server.py; sleep 600\"]";
+    let Setup {
+        _dir,
+        mut gw,
+        config,
+        ..
+    } = start(cmd, "");
+    assert_eq!(
+        probe(&gw, "read", "/run/secrets/token").await,
+        "ok: s3cret-file-value"
+    );
+    let first = gw.child.id();
+    assert_eq!(containers_of(first).len(), 1);
+    gw.child.kill().unwrap();
+    gw.child.wait().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        containers_of(first).len(),
+        1,
+        "the killed gateway's container is still there"
+    );
+
+    let host = engine();
+    let next = Gatehouse::start_env(
+        &["--config", config.to_str().unwrap()],
+        &[
+            (SECRET_ENV, "s3cret-env-value"),
+            ("GATEHOUSE_CONTAINER_HOST", &host),
+        ],
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || containers_of(first).is_empty()).await,
+        "the next gateway did not reap {:?}",
+        containers_of(first)
+    );
+    assert!(
+        !std::fs::read_dir("/dev/shm").unwrap().flatten().any(|e| e
+            .file_name()
+            .to_string_lossy()
+            .starts_with(&format!("gatehouse-secrets-{first}-"))),
+        "the killed gateway's secret folder is still there"
+    );
+    assert!(next.logged("removed a container a stopped gateway left"));
+    assert_eq!(
+        call(&next, "echo", json!({"text": "serving"})).await,
+        "serving"
+    );
+}
+
+#[tokio::test]
+async fn a_runtime_class_the_engine_would_not_use_is_refused_and_the_gateway_keeps_serving() {
+    // The default service runs runc whatever a container asks (Podman 4.3's API ignores it).
+    let Setup { _dir, gw, .. } = start(HOSTILE, "      runtime_class: gatehouse-test-runc\n");
+    let (_, v) = modern(
+        &client(),
+        &gw.url("/mcp"),
+        1,
+        "tools/call",
+        json!({"name": "probe", "arguments": {"action": "status"}}),
+    )
+    .await;
+    assert!(
+        !v.to_string().contains("NoNewPrivs"),
+        "the server ran on the wrong runtime: {v}"
+    );
+    assert!(
+        gw.logged("asked for runtime class \"gatehouse-test-runc\", but the engine would run it with \"runc\""),
+        "the refusal names both runtimes"
+    );
+    assert!(
+        containers_of(gw.child.id()).is_empty(),
+        "the refused container was left"
+    );
+    assert_eq!(
+        call(&gw, "echo", json!({"text": "serving"})).await,
+        "serving"
+    );
+}
+
+/// Each runtime class through a Podman service whose runtime it is: `inspect` shows the
+/// class as the container's OCI runtime, and the server works (gVisor included; its pid
+/// limit counts gVisor's own threads too, which need more than 24: 128 here).
+#[tokio::test]
+async fn a_runtime_class_is_the_containers_oci_runtime_and_gvisor_runs_the_server() {
+    for class in ["gatehouse-test-runc", "gatehouse-test-runsc"] {
+        let host = containers_script(&["engine", class]);
+        let Setup { _dir, mut gw, .. } = start_on(
+            &host,
+            HOSTILE,
+            &format!("      runtime_class: {class}\n"),
+            128,
+        );
+        let status = probe_json(&gw, "status").await;
+        assert_eq!(status["CapEff"], "0000000000000000", "{class}: {status}");
+        // gVisor's own kernel does not report no_new_privs; its seccomp (--oci-seccomp)
+        // still refuses namespaces.
+        for action in ["unshare", "mount"] {
+            let r = probe(&gw, action, "").await;
+            assert!(r.starts_with("denied"), "{class} {action}: {r}");
+        }
+        assert_eq!(
+            probe(&gw, "read", "/run/secrets/token").await,
+            "ok: s3cret-file-value",
+            "{class}"
+        );
+        let pid = gw.child.id();
+        let names = containers_of(pid);
+        assert_eq!(names.len(), 1, "{names:?}");
+        let runtime = podman(&["inspect", "--format", "{{.OCIRuntime}}", &names[0]]);
+        assert_eq!(runtime.trim(), class);
+        assert!(gw.terminate(Duration::from_secs(15)).is_some());
+        assert!(containers_of(pid).is_empty());
+    }
+}

@@ -1,0 +1,441 @@
+//! The `container` runtime: a stdio server in a container of Podman or Docker, through the
+//! Docker Engine API ([`bollard`]), attached over the container's stdin and stdout.
+//!
+//! What a container gets: the image's files only (read-only root), the profile's grants as
+//! bind mounts (`read` read-only, `write` read-write), a private `/tmp` (tmpfs), no network,
+//! no capabilities, `no-new-privileges`, the profile's memory, CPU and PID limits, user
+//! `nobody` unless the image names one, and the runtime class as the engine's OCI runtime.
+//! Secret files are written to a memory-backed folder and bind-mounted read-only; secrets
+//! asked as variables are in the container's environment (and so in `inspect`: weaker).
+//!
+//! Every container is labelled with its owner (`host:pid:start`); a gateway reaps the
+//! containers of gateways on this host that are gone at its first container start.
+
+mod engine;
+mod seccomp;
+mod secrets;
+mod spec;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::query_parameters::{
+    AttachContainerOptions, CreateContainerOptions, RemoveContainerOptions,
+};
+use futures::StreamExt;
+use gatehouse_config::{IsolationConfig, ServerConfig, ServerKind};
+use tokio::io::{AsyncWrite, AsyncWriteExt, DuplexStream};
+
+use crate::RuntimeError;
+pub use spec::{MANAGED, OWNER, SERVER};
+
+/// Bytes of a server's output buffered between the engine's stream and the gateway's reader.
+const PIPE_BYTES: usize = 256 * 1024;
+
+/// The engine connection, made at the first container start.
+#[derive(Debug)]
+pub(crate) struct Engine {
+    host: Option<String>,
+    client: tokio::sync::OnceCell<Result<Connected, String>>,
+}
+
+/// A connected engine and how it takes the seccomp profile.
+#[derive(Debug, Clone)]
+pub(crate) struct Connected {
+    docker: Docker,
+    /// The `seccomp=` security option: a path for Podman, the profile itself for Docker.
+    seccomp: String,
+    /// The engine's socket.
+    socket: std::path::PathBuf,
+    podman: bool,
+}
+
+impl Engine {
+    /// The engine at `host` (default: detected). With `reap_now`, a task removes at once what
+    /// gateways on this host that are gone left behind, if an engine answers (quietly if none).
+    pub(crate) fn new(host: Option<String>, reap_now: bool) -> Engine {
+        if reap_now && let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let h = host.clone();
+            rt.spawn(async move {
+                if let Ok((docker, found)) = engine::connect(h.as_deref()).await {
+                    let reaped = engine::reap(&docker).await;
+                    tracing::debug!(engine = %found, reaped, "reaped the containers of stopped gateways");
+                }
+            });
+        }
+        Engine {
+            host,
+            client: Default::default(),
+        }
+    }
+
+    /// The connected client; the first call finds the engine and reaps what gateways that are
+    /// gone left behind.
+    pub(crate) async fn client(&self) -> Result<Connected, RuntimeError> {
+        let host = self.host.clone();
+        self.client
+            .get_or_init(|| async move {
+                let (docker, found) = engine::connect(host.as_deref())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let version = docker.version().await.map_err(|e| {
+                    format!("the container engine at {found} does not say its version: {e}")
+                })?;
+                let podman = version
+                    .components
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.name.to_ascii_lowercase().contains("podman"));
+                let seccomp = if podman {
+                    let path = seccomp::write_file().map_err(|e| {
+                        format!("cannot write the containers' seccomp profile: {e}")
+                    })?;
+                    format!("seccomp={}", path.display())
+                } else {
+                    format!("seccomp={}", seccomp::profile())
+                };
+                let reaped = engine::reap(&docker).await;
+                tracing::info!(engine = %found, podman, reaped, "container engine found");
+                let socket = found.strip_prefix("unix://").unwrap_or(&found).into();
+                Ok(Connected {
+                    docker,
+                    seccomp,
+                    socket,
+                    podman,
+                })
+            })
+            .await
+            .clone()
+            .map_err(RuntimeError::Unavailable)
+    }
+}
+
+/// A running container attached to the gateway: its stdin, stdout and stderr, how it ended,
+/// and the guard that removes it.
+pub struct Attached {
+    /// The server's stdin.
+    pub stdin: Pin<Box<dyn AsyncWrite + Send>>,
+    /// The server's stdout.
+    pub stdout: DuplexStream,
+    /// The server's stderr.
+    pub stderr: DuplexStream,
+    /// Resolves when the container's output ends (it exited or was removed).
+    pub ended: tokio::sync::oneshot::Receiver<()>,
+    /// Removes the container (and its secret files) when dropped or stopped.
+    pub guard: Arc<ContainerGuard>,
+    /// What protects the host from it, for the start log.
+    pub protections: String,
+}
+
+impl std::fmt::Debug for Attached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attached")
+            .field("guard", &self.guard)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Owns one container: removing it (forced: killed first) once, when [`ContainerGuard::remove`]
+/// is awaited or, failing that, when the guard is dropped.
+#[derive(Debug)]
+pub struct ContainerGuard {
+    docker: Docker,
+    /// The container's name.
+    pub name: String,
+    removed: AtomicBool,
+    secrets: Option<secrets::SecretDir>,
+}
+
+impl ContainerGuard {
+    /// Kills and removes the container now; later calls do nothing.
+    pub async fn remove(&self) {
+        if self.removed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        remove(&self.docker, &self.name).await;
+    }
+
+    /// Kills and removes the container without waiting (from synchronous code).
+    pub fn kill(&self) {
+        if self.removed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let (docker, name) = (self.docker.clone(), self.name.clone());
+            rt.spawn(async move { remove(&docker, &name).await });
+        }
+    }
+}
+
+impl Drop for ContainerGuard {
+    fn drop(&mut self) {
+        self.kill();
+        // The secret folder goes with the guard; the container's bind mount keeps the
+        // mounted files readable until the container is gone.
+        drop(self.secrets.take());
+    }
+}
+
+async fn remove(docker: &Docker, name: &str) {
+    let force = RemoveContainerOptions {
+        force: true,
+        ..Default::default()
+    };
+    match docker.remove_container(name, Some(force)).await {
+        Ok(()) => tracing::debug!(container = %name, "container removed"),
+        // Already gone (it exited and the engine removed it): nothing to do.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {}
+        Err(e) => {
+            tracing::warn!(container = %name, error = %e, "cannot remove a container; the next gateway start reaps it")
+        }
+    }
+}
+
+/// Creates, attaches and starts the container for `server`.
+pub(crate) async fn start(
+    engine: &Engine,
+    server: &ServerConfig,
+    iso: &IsolationConfig,
+    extra_env: Vec<(String, String)>,
+    store: Option<&dyn crate::SecretLookup>,
+    instance: u64,
+) -> Result<Attached, RuntimeError> {
+    let ServerKind::Stdio {
+        command,
+        args,
+        env,
+        cwd,
+    } = server.kind()
+    else {
+        return Err(RuntimeError::Profile("not a local server".into()));
+    };
+    let image = iso.image.as_deref().ok_or_else(|| {
+        RuntimeError::Profile(format!(
+            "server \"{}\" runs in a container but names no image",
+            server.name
+        ))
+    })?;
+    for p in iso.filesystem.read.iter().chain(&iso.filesystem.write) {
+        if !p.exists() {
+            return Err(RuntimeError::Profile(format!(
+                "{} is granted to server \"{}\" but does not exist",
+                p.display(),
+                server.name
+            )));
+        }
+    }
+    let Connected {
+        docker,
+        seccomp,
+        socket,
+        podman,
+    } = engine.client().await?;
+    let failed = |what: &str, e: bollard::errors::Error| {
+        RuntimeError::Unavailable(format!(
+            "server \"{}\": {what} (image {image}): {e}",
+            server.name
+        ))
+    };
+    let image_info = docker
+        .inspect_image(image)
+        .await
+        .map_err(|e| failed("the container engine has no such image (images are never pulled: build or load it first)", e))?;
+    let image_user = image_info
+        .config
+        .and_then(|c| c.user)
+        .filter(|u| !u.is_empty());
+
+    let mut full_env: Vec<(String, String)> = vec![
+        ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+        ("HOME".into(), "/tmp".into()),
+        ("TMPDIR".into(), "/tmp".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+    ];
+    full_env.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    full_env.extend(extra_env);
+    for (name, secret) in &iso.secrets {
+        let value = crate::plan::resolve_secret(&server.name, name, secret, store).await?;
+        full_env.push((name.clone(), value));
+    }
+    let owner = engine::owner();
+    let secret_dir = if iso.secret_files.is_empty() {
+        None
+    } else {
+        let mut files = Vec::new();
+        for (path, secret) in &iso.secret_files {
+            let value =
+                crate::plan::resolve_secret(&server.name, &path.to_string_lossy(), secret, store)
+                    .await?;
+            files.push((path.clone(), value));
+        }
+        let uid = if image_user.is_some() {
+            None
+        } else {
+            Some(65534)
+        };
+        Some(
+            secrets::SecretDir::write(&owner, instance, &files, uid).map_err(|e| {
+                RuntimeError::Profile(format!(
+                    "server \"{}\": cannot write its secret files: {e}",
+                    server.name
+                ))
+            })?,
+        )
+    };
+    let spec = spec::Spec {
+        server: &server.name,
+        iso,
+        image,
+        command,
+        args,
+        cwd,
+        env: full_env,
+        secret_mounts: secret_dir
+            .as_ref()
+            .map(|d| d.mounts.clone())
+            .unwrap_or_default(),
+        user: if image_user.is_some() {
+            None
+        } else {
+            Some(spec::NOBODY)
+        },
+        owner: &owner,
+        seccomp: &seccomp,
+    };
+    let name = spec::name(&server.name, std::process::id(), instance);
+    let create = CreateContainerOptions {
+        name: Some(name.clone()),
+        ..Default::default()
+    };
+    docker
+        .create_container(Some(create), spec.body())
+        .await
+        .map_err(|e| failed("cannot create the container", e))?;
+    // From here on the guard removes the container whatever fails.
+    let guard = Arc::new(ContainerGuard {
+        docker: docker.clone(),
+        name: name.clone(),
+        removed: AtomicBool::new(false),
+        secrets: secret_dir,
+    });
+    if let Some(class) = &iso.runtime_class {
+        let got = oci_runtime(&docker, &socket, podman, &name).await;
+        if got.as_deref() != Ok(class.as_str()) {
+            // Fail closed: a server meant for gVisor or a VM must not run on the default.
+            return Err(RuntimeError::Unavailable(format!(
+                "server \"{}\": asked for runtime class {class:?}, but the engine would run it with {}{}",
+                server.name,
+                got.map(|g| format!("{g:?}"))
+                    .unwrap_or_else(|e| format!("an unknown runtime ({e})")),
+                if podman {
+                    " (Podman 4.3 ignores a container's runtime in its API: start a service for that class with `podman --runtime NAME system service` and name its socket in GATEHOUSE_CONTAINER_HOST)"
+                } else {
+                    " (is the runtime registered with the engine?)"
+                }
+            )));
+        }
+    }
+    let attach = AttachContainerOptions {
+        stream: true,
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        ..Default::default()
+    };
+    let attached = docker
+        .attach_container(&name, Some(attach))
+        .await
+        .map_err(|e| failed("cannot attach to the container", e))?;
+    docker
+        .start_container(
+            &name,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .map_err(|e| failed("cannot start the container", e))?;
+
+    let (stdout_w, stdout) = tokio::io::duplex(PIPE_BYTES);
+    let (stderr_w, stderr) = tokio::io::duplex(PIPE_BYTES);
+    let (ended_tx, ended) = tokio::sync::oneshot::channel();
+    tokio::spawn(demux(attached.output, stdout_w, stderr_w, ended_tx));
+    let protections = format!(
+        "container {name} of image {image}: no network, read-only root, no capabilities, no-new-privileges, user {}, runtime {}, limits memory {} pids {}{}",
+        image_user.as_deref().unwrap_or(spec::NOBODY),
+        iso.runtime_class
+            .as_deref()
+            .unwrap_or("the engine's default"),
+        iso.resources.memory,
+        iso.resources.pids,
+        iso.resources
+            .cpus
+            .map(|c| format!(" cpus {c}"))
+            .unwrap_or_default(),
+    );
+    Ok(Attached {
+        stdin: attached.input,
+        stdout,
+        stderr,
+        ended,
+        guard,
+        protections,
+    })
+}
+
+/// The OCI runtime the engine will run container `name` with: Podman's `OCIRuntime` (which
+/// Docker's models lack), Docker's `HostConfig.Runtime`.
+async fn oci_runtime(
+    docker: &Docker,
+    socket: &std::path::Path,
+    podman: bool,
+    name: &str,
+) -> Result<String, String> {
+    if podman {
+        let v = engine::raw_get(socket, &format!("/v4.0.0/libpod/containers/{name}/json")).await?;
+        v["OCIRuntime"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| "no OCIRuntime in inspect".into())
+    } else {
+        let c = docker
+            .inspect_container(name, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        c.host_config
+            .and_then(|h| h.runtime)
+            .ok_or_else(|| "no HostConfig.Runtime in inspect".into())
+    }
+}
+
+/// Splits the engine's multiplexed output into the server's stdout and stderr.
+async fn demux(
+    mut output: Pin<
+        Box<dyn futures::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
+    >,
+    mut stdout: DuplexStream,
+    mut stderr: DuplexStream,
+    ended: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut stderr_open = true;
+    while let Some(Ok(item)) = output.next().await {
+        match item {
+            LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                if stdout.write_all(&message).await.is_err() {
+                    break;
+                }
+            }
+            LogOutput::StdErr { message } => {
+                // A reader that stopped taking stderr must not stop stdout.
+                if stderr_open && stderr.write_all(&message).await.is_err() {
+                    stderr_open = false;
+                }
+            }
+            LogOutput::StdIn { .. } => {}
+        }
+    }
+    let _ = ended.send(());
+}
