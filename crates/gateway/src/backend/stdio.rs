@@ -64,6 +64,8 @@ struct Proc {
     pid: i32,
     /// The process's resource limits; the cgroup is removed after the process is killed.
     _cgroup: Option<gatehouse_runtime::cgroup::Cgroup>,
+    /// The process's network namespace and egress proxy, ended with it.
+    _egress: Option<gatehouse_runtime::egress::Egress>,
     last_used: AtomicU64,
     epoch: Instant,
 }
@@ -200,6 +202,7 @@ impl StdioBackend {
             protections,
             cgroup,
             inherited,
+            egress,
         } = launch;
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -287,6 +290,7 @@ impl StdioBackend {
             info: Arc::new(info),
             pid,
             _cgroup: cgroup,
+            _egress: egress,
             last_used: AtomicU64::new(0),
             epoch: Instant::now(),
         })
