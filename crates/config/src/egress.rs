@@ -80,11 +80,9 @@ impl EgressRule {
             return false;
         };
         let (ip, addr, bits) = match (ip, addr) {
-            (IpAddr::V4(ip), IpAddr::V4(a)) => (
-                u128::from(u32::from(ip)),
-                u128::from(u32::from(*a)),
-                32u32,
-            ),
+            (IpAddr::V4(ip), IpAddr::V4(a)) => {
+                (u128::from(u32::from(ip)), u128::from(u32::from(*a)), 32u32)
+            }
             (IpAddr::V6(ip), IpAddr::V6(a)) => (u128::from(ip), u128::from(*a), 128),
             _ => return false,
         };
@@ -163,14 +161,16 @@ impl EgressPolicy {
 
     /// Whether a `host:port` rule allows `host` (lower-case) on `port`.
     pub fn allows_name(&self, host: &str, port: u16) -> bool {
-        self.rules.iter().any(
-            |r| matches!(r, EgressRule::Host { host: h, port: p } if h == host && *p == port),
-        )
+        self.rules
+            .iter()
+            .any(|r| matches!(r, EgressRule::Host { host: h, port: p } if h == host && *p == port))
     }
 
     /// Whether a range rule allows a connection to the raw address `ip:port`.
     pub fn allows_address(&self, ip: IpAddr, port: u16) -> bool {
-        self.rules.iter().any(|r| r.port() == port && r.contains(ip))
+        self.rules
+            .iter()
+            .any(|r| r.port() == port && r.contains(ip))
     }
 
     /// The address rule for an address a host name resolved to: public addresses pass; an

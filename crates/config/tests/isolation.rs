@@ -124,7 +124,9 @@ fn egress_rules_are_checked_and_allow_lists_are_accepted_only_where_they_are_enf
     assert!(policy.allows_name("api.github.com", 443));
     // A plain process cannot be held to a list, nor (yet) a container: refused, not ignored.
     let msg = one(
-        &format!("{HEAD}      runtime: process\n      network: {{ egress: [\"a.example:443\"] }}\n"),
+        &format!(
+            "{HEAD}      runtime: process\n      network: {{ egress: [\"a.example:443\"] }}\n"
+        ),
         6,
         7,
         "servers[0].isolation.network",

@@ -91,8 +91,8 @@ fn restrict(spec: &ExecSpec) -> Result<(), String> {
 #[cfg(target_os = "linux")]
 fn landlock_rules(spec: &ExecSpec) -> Result<(), landlock::RulesetError> {
     use landlock::{
-        ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, Ruleset, RulesetAttr,
-        NetPort, RulesetCreatedAttr, Scope, path_beneath_rules,
+        ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, Ruleset, RulesetAttr,
+        RulesetCreatedAttr, Scope, path_beneath_rules,
     };
     let abi = ABI::from(i32::from(spec.landlock_abi));
     let mut ruleset = Ruleset::default()

@@ -246,7 +246,9 @@ pub(crate) fn build(s: Sandbox<'_>) -> Result<Launch, RuntimeError> {
         protections: Protections {
             namespaces: match s.egress {
                 None => "user pid ipc uts mount net cgroup",
-                Some(_) => "user pid ipc uts mount cgroup; net: own namespace, egress through the gateway's proxy",
+                Some(_) => {
+                    "user pid ipc uts mount cgroup; net: own namespace, egress through the gateway's proxy"
+                }
             },
             landlock_abi: s.landlock_abi,
             seccomp: crate::exec::SECCOMP_AVAILABLE,

@@ -140,7 +140,9 @@ pub(crate) fn parse_a_answers(msg: &[u8], id: u16) -> Result<Vec<Ipv4Addr>, Stri
         let fixed = msg.get(at..at + 10).ok_or("a truncated answer")?;
         let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
         let len = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
-        let data = msg.get(at + 10..at + 10 + len).ok_or("a truncated answer")?;
+        let data = msg
+            .get(at + 10..at + 10 + len)
+            .ok_or("a truncated answer")?;
         if rtype == TYPE_A && len == 4 {
             out.push(Ipv4Addr::new(data[0], data[1], data[2], data[3]));
         }
@@ -193,7 +195,10 @@ mod tests {
         assert_eq!(u16::from_be_bytes([a6[6], a6[7]]), 0);
         let nx = answer(&q, NXDOMAIN, &[Ipv4Addr::new(198, 18, 0, 1)]);
         assert_eq!(nx[3] & 0xf, NXDOMAIN);
-        assert_eq!(parse_a_answers(&nx, 0xbeef).unwrap_err(), "the resolver answered rcode 3");
+        assert_eq!(
+            parse_a_answers(&nx, 0xbeef).unwrap_err(),
+            "the resolver answered rcode 3"
+        );
     }
 
     #[test]

@@ -116,4 +116,3 @@ fn run(program: &str, args: &[&str], input: &str, package: &str) -> Result<(), S
     }
     Ok(())
 }
-

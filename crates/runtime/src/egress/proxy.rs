@@ -103,9 +103,9 @@ impl Decider {
             if let Err(e) = self.policy.check_resolved(*ip) {
                 let moved = before
                     .filter(|b| b.iter().all(|ip| self.policy.check_resolved(*ip).is_ok()))
-                    .map(|b| format!("DNS rebinding: {name} resolved to {b:?} before, now "))
+                    .map(|b| format!("DNS rebinding ({name} resolved to {b:?} before): "))
                     .unwrap_or_default();
-                return Verdict::Refuse(format!("{moved}{name} resolves to {e}"));
+                return Verdict::Refuse(format!("{moved}{name}: {e}"));
             }
         }
         Verdict::Connect(addrs.into_iter().map(|ip| (ip, port).into()).collect())
@@ -207,6 +207,9 @@ async fn relay(mut inside: TcpStream, d: &Decider) {
         Verdict::Connect(t) => t,
         Verdict::Refuse(reason) => {
             tracing::warn!(server = %d.server, destination = %dst, %reason, "egress refused");
+            // A reset, as a refused connect would give, rather than an orderly close the
+            // client could take for an empty answer.
+            let _ = inside.set_linger(Some(Duration::ZERO));
             return;
         }
     };
@@ -305,19 +308,28 @@ mod tests {
         let Verdict::Refuse(r) = d.decide(at(8080)).await else {
             panic!("rebinding allowed")
         };
-        assert!(r.starts_with("DNS rebinding: web.test resolved to"), "{r}");
-        assert!(r.contains("10.231.2.2 is in the private"), "{r}");
+        assert!(
+            r.starts_with("DNS rebinding (web.test resolved to [10.231.1.2] before): web.test: 10.231.2.2 is in the private"),
+            "{r}"
+        );
         let Verdict::Refuse(r) = d.decide(at(8080)).await else {
             panic!("loopback allowed")
         };
         assert!(r.contains("loopback"), "{r}");
         // Ports and raw addresses.
-        assert!(matches!(d.decide(at(8081)).await, Verdict::Refuse(r) if r.contains("on port 8081")));
+        assert!(
+            matches!(d.decide(at(8081)).await, Verdict::Refuse(r) if r.contains("on port 8081"))
+        );
         assert_eq!(
             d.decide(v4("10.231.1.9:8080")).await,
             Verdict::Connect(vec!["10.231.1.9:8080".parse().unwrap()])
         );
-        for refused in ["10.231.2.2:8080", "10.231.1.9:22", "198.18.0.9:8080", "127.0.0.1:4000"] {
+        for refused in [
+            "10.231.2.2:8080",
+            "10.231.1.9:22",
+            "198.18.0.9:8080",
+            "127.0.0.1:4000",
+        ] {
             assert!(
                 matches!(d.decide(v4(refused)).await, Verdict::Refuse(_)),
                 "{refused}"
