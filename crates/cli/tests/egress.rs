@@ -220,3 +220,61 @@ async fn an_allow_list_reaches_only_its_targets_and_every_refusal_holds_from_out
     assert_eq!(allowed.log().len(), 4, "{:?}", allowed.log());
     assert!(!allowed.log().iter().any(|l| l.starts_with("udp")));
 }
+
+#[tokio::test]
+async fn without_the_privilege_for_a_namespace_the_server_does_not_start_and_the_error_names_it() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "servers:
+  - name: hostile
+    command: python3
+    args: [{}]
+    isolation: {{ network: {{ egress: [\"allowed.test:8080\"] }} }}
+virtual_servers:
+  - name: open
+    path: /mcp
+    include: [{{ server: hostile }}]
+",
+        fixture().display()
+    );
+    let path = write_config(dir.path(), &config);
+    let gw = Gatehouse::start_configured(
+        &["--config", path.to_str().unwrap()],
+        &[],
+        tempfile::tempdir().unwrap(),
+        |cmd| {
+            // SAFETY: prctl with integer arguments between fork and exec. Root without these
+            // two in its bounding set has neither after exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    for cap in [21, 12] {
+                        // CAP_SYS_ADMIN, CAP_NET_ADMIN
+                        if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    Ok(())
+                });
+            }
+        },
+    );
+    let (_, v) = modern(
+        &client(),
+        &gw.url("/mcp"),
+        1,
+        "tools/call",
+        json!({"name": "probe", "arguments": {"action": "http", "target": "allowed.test:8080"}}),
+    )
+    .await;
+    assert!(v.get("result").is_none_or(|r| r["isError"] == true), "{v}");
+    assert!(
+        eventually(Duration::from_secs(5), || gw.logged(
+            "egress allow-lists need the gateway to run as root, or with CAP_NET_ADMIN and CAP_SYS_ADMIN"
+        ))
+        .await,
+        "the start error does not name the requirement"
+    );
+    // Never a silent fallback: no process of the server runs.
+    assert!(!gw.logged("started stdio server server=hostile"));
+}

@@ -209,7 +209,7 @@ async fn relay(mut inside: TcpStream, d: &Decider) {
             tracing::warn!(server = %d.server, destination = %dst, %reason, "egress refused");
             // A reset, as a refused connect would give, rather than an orderly close the
             // client could take for an empty answer.
-            let _ = inside.set_linger(Some(Duration::ZERO));
+            let _ = inside.set_zero_linger();
             return;
         }
     };
