@@ -104,7 +104,7 @@ impl EgressRule {
 
 /// Why an address may not be connected to.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{ip} is in the {range} range, which no egress rule names")]
+#[error("{ip} is in the {range} range")]
 pub struct AddressRefused {
     /// The refused address.
     pub ip: IpAddr,
@@ -265,7 +265,7 @@ mod tests {
         let e = p.check_resolved(ip("10.231.2.2")).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "10.231.2.2 is in the private (10.0.0.0/8) range, which no egress rule names"
+            "10.231.2.2 is in the private (10.0.0.0/8) range"
         );
         assert!(p.check_resolved(ip("127.0.0.1")).is_err());
         assert!(check_fetched_address(ip("169.254.169.254")).is_err());

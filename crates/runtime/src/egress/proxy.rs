@@ -105,7 +105,7 @@ impl Decider {
                     .filter(|b| b.iter().all(|ip| self.policy.check_resolved(*ip).is_ok()))
                     .map(|b| format!("DNS rebinding ({name} resolved to {b:?} before): "))
                     .unwrap_or_default();
-                return Verdict::Refuse(format!("{moved}{name}: {e}"));
+                return Verdict::Refuse(format!("{moved}{name}: {e}, which no egress rule names"));
             }
         }
         Verdict::Connect(addrs.into_iter().map(|ip| (ip, port).into()).collect())
