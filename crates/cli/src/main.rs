@@ -266,6 +266,9 @@ fn main() -> ExitCode {
                 {
                     println!("note: {note}");
                 }
+                for note in c.servers.iter().filter_map(gatehouse_runtime::egress::note) {
+                    println!("note: {note}");
+                }
                 println!(
                     "{}: valid ({} server(s), {} virtual server(s))",
                     config.display(),

@@ -278,3 +278,31 @@ virtual_servers:
     // Never a silent fallback: no process of the server runs.
     assert!(!gw.logged("started stdio server server=hostile"));
 }
+
+#[test]
+fn validate_lists_the_effective_allow_list_and_what_enforcing_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &format!(
+            "servers:
+  - name: hostile
+    command: python3
+    args: [{}]
+    isolation: {{ network: {{ egress: [\"API.example.com:443\", \"10.20.0.0/16:5432\"] }} }}
+virtual_servers:
+  - name: open
+    path: /mcp
+    include: [{{ server: hostile }}]
+",
+            fixture().display()
+        ),
+    );
+    let (code, out, err) = gatehouse(&["validate", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("note: server \"hostile\" may connect only to api.example.com:443, 10.20.0.0/16:5432 (TCP")
+            && out.contains("CAP_NET_ADMIN and CAP_SYS_ADMIN"),
+        "{out}"
+    );
+}

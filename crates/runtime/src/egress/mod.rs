@@ -80,6 +80,21 @@ impl Egress {
     }
 }
 
+/// For `gatehouse validate`: the effective allow-list of a sandboxed server that has one, and
+/// what enforcing it needs. `None` for other servers.
+pub fn note(server: &gatehouse_config::ServerConfig) -> Option<String> {
+    let iso = server.isolation.as_ref()?;
+    if iso.network.egress.is_empty() || iso.runtime() != gatehouse_config::RuntimeKind::Sandbox {
+        return None;
+    }
+    let policy = EgressPolicy::parse(&iso.network.egress).ok()?;
+    Some(format!(
+        "server \"{}\" may connect only to {} (TCP, through its own egress proxy; names resolved by the gateway, internal addresses only where a range rule names them); the gateway needs root or CAP_NET_ADMIN and CAP_SYS_ADMIN, and nft and ip, to start it",
+        server.name,
+        policy_text(&policy).join(", ")
+    ))
+}
+
 fn policy_text(p: &EgressPolicy) -> Vec<String> {
     p.rules()
         .iter()
