@@ -136,6 +136,12 @@ async fn an_allow_list_reaches_only_its_targets_and_every_refusal_holds_from_out
         &probe(&gw, "/mcp", "http", &format!("{o}:8080")).await,
         "another host, raw",
     );
+    // An allowed name's address, asked for as another host (domain fronting, another
+    // virtual host behind the same address).
+    refused(
+        &probe(&gw, "/mcp", "http", "allowed.test:8080 other.test").await,
+        "another Host",
+    );
     // Rebinding: the first resolution reaches the allowed host, the second is refused.
     ok(
         &probe(&gw, "/mcp", "http", "rebind.test:8080").await,

@@ -15,6 +15,7 @@
 
 mod dns;
 mod netns;
+mod peek;
 mod proxy;
 
 use std::net::SocketAddr;

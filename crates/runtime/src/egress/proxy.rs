@@ -11,7 +11,10 @@ use std::time::Duration;
 use gatehouse_config::EgressPolicy;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use super::dns;
+use super::peek::{self, Peeked};
 
 /// The pool the DNS listener answers from: 198.18.0.0/15 (reserved for benchmarking, never a
 /// real destination). The n-th allowed host name gets the (n+1)-th address.
@@ -22,6 +25,9 @@ const POOL_SIZE: u32 = 1 << 17;
 const MAX_CONNECTIONS: usize = 256;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client may take to say which host it wants before the server is assumed to
+/// speak first.
+const PEEK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What every decision of one server's proxy needs.
 #[derive(Debug)]
@@ -39,7 +45,12 @@ pub(crate) struct Decider {
 /// Where a redirected connection goes, or why not.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
-    Connect(Vec<SocketAddr>),
+    /// Connect to the first of these that answers; `name` is the allowed name asked for, which
+    /// a TLS SNI or HTTP `Host` must match.
+    Connect {
+        targets: Vec<SocketAddr>,
+        name: Option<String>,
+    },
     Refuse(String),
 }
 
@@ -78,7 +89,10 @@ impl Decider {
         }
         let name = match self.pool_name(ip) {
             None if self.policy.allows_address(IpAddr::V4(ip), port) => {
-                return Verdict::Connect(vec![SocketAddr::V4(dst)]);
+                return Verdict::Connect {
+                    targets: vec![SocketAddr::V4(dst)],
+                    name: None,
+                };
             }
             None => return Verdict::Refuse("no egress rule allows this address and port".into()),
             Some(None) => return Verdict::Refuse("an address the egress DNS never gave".into()),
@@ -108,7 +122,10 @@ impl Decider {
                 return Verdict::Refuse(format!("{moved}{name}: {e}, which no egress rule names"));
             }
         }
-        Verdict::Connect(addrs.into_iter().map(|ip| (ip, port).into()).collect())
+        Verdict::Connect {
+            targets: addrs.into_iter().map(|ip| (ip, port).into()).collect(),
+            name: Some(name.to_string()),
+        }
     }
 
     async fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, String> {
@@ -203,9 +220,18 @@ async fn relay(mut inside: TcpStream, d: &Decider) {
             return;
         }
     };
-    let targets = match d.decide(dst).await {
-        Verdict::Connect(t) => t,
-        Verdict::Refuse(reason) => {
+    let verdict = match d.decide(dst).await {
+        Verdict::Connect { targets, name } => match name {
+            None => Ok((targets, Vec::new())),
+            Some(name) => first_bytes_for(&mut inside, &name)
+                .await
+                .map(|first| (targets, first)),
+        },
+        Verdict::Refuse(reason) => Err(reason),
+    };
+    let (targets, first) = match verdict {
+        Ok(v) => v,
+        Err(reason) => {
             tracing::warn!(server = %d.server, destination = %dst, %reason, "egress refused");
             // A reset, as a refused connect would give, rather than an orderly close the
             // client could take for an empty answer.
@@ -218,6 +244,9 @@ async fn relay(mut inside: TcpStream, d: &Decider) {
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
             Ok(Ok(mut outside)) => {
                 tracing::debug!(server = %d.server, destination = %dst, %target, "egress connected");
+                if outside.write_all(&first).await.is_err() {
+                    return;
+                }
                 let _ = tokio::io::copy_bidirectional(&mut inside, &mut outside).await;
                 return;
             }
@@ -226,6 +255,40 @@ async fn relay(mut inside: TcpStream, d: &Decider) {
         }
     }
     tracing::info!(server = %d.server, destination = %dst, targets = ?targets, error = %last, "egress connect failed");
+}
+
+/// The connection's first bytes, when they are TLS or HTTP naming `name` (or a protocol
+/// where the server speaks first, or another one); an error when they name another host or
+/// none. Read, not peeked: they are written to the target once it is connected.
+async fn first_bytes_for(inside: &mut TcpStream, name: &str) -> Result<Vec<u8>, String> {
+    let deadline = tokio::time::Instant::now() + PEEK_TIMEOUT;
+    let mut first = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let read = tokio::time::timeout_at(deadline, inside.read(&mut buf)).await;
+        match read {
+            // Nothing said: a protocol where the server speaks first.
+            Err(_) if first.is_empty() => return Ok(first),
+            Err(_) => return Err("an incomplete TLS or HTTP start".into()),
+            Ok(Ok(0)) | Ok(Err(_)) => return Err("closed before saying anything".into()),
+            Ok(Ok(n)) => first.extend_from_slice(&buf[..n]),
+        }
+        match peek::named_host(&first) {
+            Peeked::More if first.len() < peek::MAX_PEEK => {}
+            Peeked::More | Peeked::Other => return Ok(first),
+            Peeked::Names(Some(host)) if host == name => return Ok(first),
+            Peeked::Names(Some(host)) => {
+                return Err(format!(
+                    "asked for {name} but names {host} (TLS SNI or HTTP Host)"
+                ));
+            }
+            Peeked::Names(None) => {
+                return Err(format!(
+                    "asked for {name} but names no host (TLS SNI or HTTP Host)"
+                ));
+            }
+        }
+    }
 }
 
 /// Where the server meant to connect before nftables redirected it here.
@@ -302,7 +365,10 @@ mod tests {
         let at = |port| SocketAddrV4::new(web, port);
         assert_eq!(
             d.decide(at(8080)).await,
-            Verdict::Connect(vec!["10.231.1.2:8080".parse().unwrap()])
+            Verdict::Connect {
+                targets: vec!["10.231.1.2:8080".parse().unwrap()],
+                name: Some("web.test".into())
+            }
         );
         // Same name, second answer: a range no rule names, after an allowed one.
         let Verdict::Refuse(r) = d.decide(at(8080)).await else {
@@ -322,7 +388,10 @@ mod tests {
         );
         assert_eq!(
             d.decide(v4("10.231.1.9:8080")).await,
-            Verdict::Connect(vec!["10.231.1.9:8080".parse().unwrap()])
+            Verdict::Connect {
+                targets: vec!["10.231.1.9:8080".parse().unwrap()],
+                name: None
+            }
         );
         for refused in [
             "10.231.2.2:8080",
