@@ -274,7 +274,12 @@ fn main() -> ExitCode {
                 {
                     println!("note: {note}");
                 }
-                for note in c.servers.iter().filter_map(gatehouse_runtime::install_note) {
+                for note in c
+                    .servers
+                    .iter()
+                    .filter_map(gatehouse_runtime::install_note)
+                    .chain(c.servers.iter().filter_map(gatehouse_runtime::egress::note))
+                {
                     println!("note: {note}");
                 }
                 println!(

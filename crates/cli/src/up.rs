@@ -68,7 +68,14 @@ fn runtimes(
         })?),
         Err(_) => None,
     };
+    let egress_resolver = match std::env::var("GATEHOUSE_EGRESS_RESOLVER") {
+        Ok(v) => Some(v.parse().with_context(|| {
+            format!("GATEHOUSE_EGRESS_RESOLVER={v:?}: expected a DNS server's address and port such as 10.0.0.2:53")
+        })?),
+        Err(_) => None,
+    };
     Ok(gatehouse_runtime::RuntimesConfig {
+        egress_resolver,
         helper: Some(helper),
         landlock_max_abi,
         bwrap: None,

@@ -37,6 +37,7 @@ mod audit;
 mod audit_sinks;
 mod auth;
 mod duration;
+pub mod egress;
 mod error;
 mod interpolate;
 mod isolation;
@@ -69,6 +70,7 @@ pub use auth::{
     SecretRef, SecretSource, ToolScopes, WorkloadIssuerConfig, WorkloadKind, valid_secret_name,
 };
 pub use duration::{DURATION_PATTERN, DurationSpec};
+pub use egress::{AddressRefused, EgressPolicy, forbidden_range};
 pub use error::{ConfigError, ConfigErrors};
 pub use isolation::{
     ByteSize, EgressRule, FilesystemGrants, IsolationConfig, NetworkGrants, Preset, Resources,

@@ -103,20 +103,43 @@ fn fields_that_mean_nothing_for_the_runtime_are_refused() {
 }
 
 #[test]
-fn egress_rules_are_checked_and_allow_lists_are_refused_until_they_are_enforced() {
+fn egress_rules_are_checked_and_allow_lists_are_accepted_only_where_they_are_enforced() {
     let errs = errors(&format!(
         "{HEAD}      network: {{ egress: [\"api.github.com\"] }}\n"
     ));
     let messages: Vec<String> = errs.iter().map(|e| e.message.clone()).collect();
-    assert!(
-        messages.iter().any(|m| m.contains("without a port")),
-        "{messages:?}"
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(messages[0].contains("without a port"), "{messages:?}");
+    // The sandbox enforces allow-lists (its own network namespace and egress proxy).
+    let c = load_str(
+        &format!(
+            "{HEAD}      network: {{ egress: [\"api.github.com:443\", \"10.20.0.0/16:5432\"] }}\n"
+        ),
+        Path::new("g.yaml"),
+        &|_| None,
+    )
+    .unwrap();
+    let egress = &c.servers[0].isolation.as_ref().unwrap().network.egress;
+    let policy = gatehouse_config::EgressPolicy::parse(egress).unwrap();
+    assert!(policy.allows_name("api.github.com", 443));
+    // A plain process cannot be held to a list, nor (yet) a container: refused, not ignored.
+    let msg = one(
+        &format!(
+            "{HEAD}      runtime: process\n      network: {{ egress: [\"a.example:443\"] }}\n"
+        ),
+        6,
+        7,
+        "servers[0].isolation.network",
     );
+    assert!(msg.contains("no effect with runtime process"), "{msg}");
+    let errs = errors(&format!(
+        "{HEAD}      runtime: container\n      image: localhost/x:1\n      network: {{ egress: [\"a.example:443\"] }}\n"
+    ));
     assert!(
-        messages
-            .iter()
-            .any(|m| m.contains("not enforced by this version yet")),
-        "{messages:?}"
+        errs.iter()
+            .any(|e| e.message.contains("enforced for runtime sandbox only")
+                && e.path == "servers[0].isolation.network.egress[0]"),
+        "{errs:?}"
     );
     // An empty list is the default: no network, and valid.
     load_str(

@@ -75,6 +75,7 @@ pub async fn discover(
                 reason: format!("{url} names issuer {:?}, expected {issuer:?}", meta.issuer),
             });
         }
+        check_learned_endpoints(&meta, issuer).await?;
         return Ok(meta);
     }
     Err(IdentityError::Unavailable {
@@ -82,9 +83,95 @@ pub async fn discover(
     })
 }
 
+/// The address rule for the endpoints the metadata names: they were learned at run time,
+/// not written in the config, so one on another host than the issuer must not lead the
+/// gateway to an internal address (a metadata document pointing `jwks_uri` at the cloud
+/// metadata service, or at an admin port on loopback). The issuer's own host is the
+/// operator's choice and is used as written.
+pub async fn check_learned_endpoints(
+    meta: &ServerMetadata,
+    issuer: &str,
+) -> Result<(), IdentityError> {
+    let issuer_host = url::Url::parse(issuer)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    for (field, value) in [
+        ("jwks_uri", &meta.jwks_uri),
+        ("token_endpoint", &meta.token_endpoint),
+        ("authorization_endpoint", &meta.authorization_endpoint),
+        ("introspection_endpoint", &meta.introspection_endpoint),
+        ("revocation_endpoint", &meta.revocation_endpoint),
+    ] {
+        let Some(value) = value else { continue };
+        let refused = |why: String| IdentityError::Unavailable {
+            reason: format!("the metadata of {issuer} names {field} {value}, {why}"),
+        };
+        let url = url::Url::parse(value).map_err(|e| refused(format!("not a URL: {e}")))?;
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => d.to_ascii_lowercase(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => format!("[{ip}]"),
+            None => return Err(refused("which has no host".into())),
+        };
+        if issuer_host.as_deref() == Some(host.as_str()) {
+            continue;
+        }
+        let port = url.port_or_known_default().unwrap_or(443);
+        let addrs: Vec<std::net::IpAddr> = match url.host() {
+            Some(url::Host::Ipv4(ip)) => vec![ip.into()],
+            Some(url::Host::Ipv6(ip)) => vec![ip.into()],
+            _ => tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .map_err(|e| refused(format!("which does not resolve: {e}")))?
+                .map(|a| a.ip())
+                .collect(),
+        };
+        for ip in addrs {
+            gatehouse_config::egress::check_fetched_address(ip).map_err(|e| {
+                refused(format!(
+                    "on another host than the issuer, and {e} (only the issuer's own host may be internal)"
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn learned_endpoints_on_other_hosts_may_not_be_internal() {
+        let issuer = "http://127.0.0.1:9000/realms/r";
+        let meta = |jwks: &str| ServerMetadata {
+            issuer: issuer.into(),
+            jwks_uri: Some(jwks.into()),
+            ..Default::default()
+        };
+        // The issuer's own host is the operator's choice, internal or not.
+        check_learned_endpoints(&meta("http://127.0.0.1:9000/certs"), issuer)
+            .await
+            .unwrap();
+        check_learned_endpoints(&meta("https://203.0.113.5/certs"), issuer)
+            .await
+            .unwrap();
+        for internal in [
+            "http://169.254.169.254/latest/meta-data",
+            "http://10.0.0.1/certs",
+            "http://[::1]:8080/certs",
+            "http://localhost:9001/certs",
+        ] {
+            let e = check_learned_endpoints(&meta(internal), issuer)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("names jwks_uri") && e.contains("range (only the issuer's own host"),
+                "{internal}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn well_known_urls_follow_oidc_then_rfc8414() {

@@ -33,6 +33,10 @@ pub struct ExecSpec {
     /// Refuse every TCP connect (Landlock ABI 4 and later; the network namespace has no
     /// route out either way).
     pub deny_tcp: bool,
+    /// With an egress allow-list: the only TCP ports a connect may name (Landlock ABI 4 and
+    /// later; the egress proxy decides every connection either way).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connect_ports: Vec<u16>,
 }
 
 /// Runs the helper with the arguments after the subcommand: `SPEC -- PROGRAM ARGS…`. Only
@@ -87,7 +91,7 @@ fn restrict(spec: &ExecSpec) -> Result<(), String> {
 #[cfg(target_os = "linux")]
 fn landlock_rules(spec: &ExecSpec) -> Result<(), landlock::RulesetError> {
     use landlock::{
-        ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, Ruleset, RulesetAttr,
+        ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, Ruleset, RulesetAttr,
         RulesetCreatedAttr, Scope, path_beneath_rules,
     };
     let abi = ABI::from(i32::from(spec.landlock_abi));
@@ -95,7 +99,8 @@ fn landlock_rules(spec: &ExecSpec) -> Result<(), landlock::RulesetError> {
         // The ABI was read from the kernel; what it lacks is left out, not an error.
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(AccessFs::from_all(abi))?;
-    if spec.deny_tcp && spec.landlock_abi >= 4 {
+    let limit_tcp = spec.deny_tcp || !spec.connect_ports.is_empty();
+    if limit_tcp && spec.landlock_abi >= 4 {
         ruleset = ruleset.handle_access(AccessNet::ConnectTcp)?;
     }
     if spec.landlock_abi >= 6 {
@@ -104,8 +109,18 @@ fn landlock_rules(spec: &ExecSpec) -> Result<(), landlock::RulesetError> {
     let existing = |paths: &[PathBuf]| -> Vec<PathBuf> {
         paths.iter().filter(|p| p.exists()).cloned().collect()
     };
+    let ports: Vec<u16> = if spec.landlock_abi >= 4 && !spec.deny_tcp {
+        spec.connect_ports.clone()
+    } else {
+        Vec::new()
+    };
     ruleset
         .create()?
+        .add_rules(
+            ports
+                .into_iter()
+                .map(|p| Ok::<_, landlock::RulesetError>(NetPort::new(p, AccessNet::ConnectTcp))),
+        )?
         // Listing folders reveals only the sandbox's own tree (the mounts decide what is in
         // it); programs that walk up from their folder (Node's module resolution, path
         // checks that scan parents) need it.

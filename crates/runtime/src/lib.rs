@@ -19,6 +19,7 @@
 
 pub mod cgroup;
 pub mod container;
+pub mod egress;
 pub mod exec;
 pub mod install;
 mod plan;
@@ -78,6 +79,9 @@ pub struct RuntimesConfig {
     pub packages: Option<PathBuf>,
     /// The container engine's socket (`unix:///…`); default: detected (Podman first).
     pub container_host: Option<String>,
+    /// The DNS server egress proxies resolve allowed names through (default: the system's
+    /// resolver). Read from `GATEHOUSE_EGRESS_RESOLVER` by the CLI; tests point it at theirs.
+    pub egress_resolver: Option<std::net::SocketAddr>,
 }
 
 impl RuntimesConfig {
@@ -95,6 +99,7 @@ impl RuntimesConfig {
             cgroups.reap_stale();
         }
         Runtimes {
+            egress_resolver: self.egress_resolver,
             secrets: self.secrets,
             helper: self.helper,
             bwrap: self.bwrap,
@@ -112,6 +117,7 @@ impl RuntimesConfig {
 /// Launches server processes in their runtimes.
 #[derive(Debug)]
 pub struct Runtimes {
+    egress_resolver: Option<std::net::SocketAddr>,
     secrets: Option<std::sync::Arc<dyn SecretLookup>>,
     helper: Option<PathBuf>,
     bwrap: Option<PathBuf>,
@@ -140,6 +146,9 @@ pub struct Launch {
     pub cgroup: Option<cgroup::Cgroup>,
     /// Descriptors the spawned process inherits (secret files); close them after spawning.
     pub inherited: Vec<std::os::fd::OwnedFd>,
+    /// The server's network namespace and egress proxy (with an allow-list); keep it for as
+    /// long as the process runs.
+    pub egress: Option<egress::Egress>,
 }
 
 /// The isolation a server gets: its own block, or the minimal sandbox profile when it has
@@ -253,7 +262,17 @@ impl Runtimes {
                     self.secrets.as_deref(),
                 )
                 .await?;
+                let egress = match iso.network.egress.is_empty() {
+                    true => None,
+                    false => {
+                        let policy = gatehouse_config::EgressPolicy::parse(&iso.network.egress)
+                            .map_err(RuntimeError::Profile)?;
+                        let resolver = self.egress_resolver;
+                        Some(egress::Egress::start(&server.name, policy, resolver).await?)
+                    }
+                };
                 sandbox::build(sandbox::Sandbox {
+                    egress,
                     server: &server.name,
                     plan,
                     iso: &iso,

@@ -63,12 +63,15 @@ pub(crate) fn process(server: &ServerConfig, extra_env: Vec<(String, String)>) -
         protections: Protections::default(),
         cgroup: None,
         inherited: Vec::new(),
+        egress: None,
     }
 }
 
 /// What one sandbox is built from.
 pub(crate) struct Sandbox<'a> {
     pub server: &'a str,
+    /// With an allow-list: the namespace the sandbox joins instead of an empty one of its own.
+    pub egress: Option<crate::egress::Egress>,
     pub plan: SandboxPlan,
     pub iso: &'a IsolationConfig,
     pub bwrap: &'a Path,
@@ -98,6 +101,11 @@ pub(crate) fn build(s: Sandbox<'_>) -> Result<Launch, RuntimeError> {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    if s.egress.is_some() {
+        // Every namespace of its own but the network: that one the gateway built (joined
+        // in pre_exec below), whose only way out is the egress proxy.
+        args.insert(1, "--share-net".into());
+    }
     let mut mount = |how: &str, from: &Path, to: &Path| {
         args.push(how.into());
         args.push(from.display().to_string());
@@ -150,6 +158,17 @@ pub(crate) fn build(s: Sandbox<'_>) -> Result<Launch, RuntimeError> {
         ]);
         inherited.push(fd);
     }
+    if s.egress.is_some() {
+        // Names resolve through the namespace's own DNS listener, never the host's resolver.
+        let fd = memfd_with(crate::egress::RESOLV_CONF)
+            .map_err(|e| RuntimeError::Profile(format!("cannot hold resolv.conf: {e}")))?;
+        args.extend([
+            "--ro-bind-data".into(),
+            fd.as_raw_fd().to_string(),
+            "/etc/resolv.conf".into(),
+        ]);
+        inherited.push(fd);
+    }
     args.extend(["--chdir".into(), plan.cwd.display().to_string()]);
 
     let spec = ExecSpec {
@@ -157,6 +176,11 @@ pub(crate) fn build(s: Sandbox<'_>) -> Result<Launch, RuntimeError> {
         write: landlock_writes(plan),
         landlock_abi: s.landlock_abi,
         deny_tcp: s.iso.network.egress.is_empty(),
+        // The ports the allow-list names (connects are checked before nftables redirects
+        // them): Landlock refuses the rest at the connect call already.
+        connect_ports: gatehouse_config::EgressPolicy::parse(&s.iso.network.egress)
+            .map(|p| p.ports())
+            .unwrap_or_default(),
     };
     args.extend([
         "--".into(),
@@ -190,11 +214,18 @@ pub(crate) fn build(s: Sandbox<'_>) -> Result<Launch, RuntimeError> {
         .map(cgroup::Cgroup::procs_fds)
         .unwrap_or_default();
     let keep: Vec<i32> = inherited.iter().map(AsRawFd::as_raw_fd).collect();
+    let netns = s.egress.as_ref().map(crate::egress::Egress::netns_fd);
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-    // system calls (write, fcntl, setrlimit) on descriptors and buffers set up before fork.
+    // system calls (write, fcntl, setrlimit, setns) on descriptors and buffers set up before
+    // fork.
     unsafe {
         cmd.pre_exec(move || {
             cgroup::join_self(&fds)?;
+            if let Some(fd) = netns
+                && libc::setns(fd, libc::CLONE_NEWNET) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
             for &fd in &keep {
                 if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
                     return Err(std::io::Error::last_os_error());
@@ -213,13 +244,19 @@ pub(crate) fn build(s: Sandbox<'_>) -> Result<Launch, RuntimeError> {
         command: cmd,
         runtime: RuntimeKind::Sandbox,
         protections: Protections {
-            namespaces: "user pid ipc uts mount net cgroup",
+            namespaces: match s.egress {
+                None => "user pid ipc uts mount net cgroup",
+                Some(_) => {
+                    "user pid ipc uts mount cgroup; net: own namespace, egress through the gateway's proxy"
+                }
+            },
             landlock_abi: s.landlock_abi,
             seccomp: crate::exec::SECCOMP_AVAILABLE,
             limits,
         },
         cgroup,
         inherited,
+        egress: s.egress,
     })
 }
 

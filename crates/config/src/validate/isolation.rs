@@ -185,10 +185,13 @@ impl Validator<'_> {
                 self.at_value(&at, e);
             }
         }
-        if !iso.network.egress.is_empty() {
+        // The sandbox enforces allow-lists through its own network namespace and egress
+        // proxy; the container runtime has no such enforcement yet, and a list it did not
+        // enforce would read as a protection that is not there.
+        if !iso.network.egress.is_empty() && iso.runtime() == RuntimeKind::Container {
             self.at_value(
                 &path::index(&egress, 0),
-                "egress allow-lists are not enforced by this version yet, so none is accepted: use `egress: []` (no network) or runtime process".into(),
+                "egress allow-lists are enforced for runtime sandbox only in this version, so none is accepted with runtime container: use `egress: []` (no network) or runtime sandbox".into(),
             );
         }
     }

@@ -64,6 +64,8 @@ struct Proc {
     stop: Stopper,
     /// The process's resource limits; the cgroup is removed after the process is killed.
     _cgroup: Option<gatehouse_runtime::cgroup::Cgroup>,
+    /// The process's network namespace and egress proxy, ended with it.
+    _egress: Option<gatehouse_runtime::egress::Egress>,
     last_used: AtomicU64,
     epoch: Instant,
 }
@@ -223,6 +225,7 @@ impl StdioBackend {
             protections,
             cgroup,
             inherited,
+            egress,
         } = launch;
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -258,6 +261,7 @@ impl StdioBackend {
             )
             .await?;
         proc._cgroup = cgroup;
+        proc._egress = egress;
         Ok(proc)
     }
 
@@ -372,6 +376,7 @@ impl StdioBackend {
             info: Arc::new(info),
             stop,
             _cgroup: None,
+            _egress: None,
             last_used: AtomicU64::new(0),
             epoch: Instant::now(),
         })
