@@ -5,6 +5,9 @@
 //! listener that logged no connection, what `podman inspect` shows.
 
 mod common;
+#[path = "common/testnet.rs"]
+#[allow(dead_code)] // Shared with egress.rs, which also uses its DNS server.
+mod testnet;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -420,8 +423,12 @@ async fn a_runtime_class_the_engine_would_not_use_is_refused_and_the_gateway_kee
         !v.to_string().contains("NoNewPrivs"),
         "the server ran on the wrong runtime: {v}"
     );
+    // The log is read from the gateway's stderr as it comes: give the line a moment.
     assert!(
-        gw.logged("asked for runtime class \"gatehouse-test-runc\", but the engine would run it with \"runc\""),
+        eventually(Duration::from_secs(5), || gw.logged(
+            "asked for runtime class \"gatehouse-test-runc\", but the engine would run it with \"runc\""
+        ))
+        .await,
         "the refusal names both runtimes"
     );
     assert!(
@@ -468,4 +475,53 @@ async fn a_runtime_class_is_the_containers_oci_runtime_and_gvisor_runs_the_serve
         assert!(gw.terminate(Duration::from_secs(15)).is_some());
         assert!(containers_of(pid).is_empty());
     }
+}
+
+#[tokio::test]
+async fn a_container_with_an_allow_list_reaches_only_its_targets_through_the_gateways_proxy() {
+    // A test host in a namespace this test makes (10.231.3.2); nothing leaves the machine.
+    let host = testnet::TestHost::new(3, &[8080, 8081], 9999);
+    let a = host.ip;
+    let Setup { _dir, gw, .. } = start(
+        HOSTILE,
+        "      network: { egress: [\"10.231.3.0/24:8080\", \"allowed.test:8080\"] }\n",
+    );
+    let (port, accepted) = counting_listener();
+    assert_eq!(
+        probe(&gw, "http", &format!("{a}:8080")).await,
+        format!("ok: hello from {a}:8080")
+    );
+    assert_eq!(host.log(), ["tcp 8080"]);
+    // Its resolv.conf names the namespace's DNS listener: an allowed name gets a pool address,
+    // another name nothing.
+    assert_eq!(
+        probe(&gw, "resolve", "allowed.test").await,
+        "ok: 198.18.0.1"
+    );
+    let r = probe(&gw, "resolve", "other.test").await;
+    assert!(r.starts_with("denied"), "{r}");
+    // Refused: another port of the same host, the host's loopback (outside checks).
+    let r = probe(&gw, "http", &format!("{a}:8081")).await;
+    assert!(r.starts_with("denied"), "{r}");
+    let r = probe(&gw, "connect", &format!("127.0.0.1:{port}")).await;
+    assert!(r.starts_with("denied"), "{r}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(host.log(), ["tcp 8080"], "the refused port was reached");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "the host's loopback was reached"
+    );
+    assert!(eventually(Duration::from_secs(5), || gw.logged("egress refused")).await);
+    assert!(gw.logged("egress through the gateway's proxy"));
+    // The engine joined the gateway's namespace for it.
+    let names = containers_of(gw.child.id());
+    assert_eq!(names.len(), 1, "{names:?}");
+    let mode = podman(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.NetworkMode}}",
+        &names[0],
+    ]);
+    assert!(mode.trim().starts_with("ns:/proc/"), "{mode}");
 }

@@ -262,15 +262,7 @@ impl Runtimes {
                     self.secrets.as_deref(),
                 )
                 .await?;
-                let egress = match iso.network.egress.is_empty() {
-                    true => None,
-                    false => {
-                        let policy = gatehouse_config::EgressPolicy::parse(&iso.network.egress)
-                            .map_err(RuntimeError::Profile)?;
-                        let resolver = self.egress_resolver;
-                        Some(egress::Egress::start(&server.name, policy, resolver).await?)
-                    }
-                };
+                let egress = self.egress_for(server, &iso).await?;
                 sandbox::build(sandbox::Sandbox {
                     egress,
                     server: &server.name,
@@ -323,6 +315,7 @@ impl Runtimes {
     ) -> Result<container::Attached, RuntimeError> {
         let iso = effective_isolation(server);
         let id = self.counter.fetch_add(1, Ordering::Relaxed);
+        let egress = self.egress_for(server, &iso).await?;
         container::start(
             &self.containers,
             server,
@@ -330,8 +323,26 @@ impl Runtimes {
             extra_env,
             self.secrets.as_deref(),
             id,
+            egress,
         )
         .await
+    }
+
+    /// The network namespace and egress proxy of a server with an allow-list (sandbox or
+    /// container alike); `None` without one.
+    async fn egress_for(
+        &self,
+        server: &ServerConfig,
+        iso: &IsolationConfig,
+    ) -> Result<Option<egress::Egress>, RuntimeError> {
+        if iso.network.egress.is_empty() {
+            return Ok(None);
+        }
+        let policy = gatehouse_config::EgressPolicy::parse(&iso.network.egress)
+            .map_err(RuntimeError::Profile)?;
+        Ok(Some(
+            egress::Egress::start(&server.name, policy, self.egress_resolver).await?,
+        ))
     }
 
     async fn sandbox_available(&self) -> Result<PathBuf, RuntimeError> {

@@ -82,7 +82,7 @@ impl Validator<'_> {
         self.isolation_secrets(iso, &field);
     }
 
-    /// A container needs its image; its network is `none`, so egress cannot be granted yet.
+    /// A container needs its image; the preset is the image's business.
     fn isolation_container(&mut self, iso: &IsolationConfig, field: &str) {
         let k = |f: &str| path::key(field, f);
         match iso.image.as_deref().map(str::trim) {
@@ -97,12 +97,6 @@ impl Validator<'_> {
             self.at_key(
                 &k("preset"),
                 "preset has no effect with runtime container (the image brings the interpreter), expected it only with runtime sandbox".into(),
-            );
-        }
-        if !iso.network.is_empty() {
-            self.at_key(
-                &path::key(&k("network"), "egress"),
-                "network egress is not available with runtime container yet (its containers have no network at all), expected no egress, or runtime sandbox for a server that needs the network".into(),
             );
         }
         if iso
@@ -184,15 +178,6 @@ impl Validator<'_> {
             if let Err(e) = crate::isolation::EgressRule::parse(rule) {
                 self.at_value(&at, e);
             }
-        }
-        // The sandbox enforces allow-lists through its own network namespace and egress
-        // proxy; the container runtime has no such enforcement yet, and a list it did not
-        // enforce would read as a protection that is not there.
-        if !iso.network.egress.is_empty() && iso.runtime() == RuntimeKind::Container {
-            self.at_value(
-                &path::index(&egress, 0),
-                "egress allow-lists are enforced for runtime sandbox only in this version, so none is accepted with runtime container: use `egress: []` (no network) or runtime sandbox".into(),
-            );
         }
     }
 

@@ -283,21 +283,25 @@ impl StdioBackend {
             ended,
             guard,
             protections,
+            egress,
         } = attached;
         tracing::info!(server = %self.config.name, container = %guard.name, runtime = "container", %protections, "started stdio server");
         let exited = async move {
             let _ = ended.await;
             "its container's output ended".to_string()
         };
-        self.serve(
-            stdin,
-            stdout,
-            stderr,
-            exited,
-            Stopper::Container(guard),
-            legacy_only,
-        )
-        .await
+        let mut proc = self
+            .serve(
+                stdin,
+                stdout,
+                stderr,
+                exited,
+                Stopper::Container(guard),
+                legacy_only,
+            )
+            .await?;
+        proc._egress = egress;
+        Ok(proc)
     }
 
     /// Connects a started server's pipes to a new peer and shakes hands with it.

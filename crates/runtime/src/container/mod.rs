@@ -128,6 +128,9 @@ pub struct Attached {
     pub guard: Arc<ContainerGuard>,
     /// What protects the host from it, for the start log.
     pub protections: String,
+    /// Its network namespace and egress proxy (with an allow-list); keep it for as long as
+    /// the container runs.
+    pub egress: Option<crate::egress::Egress>,
 }
 
 impl std::fmt::Debug for Attached {
@@ -204,6 +207,7 @@ pub(crate) async fn start(
     extra_env: Vec<(String, String)>,
     store: Option<&dyn crate::SecretLookup>,
     instance: u64,
+    egress: Option<crate::egress::Egress>,
 ) -> Result<Attached, RuntimeError> {
     let ServerKind::Stdio {
         command,
@@ -263,10 +267,21 @@ pub(crate) async fn start(
         full_env.push((name.clone(), value));
     }
     let owner = engine::owner();
-    let secret_dir = if iso.secret_files.is_empty() {
+    // With an allow-list the container joins the namespace the gateway built, whose DNS
+    // listener its resolv.conf names (a file of the secret folder, read-only).
+    let netns = egress
+        .as_ref()
+        .map(|e| format!("ns:/proc/{}/fd/{}", std::process::id(), e.netns_fd()));
+    let secret_dir = if iso.secret_files.is_empty() && egress.is_none() {
         None
     } else {
         let mut files = Vec::new();
+        if egress.is_some() {
+            files.push((
+                std::path::PathBuf::from("/etc/resolv.conf"),
+                crate::egress::RESOLV_CONF.to_string(),
+            ));
+        }
         for (path, secret) in &iso.secret_files {
             let value =
                 crate::plan::resolve_secret(&server.name, &path.to_string_lossy(), secret, store)
@@ -306,6 +321,7 @@ pub(crate) async fn start(
         },
         owner: &owner,
         seccomp: &seccomp,
+        netns: netns.as_deref(),
     };
     let name = spec::name(&server.name, std::process::id(), instance);
     let create = CreateContainerOptions {
@@ -364,7 +380,12 @@ pub(crate) async fn start(
     let (ended_tx, ended) = tokio::sync::oneshot::channel();
     tokio::spawn(demux(attached.output, stdout_w, stderr_w, ended_tx));
     let protections = format!(
-        "container {name} of image {image}: no network, read-only root, no capabilities, no-new-privileges, user {}, runtime {}, limits memory {} pids {}{}",
+        "container {name} of image {image}: {}, read-only root, no capabilities, no-new-privileges, user {}, runtime {}, limits memory {} pids {}{}",
+        if egress.is_some() {
+            "net: own namespace, egress through the gateway's proxy"
+        } else {
+            "no network"
+        },
         image_user.as_deref().unwrap_or(spec::NOBODY),
         iso.runtime_class
             .as_deref()
@@ -383,6 +404,7 @@ pub(crate) async fn start(
         ended,
         guard,
         protections,
+        egress,
     })
 }
 

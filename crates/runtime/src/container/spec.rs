@@ -36,6 +36,8 @@ pub(crate) struct Spec<'a> {
     pub owner: &'a str,
     /// The `seccomp=` security option.
     pub seccomp: &'a str,
+    /// The network namespace to join (`ns:PATH`, an egress allow-list's); `None`: no network.
+    pub netns: Option<&'a str>,
 }
 
 impl Spec<'_> {
@@ -67,7 +69,7 @@ impl Spec<'_> {
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges".into(), self.seccomp.to_string()]),
             readonly_rootfs: Some(true),
-            network_mode: Some("none".into()),
+            network_mode: Some(self.netns.unwrap_or("none").to_string()),
             // Swap equal to memory: no swap beyond the limit.
             memory: Some(memory),
             memory_swap: Some(memory),
@@ -106,7 +108,7 @@ impl Spec<'_> {
             // The server's stdin closes when the gateway's attachment does.
             stdin_once: Some(true),
             tty: Some(false),
-            network_disabled: Some(true),
+            network_disabled: Some(self.netns.is_none()),
             host_config: Some(host_config),
             ..Default::default()
         }
@@ -163,6 +165,7 @@ mod tests {
             user: Some(NOBODY),
             owner: "host:1:2",
             seccomp: "seccomp=/tmp/p.json",
+            netns: None,
         };
         let body = spec.body();
         let hc = body.host_config.as_ref().unwrap();
@@ -173,6 +176,18 @@ mod tests {
         );
         assert_eq!(hc.readonly_rootfs, Some(true));
         assert_eq!(hc.network_mode.as_deref(), Some("none"));
+        assert_eq!(body.network_disabled, Some(true));
+        // With an allow-list: the namespace the gateway built, and the network on.
+        let joined = Spec {
+            netns: Some("ns:/proc/1/fd/9"),
+            ..spec
+        }
+        .body();
+        assert_eq!(
+            joined.host_config.as_ref().unwrap().network_mode.as_deref(),
+            Some("ns:/proc/1/fd/9")
+        );
+        assert_eq!(joined.network_disabled, Some(false));
         assert_eq!(hc.memory, Some(1 << 30));
         assert_eq!(hc.memory_swap, Some(1 << 30));
         assert_eq!(hc.nano_cpus, Some(500_000_000));

@@ -75,17 +75,18 @@ impl Egress {
         })
     }
 
-    /// The namespace's descriptor, for the sandbox to join (`setns` before `bwrap` runs).
+    /// The namespace's descriptor, for the sandbox to join (`setns` before `bwrap` runs) or
+    /// the container engine to open (`ns:/proc/<gateway>/fd/<fd>`).
     pub(crate) fn netns_fd(&self) -> RawFd {
         self.netns.as_raw_fd()
     }
 }
 
-/// For `gatehouse validate`: the effective allow-list of a sandboxed server that has one, and
+/// For `gatehouse validate`: the effective allow-list of a sandboxed or containerised server that has one, and
 /// what enforcing it needs. `None` for other servers.
 pub fn note(server: &gatehouse_config::ServerConfig) -> Option<String> {
     let iso = server.isolation.as_ref()?;
-    if iso.network.egress.is_empty() || iso.runtime() != gatehouse_config::RuntimeKind::Sandbox {
+    if iso.network.egress.is_empty() || iso.runtime() == gatehouse_config::RuntimeKind::Process {
         return None;
     }
     let policy = EgressPolicy::parse(&iso.network.egress).ok()?;
