@@ -16,6 +16,7 @@ mod supervisor;
 mod table;
 mod up;
 mod usage;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -281,6 +282,9 @@ fn main() -> ExitCode {
                     .chain(c.servers.iter().filter_map(gatehouse_runtime::egress::note))
                 {
                     println!("note: {note}");
+                }
+                for warning in validate::internal_url_warnings(&c) {
+                    println!("warning: {warning}");
                 }
                 println!(
                     "{}: valid ({} server(s), {} virtual server(s))",

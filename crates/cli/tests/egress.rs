@@ -312,3 +312,33 @@ virtual_servers:
         "{out}"
     );
 }
+
+#[test]
+fn validate_warns_when_a_config_url_names_a_host_that_resolves_inside() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "servers:
+  - name: named
+    url: http://localhost:9/mcp
+  - name: literal
+    url: http://127.0.0.1:9/mcp
+  - name: unknown
+    url: https://nothing.invalid/mcp
+virtual_servers:
+  - name: v
+    path: /mcp
+    include: [{ server: named }, { server: literal }, { server: unknown }]
+",
+    );
+    let started = std::time::Instant::now();
+    let (code, out, err) = gatehouse(&["validate", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "a warning, not an error: {out}{err}");
+    assert!(
+        out.contains("warning: servers[0].url: host \"localhost\" resolves to 127.0.0.1, in the loopback (127.0.0.0/8) range"),
+        "{out}"
+    );
+    // An address written as such is explicit; a name that does not resolve says nothing.
+    assert_eq!(out.matches("warning:").count(), 1, "{out}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
