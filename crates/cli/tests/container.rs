@@ -373,12 +373,10 @@ async fn after_kill_9_the_next_gateway_reaps_the_container_the_last_one_left() {
     assert_eq!(containers_of(first).len(), 1);
     gw.child.kill().unwrap();
     gw.child.wait().unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(
-        containers_of(first).len(),
-        1,
-        "the killed gateway's container is still there"
-    );
+    // The killed gateway removed nothing, and its container cannot end by itself (it sleeps
+    // 600 s after the server): from here only a reaper removes it. Every gateway reaps at its
+    // start — in a full test run that may be another test's gateway before this `next` one,
+    // so the outside checks below do not ask which gateway did it.
 
     let host = engine();
     let next = Gatehouse::start_env(
@@ -400,7 +398,6 @@ async fn after_kill_9_the_next_gateway_reaps_the_container_the_last_one_left() {
             .starts_with(&format!("gatehouse-secrets-{first}-"))),
         "the killed gateway's secret folder is still there"
     );
-    assert!(next.logged("removed a container a stopped gateway left"));
     assert_eq!(
         call(&next, "echo", json!({"text": "serving"})).await,
         "serving"
