@@ -362,9 +362,10 @@ async fn killing_the_gateway_loses_no_event_of_an_acknowledged_call() {
     .await;
     assert_eq!(s, 200, "{v}");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut clients = Vec::new();
     for c in 0..16 {
-        let (url, stop) = (url.clone(), stop.clone());
+        let (url, stop, done) = (url.clone(), stop.clone(), done.clone());
         clients.push(tokio::spawn(async move {
             let http = client();
             let mut acknowledged = Vec::new();
@@ -387,14 +388,24 @@ async fn killing_the_gateway_loses_no_event_of_an_acknowledged_call() {
                 let id = resp.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_string());
                 // Acknowledged = the whole response arrived.
                 match (id, resp.text().await) {
-                    (Some(id), Ok(text)) if text.contains(&format!("c{c}-{i}")) => acknowledged.push(id),
+                    (Some(id), Ok(text)) if text.contains(&format!("c{c}-{i}")) => {
+                        acknowledged.push(id);
+                        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     _ => break,
                 }
             }
             acknowledged
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Kill under load: once well over a hundred calls were acknowledged (a slow or busy
+    // machine takes longer to get there; the kill must not come before the load).
+    let start = std::time::Instant::now();
+    while done.load(std::sync::atomic::Ordering::Relaxed) < 150
+        && start.elapsed() < Duration::from_secs(20)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     unsafe_kill(gw.child.id() as i32, 9);
     let _ = gw.child.wait();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
