@@ -52,8 +52,11 @@ async fn killed_stdio_backend_fails_the_call_and_restarts() {
             .contains("failed during the call"),
         "{body}"
     );
+    // The log is read from the gateway's stderr as it comes: give the lines a moment.
     assert!(
-        gh.logged(request_id) && gh.logged("exited"),
+        eventually(Duration::from_secs(5), || gh.logged(request_id)
+            && gh.logged("exited"))
+        .await,
         "the details are logged"
     );
     assert!(
