@@ -11,10 +11,10 @@ mod testnet;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::hostile::{call_tool, counting_listener, probe, probe_json};
 use common::*;
 use serde_json::{Value, json};
 
@@ -74,51 +74,6 @@ fn containers_of(pid: u32) -> Vec<String> {
     .filter(|l| l.contains(&format!(":{pid}:")))
     .map(|l| l.split(' ').next().unwrap_or("").to_string())
     .collect()
-}
-
-async fn call(gw: &Gatehouse, tool: &str, args: Value) -> String {
-    let (status, v) = modern(
-        &client(),
-        &gw.url("/mcp"),
-        1,
-        "tools/call",
-        json!({"name": tool, "arguments": args}),
-    )
-    .await;
-    assert_eq!(status, 200, "{tool} {args}: {v}");
-    v["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{tool} {args}: no text in {v}"))
-        .to_string()
-}
-
-async fn probe(gw: &Gatehouse, action: &str, target: &str) -> String {
-    call(gw, "probe", json!({"action": action, "target": target})).await
-}
-
-async fn probe_json(gw: &Gatehouse, action: &str) -> Value {
-    let r = probe(gw, action, "").await;
-    serde_json::from_str(
-        r.strip_prefix("ok: ")
-            .unwrap_or_else(|| panic!("{action}: {r}")),
-    )
-    .unwrap()
-}
-
-/// A loopback listener on the host that counts the connections it accepted.
-fn counting_listener() -> (u16, Arc<AtomicUsize>) {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let n = Arc::new(AtomicUsize::new(0));
-    let seen = n.clone();
-    std::thread::spawn(move || {
-        for c in l.incoming() {
-            if c.is_ok() {
-                seen.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-    });
-    (port, n)
 }
 
 struct Setup {
@@ -334,7 +289,7 @@ async fn a_hostile_server_in_a_container_is_refused_outside_its_grants_and_the_r
 
     // The gateway keeps serving its other server.
     assert_eq!(
-        call(&gw, "echo", json!({"text": "still here"})).await,
+        call_tool(&gw, "/mcp", "echo", json!({"text": "still here"})).await,
         "still here"
     );
     assert!(gw.logged("runtime=\"container\"") || gw.logged("runtime=container"));
@@ -399,7 +354,7 @@ async fn after_kill_9_the_next_gateway_reaps_the_container_the_last_one_left() {
         "the killed gateway's secret folder is still there"
     );
     assert_eq!(
-        call(&next, "echo", json!({"text": "serving"})).await,
+        call_tool(&next, "/mcp", "echo", json!({"text": "serving"})).await,
         "serving"
     );
 }
@@ -433,7 +388,7 @@ async fn a_runtime_class_the_engine_would_not_use_is_refused_and_the_gateway_kee
         "the refused container was left"
     );
     assert_eq!(
-        call(&gw, "echo", json!({"text": "serving"})).await,
+        call_tool(&gw, "/mcp", "echo", json!({"text": "serving"})).await,
         "serving"
     );
 }

@@ -8,33 +8,12 @@ mod common;
 #[path = "common/testnet.rs"]
 mod testnet;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::hostile::{fixture, probe_at as probe};
 use common::*;
 use serde_json::json;
 use testnet::{TestDns, TestHost};
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hostile_server.py")
-}
-
-/// Calls the `probe` tool of the hostile server behind `path` and returns its report.
-async fn probe(gw: &Gatehouse, path: &str, action: &str, target: &str) -> String {
-    let (status, v) = modern(
-        &client(),
-        &gw.url(path),
-        1,
-        "tools/call",
-        json!({"name": "probe", "arguments": {"action": action, "target": target}}),
-    )
-    .await;
-    assert_eq!(status, 200, "{action} {target}: {v}");
-    v["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{action} {target}: no text in {v}"))
-        .to_string()
-}
 
 /// A gateway with `hostile` (the allow-list) at `/mcp` and `closed` (`egress: []`) at
 /// `/closed`, resolving names through `dns`.

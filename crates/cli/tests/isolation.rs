@@ -6,8 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::hostile::*;
@@ -15,22 +14,6 @@ use common::*;
 use serde_json::{Value, json};
 
 const SECRET_ENV: &str = "GATEHOUSE_TEST_GATEWAY_ONLY_SECRET";
-
-/// A loopback listener on the host that counts the connections it accepted.
-fn counting_listener() -> (u16, Arc<AtomicUsize>) {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let n = Arc::new(AtomicUsize::new(0));
-    let seen = n.clone();
-    std::thread::spawn(move || {
-        for c in l.incoming() {
-            if c.is_ok() {
-                seen.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-    });
-    (port, n)
-}
 
 struct Setup {
     _dir: tempfile::TempDir,

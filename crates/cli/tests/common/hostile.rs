@@ -3,6 +3,8 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 
@@ -13,21 +15,53 @@ pub fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hostile_server.py")
 }
 
-/// Calls the hostile server's `probe` tool and returns its report.
-pub async fn probe(gw: &Gatehouse, action: &str, target: &str) -> String {
+/// Calls `tool` with `args` at the virtual server on `path` and returns the text it answered.
+pub async fn call_tool(gw: &Gatehouse, path: &str, tool: &str, args: Value) -> String {
     let (status, v) = modern(
         &client(),
-        &gw.url("/mcp"),
+        &gw.url(path),
         1,
         "tools/call",
-        json!({"name": "probe", "arguments": {"action": action, "target": target}}),
+        json!({"name": tool, "arguments": args}),
     )
     .await;
-    assert_eq!(status, 200, "{action} {target}: {v}");
+    assert_eq!(status, 200, "{tool} {args}: {v}");
     v["result"]["content"][0]["text"]
         .as_str()
-        .unwrap_or_else(|| panic!("{action} {target}: no text in {v}"))
+        .unwrap_or_else(|| panic!("{tool} {args}: no text in {v}"))
         .to_string()
+}
+
+/// Calls the hostile server's `probe` tool at `/mcp` and returns its report.
+pub async fn probe(gw: &Gatehouse, action: &str, target: &str) -> String {
+    probe_at(gw, "/mcp", action, target).await
+}
+
+/// Calls the `probe` tool of the hostile server behind `path` and returns its report.
+pub async fn probe_at(gw: &Gatehouse, path: &str, action: &str, target: &str) -> String {
+    call_tool(
+        gw,
+        path,
+        "probe",
+        json!({"action": action, "target": target}),
+    )
+    .await
+}
+
+/// A loopback listener on the host that counts the connections it accepted.
+pub fn counting_listener() -> (u16, Arc<AtomicUsize>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let n = Arc::new(AtomicUsize::new(0));
+    let seen = n.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            if c.is_ok() {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    (port, n)
 }
 
 /// The hostile server's report of `action` as JSON (`env`, `status`).
