@@ -3,6 +3,7 @@
 
 pub mod hostile;
 pub mod idp;
+pub mod outbound;
 pub mod postgres;
 pub mod raw;
 pub mod recorder;
