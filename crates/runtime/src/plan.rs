@@ -56,52 +56,88 @@ impl SandboxPlan {
         if let Some(cwd) = cwd {
             read.push(cwd.to_path_buf());
         }
-        for p in read.iter().chain(&iso.filesystem.write) {
-            if !p.exists() {
-                return Err(RuntimeError::Profile(format!(
-                    "{} is granted to server \"{}\" but does not exist",
-                    p.display(),
-                    server.name
-                )));
-            }
-        }
-        let mut secrets = Vec::new();
-        for (name, secret) in &iso.secrets {
-            secrets.push((
-                name.clone(),
-                resolve_secret(&server.name, name, secret, store).await?,
-            ));
-        }
-        let mut secret_files = Vec::new();
-        for (path, secret) in &iso.secret_files {
-            let value =
-                resolve_secret(&server.name, &path.to_string_lossy(), secret, store).await?;
-            secret_files.push((path.clone(), value));
-        }
+        grants_exist(&server.name, read.iter().chain(&iso.filesystem.write))?;
+        let secrets = resolve_secrets(&server.name, iso, store).await?;
         let mut path_env = SANDBOX_PATH.to_string();
         if let Some(dir) = program.parent().filter(|d| !d.starts_with("/usr")) {
             path_env = format!("{}:{path_env}", dir.display());
         }
         let lang = std::env::var("LANG").unwrap_or_else(|_| "C.UTF-8".into());
-        let mut full_env: Vec<(String, String)> = vec![
-            ("PATH".into(), path_env),
-            ("HOME".into(), "/tmp".into()),
-            ("TMPDIR".into(), "/tmp".into()),
-            ("LANG".into(), lang),
-        ];
-        full_env.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
-        full_env.extend(extra_env);
-        full_env.extend(secrets);
+        let env = server_env(path_env, lang, env, extra_env, secrets.env);
+        let secret_files = secrets.files;
         Ok(SandboxPlan {
             program,
             args,
             read,
             write: iso.filesystem.write.clone(),
             cwd: cwd.map_or_else(|| PathBuf::from("/tmp"), Path::to_path_buf),
-            env: full_env,
+            env,
             secret_files,
         })
     }
+}
+
+/// Fails naming the first granted path that does not exist.
+pub(crate) fn grants_exist<'a>(
+    server: &str,
+    mut paths: impl Iterator<Item = &'a PathBuf>,
+) -> Result<(), RuntimeError> {
+    match paths.find(|p| !p.exists()) {
+        Some(p) => Err(RuntimeError::Profile(format!(
+            "{} is granted to server \"{server}\" but does not exist",
+            p.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A profile's secrets, read: `secrets` as variables, `secret_files` as (path, value).
+pub(crate) struct Secrets {
+    pub env: Vec<(String, String)>,
+    pub files: Vec<(PathBuf, String)>,
+}
+
+/// Reads every secret of `iso`; the first that cannot be read stops the start.
+pub(crate) async fn resolve_secrets(
+    server: &str,
+    iso: &IsolationConfig,
+    store: Option<&dyn crate::SecretLookup>,
+) -> Result<Secrets, RuntimeError> {
+    let mut env = Vec::new();
+    for (name, secret) in &iso.secrets {
+        env.push((
+            name.clone(),
+            resolve_secret(server, name, secret, store).await?,
+        ));
+    }
+    let mut files = Vec::new();
+    for (path, secret) in &iso.secret_files {
+        let value = resolve_secret(server, &path.to_string_lossy(), secret, store).await?;
+        files.push((path.clone(), value));
+    }
+    Ok(Secrets { env, files })
+}
+
+/// A local server's whole environment: the minimal base (`PATH`, `HOME` and `TMPDIR` in the
+/// private `/tmp`, `LANG`), then its `env`, the gateway's variables and its secrets. Nothing of
+/// the gateway's own environment.
+pub(crate) fn server_env(
+    path: String,
+    lang: String,
+    env: &std::collections::BTreeMap<String, String>,
+    extra_env: Vec<(String, String)>,
+    secrets: Vec<(String, String)>,
+) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = vec![
+        ("PATH".into(), path),
+        ("HOME".into(), "/tmp".into()),
+        ("TMPDIR".into(), "/tmp".into()),
+        ("LANG".into(), lang),
+    ];
+    all.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    all.extend(extra_env);
+    all.extend(secrets);
+    all
 }
 
 /// A secret's value; the error names the reference, never a value.

@@ -224,15 +224,10 @@ pub(crate) async fn start(
             server.name
         ))
     })?;
-    for p in iso.filesystem.read.iter().chain(&iso.filesystem.write) {
-        if !p.exists() {
-            return Err(RuntimeError::Profile(format!(
-                "{} is granted to server \"{}\" but does not exist",
-                p.display(),
-                server.name
-            )));
-        }
-    }
+    crate::plan::grants_exist(
+        &server.name,
+        iso.filesystem.read.iter().chain(&iso.filesystem.write),
+    )?;
     let Connected {
         docker,
         seccomp,
@@ -254,18 +249,14 @@ pub(crate) async fn start(
         .and_then(|c| c.user)
         .filter(|u| !u.is_empty());
 
-    let mut full_env: Vec<(String, String)> = vec![
-        ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
-        ("HOME".into(), "/tmp".into()),
-        ("TMPDIR".into(), "/tmp".into()),
-        ("LANG".into(), "C.UTF-8".into()),
-    ];
-    full_env.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    full_env.extend(extra_env);
-    for (name, secret) in &iso.secrets {
-        let value = crate::plan::resolve_secret(&server.name, name, secret, store).await?;
-        full_env.push((name.clone(), value));
-    }
+    let secrets = crate::plan::resolve_secrets(&server.name, iso, store).await?;
+    let full_env = crate::plan::server_env(
+        "/usr/local/bin:/usr/bin:/bin".into(),
+        "C.UTF-8".into(),
+        env,
+        extra_env,
+        secrets.env,
+    );
     let owner = engine::owner();
     // With an allow-list the container joins the namespace the gateway built, whose DNS
     // listener its resolv.conf names (a file of the secret folder, read-only).
@@ -282,12 +273,7 @@ pub(crate) async fn start(
                 crate::egress::RESOLV_CONF.to_string(),
             ));
         }
-        for (path, secret) in &iso.secret_files {
-            let value =
-                crate::plan::resolve_secret(&server.name, &path.to_string_lossy(), secret, store)
-                    .await?;
-            files.push((path.clone(), value));
-        }
+        files.extend(secrets.files);
         let uid = if image_user.is_some() {
             None
         } else {
