@@ -280,6 +280,11 @@ fn main() -> ExitCode {
                     .iter()
                     .filter_map(gatehouse_runtime::install_note)
                     .chain(c.servers.iter().filter_map(gatehouse_runtime::egress::note))
+                    .chain(
+                        c.servers
+                            .iter()
+                            .filter_map(gatehouse_runtime::container::http_note),
+                    )
                 {
                     println!("note: {note}");
                 }

@@ -9,72 +9,16 @@ mod common;
 #[allow(dead_code)] // Shared with egress.rs, which also uses its DNS server.
 mod testnet;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::containers::{containers_of, containers_script, engine, podman};
 use common::hostile::{call_tool, counting_listener, probe, probe_json};
 use common::*;
 use serde_json::{Value, json};
 
 const SECRET_ENV: &str = "GATEHOUSE_TEST_CONTAINER_SECRET";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Runs `scripts/containers ARGS` and returns what it printed; the engine must run here
-/// (`scripts/test` installs it), so a failure fails the test with the script's words.
-fn containers_script(args: &[&str]) -> String {
-    let out = Command::new(repo().join("scripts/containers"))
-        .args(args)
-        .output()
-        .expect("scripts/containers runs");
-    assert!(
-        out.status.success(),
-        "scripts/containers {args:?} failed (the container tests need podman; scripts/containers engine installs and starts it):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// The engine's socket, started if needed.
-fn engine() -> String {
-    containers_script(&["engine"])
-}
-
-/// `podman ARGS` against the same storage as the service; stdout.
-fn podman(args: &[&str]) -> String {
-    let conf = std::fs::canonicalize(repo().join(".tools/containers.conf"))
-        .or_else(|_| {
-            std::env::var("HOME")
-                .map(|h| PathBuf::from(h).join(".cache/gatehouse-tools/containers.conf"))
-        })
-        .unwrap();
-    let out = Command::new("podman")
-        .args(args)
-        .env("CONTAINERS_CONF", conf)
-        .output()
-        .expect("podman runs");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Names of the containers (running or not) a gateway with pid `pid` owns.
-fn containers_of(pid: u32) -> Vec<String> {
-    podman(&[
-        "ps",
-        "-a",
-        "--filter",
-        "label=io.gatehouse.managed=true",
-        "--format",
-        "{{.Names}} {{.Labels}}",
-    ])
-    .lines()
-    .filter(|l| l.contains(&format!(":{pid}:")))
-    .map(|l| l.split(' ').next().unwrap_or("").to_string())
-    .collect()
-}
 
 struct Setup {
     _dir: tempfile::TempDir,

@@ -51,6 +51,12 @@ pub struct IsolationConfig {
     /// it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_class: Option<String>,
+    /// Container only: the server speaks Streamable HTTP on this port inside its container
+    /// instead of stdio. The container gets a network namespace of its own, holding nothing
+    /// but its loopback (and the egress proxy with an allow-list); the gateway reaches the
+    /// port from inside that namespace, so nothing on the host or the network can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<LocalHttp>,
     /// `npx`/`uvx` servers only: the lockfile their package is installed from (relative to the
     /// config file) — npm's `package-lock.json` or `npm-shrinkwrap.json` for `npx` (installed
     /// with `npm ci`), a requirements file pinning every package for `uvx` (`pip freeze`,
@@ -64,6 +70,24 @@ impl IsolationConfig {
     /// The runtime this profile asks for, `sandbox` unless written otherwise.
     pub fn runtime(&self) -> RuntimeKind {
         self.runtime.unwrap_or(RuntimeKind::Sandbox)
+    }
+}
+
+/// How the gateway reaches a containerised server that speaks Streamable HTTP
+/// (`isolation.http`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalHttp {
+    /// The TCP port the server listens on inside its container, e.g. `8080`.
+    pub port: u16,
+    /// The MCP endpoint's path (default `/mcp`).
+    #[serde(default = "LocalHttp::default_path")]
+    pub path: String,
+}
+
+impl LocalHttp {
+    fn default_path() -> String {
+        "/mcp".into()
     }
 }
 

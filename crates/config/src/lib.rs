@@ -73,8 +73,8 @@ pub use duration::{DURATION_PATTERN, DurationSpec};
 pub use egress::{AddressRefused, EgressPolicy, forbidden_range};
 pub use error::{ConfigError, ConfigErrors};
 pub use isolation::{
-    ByteSize, EgressRule, FilesystemGrants, IsolationConfig, NetworkGrants, Preset, Resources,
-    RuntimeKind,
+    ByteSize, EgressRule, FilesystemGrants, IsolationConfig, LocalHttp, NetworkGrants, Preset,
+    Resources, RuntimeKind,
 };
 pub use limits::{ConnectionLimits, SessionLimits, StderrLimits};
 pub use model::{

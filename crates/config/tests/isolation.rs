@@ -215,3 +215,44 @@ fn a_container_needs_an_image_and_takes_a_runtime_class() {
     );
     assert!(msg.contains("no effect with runtime container"), "{msg}");
 }
+
+#[test]
+fn an_http_server_in_a_container_names_its_port_and_path() {
+    let text = format!(
+        "{HEAD}      runtime: container\n      image: localhost/mcp:1\n      http: {{ port: 8080 }}\n"
+    );
+    let c = load_str(&text, Path::new("/etc/gh/g.yaml"), &|_| None).unwrap();
+    let http = c.servers[0]
+        .isolation
+        .as_ref()
+        .unwrap()
+        .http
+        .as_ref()
+        .unwrap();
+    assert_eq!((http.port, http.path.as_str()), (8080, "/mcp"));
+    let msg = one(
+        &format!("{HEAD}      http: {{ port: 8080 }}\n"),
+        5,
+        7,
+        "servers[0].isolation.http",
+    );
+    assert!(msg.contains("only valid with runtime container"), "{msg}");
+    let msg = one(
+        &format!(
+            "{HEAD}      runtime: container\n      image: localhost/mcp:1\n      http: {{ port: 0 }}\n"
+        ),
+        7,
+        21,
+        "servers[0].isolation.http.port",
+    );
+    assert!(msg.contains("1 to 65535"), "{msg}");
+    let msg = one(
+        &format!(
+            "{HEAD}      runtime: container\n      image: localhost/mcp:1\n      http: {{ port: 80, path: mcp }}\n"
+        ),
+        7,
+        31,
+        "servers[0].isolation.http.path",
+    );
+    assert!(msg.contains("absolute URL path"), "{msg}");
+}

@@ -306,8 +306,10 @@ impl Runtimes {
         effective_isolation(server).runtime() == RuntimeKind::Container
     }
 
-    /// Creates, attaches and starts `server`'s container (a stdio entry with
-    /// `runtime: container`); `extra_env` as for [`Runtimes::launch`].
+    /// Creates, attaches and starts `server`'s container (an entry with `runtime: container`);
+    /// `extra_env` as for [`Runtimes::launch`]. A server with `isolation.http` gets a network
+    /// namespace of its own (the returned [`container::Attached::egress`]), which the gateway
+    /// connects into with [`egress::Egress::connect`].
     pub async fn start_container(
         &self,
         server: &ServerConfig,
@@ -315,7 +317,11 @@ impl Runtimes {
     ) -> Result<container::Attached, RuntimeError> {
         let iso = effective_isolation(server);
         let id = self.counter.fetch_add(1, Ordering::Relaxed);
-        let egress = self.egress_for(server, &iso).await?;
+        let egress = match self.egress_for(server, &iso).await? {
+            // An HTTP server needs an address the gateway reaches: a namespace of its own.
+            None if iso.http.is_some() => Some(egress::Egress::private(&server.name).await?),
+            e => e,
+        };
         container::start(
             &self.containers,
             server,

@@ -2,7 +2,8 @@
 
 The image is built FROM scratch out of the host's Node and the installed server-everything and
 server-filesystem (`scripts/containers image node`); the engine is started by
-`scripts/containers engine`. server-filesystem gets `/` as its own allowed root, so what it can
+`scripts/containers engine`. server-everything runs twice: over stdio, and speaking Streamable
+HTTP in its container (`isolation.http`). server-filesystem gets `/` as its own allowed root, so what it can
 see is decided by the container alone: its grants, nothing of the gateway's data dir, the
 config's folder, /etc/shadow or the home folder. server-everything answers tools through the
 same attachment.
@@ -65,9 +66,25 @@ def container_gateway(log_dir: Path, request: pytest.FixtureRequest, monkeypatch
                 "args": [f"{MODULES}/server-everything/dist/index.js", "stdio"],
                 "isolation": container,
             },
+            {
+                # Streamable HTTP in its container: reached only through the gateway's socket.
+                "name": "everything_http",
+                "command": "/usr/local/bin/node",
+                "args": [f"{MODULES}/server-everything/dist/index.js", "streamableHttp"],
+                "env": {"PORT": "3001"},
+                "isolation": {**container, "http": {"port": 3001}},
+            },
         ],
         "virtual_servers": [
-            {"name": "default", "path": "/mcp", "include": [{"server": "files"}, {"server": "everything", "prefix": "ev_"}]}
+            {
+                "name": "default",
+                "path": "/mcp",
+                "include": [
+                    {"server": "files"},
+                    {"server": "everything", "prefix": "ev_"},
+                    {"server": "everything_http", "prefix": "evh_"},
+                ],
+            }
         ],
     }
     gw, url = start_gateway(config, work, name=f"gatehouse-{request.node.name}")
@@ -86,10 +103,12 @@ async def test_server_filesystem_and_server_everything_in_containers(container_g
     with anyio.fail_after(BUDGET):
         async with Client(url, mode="legacy", read_timeout_seconds=60) as c:
             names = {t.name for t in (await c.list_tools()).tools}
-            assert {"read_text_file", "write_file", "ev_echo"} <= names, names
+            assert {"read_text_file", "write_file", "ev_echo", "evh_echo"} <= names, names
 
             echoed = await c.call_tool("ev_echo", {"message": "from a container"})
             assert "from a container" in text(echoed), text(echoed)
+            echoed = await c.call_tool("evh_echo", {"message": "over HTTP from a container"})
+            assert "over HTTP from a container" in text(echoed), text(echoed)
 
             assert text(await c.call_tool("read_text_file", {"path": str(ro / "notes.txt")})) == "granted notes"
             wrote = await c.call_tool("write_file", {"path": str(rw / "out.txt"), "content": "from the container"})
@@ -117,4 +136,6 @@ async def test_server_filesystem_and_server_everything_in_containers(container_g
                 assert any(w in message.lower() for w in ("enoent", "no such file", "not exist", "denied")), f"{hidden}: {message}"
     log = container_gateway.stderr_tail(400)
     assert 'runtime="container"' in log, log
+    assert "started HTTP server server=everything_http" in log, log
+    assert "own namespace with its loopback only" in log, log
     assert os.environ.get("GATEHOUSE_CONTAINER_HOST")

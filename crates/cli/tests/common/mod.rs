@@ -1,6 +1,7 @@
 //! Helpers for end-to-end tests: run the real `gatehouse` binary and talk MCP to it over HTTP.
 #![allow(dead_code)]
 
+pub mod containers;
 pub mod hostile;
 pub mod idp;
 pub mod outbound;

@@ -66,6 +66,7 @@ impl Validator<'_> {
             for (set, name) in [
                 (iso.image.is_some(), "image"),
                 (iso.runtime_class.is_some(), "runtime_class"),
+                (iso.http.is_some(), "http"),
             ] {
                 if set {
                     self.at_key(
@@ -105,6 +106,24 @@ impl Validator<'_> {
             .is_some_and(|c| c.trim().is_empty() || c.contains(char::is_whitespace))
         {
             self.at_value(&k("runtime_class"), "found an empty or spaced runtime class, expected an OCI runtime name the engine knows, such as runc or runsc".into());
+        }
+        if let Some(http) = &iso.http {
+            let k = |f: &str| path::key(&k("http"), f);
+            if http.port == 0 {
+                self.at_value(
+                    &k("port"),
+                    "found port 0, expected the port the server listens on inside its container (1 to 65535)".into(),
+                );
+            }
+            if !http.path.starts_with('/') || http.path.contains(char::is_whitespace) {
+                self.at_value(
+                    &k("path"),
+                    format!(
+                        "found path {:?}, expected an absolute URL path such as /mcp",
+                        http.path
+                    ),
+                );
+            }
         }
     }
 

@@ -8,6 +8,7 @@
 pub mod adapt;
 pub mod http;
 pub mod peer;
+mod restarts;
 pub mod sse;
 pub mod stderr;
 pub mod stdio;
@@ -321,6 +322,21 @@ impl Backend {
         stderr: &Arc<stderr::StderrPolicy>,
         runtimes: &Arc<gatehouse_runtime::Runtimes>,
     ) -> Result<Backend, BackendError> {
+        // A local server speaking HTTP in its container is an HTTP backend the gateway runs.
+        if let (ServerKind::Stdio { .. }, Some(http)) = (
+            config.kind(),
+            config.isolation.as_ref().and_then(|i| i.http.as_ref()),
+        ) {
+            return Ok(Backend::Http(http::HttpBackend::local(
+                config,
+                http,
+                timeout,
+                hub,
+                credentials,
+                stderr.clone(),
+                runtimes.clone(),
+            )?));
+        }
         match config.kind() {
             ServerKind::Stdio { .. } => Ok(Backend::Stdio(stdio::StdioBackend::new(
                 config.clone(),

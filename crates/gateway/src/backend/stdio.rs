@@ -17,15 +17,12 @@ use tokio::sync::mpsc;
 
 use super::adapt;
 use super::peer::Peer;
+use super::restarts::Restarts;
 use super::{BackendError, BackendInfo, CallEvent, ClientContext, handshake_version};
 use crate::notify::ChangeHub;
 
 /// How long to wait for an answer to the `server/discover` era probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Backoff ceiling between restarts of a crashing server.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// How long a process must live to count as healthy again (resets the backoff).
-const HEALTHY_AFTER: Duration = Duration::from_secs(30);
 
 /// A configured stdio server and its running processes.
 #[derive(Debug)]
@@ -50,8 +47,7 @@ struct Slot {
 #[derive(Debug, Default)]
 struct SlotState {
     proc: Option<Arc<Proc>>,
-    consecutive_failures: u32,
-    last_start: Option<Instant>,
+    restarts: Restarts,
     /// Learned when a server exits on the `server/discover` probe: go straight to `initialize`.
     legacy_only: bool,
 }
@@ -155,25 +151,11 @@ impl StdioBackend {
             if !p.peer.is_closed() {
                 return Ok(p.clone());
             }
-            if p.epoch.elapsed() >= HEALTHY_AFTER {
-                st.consecutive_failures = 0;
-            } else {
-                st.consecutive_failures += 1;
-            }
+            let lived = p.epoch.elapsed();
+            st.restarts.ended(lived);
             st.proc = None;
         }
-        if st.consecutive_failures > 1
-            && let Some(last) = st.last_start
-        {
-            let backoff = Duration::from_millis(250 * 2u64.pow(st.consecutive_failures.min(8) - 1))
-                .min(MAX_BACKOFF);
-            let wait = backoff.saturating_sub(last.elapsed());
-            if !wait.is_zero() {
-                tracing::info!(server = %self.config.name, ?wait, "waiting before restarting a crashing server");
-                tokio::time::sleep(wait).await;
-            }
-        }
-        st.last_start = Some(Instant::now());
+        st.restarts.before_start(&self.config.name).await;
         let started = match self.spawn(st.legacy_only).await {
             Err(SpawnError::ExitedOnProbe) => {
                 st.legacy_only = true;
@@ -182,7 +164,7 @@ impl StdioBackend {
             other => other,
         };
         let proc = started.map_err(|e| {
-            st.consecutive_failures += 1;
+            st.restarts.failed();
             self.start_failed(e)
         })?;
         let proc = Arc::new(proc);
@@ -518,7 +500,7 @@ impl StdioBackend {
             let mut st = slot.state.lock().await;
             if st.proc.take().is_some() {
                 // A deliberate restart, not a crash: no backoff for the next start.
-                st.consecutive_failures = 0;
+                st.restarts.reset();
                 stopped += 1;
             }
         }

@@ -199,6 +199,17 @@ async fn remove(docker: &Docker, name: &str) {
     }
 }
 
+/// For `gatehouse validate`: how the gateway reaches a containerised HTTP server and what that
+/// needs. `None` for other servers.
+pub fn http_note(server: &ServerConfig) -> Option<String> {
+    let iso = server.isolation.as_ref()?;
+    let http = iso.http.as_ref()?;
+    Some(format!(
+        "server \"{}\" speaks Streamable HTTP on port {} (path {}) inside its container, in a network namespace of its own that only the gateway reaches (nothing is published on the host); the gateway needs root or CAP_NET_ADMIN and CAP_SYS_ADMIN, and a Podman engine, to start it",
+        server.name, http.port, http.path
+    ))
+}
+
 /// Creates, attaches and starts the container for `server`.
 pub(crate) async fn start(
     engine: &Engine,
@@ -263,11 +274,14 @@ pub(crate) async fn start(
     let netns = egress
         .as_ref()
         .map(|e| format!("ns:/proc/{}/fd/{}", std::process::id(), e.netns_fd()));
-    let secret_dir = if iso.secret_files.is_empty() && egress.is_none() {
+    let proxied = egress
+        .as_ref()
+        .is_some_and(crate::egress::Egress::has_allow_list);
+    let secret_dir = if iso.secret_files.is_empty() && !proxied {
         None
     } else {
         let mut files = Vec::new();
-        if egress.is_some() {
+        if proxied {
             files.push((
                 std::path::PathBuf::from("/etc/resolv.conf"),
                 crate::egress::RESOLV_CONF.to_string(),
@@ -308,6 +322,7 @@ pub(crate) async fn start(
         owner: &owner,
         seccomp: &seccomp,
         netns: netns.as_deref(),
+        http: iso.http.is_some(),
     };
     let name = spec::name(&server.name, std::process::id(), instance);
     let create = CreateContainerOptions {
@@ -344,7 +359,7 @@ pub(crate) async fn start(
     }
     let attach = AttachContainerOptions {
         stream: true,
-        stdin: true,
+        stdin: iso.http.is_none(),
         stdout: true,
         stderr: true,
         ..Default::default()
@@ -367,10 +382,12 @@ pub(crate) async fn start(
     tokio::spawn(demux(attached.output, stdout_w, stderr_w, ended_tx));
     let protections = format!(
         "container {name} of image {image}: {}, read-only root, no capabilities, no-new-privileges, user {}, runtime {}, limits memory {} pids {}{}",
-        if egress.is_some() {
-            "net: own namespace, egress through the gateway's proxy"
-        } else {
-            "no network"
+        match (&egress, &iso.http) {
+            (Some(e), _) if e.has_allow_list() =>
+                "net: own namespace, egress through the gateway's proxy",
+            (Some(_), Some(_)) =>
+                "net: own namespace with its loopback only, reached by the gateway alone",
+            _ => "no network",
         },
         image_user.as_deref().unwrap_or(spec::NOBODY),
         iso.runtime_class

@@ -36,8 +36,11 @@ pub(crate) struct Spec<'a> {
     pub owner: &'a str,
     /// The `seccomp=` security option.
     pub seccomp: &'a str,
-    /// The network namespace to join (`ns:PATH`, an egress allow-list's); `None`: no network.
+    /// The network namespace to join (`ns:PATH`: an egress allow-list's, or an HTTP server's
+    /// private one); `None`: no network.
     pub netns: Option<&'a str>,
+    /// The server speaks HTTP, not stdio: nothing is attached to its stdin.
+    pub http: bool,
 }
 
 impl Spec<'_> {
@@ -101,12 +104,12 @@ impl Spec<'_> {
                 (SERVER.to_string(), self.server.to_string()),
                 (OWNER.to_string(), self.owner.to_string()),
             ])),
-            attach_stdin: Some(true),
+            attach_stdin: Some(!self.http),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
-            open_stdin: Some(true),
+            open_stdin: Some(!self.http),
             // The server's stdin closes when the gateway's attachment does.
-            stdin_once: Some(true),
+            stdin_once: Some(!self.http),
             tty: Some(false),
             network_disabled: Some(self.netns.is_none()),
             host_config: Some(host_config),
@@ -166,6 +169,7 @@ mod tests {
             owner: "host:1:2",
             seccomp: "seccomp=/tmp/p.json",
             netns: None,
+            http: false,
         };
         let body = spec.body();
         let hc = body.host_config.as_ref().unwrap();
@@ -211,6 +215,35 @@ mod tests {
         assert_eq!(labels[OWNER], "host:1:2");
         assert_eq!(body.open_stdin, Some(true));
         assert_eq!(body.tty, Some(false));
+    }
+
+    #[test]
+    fn an_http_server_joins_its_namespace_and_gets_no_stdin() {
+        let iso = iso();
+        let body = Spec {
+            server: "web",
+            iso: &iso,
+            image: "localhost/mcp:1",
+            command: "server",
+            args: &[],
+            cwd: None,
+            env: Vec::new(),
+            secret_mounts: Vec::new(),
+            user: None,
+            owner: "host:1:2",
+            seccomp: "seccomp=/tmp/p.json",
+            netns: Some("ns:/proc/1/fd/7"),
+            http: true,
+        }
+        .body();
+        let hc = body.host_config.as_ref().unwrap();
+        assert_eq!(hc.network_mode.as_deref(), Some("ns:/proc/1/fd/7"));
+        // Nothing published on the host: the gateway reaches the port from inside.
+        assert!(hc.port_bindings.is_none() && body.exposed_ports.is_none());
+        assert_eq!(body.network_disabled, Some(false));
+        assert_eq!(body.open_stdin, Some(false));
+        assert_eq!(body.attach_stdin, Some(false));
+        assert_eq!(hc.readonly_rootfs, Some(true));
     }
 
     #[test]

@@ -29,6 +29,9 @@ use crate::RuntimeError;
 /// A server's egress: its network namespace and the tasks serving its proxy. Dropping it
 /// (after the server's processes ended) stops the tasks, which closes the sockets, and
 /// closes the last descriptor of the namespace, which the kernel then removes.
+///
+/// Also a containerised HTTP server's namespace without an allow-list ([`Egress::private`]):
+/// its loopback only, no proxy, no way out.
 #[derive(Debug)]
 pub struct Egress {
     netns: std::os::fd::OwnedFd,
@@ -73,6 +76,46 @@ impl Egress {
                 tokio::spawn(proxy::serve_dns(udp, decider)),
             ],
         })
+    }
+
+    /// A namespace with nothing but its loopback, for a containerised HTTP server without an
+    /// allow-list: the server listens there and the gateway connects from inside
+    /// ([`Egress::connect`]); nothing leaves it.
+    pub(crate) async fn private(server: &str) -> Result<Egress, RuntimeError> {
+        let netns = tokio::task::spawn_blocking(netns::create_private)
+            .await
+            .map_err(|e| RuntimeError::Unavailable(format!("network namespace: {e}")))?
+            .map_err(|e| RuntimeError::Unavailable(format!("server \"{server}\": {e}")))?;
+        Ok(Egress {
+            netns,
+            tasks: Vec::new(),
+        })
+    }
+
+    /// Whether connections leave through an egress proxy (an allow-list); `false` for a
+    /// private namespace.
+    pub fn has_allow_list(&self) -> bool {
+        !self.tasks.is_empty()
+    }
+
+    /// Connects to `port` on the namespace's loopback (IPv4, then IPv6): how the gateway
+    /// reaches an HTTP server listening inside. Fails at once when nothing listens there yet.
+    pub async fn connect(&self, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+        let ns = self.netns.try_clone()?;
+        let stream = tokio::task::spawn_blocking(move || {
+            let timeout = std::time::Duration::from_secs(2);
+            let v4 = SocketAddr::from(([127, 0, 0, 1], port));
+            netns::connect_in(&ns, v4, timeout).or_else(|e4| {
+                let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+                // The IPv4 error is the one that says most (IPv6 may be off in the namespace).
+                netns::connect_in(&ns, v6, timeout).map_err(|_| e4)
+            })
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        stream.set_nonblocking(true)?;
+        stream.set_nodelay(true)?;
+        tokio::net::TcpStream::from_std(stream)
     }
 
     /// The namespace's descriptor, for the sandbox to join (`setns` before `bwrap` runs) or

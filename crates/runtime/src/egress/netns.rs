@@ -12,7 +12,7 @@
 //! of its own without capabilities, so it can neither change these rules nor leave.
 
 use std::io::Write;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Command, Stdio};
 
 /// The namespace and the proxy's sockets in it.
@@ -29,6 +29,9 @@ pub(crate) struct Namespace {
 /// The requirement a failed namespace start names.
 pub(crate) const PRIVILEGE: &str = "egress allow-lists need the gateway to run as root, or with CAP_NET_ADMIN and CAP_SYS_ADMIN, to give the server a network namespace of its own with nftables rules";
 
+/// The requirement a failed namespace start names for a containerised HTTP server.
+pub(crate) const PRIVILEGE_HTTP: &str = "a containerised HTTP server needs the gateway to run as root, or with CAP_NET_ADMIN and CAP_SYS_ADMIN, to give the server a network namespace of its own that only the gateway reaches";
+
 /// Builds the namespace. Errors name what is missing (privilege, `ip`, `nft`).
 pub(crate) fn create() -> Result<Namespace, String> {
     std::thread::Builder::new()
@@ -39,15 +42,59 @@ pub(crate) fn create() -> Result<Namespace, String> {
         .map_err(|_| "the network namespace thread panicked".to_string())?
 }
 
-fn build() -> Result<Namespace, String> {
+/// Builds a namespace with nothing but its loopback: no route out at all. A containerised
+/// HTTP server without an allow-list listens there, and the gateway connects from inside
+/// ([`connect_in`]).
+pub(crate) fn create_private() -> Result<OwnedFd, String> {
+    std::thread::Builder::new()
+        .name("gatehouse-netns".into())
+        .spawn(|| {
+            let fd = unshare_net(PRIVILEGE_HTTP)?;
+            run("ip", &["link", "set", "lo", "up"], "", "iproute2")?;
+            Ok(fd)
+        })
+        .map_err(|e| format!("cannot start the network namespace thread: {e}"))?
+        .join()
+        .map_err(|_| "the network namespace thread panicked".to_string())?
+}
+
+/// Connects to `addr` from inside the namespace `ns`: the socket is made on a thread that
+/// joined it (a socket stays in the namespace it was made in), so the connection reaches the
+/// namespace's own loopback. Blocking; call it off the async threads.
+pub(crate) fn connect_in(
+    ns: &OwnedFd,
+    addr: std::net::SocketAddr,
+    timeout: std::time::Duration,
+) -> std::io::Result<std::net::TcpStream> {
+    let ns = ns.try_clone()?;
+    std::thread::Builder::new()
+        .name("gatehouse-netns-connect".into())
+        .spawn(move || {
+            // SAFETY: setns takes a descriptor we own and a flag word; it moves only this
+            // thread, which ends after the connect.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            std::net::TcpStream::connect_timeout(&addr, timeout)
+        })?
+        .join()
+        .map_err(|_| std::io::Error::other("the connecting thread panicked"))?
+}
+
+/// Moves the calling thread into a new network namespace and returns its descriptor.
+fn unshare_net(privilege: &str) -> Result<OwnedFd, String> {
     // SAFETY: unshare takes a flag word; it changes only this thread's namespace.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
         let e = std::io::Error::last_os_error();
-        return Err(format!("{PRIVILEGE} (creating it failed: {e})"));
+        return Err(format!("{privilege} (creating it failed: {e})"));
     }
-    let fd: OwnedFd = std::fs::File::open("/proc/thread-self/ns/net")
+    Ok(std::fs::File::open("/proc/thread-self/ns/net")
         .map_err(|e| format!("cannot open the new network namespace: {e}"))?
-        .into();
+        .into())
+}
+
+fn build() -> Result<Namespace, String> {
+    let fd = unshare_net(PRIVILEGE)?;
     // Children started from this thread are born in its network namespace.
     run(
         "ip",

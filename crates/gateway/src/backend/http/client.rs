@@ -32,12 +32,7 @@ pub(crate) fn build_client(
             HeaderValue::from_str(v).map_err(|e| unavailable(format!("header {k:?}: {e}")))?;
         default_headers.insert(name, value);
     }
-    let mut builder = reqwest::Client::builder()
-        .default_headers(default_headers)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(64)
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(10));
+    let mut builder = pooled().default_headers(default_headers);
     if let Some(tls) = tls {
         if let Some(ca) = &tls.ca {
             let pem = std::fs::read(ca)
@@ -64,4 +59,35 @@ pub(crate) fn build_client(
         .build()
         .map_err(|e| unavailable(format!("http client: {e}")))?;
     Ok((url, client))
+}
+
+/// The pooled HTTP client and URL of a server the gateway runs in a container
+/// (`isolation.http`): every connection goes through `socket`, the gateway's private Unix
+/// socket into the container's network namespace. The URL names the container's loopback, so
+/// the server sees the `Host` a local client would send.
+pub(crate) fn build_local_client(
+    config: &ServerConfig,
+    http: &gatehouse_config::LocalHttp,
+    socket: &std::path::Path,
+) -> Result<(reqwest::Url, reqwest::Client), BackendError> {
+    let unavailable = |reason: String| BackendError::Unavailable {
+        server: config.name.clone(),
+        reason,
+    };
+    let url = reqwest::Url::parse(&format!("http://127.0.0.1:{}{}", http.port, http.path))
+        .map_err(|e| unavailable(format!("invalid isolation.http: {e}")))?;
+    let client = pooled()
+        .unix_socket(socket)
+        .build()
+        .map_err(|e| unavailable(format!("http client: {e}")))?;
+    Ok((url, client))
+}
+
+/// What every upstream client shares: a connection pool kept warm between calls.
+fn pooled() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(64)
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10))
 }

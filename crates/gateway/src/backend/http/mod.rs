@@ -16,6 +16,7 @@ use serde_json::Value;
 use tokio::sync::{Mutex, mpsc};
 
 mod client;
+mod local;
 mod relay;
 mod request;
 mod watch;
@@ -51,6 +52,9 @@ pub struct HttpBackend {
     next_id: AtomicI64,
     /// Where the credential sent upstream comes from (never the caller's own token).
     credentials: Option<Arc<gatehouse_identity::OutboundCredential>>,
+    /// The container serving this backend, for a server the gateway runs itself
+    /// (`isolation.http`); `None` for a remote server.
+    local: Option<Arc<local::LocalServer>>,
 }
 
 /// The credential header of one upstream request.
@@ -65,7 +69,51 @@ impl HttpBackend {
         credentials: Option<Arc<gatehouse_identity::OutboundCredential>>,
     ) -> Result<Self, BackendError> {
         let (url, client) = build_client(config)?;
-        Ok(HttpBackend {
+        Ok(Self::with_client(
+            config,
+            url,
+            client,
+            timeout,
+            hub,
+            credentials,
+            None,
+        ))
+    }
+
+    /// A backend for a local server with `isolation.http`: the gateway runs it in a container
+    /// (at the first request) and reaches it through a private socket.
+    pub fn local(
+        config: &ServerConfig,
+        http: &gatehouse_config::LocalHttp,
+        timeout: Duration,
+        hub: Arc<ChangeHub>,
+        credentials: Option<Arc<gatehouse_identity::OutboundCredential>>,
+        stderr: Arc<super::stderr::StderrPolicy>,
+        runtimes: Arc<gatehouse_runtime::Runtimes>,
+    ) -> Result<Self, BackendError> {
+        let server = Arc::new(local::LocalServer::new(config, http, runtimes, stderr)?);
+        let (url, client) = client::build_local_client(config, http, server.socket())?;
+        Ok(Self::with_client(
+            config,
+            url,
+            client,
+            timeout,
+            hub,
+            credentials,
+            Some(server),
+        ))
+    }
+
+    fn with_client(
+        config: &ServerConfig,
+        url: reqwest::Url,
+        client: reqwest::Client,
+        timeout: Duration,
+        hub: Arc<ChangeHub>,
+        credentials: Option<Arc<gatehouse_identity::OutboundCredential>>,
+        local: Option<Arc<local::LocalServer>>,
+    ) -> Self {
+        HttpBackend {
             name: config.name.clone(),
             relay: Relay {
                 name: config.name.clone(),
@@ -82,7 +130,8 @@ impl HttpBackend {
             shared_sessions: Mutex::default(),
             next_id: AtomicI64::new(1),
             credentials,
-        })
+            local,
+        }
     }
 
     /// Server name.
@@ -411,8 +460,14 @@ impl HttpBackend {
             .await;
     }
 
-    /// Ends the shared upstream sessions.
+    /// Ends the shared upstream sessions, and the container of a server the gateway runs.
     pub async fn shutdown(&self) {
+        if let Some(local) = &self.local {
+            // The container and its sessions go together.
+            self.shared_sessions.lock().await.clear();
+            local.shutdown().await;
+            return;
+        }
         let sessions: Vec<String> = self
             .shared_sessions
             .lock()

@@ -60,6 +60,9 @@ impl HttpBackend {
         events: Option<mpsc::Sender<CallEvent>>,
         auth: &Auth,
     ) -> Result<Posted, BackendError> {
+        if let Some(local) = &self.local {
+            local.ensure().await?;
+        }
         let mut req = self
             .client
             .post(self.url.clone())
