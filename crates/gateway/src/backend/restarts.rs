@@ -45,7 +45,8 @@ impl Restarts {
         self.last_start = Some(Instant::now());
     }
 
-    fn backoff(&self) -> Option<Duration> {
+    /// How long the backoff the crashes so far earned still runs (`None`: a start may go now).
+    pub(crate) fn backoff(&self) -> Option<Duration> {
         if self.consecutive_failures <= 1 {
             return None;
         }

@@ -245,6 +245,18 @@ pub(crate) async fn start(
         socket,
         podman,
     } = engine.client().await?;
+    if !podman && egress.is_some() {
+        // Docker's network modes name a container or a network, never a namespace's path.
+        return Err(RuntimeError::Unavailable(format!(
+            "server \"{}\": {} needs the engine to join a network namespace the gateway built, which Docker cannot do; run it on Podman (GATEHOUSE_CONTAINER_HOST names its socket)",
+            server.name,
+            if iso.network.egress.is_empty() {
+                "an HTTP server in a container"
+            } else {
+                "an egress allow-list"
+            }
+        )));
+    }
     let failed = |what: &str, e: bollard::errors::Error| {
         RuntimeError::Unavailable(format!(
             "server \"{}\": {what} (image {image}): {e}",

@@ -39,10 +39,17 @@ pub(crate) struct LocalServer {
     /// The running container; read lock-free on every request.
     running: Arc<ArcSwapOption<Running>>,
     /// Serialises starts, and remembers crashes for the backoff.
-    starting: tokio::sync::Mutex<Restarts>,
+    starting: tokio::sync::Mutex<Starts>,
     forwarder: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Set by [`LocalServer::shutdown`]: no container starts after it.
     stopped: Arc<AtomicBool>,
+}
+
+/// The start history: crashes for the backoff, and why the last start failed.
+#[derive(Debug, Default)]
+struct Starts {
+    restarts: Restarts,
+    last_error: Option<String>,
 }
 
 /// A started container: removed when the last holder lets go.
@@ -98,13 +105,19 @@ impl LocalServer {
         }
     }
 
-    /// Makes sure the container runs and listens: at once when it does, else (re)starts it,
-    /// after the backoff its crashes earned, and waits until its port answers.
+    /// Makes sure the container runs and listens: at once when it does, else (re)starts it
+    /// and waits until its port answers. While the backoff its crashes earned runs, a request
+    /// fails at once with the last failure instead of waiting (a member that keeps failing
+    /// must not hold up the lists it is part of).
     pub(crate) async fn ensure(&self) -> Result<(), BackendError> {
         if self.running.load().as_ref().is_some_and(|r| r.alive()) {
             return Ok(());
         }
-        let mut restarts = self.starting.lock().await;
+        let mut starts = self.starting.lock().await;
+        let Starts {
+            restarts,
+            last_error,
+        } = &mut *starts;
         if self.stopped.load(Ordering::Acquire) {
             // A request that arrives while the gateway stops must not leave a container.
             return Err(self.unavailable("the gateway is stopping".into()));
@@ -114,18 +127,32 @@ impl LocalServer {
                 return Ok(());
             }
             restarts.ended(prev.started.elapsed());
+            *last_error = Some(format!(
+                "its container ended after {} s",
+                prev.started.elapsed().as_secs()
+            ));
             self.running.store(None);
             prev.guard.remove().await;
+        }
+        if let (Some(wait), Some(why)) = (restarts.backoff(), last_error.as_deref()) {
+            return Err(self.unavailable(format!(
+                "{why}; it is started again in {:.1} s",
+                wait.as_secs_f64()
+            )));
         }
         restarts.before_start(&self.config.name).await;
         self.listen()?;
         match self.start().await {
             Ok(running) => {
                 self.running.store(Some(Arc::new(running)));
+                *last_error = None;
                 Ok(())
             }
             Err(e) => {
                 restarts.failed();
+                if let BackendError::Unavailable { reason, .. } = &e {
+                    *last_error = Some(reason.clone());
+                }
                 Err(e)
             }
         }

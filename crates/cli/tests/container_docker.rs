@@ -1,0 +1,212 @@
+//! The container runtime on Docker: a real Docker engine (Debian's docker.io, a `dockerd` of
+//! the tests' own started by `scripts/containers docker`, no bridge and no iptables rules) and
+//! the same FROM-scratch hostile image. Docker takes the seccomp profile inline and reports
+//! what it was told in its own `inspect`; the refusals are checked from outside as on Podman.
+
+mod common;
+
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::containers::containers_script;
+use common::hostile::{call_tool, counting_listener, probe, probe_json};
+use common::*;
+use serde_json::json;
+
+/// The tests' Docker engine, started (and installed) if needed.
+fn docker_engine() -> String {
+    containers_script(&["docker"])
+}
+
+/// `docker ARGS` against that engine; stdout.
+fn docker(host: &str, args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", host)
+        .output()
+        .expect("docker runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The containers (running or not) the gateway with pid `pid` owns on that engine.
+fn docker_containers_of(host: &str, pid: u32) -> Vec<String> {
+    docker(
+        host,
+        &[
+            "ps",
+            "-a",
+            "--filter",
+            "label=io.gatehouse.managed=true",
+            "--format",
+            "{{.Names}} {{.Labels}}",
+        ],
+    )
+    .lines()
+    .filter(|l| l.contains(&format!(":{pid}:")))
+    .map(|l| l.split(' ').next().unwrap_or("").to_string())
+    .collect()
+}
+
+#[tokio::test]
+async fn on_docker_the_hostile_server_is_refused_outside_its_grants_and_an_http_server_is_refused_with_the_reason()
+ {
+    let host = docker_engine();
+    let image = {
+        let out = Command::new(common::containers::repo().join("scripts/containers"))
+            .args(["image", "hostile"])
+            .env("ENGINE", "docker")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    std::fs::create_dir(root.join("ro")).unwrap();
+    std::fs::write(root.join("ro/granted.txt"), "readable grant").unwrap();
+    std::fs::write(root.join("hidden.txt"), "outside the grants").unwrap();
+    std::fs::write(root.join("token"), "s3cret-file-value").unwrap();
+    let config = format!(
+        "servers:
+  - name: hostile
+    command: /usr/bin/python3
+    args: [/srv/hostile_server.py]
+    isolation:
+      runtime: container
+      image: {image}
+      filesystem: {{ read: [{ro}] }}
+      resources: {{ memory: 96Mi, pids: 24 }}
+      secret_files: {{ /run/secrets/token: \"file:token\" }}
+  - name: web
+    command: /usr/bin/python3
+    args: [/srv/hostile_server.py, --http, \"18933\"]
+    isolation: {{ runtime: container, image: {image}, http: {{ port: 18933 }} }}
+  - name: demo
+    command: {bin}
+    args: [demo-server]
+    isolation: {{ runtime: process }}
+virtual_servers:
+  - name: tools
+    path: /mcp
+    include: [{{ server: hostile }}, {{ server: web, prefix: web_ }}, {{ server: demo }}]
+",
+        ro = root.join("ro").display(),
+        bin = bin().display(),
+    );
+    let config = write_config(&root, &config);
+    let mut gw = Gatehouse::start_env(
+        &["--config", config.to_str().unwrap()],
+        &[("GATEHOUSE_CONTAINER_HOST", &host)],
+    );
+    let (port, accepted) = counting_listener();
+
+    assert_eq!(
+        probe(&gw, "read", "/run/secrets/token").await,
+        "ok: s3cret-file-value"
+    );
+    assert_eq!(
+        probe(&gw, "read", root.join("ro/granted.txt").to_str().unwrap()).await,
+        "ok: readable grant"
+    );
+    for f in [
+        "/etc/shadow",
+        root.join("hidden.txt").to_str().unwrap(),
+        root.join("token").to_str().unwrap(),
+    ] {
+        let r = probe(&gw, "read", f).await;
+        assert!(r.starts_with("denied"), "{f}: {r}");
+    }
+    let granted = root.join("ro/granted.txt");
+    let before = std::fs::metadata(&granted).unwrap().modified().unwrap();
+    let r = probe(&gw, "write", granted.to_str().unwrap()).await;
+    assert!(r.starts_with("denied"), "{r}");
+    assert_eq!(
+        std::fs::metadata(&granted).unwrap().modified().unwrap(),
+        before
+    );
+    for action in ["ptrace", "mount", "unshare"] {
+        let r = probe(&gw, action, "").await;
+        assert!(r.starts_with("denied"), "{action}: {r}");
+    }
+    let status = probe_json(&gw, "status").await;
+    assert_eq!(status["CapEff"], "0000000000000000", "{status}");
+    assert_eq!(status["NoNewPrivs"], "1", "{status}");
+    assert_eq!(status["Seccomp"], "2", "{status}");
+    let r = probe(&gw, "fork", "60").await;
+    let started: usize = r.strip_prefix("ok: started ").unwrap().parse().unwrap();
+    assert!(started < 24, "{r}");
+    let r = probe(&gw, "connect", &format!("127.0.0.1:{port}")).await;
+    assert!(r.starts_with("denied"), "{r}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "the host's loopback was reached"
+    );
+
+    // From outside: what Docker was told.
+    let pid = gw.child.id();
+    let names = docker_containers_of(&host, pid);
+    assert_eq!(names.len(), 1, "{names:?}");
+    let seen = docker(
+        &host,
+        &[
+            "inspect",
+            "--format",
+            "{{.HostConfig.NetworkMode}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{.HostConfig.PidsLimit}}",
+            &names[0],
+        ],
+    );
+    assert_eq!(seen.trim(), "none true [ALL] 24");
+    let opts = docker(
+        &host,
+        &[
+            "inspect",
+            "--format",
+            "{{json .HostConfig.SecurityOpt}}",
+            &names[0],
+        ],
+    );
+    assert!(
+        opts.contains("no-new-privileges") && opts.contains("seccomp="),
+        "{opts}"
+    );
+    assert!(
+        !opts.contains("s3cret"),
+        "a secret reached the container's configuration"
+    );
+
+    // An HTTP server needs a namespace by path, which Docker cannot join: refused, named.
+    let (_, v) = modern(
+        &client(),
+        &gw.url("/mcp"),
+        1,
+        "tools/call",
+        json!({"name": "web_probe", "arguments": {"action": "status"}}),
+    )
+    .await;
+    assert!(v["error"].is_object(), "{v}");
+    assert!(
+        eventually(Duration::from_secs(10), || gw
+            .logged("which Docker cannot do"))
+        .await,
+        "the refusal names the engine's limit"
+    );
+    assert_eq!(
+        call_tool(&gw, "/mcp", "echo", json!({"text": "serving"})).await,
+        "serving"
+    );
+
+    // A stopped gateway leaves nothing on the engine.
+    assert!(gw.terminate(Duration::from_secs(15)).is_some());
+    assert!(
+        docker_containers_of(&host, pid).is_empty(),
+        "{:?}",
+        docker_containers_of(&host, pid)
+    );
+}
