@@ -156,10 +156,12 @@ impl StdioBackend {
             st.proc = None;
         }
         st.restarts.before_start(&self.config.name).await;
-        let started = match self.spawn(st.legacy_only).await {
+        // Boxed: the start (a sandbox, a container through the engine's API) is a large
+        // future, and inline it would be part of every call's future, copied on every call.
+        let started = match Box::pin(self.spawn(st.legacy_only)).await {
             Err(SpawnError::ExitedOnProbe) => {
                 st.legacy_only = true;
-                self.spawn(true).await
+                Box::pin(self.spawn(true)).await
             }
             other => other,
         };

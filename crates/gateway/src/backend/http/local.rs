@@ -105,12 +105,17 @@ impl LocalServer {
         }
     }
 
+    /// Whether the container runs (the request's fast path: no await, no lock).
+    pub(crate) fn is_running(&self) -> bool {
+        self.running.load().as_ref().is_some_and(|r| r.alive())
+    }
+
     /// Makes sure the container runs and listens: at once when it does, else (re)starts it
     /// and waits until its port answers. While the backoff its crashes earned runs, a request
     /// fails at once with the last failure instead of waiting (a member that keeps failing
     /// must not hold up the lists it is part of).
     pub(crate) async fn ensure(&self) -> Result<(), BackendError> {
-        if self.running.load().as_ref().is_some_and(|r| r.alive()) {
+        if self.is_running() {
             return Ok(());
         }
         let mut starts = self.starting.lock().await;

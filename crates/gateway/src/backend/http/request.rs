@@ -60,8 +60,11 @@ impl HttpBackend {
         events: Option<mpsc::Sender<CallEvent>>,
         auth: &Auth,
     ) -> Result<Posted, BackendError> {
-        if let Some(local) = &self.local {
-            local.ensure().await?;
+        if let Some(local) = &self.local
+            && !local.is_running()
+        {
+            // Boxed: starting a container is a large future that every call's would carry.
+            Box::pin(local.ensure()).await?;
         }
         let mut req = self
             .client
