@@ -105,6 +105,13 @@ pub enum PolicyError {
     Http(String),
 }
 
+/// A cheap stamp of the files the policy set of `config` is made of: each one's path, size,
+/// modification time and inode, read without opening them. A different stamp means a file
+/// may have changed ([`fingerprint`] then decides); the same stamp almost always means none did.
+pub fn stamp(config: &PoliciesConfig) -> u64 {
+    source::stamp(&config.paths)
+}
+
 /// A hash of every file the policy set of `config` is made of (or of the reason they cannot be
 /// read): it changes whenever a policy, schema or test file is edited, added or removed.
 pub fn fingerprint(config: &PoliciesConfig) -> [u8; 32] {

@@ -58,6 +58,32 @@ impl Sources {
 /// folder (every matching file in it), or a file name with `*` / `?` in its last component.
 /// Test files (`*.tests.yaml`) in the folders of the policy files are picked up too.
 pub fn collect(patterns: &[String], extension: &str) -> Result<Sources, PolicyError> {
+    let paths = files(patterns)?;
+    let mut sources = Sources::default();
+    let schema_ext = format!("{extension}schema");
+    for path in paths {
+        let name = path.to_string_lossy().into_owned();
+        let bucket = if name.ends_with(".tests.yaml") {
+            &mut sources.tests
+        } else if has_extension(&path, extension) {
+            &mut sources.policies
+        } else if has_extension(&path, &schema_ext) {
+            &mut sources.schemas
+        } else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| PolicyError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        bucket.push(SourceFile { path, text });
+    }
+    Ok(sources)
+}
+
+/// The files a policy set of `patterns` is read from, sorted: the patterns' matches and the
+/// `.tests.yaml` files beside them (the caller keeps those of its engine's extension).
+pub fn files(patterns: &[String]) -> Result<Vec<PathBuf>, PolicyError> {
     let mut paths: Vec<PathBuf> = Vec::new();
     let mut folders: Vec<PathBuf> = Vec::new();
     for pattern in patterns {
@@ -85,26 +111,27 @@ pub fn collect(patterns: &[String], extension: &str) -> Result<Sources, PolicyEr
     }
     paths.sort();
     paths.dedup();
-    let mut sources = Sources::default();
-    let schema_ext = format!("{extension}schema");
-    for path in paths {
-        let name = path.to_string_lossy().into_owned();
-        let bucket = if name.ends_with(".tests.yaml") {
-            &mut sources.tests
-        } else if has_extension(&path, extension) {
-            &mut sources.policies
-        } else if has_extension(&path, &schema_ext) {
-            &mut sources.schemas
-        } else {
-            continue;
-        };
-        let text = std::fs::read_to_string(&path).map_err(|source| PolicyError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        bucket.push(SourceFile { path, text });
+    Ok(paths)
+}
+
+/// The metadata stamp of the files of `patterns`: each one's path, size, modification time
+/// and inode (see `crate::stamp`).
+pub fn stamp(patterns: &[String]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match files(patterns) {
+        Ok(files) => {
+            for f in files {
+                f.hash(&mut h);
+                if let Ok(m) = std::fs::metadata(&f) {
+                    (m.len(), m.mtime(), m.mtime_nsec(), m.ino(), m.dev()).hash(&mut h);
+                }
+            }
+        }
+        Err(e) => e.to_string().hash(&mut h),
     }
-    Ok(sources)
+    h.finish()
 }
 
 fn has_extension(path: &Path, ext: &str) -> bool {
@@ -187,6 +214,26 @@ fn wildcard(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stamp_moves_with_an_edit_an_added_file_and_a_rename_over_and_not_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.cedar");
+        std::fs::write(&a, "permit(principal, action, resource);").unwrap();
+        let patterns = vec![dir.path().display().to_string()];
+        let first = stamp(&patterns);
+        assert_eq!(stamp(&patterns), first, "nothing changed");
+        std::fs::write(&a, "forbid(principal, action, resource);").unwrap();
+        let edited = stamp(&patterns);
+        assert_ne!(edited, first, "an edit of the same size");
+        std::fs::write(dir.path().join("b.cedar"), "").unwrap();
+        let added = stamp(&patterns);
+        assert_ne!(added, edited, "an added file");
+        let next = dir.path().join("next");
+        std::fs::write(&next, std::fs::read(&a).unwrap()).unwrap();
+        std::fs::rename(&next, &a).unwrap();
+        assert_ne!(stamp(&patterns), added, "the same content renamed over");
+    }
 
     #[test]
     fn wildcards_match_file_names() {

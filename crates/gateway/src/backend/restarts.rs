@@ -63,8 +63,10 @@ mod tests {
 
     #[test]
     fn crashes_earn_growing_waits_and_a_healthy_run_clears_them() {
-        let mut r = Restarts::default();
-        r.last_start = Some(Instant::now());
+        let mut r = Restarts {
+            last_start: Some(Instant::now()),
+            ..Default::default()
+        };
         r.ended(Duration::from_secs(1));
         assert_eq!(r.backoff(), None, "the first crash restarts at once");
         r.failed();
