@@ -290,11 +290,16 @@ async fn after_kill_9_the_next_gateway_reaps_the_container_the_last_one_left() {
         "the next gateway did not reap {:?}",
         containers_of(first)
     );
+    // The reaper removes the secret folders after the containers: give it that moment.
+    let secret_folder_left = || {
+        std::fs::read_dir("/dev/shm").unwrap().flatten().any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("gatehouse-secrets-{first}-"))
+        })
+    };
     assert!(
-        !std::fs::read_dir("/dev/shm").unwrap().flatten().any(|e| e
-            .file_name()
-            .to_string_lossy()
-            .starts_with(&format!("gatehouse-secrets-{first}-"))),
+        eventually(Duration::from_secs(10), || !secret_folder_left()).await,
         "the killed gateway's secret folder is still there"
     );
     assert_eq!(

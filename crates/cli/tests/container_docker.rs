@@ -49,7 +49,7 @@ fn docker_containers_of(host: &str, pid: u32) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn on_docker_the_hostile_server_is_refused_outside_its_grants_and_an_http_server_is_refused_with_the_reason()
+async fn on_docker_the_hostile_server_is_refused_outside_its_grants_an_http_server_is_reached_only_through_the_gateway_and_an_allow_list_is_refused()
  {
     let host = docker_engine();
     let image = {
@@ -86,6 +86,10 @@ async fn on_docker_the_hostile_server_is_refused_outside_its_grants_and_an_http_
     command: /usr/bin/python3
     args: [/srv/hostile_server.py, --http, \"18933\"]
     isolation: {{ runtime: container, image: {image}, http: {{ port: 18933 }} }}
+  - name: out
+    command: /usr/bin/python3
+    args: [/srv/hostile_server.py]
+    isolation: {{ runtime: container, image: {image}, network: {{ egress: [\"10.1.2.3:443\"] }} }}
   - name: demo
     command: {bin}
     args: [demo-server]
@@ -93,7 +97,7 @@ async fn on_docker_the_hostile_server_is_refused_outside_its_grants_and_an_http_
 virtual_servers:
   - name: tools
     path: /mcp
-    include: [{{ server: hostile }}, {{ server: web, prefix: web_ }}, {{ server: demo }}]
+    include: [{{ server: hostile }}, {{ server: web, prefix: web_ }}, {{ server: out, prefix: out_ }}, {{ server: demo }}]
 ",
         ro = root.join("ro").display(),
         bin = bin().display(),
@@ -151,7 +155,10 @@ virtual_servers:
 
     // From outside: what Docker was told.
     let pid = gw.child.id();
-    let names = docker_containers_of(&host, pid);
+    let names: Vec<String> = docker_containers_of(&host, pid)
+        .into_iter()
+        .filter(|n| n.starts_with("gatehouse-hostile-"))
+        .collect();
     assert_eq!(names.len(), 1, "{names:?}");
     let seen = docker(
         &host,
@@ -181,13 +188,58 @@ virtual_servers:
         "a secret reached the container's configuration"
     );
 
-    // An HTTP server needs a namespace by path, which Docker cannot join: refused, named.
+    // An HTTP server listens in the namespace Docker made for `none` and is reached through
+    // the gateway; from there the host's loopback is out of reach too.
+    assert_eq!(
+        call_tool(
+            &gw,
+            "/mcp",
+            "web_probe",
+            json!({"action": "read", "target": "/etc/passwd"})
+        )
+        .await
+        .lines()
+        .next()
+        .unwrap(),
+        "ok: nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin"
+    );
+    let r = call_tool(
+        &gw,
+        "/mcp",
+        "web_probe",
+        json!({"action": "connect", "target": format!("127.0.0.1:{port}")}),
+    )
+    .await;
+    assert!(r.starts_with("denied"), "{r}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "the host's loopback was reached"
+    );
+    let web = docker_containers_of(&host, pid);
+    assert_eq!(web.len(), 2, "{web:?}");
+    for name in &web {
+        let mode = docker(
+            &host,
+            &[
+                "inspect",
+                "--format",
+                "{{.HostConfig.NetworkMode}} {{len .HostConfig.PortBindings}}",
+                name,
+            ],
+        );
+        assert_eq!(mode.trim(), "none 0", "{name}");
+    }
+
+    // An allow-list needs the engine to join the gateway's namespace, which Docker cannot:
+    // refused, and the error says why.
     let (_, v) = modern(
         &client(),
         &gw.url("/mcp"),
         1,
         "tools/call",
-        json!({"name": "web_probe", "arguments": {"action": "status"}}),
+        json!({"name": "out_probe", "arguments": {"action": "status"}}),
     )
     .await;
     assert!(v["error"].is_object(), "{v}");

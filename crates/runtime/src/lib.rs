@@ -307,9 +307,9 @@ impl Runtimes {
     }
 
     /// Creates, attaches and starts `server`'s container (an entry with `runtime: container`);
-    /// `extra_env` as for [`Runtimes::launch`]. A server with `isolation.http` gets a network
-    /// namespace of its own (the returned [`container::Attached::egress`]), which the gateway
-    /// connects into with [`egress::Egress::connect`].
+    /// `extra_env` as for [`Runtimes::launch`]. For a server with `isolation.http` the returned
+    /// [`container::Attached::egress`] is the container's network namespace (its own, or its
+    /// allow-list's), which the gateway connects into with [`egress::Egress::connect`].
     pub async fn start_container(
         &self,
         server: &ServerConfig,
@@ -317,11 +317,7 @@ impl Runtimes {
     ) -> Result<container::Attached, RuntimeError> {
         let iso = effective_isolation(server);
         let id = self.counter.fetch_add(1, Ordering::Relaxed);
-        let egress = match self.egress_for(server, &iso).await? {
-            // An HTTP server needs an address the gateway reaches: a namespace of its own.
-            None if iso.http.is_some() => Some(egress::Egress::private(&server.name).await?),
-            e => e,
-        };
+        let egress = self.egress_for(server, &iso).await?;
         container::start(
             &self.containers,
             server,

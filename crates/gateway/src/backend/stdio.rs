@@ -155,6 +155,12 @@ impl StdioBackend {
             st.restarts.ended(lived);
             st.proc = None;
         }
+        if let Some(refusal) = st.restarts.refusal() {
+            return Err(BackendError::Unavailable {
+                server: self.config.name.clone(),
+                reason: refusal,
+            });
+        }
         st.restarts.before_start(&self.config.name).await;
         // Boxed: the start (a sandbox, a container through the engine's API) is a large
         // future, and inline it would be part of every call's future, copied on every call.
@@ -166,9 +172,11 @@ impl StdioBackend {
             other => other,
         };
         let proc = started.map_err(|e| {
-            st.restarts.failed();
-            self.start_failed(e)
+            let e = self.start_failed(e);
+            st.restarts.failed(&e);
+            e
         })?;
+        st.restarts.started();
         let proc = Arc::new(proc);
         st.proc = Some(proc.clone());
         Ok(proc)

@@ -205,7 +205,7 @@ pub fn http_note(server: &ServerConfig) -> Option<String> {
     let iso = server.isolation.as_ref()?;
     let http = iso.http.as_ref()?;
     Some(format!(
-        "server \"{}\" speaks Streamable HTTP on port {} (path {}) inside its container, in a network namespace of its own that only the gateway reaches (nothing is published on the host); the gateway needs root or CAP_NET_ADMIN and CAP_SYS_ADMIN, and a Podman engine, to start it",
+        "server \"{}\" speaks Streamable HTTP on port {} (path {}) inside its container, in a network namespace of its own that only the gateway reaches (nothing is published on the host); the gateway needs root or CAP_SYS_ADMIN to enter it",
         server.name, http.port, http.path
     ))
 }
@@ -248,13 +248,8 @@ pub(crate) async fn start(
     if !podman && egress.is_some() {
         // Docker's network modes name a container or a network, never a namespace's path.
         return Err(RuntimeError::Unavailable(format!(
-            "server \"{}\": {} needs the engine to join a network namespace the gateway built, which Docker cannot do; run it on Podman (GATEHOUSE_CONTAINER_HOST names its socket)",
-            server.name,
-            if iso.network.egress.is_empty() {
-                "an HTTP server in a container"
-            } else {
-                "an egress allow-list"
-            }
+            "server \"{}\": an egress allow-list for a container needs the engine to join a network namespace the gateway built, which Docker cannot do; run it on Podman (GATEHOUSE_CONTAINER_HOST names its socket)",
+            server.name
         )));
     }
     let failed = |what: &str, e: bollard::errors::Error| {
@@ -387,6 +382,18 @@ pub(crate) async fn start(
         )
         .await
         .map_err(|e| failed("cannot start the container", e))?;
+    // An HTTP server without an allow-list listens in the namespace the engine gave it
+    // (`network_mode: none`: its loopback only); the gateway connects from inside it.
+    // `None` when it already exited: the caller sees it end and says so.
+    let egress = match egress {
+        None if iso.http.is_some() => own_netns(&socket, &name).await.map_err(|e| {
+            RuntimeError::Unavailable(format!(
+                "server \"{}\": cannot open its container's network namespace: {e}",
+                server.name
+            ))
+        })?,
+        e => e,
+    };
 
     let (stdout_w, stdout) = tokio::io::duplex(PIPE_BYTES);
     let (stderr_w, stderr) = tokio::io::duplex(PIPE_BYTES);
@@ -397,7 +404,7 @@ pub(crate) async fn start(
         match (&egress, &iso.http) {
             (Some(e), _) if e.has_allow_list() =>
                 "net: own namespace, egress through the gateway's proxy",
-            (Some(_), Some(_)) =>
+            (_, Some(_)) =>
                 "net: own namespace with its loopback only, reached by the gateway alone",
             _ => "no network",
         },
@@ -421,6 +428,28 @@ pub(crate) async fn start(
         protections,
         egress,
     })
+}
+
+/// The network namespace of the running container `name`, through its first process;
+/// `None` when it has none any more (it exited). Read raw: bollard's models reject Podman's
+/// state names (`stopped`).
+async fn own_netns(
+    socket: &std::path::Path,
+    name: &str,
+) -> Result<Option<crate::egress::Egress>, String> {
+    let c = match engine::raw_get(socket, &format!("/containers/{name}/json")).await {
+        Ok(c) => c,
+        // Gone already: it exited and the engine removed it (auto_remove).
+        Err(e) if e.starts_with("404") => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let pid = c["State"]["Pid"].as_i64().unwrap_or(0);
+    if pid <= 0 {
+        return Ok(None);
+    }
+    crate::egress::Egress::adopt(pid)
+        .map(Some)
+        .map_err(|e| format!("/proc/{pid}/ns/net: {e}"))
 }
 
 /// The OCI runtime the engine will run container `name` with: Podman's `OCIRuntime` (which

@@ -111,7 +111,8 @@ impl Spec<'_> {
             // The server's stdin closes when the gateway's attachment does.
             stdin_once: Some(!self.http),
             tty: Some(false),
-            network_disabled: Some(self.netns.is_none()),
+            // An HTTP server keeps the namespace the engine makes for `none`: its loopback.
+            network_disabled: Some(self.netns.is_none() && !self.http),
             host_config: Some(host_config),
             ..Default::default()
         }
@@ -218,7 +219,7 @@ mod tests {
     }
 
     #[test]
-    fn an_http_server_joins_its_namespace_and_gets_no_stdin() {
+    fn an_http_server_keeps_the_engines_loopback_only_namespace_and_gets_no_stdin() {
         let iso = iso();
         let body = Spec {
             server: "web",
@@ -232,12 +233,12 @@ mod tests {
             user: None,
             owner: "host:1:2",
             seccomp: "seccomp=/tmp/p.json",
-            netns: Some("ns:/proc/1/fd/7"),
+            netns: None,
             http: true,
         }
         .body();
         let hc = body.host_config.as_ref().unwrap();
-        assert_eq!(hc.network_mode.as_deref(), Some("ns:/proc/1/fd/7"));
+        assert_eq!(hc.network_mode.as_deref(), Some("none"));
         // Nothing published on the host: the gateway reaches the port from inside.
         assert!(hc.port_bindings.is_none() && body.exposed_ports.is_none());
         assert_eq!(body.network_disabled, Some(false));

@@ -30,8 +30,8 @@ use crate::RuntimeError;
 /// (after the server's processes ended) stops the tasks, which closes the sockets, and
 /// closes the last descriptor of the namespace, which the kernel then removes.
 ///
-/// Also a containerised HTTP server's namespace without an allow-list ([`Egress::private`]):
-/// its loopback only, no proxy, no way out.
+/// Also a containerised HTTP server's own namespace without an allow-list
+/// ([`Egress::adopt`]): its loopback only, no proxy, no way out.
 #[derive(Debug)]
 pub struct Egress {
     netns: std::os::fd::OwnedFd,
@@ -78,14 +78,12 @@ impl Egress {
         })
     }
 
-    /// A namespace with nothing but its loopback, for a containerised HTTP server without an
-    /// allow-list: the server listens there and the gateway connects from inside
-    /// ([`Egress::connect`]); nothing leaves it.
-    pub(crate) async fn private(server: &str) -> Result<Egress, RuntimeError> {
-        let netns = tokio::task::spawn_blocking(netns::create_private)
-            .await
-            .map_err(|e| RuntimeError::Unavailable(format!("network namespace: {e}")))?
-            .map_err(|e| RuntimeError::Unavailable(format!("server \"{server}\": {e}")))?;
+    /// The network namespace of a running container (`/proc/<its pid>/ns/net`), for a
+    /// containerised HTTP server without an allow-list: the engine made it with nothing but
+    /// its loopback (`network_mode: none`), and the gateway connects from inside
+    /// ([`Egress::connect`]).
+    pub(crate) fn adopt(pid: i64) -> std::io::Result<Egress> {
+        let netns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?.into();
         Ok(Egress {
             netns,
             tasks: Vec::new(),

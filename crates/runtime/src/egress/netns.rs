@@ -29,30 +29,11 @@ pub(crate) struct Namespace {
 /// The requirement a failed namespace start names.
 pub(crate) const PRIVILEGE: &str = "egress allow-lists need the gateway to run as root, or with CAP_NET_ADMIN and CAP_SYS_ADMIN, to give the server a network namespace of its own with nftables rules";
 
-/// The requirement a failed namespace start names for a containerised HTTP server.
-pub(crate) const PRIVILEGE_HTTP: &str = "a containerised HTTP server needs the gateway to run as root, or with CAP_NET_ADMIN and CAP_SYS_ADMIN, to give the server a network namespace of its own that only the gateway reaches";
-
 /// Builds the namespace. Errors name what is missing (privilege, `ip`, `nft`).
 pub(crate) fn create() -> Result<Namespace, String> {
     std::thread::Builder::new()
         .name("gatehouse-netns".into())
         .spawn(build)
-        .map_err(|e| format!("cannot start the network namespace thread: {e}"))?
-        .join()
-        .map_err(|_| "the network namespace thread panicked".to_string())?
-}
-
-/// Builds a namespace with nothing but its loopback: no route out at all. A containerised
-/// HTTP server without an allow-list listens there, and the gateway connects from inside
-/// ([`connect_in`]).
-pub(crate) fn create_private() -> Result<OwnedFd, String> {
-    std::thread::Builder::new()
-        .name("gatehouse-netns".into())
-        .spawn(|| {
-            let fd = unshare_net(PRIVILEGE_HTTP)?;
-            run("ip", &["link", "set", "lo", "up"], "", "iproute2")?;
-            Ok(fd)
-        })
         .map_err(|e| format!("cannot start the network namespace thread: {e}"))?
         .join()
         .map_err(|_| "the network namespace thread panicked".to_string())?
@@ -73,7 +54,11 @@ pub(crate) fn connect_in(
             // SAFETY: setns takes a descriptor we own and a flag word; it moves only this
             // thread, which ends after the connect.
             if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error());
+                let e = std::io::Error::last_os_error();
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!("cannot enter the server's network namespace (the gateway needs root or CAP_SYS_ADMIN to reach a containerised HTTP server): {e}"),
+                ));
             }
             std::net::TcpStream::connect_timeout(&addr, timeout)
         })?
@@ -82,11 +67,11 @@ pub(crate) fn connect_in(
 }
 
 /// Moves the calling thread into a new network namespace and returns its descriptor.
-fn unshare_net(privilege: &str) -> Result<OwnedFd, String> {
+fn unshare_net() -> Result<OwnedFd, String> {
     // SAFETY: unshare takes a flag word; it changes only this thread's namespace.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
         let e = std::io::Error::last_os_error();
-        return Err(format!("{privilege} (creating it failed: {e})"));
+        return Err(format!("{PRIVILEGE} (creating it failed: {e})"));
     }
     Ok(std::fs::File::open("/proc/thread-self/ns/net")
         .map_err(|e| format!("cannot open the new network namespace: {e}"))?
@@ -94,7 +79,7 @@ fn unshare_net(privilege: &str) -> Result<OwnedFd, String> {
 }
 
 fn build() -> Result<Namespace, String> {
-    let fd = unshare_net(PRIVILEGE)?;
+    let fd = unshare_net()?;
     // Children started from this thread are born in its network namespace.
     run(
         "ip",

@@ -1,7 +1,8 @@
 //! A Streamable HTTP server the gateway runs itself, in a container (`isolation.http`).
 //!
-//! The container has a network namespace of its own holding nothing but its loopback (and,
-//! with an allow-list, the egress proxy); no port is published anywhere. The gateway's HTTP
+//! The container has a network namespace of its own holding nothing but its loopback (the
+//! engine's `none` network; with an allow-list, the gateway's namespace with the egress proxy);
+//! no port is published anywhere. The gateway's HTTP
 //! client talks to a Unix socket in a folder only the gateway's user may enter, and each
 //! connection on it is forwarded to the server's port from inside the namespace. So the only
 //! way to the server is through the gateway, and the server's only way out is its allow-list.
@@ -39,17 +40,10 @@ pub(crate) struct LocalServer {
     /// The running container; read lock-free on every request.
     running: Arc<ArcSwapOption<Running>>,
     /// Serialises starts, and remembers crashes for the backoff.
-    starting: tokio::sync::Mutex<Starts>,
+    starting: tokio::sync::Mutex<Restarts>,
     forwarder: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Set by [`LocalServer::shutdown`]: no container starts after it.
     stopped: Arc<AtomicBool>,
-}
-
-/// The start history: crashes for the backoff, and why the last start failed.
-#[derive(Debug, Default)]
-struct Starts {
-    restarts: Restarts,
-    last_error: Option<String>,
 }
 
 /// A started container: removed when the last holder lets go.
@@ -118,11 +112,7 @@ impl LocalServer {
         if self.is_running() {
             return Ok(());
         }
-        let mut starts = self.starting.lock().await;
-        let Starts {
-            restarts,
-            last_error,
-        } = &mut *starts;
+        let mut restarts = self.starting.lock().await;
         if self.stopped.load(Ordering::Acquire) {
             // A request that arrives while the gateway stops must not leave a container.
             return Err(self.unavailable("the gateway is stopping".into()));
@@ -132,32 +122,22 @@ impl LocalServer {
                 return Ok(());
             }
             restarts.ended(prev.started.elapsed());
-            *last_error = Some(format!(
-                "its container ended after {} s",
-                prev.started.elapsed().as_secs()
-            ));
             self.running.store(None);
             prev.guard.remove().await;
         }
-        if let (Some(wait), Some(why)) = (restarts.backoff(), last_error.as_deref()) {
-            return Err(self.unavailable(format!(
-                "{why}; it is started again in {:.1} s",
-                wait.as_secs_f64()
-            )));
+        if let Some(refusal) = restarts.refusal() {
+            return Err(self.unavailable(refusal));
         }
         restarts.before_start(&self.config.name).await;
         self.listen()?;
         match self.start().await {
             Ok(running) => {
                 self.running.store(Some(Arc::new(running)));
-                *last_error = None;
+                restarts.started();
                 Ok(())
             }
             Err(e) => {
-                restarts.failed();
-                if let BackendError::Unavailable { reason, .. } = &e {
-                    *last_error = Some(reason.clone());
-                }
+                restarts.failed(&e);
                 Err(e)
             }
         }
@@ -179,11 +159,7 @@ impl LocalServer {
             egress,
             ..
         } = attached;
-        let egress = egress.ok_or_else(|| {
-            self.unavailable("the runtime gave the container no network namespace".into())
-        })?;
         let name = self.config.name.clone();
-        tracing::info!(server = %name, container = %guard.name, runtime = "container", port = self.port, %protections, "started HTTP server");
         // An HTTP server's stdout is its log as much as its stderr is.
         tokio::spawn(super::super::stderr::forward(
             stdout,
@@ -195,6 +171,18 @@ impl LocalServer {
             name.clone(),
             self.stderr.clone(),
         ));
+        let exited_early = || {
+            self.unavailable(format!(
+                "its container exited before it listened on port {} (its output is in the gateway log)",
+                self.port
+            ))
+        };
+        let Some(egress) = egress else {
+            // It exited before its namespace could be opened.
+            guard.remove().await;
+            return Err(exited_early());
+        };
+        tracing::info!(server = %name, container = %guard.name, runtime = "container", port = self.port, %protections, "started HTTP server");
         let gone = Arc::new(AtomicBool::new(false));
         let flag = gone.clone();
         let container = guard.name.clone();
@@ -218,15 +206,19 @@ impl LocalServer {
         loop {
             if !running.alive() {
                 running.guard.remove().await;
-                return Err(self.unavailable(format!(
-                    "its container exited before it listened on port {} (its output is in the gateway log)",
-                    self.port
-                )));
+                return Err(exited_early());
             }
             match running.egress.connect(self.port).await {
                 Ok(_) => return Ok(running),
-                Err(e) if Instant::now() >= deadline => {
+                // No privilege to enter its namespace: waiting will not help.
+                Err(e)
+                    if Instant::now() >= deadline
+                        || e.kind() == std::io::ErrorKind::PermissionDenied =>
+                {
                     running.guard.remove().await;
+                    if e.kind() == std::io::ErrorKind::PermissionDenied {
+                        return Err(self.unavailable(e.to_string()));
+                    }
                     return Err(self.unavailable(format!(
                         "its container did not listen on port {} within {} s (last try: {e})",
                         self.port,
