@@ -332,8 +332,11 @@ async fn a_runtime_class_the_engine_would_not_use_is_refused_and_the_gateway_kee
         .await,
         "the refusal names both runtimes"
     );
+    // Removed in the background once refused: give the engine that moment.
     assert!(
-        containers_of(gw.child.id()).is_empty(),
+        eventually(Duration::from_secs(10), || containers_of(gw.child.id())
+            .is_empty())
+        .await,
         "the refused container was left"
     );
     assert_eq!(

@@ -134,6 +134,14 @@ async fn an_http_server_in_a_container_is_reached_only_through_the_gateway_and_r
     assert_eq!(perms & 0o777, 0o700, "{:?}", dirs[0]);
     assert!(gw.logged("own namespace with its loopback only"));
 
+    // The server gives no session id: it was initialized once, not before every call (its own
+    // log has one `notifications/initialized`, answered 202, for the calls above).
+    assert!(
+        eventually(Duration::from_secs(5), || gw.logged_times("\" 200 -") >= 5).await,
+        "the server's request log did not reach the gateway log"
+    );
+    assert_eq!(gw.logged_times("\" 202 -"), 1, "initialized more than once");
+
     // A container that ends is started again by the next request.
     let first = names[0].clone();
     podman(&["kill", &first]);

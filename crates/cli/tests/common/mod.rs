@@ -147,6 +147,11 @@ impl Gatehouse {
         self.log.lock().unwrap().contains(needle)
     }
 
+    /// How many times the gateway's log contains `needle` so far.
+    pub fn logged_times(&self, needle: &str) -> usize {
+        self.log.lock().unwrap().matches(needle).count()
+    }
+
     /// The URL the banner prints after `label` (e.g. `metrics:`), once it is printed.
     pub fn banner_url(&self, label: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -48,7 +48,9 @@ pub struct HttpBackend {
     probing: Mutex<()>,
     /// Upstream sessions the gateway holds for stateless clients: one, or one per user when the
     /// server gets a per-user credential (a session opened with one user's token is theirs).
-    shared_sessions: Mutex<HashMap<String, String>>,
+    /// `None`: initialized, and the server gave no session id (it needs none: requests go
+    /// without one, and no `initialize` is repeated per call).
+    shared_sessions: Mutex<HashMap<String, Option<String>>>,
     next_id: AtomicI64,
     /// Where the credential sent upstream comes from (never the caller's own token).
     credentials: Option<Arc<gatehouse_identity::OutboundCredential>>,
@@ -216,12 +218,10 @@ impl HttpBackend {
             }
         }
         let (info, session) = self.initialize(&ClientContext::default(), auth).await?;
-        if let Some(s) = session {
-            self.shared_sessions
-                .lock()
-                .await
-                .insert(owner.to_string(), s);
-        }
+        self.shared_sessions
+            .lock()
+            .await
+            .insert(owner.to_string(), session);
         Ok(info)
     }
 
@@ -393,12 +393,10 @@ impl HttpBackend {
     ) -> Result<Option<String>, BackendError> {
         let mut sessions = self.shared_sessions.lock().await;
         if renew || !sessions.contains_key(owner) {
-            match self.initialize(&ClientContext::default(), auth).await? {
-                (_, Some(s)) => sessions.insert(owner.to_string(), s),
-                (_, None) => sessions.remove(owner),
-            };
+            let (_, session) = self.initialize(&ClientContext::default(), auth).await?;
+            sessions.insert(owner.to_string(), session);
         }
-        Ok(sessions.get(owner).cloned())
+        Ok(sessions.get(owner).cloned().flatten())
     }
 
     fn expect_reply(&self, posted: Posted) -> Result<Message, BackendError> {
@@ -443,7 +441,8 @@ impl HttpBackend {
                 .lock()
                 .await
                 .get(&self.session_owner(client))
-                .cloned(),
+                .cloned()
+                .flatten(),
         };
         self.post(&msg, session.as_deref(), info.version, &[], None, &auth)
             .await
@@ -473,7 +472,7 @@ impl HttpBackend {
             .lock()
             .await
             .drain()
-            .map(|(_, s)| s)
+            .filter_map(|(_, s)| s)
             .collect();
         for s in sessions {
             let _ = self
