@@ -447,9 +447,12 @@ async fn own_netns(
     if pid <= 0 {
         return Ok(None);
     }
-    crate::egress::Egress::adopt(pid)
-        .map(Some)
-        .map_err(|e| format!("/proc/{pid}/ns/net: {e}"))
+    match crate::egress::Egress::adopt(pid) {
+        Ok(ns) => Ok(Some(ns)),
+        // It exited between the inspect and the open.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("/proc/{pid}/ns/net: {e}")),
+    }
 }
 
 /// The OCI runtime the engine will run container `name` with: Podman's `OCIRuntime` (which
