@@ -1,11 +1,10 @@
 //! Finding the container engine (Podman first, then Docker), and reaping what a gateway that
 //! is gone left behind.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use bollard::Docker;
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptions};
+use bollard::query_parameters::RemoveContainerOptions;
 
 use super::spec::{MANAGED, OWNER};
 use crate::RuntimeError;
@@ -162,17 +161,8 @@ pub(crate) fn owner_gone(owner: &str) -> bool {
 
 /// Removes the containers (and secret folders) of gateways on this host that are gone, e.g.
 /// after a `kill -9`. Returns how many containers were removed.
-pub(crate) async fn reap(docker: &Docker) -> usize {
-    let filters = HashMap::from([("label", vec![format!("{MANAGED}=true")])]);
-    let list = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await;
-    let containers = match list {
+pub(crate) async fn reap(docker: &Docker, socket: &Path) -> usize {
+    let containers = match managed_containers(socket).await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "cannot list the containers earlier gateways left; none reaped");
@@ -180,16 +170,11 @@ pub(crate) async fn reap(docker: &Docker) -> usize {
         }
     };
     let mut removed = 0;
-    for c in containers {
-        let owner = c
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(OWNER))
-            .map(String::as_str)
-            .unwrap_or("");
-        let Some(id) = c.id.as_deref().filter(|_| owner_gone(owner)) else {
+    for (id, owner) in containers {
+        if !owner_gone(&owner) {
             continue;
-        };
+        }
+        let id = id.as_str();
         let force = RemoveContainerOptions {
             force: true,
             ..Default::default()
@@ -206,6 +191,32 @@ pub(crate) async fn reap(docker: &Docker) -> usize {
     }
     reap_secret_dirs(Path::new(SECRETS_PARENT));
     removed
+}
+
+/// Every container labelled as a gateway's, running or not: its id and owner label. Read raw:
+/// bollard's models reject a state Podman reports (`stopped`, while a container is being
+/// removed), and one such container would make the whole list fail.
+async fn managed_containers(socket: &Path) -> Result<Vec<(String, String)>, String> {
+    let filters = format!("{{\"label\":[\"{MANAGED}=true\"]}}");
+    let encoded: String = filters
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let list = raw_get(socket, &format!("/containers/json?all=1&filters={encoded}")).await?;
+    let items = list
+        .as_array()
+        .ok_or("the engine's container list is not a list")?;
+    Ok(items
+        .iter()
+        .filter_map(|c| {
+            let id = c["Id"].as_str()?.to_string();
+            let owner = c["Labels"][OWNER].as_str().unwrap_or("").to_string();
+            Some((id, owner))
+        })
+        .collect())
 }
 
 /// Secret folders whose owning gateway is gone (named `gatehouse-secrets-PID-TICKS-N`).

@@ -61,7 +61,8 @@ impl Engine {
             let h = host.clone();
             rt.spawn(async move {
                 if let Ok((docker, found)) = engine::connect(h.as_deref()).await {
-                    let reaped = engine::reap(&docker).await;
+                    let socket = std::path::Path::new(found.strip_prefix("unix://").unwrap_or(&found));
+                    let reaped = engine::reap(&docker, socket).await;
                     tracing::debug!(engine = %found, reaped, "reaped the containers of stopped gateways");
                 }
             });
@@ -97,9 +98,10 @@ impl Engine {
                 } else {
                     format!("seccomp={}", seccomp::profile())
                 };
-                let reaped = engine::reap(&docker).await;
+                let socket: std::path::PathBuf =
+                    found.strip_prefix("unix://").unwrap_or(&found).into();
+                let reaped = engine::reap(&docker, &socket).await;
                 tracing::info!(engine = %found, podman, reaped, "container engine found");
-                let socket = found.strip_prefix("unix://").unwrap_or(&found).into();
                 Ok(Connected {
                     docker,
                     seccomp,
