@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::containers::containers_script;
+use common::containers::{LIST_MANAGED, containers_script, containers_script_env, owned_by};
 use common::hostile::{call_tool, counting_listener, probe, probe_json};
 use common::*;
 use serde_json::json;
@@ -31,40 +31,14 @@ fn docker(host: &str, args: &[&str]) -> String {
 
 /// The containers (running or not) the gateway with pid `pid` owns on that engine.
 fn docker_containers_of(host: &str, pid: u32) -> Vec<String> {
-    docker(
-        host,
-        &[
-            "ps",
-            "-a",
-            "--filter",
-            "label=io.gatehouse.managed=true",
-            "--format",
-            "{{.Names}} {{.Labels}}",
-        ],
-    )
-    .lines()
-    .filter(|l| l.contains(&format!(":{pid}:")))
-    .map(|l| l.split(' ').next().unwrap_or("").to_string())
-    .collect()
+    owned_by(&docker(host, &LIST_MANAGED), pid)
 }
 
 #[tokio::test]
 async fn on_docker_the_hostile_server_is_refused_outside_its_grants_an_http_server_is_reached_only_through_the_gateway_and_an_allow_list_is_refused()
  {
     let host = docker_engine();
-    let image = {
-        let out = Command::new(common::containers::repo().join("scripts/containers"))
-            .args(["image", "hostile"])
-            .env("ENGINE", "docker")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let image = containers_script_env(&["image", "hostile"], &[("ENGINE", "docker")]);
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
     std::fs::create_dir(root.join("ro")).unwrap();

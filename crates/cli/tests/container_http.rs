@@ -22,16 +22,25 @@ use serde_json::json;
 /// it because of the container.
 const PORT: u16 = 18931;
 
+/// The hostile server in its HTTP mode on [`PORT`], as `command` and `args` lines of a server
+/// entry.
+const HOSTILE_HTTP: &str =
+    "/usr/bin/python3\n    args: [/srv/hostile_server.py, --http, \"18931\"]";
+
 /// A gateway with the hostile server speaking HTTP in a container (`isolation` lines added by
 /// `extra`) and the demo server beside it.
 fn start(extra: &str) -> (tempfile::TempDir, Gatehouse) {
+    start_command(HOSTILE_HTTP, extra)
+}
+
+/// As [`start`], with `command` (and its `args` line) instead of the hostile server's.
+fn start_command(command: &str, extra: &str) -> (tempfile::TempDir, Gatehouse) {
     let image = containers_script(&["image", "hostile"]);
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "servers:
   - name: hostile
-    command: /usr/bin/python3
-    args: [/srv/hostile_server.py, --http, \"{PORT}\"]
+    command: {command}
     isolation:
       runtime: container
       image: {image}
@@ -190,29 +199,9 @@ async fn an_http_server_with_an_allow_list_reaches_only_its_targets() {
 #[tokio::test]
 async fn an_http_server_that_never_listens_fails_with_its_reason_and_the_gateway_keeps_serving() {
     // The server exits at once: the error says so instead of a connection error.
-    let image = containers_script(&["image", "hostile"]);
-    let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "servers:
-  - name: hostile
-    command: /bin/sh
-    args: [-c, \"echo going away >&2; exit 3\"]
-    isolation: {{ runtime: container, image: {image}, http: {{ port: {PORT} }} }}
-  - name: demo
-    command: {bin}
-    args: [demo-server]
-    isolation: {{ runtime: process }}
-virtual_servers:
-  - name: tools
-    path: /mcp
-    include: [{{ server: hostile }}, {{ server: demo }}]
-",
-        bin = bin().display(),
-    );
-    let config = write_config(dir.path(), &config);
-    let gw = Gatehouse::start_env(
-        &["--config", config.to_str().unwrap()],
-        &[("GATEHOUSE_CONTAINER_HOST", &engine())],
+    let (_dir, gw) = start_command(
+        "/bin/sh\n    args: [-c, \"echo going away >&2; exit 3\"]",
+        "",
     );
     let (_, v) = modern(
         &client(),

@@ -12,8 +12,14 @@ pub fn repo() -> PathBuf {
 /// Runs `scripts/containers ARGS` and returns what it printed; the engine must run here
 /// (`scripts/test` installs it), so a failure fails the test with the script's words.
 pub fn containers_script(args: &[&str]) -> String {
+    containers_script_env(args, &[])
+}
+
+/// As [`containers_script`], with `env` set (e.g. `ENGINE=docker`).
+pub fn containers_script_env(args: &[&str], env: &[(&str, &str)]) -> String {
     let out = Command::new(repo().join("scripts/containers"))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("scripts/containers runs");
     assert!(
@@ -45,18 +51,27 @@ pub fn podman(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Names of the containers (running or not) a gateway with pid `pid` owns.
+/// The `ps` arguments that list every managed container (running or not) with its labels;
+/// the same for `podman` and `docker`.
+pub const LIST_MANAGED: [&str; 6] = [
+    "ps",
+    "-a",
+    "--filter",
+    "label=io.gatehouse.managed=true",
+    "--format",
+    "{{.Names}} {{.Labels}}",
+];
+
+/// Names, from a [`LIST_MANAGED`] listing, of the containers the gateway with pid `pid` owns.
+pub fn owned_by(listing: &str, pid: u32) -> Vec<String> {
+    listing
+        .lines()
+        .filter(|l| l.contains(&format!(":{pid}:")))
+        .map(|l| l.split(' ').next().unwrap_or("").to_string())
+        .collect()
+}
+
+/// Names of the containers (running or not) a gateway with pid `pid` owns on Podman.
 pub fn containers_of(pid: u32) -> Vec<String> {
-    podman(&[
-        "ps",
-        "-a",
-        "--filter",
-        "label=io.gatehouse.managed=true",
-        "--format",
-        "{{.Names}} {{.Labels}}",
-    ])
-    .lines()
-    .filter(|l| l.contains(&format!(":{pid}:")))
-    .map(|l| l.split(' ').next().unwrap_or("").to_string())
-    .collect()
+    owned_by(&podman(&LIST_MANAGED), pid)
 }

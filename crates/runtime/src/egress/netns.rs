@@ -66,20 +66,15 @@ pub(crate) fn connect_in(
         .map_err(|_| std::io::Error::other("the connecting thread panicked"))?
 }
 
-/// Moves the calling thread into a new network namespace and returns its descriptor.
-fn unshare_net() -> Result<OwnedFd, String> {
+fn build() -> Result<Namespace, String> {
     // SAFETY: unshare takes a flag word; it changes only this thread's namespace.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
         let e = std::io::Error::last_os_error();
         return Err(format!("{PRIVILEGE} (creating it failed: {e})"));
     }
-    Ok(std::fs::File::open("/proc/thread-self/ns/net")
+    let fd: OwnedFd = std::fs::File::open("/proc/thread-self/ns/net")
         .map_err(|e| format!("cannot open the new network namespace: {e}"))?
-        .into())
-}
-
-fn build() -> Result<Namespace, String> {
-    let fd = unshare_net()?;
+        .into();
     // Children started from this thread are born in its network namespace.
     run(
         "ip",
